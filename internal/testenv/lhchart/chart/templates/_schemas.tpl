@@ -1,0 +1,168 @@
+{{- define "lhchart.conditions" -}}
+conditions:
+  type: array
+  nullable: true
+  items:
+    type: object
+    properties:
+      type: {type: string}
+      status: {type: string}
+      reason: {type: string}
+      message: {type: string}
+      lastProbeTime: {type: string}
+      lastTransitionTime: {type: string}
+{{- end -}}
+
+{{- /* Setting: the value is a TOP-LEVEL field, there is no spec. */ -}}
+{{- define "lhchart.schema.setting" -}}
+value:
+  type: string
+status:
+  type: object
+  properties:
+    applied: {type: boolean}
+{{- end -}}
+
+{{- define "lhchart.schema.backuptarget" -}}
+spec:
+  type: object
+  properties:
+    backupTargetURL: {type: string}
+    credentialSecret: {type: string}
+    pollInterval: {type: string}
+    syncRequestedAt: {type: string, format: date-time, nullable: true}
+status:
+  type: object
+  properties:
+    available: {type: boolean}
+    lastSyncedAt: {type: string, format: date-time, nullable: true}
+    ownerID: {type: string}
+    {{- include "lhchart.conditions" . | nindent 4 }}
+{{- end -}}
+
+{{- define "lhchart.schema.recurringjob" -}}
+spec:
+  type: object
+  properties:
+    name: {type: string}
+    groups:
+      type: array
+      items: {type: string}
+    task:
+      type: string
+      enum:
+      - snapshot
+      - snapshot-force-create
+      - snapshot-cleanup
+      - snapshot-delete
+      - backup
+      - backup-force-create
+      - filesystem-trim
+      {{- if semverCompare ">=1.9.0-0" .Chart.Version }}
+      - system-backup
+      {{- end }}
+    cron: {type: string}
+    retain: {type: integer}
+    concurrency: {type: integer}
+    labels:
+      type: object
+      additionalProperties: {type: string}
+    parameters:
+      type: object
+      additionalProperties: {type: string}
+status:
+  type: object
+  properties:
+    ownerID: {type: string}
+    executionCount: {type: integer}
+{{- end -}}
+
+{{- define "lhchart.schema.volume" -}}
+spec:
+  type: object
+  x-kubernetes-preserve-unknown-fields: true
+  properties:
+    size: {type: string}
+    numberOfReplicas: {type: integer}
+    frontend: {type: string}
+    dataEngine: {type: string, enum: [v1, v2]}
+    backupTargetName: {type: string}
+    fromBackup: {type: string}
+status:
+  type: object
+  properties:
+    state: {type: string}
+    robustness: {type: string}
+    currentNodeID: {type: string}
+    lastBackup: {type: string}
+    lastBackupAt: {type: string}
+    lastDegradedAt: {type: string}
+    kubernetesStatus:
+      type: object
+      x-kubernetes-preserve-unknown-fields: true
+    {{- include "lhchart.conditions" . | nindent 4 }}
+{{- end -}}
+
+{{- define "lhchart.schema.engine" -}}
+spec:
+  type: object
+  properties:
+    volumeName: {type: string}
+    nodeID: {type: string}
+status:
+  type: object
+  properties:
+    currentState: {type: string}
+    rebuildStatus:
+      type: object
+      nullable: true
+      additionalProperties:
+        type: object
+        properties:
+          isRebuilding: {type: boolean}
+          progress: {type: integer}
+          state: {type: string}
+          error: {type: string}
+          fromReplicaAddress: {type: string}
+{{- end -}}
+
+{{- define "lhchart.schema.backupvolume" -}}
+spec:
+  type: object
+  properties:
+    backupTargetName: {type: string, nullable: true}
+    volumeName: {type: string}
+    syncRequestedAt: {type: string, format: date-time, nullable: true}
+status:
+  type: object
+  properties:
+    lastBackupName: {type: string}
+    lastBackupAt: {type: string}
+    size: {type: string}
+    ownerID: {type: string}
+    lastSyncedAt: {type: string, format: date-time, nullable: true}
+{{- end -}}
+
+{{- define "lhchart.schema.backup" -}}
+spec:
+  type: object
+  properties:
+    snapshotName: {type: string}
+    backupMode: {type: string}
+    labels:
+      type: object
+      additionalProperties: {type: string}
+status:
+  type: object
+  properties:
+    state: {type: string}
+    url: {type: string}
+    volumeName: {type: string}
+    volumeSize: {type: string}
+    snapshotName: {type: string}
+    backupCreatedAt: {type: string}
+    progress: {type: integer}
+    backupTargetName: {type: string}
+    error: {type: string}
+    lastSyncedAt: {type: string, format: date-time, nullable: true}
+{{- end -}}
