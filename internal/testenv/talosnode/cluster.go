@@ -1,0 +1,186 @@
+package talosnode
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/siderolabs/crypto/x509"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+)
+
+// Cluster is the state several emulated nodes share: one etcd (membership and whether it was bootstrapped),
+// the OS CA key that control planes hand out through trustd, and the kubeconfig served by control planes.
+type Cluster struct {
+	mu sync.Mutex
+
+	bootstrapCalls       int
+	conflictingBootstrap int
+	bootstrapped         chan struct{}
+	members              []etcdMember
+	nextMemberID         uint64
+
+	kubeconfig []byte
+	osCA       *x509.PEMEncodedCertificateAndKey
+}
+
+type etcdMember struct {
+	id       uint64
+	hostname string
+	ip       string
+}
+
+// NewCluster returns an empty cluster: etcd not bootstrapped, no members.
+func NewCluster() *Cluster {
+	return &Cluster{bootstrapped: make(chan struct{}), nextMemberID: 0x5a1e0001}
+}
+
+// SetKubeconfig sets the kubeconfig every control plane of this cluster serves through the Kubeconfig RPC.
+// Without it, a control plane serves an admin kubeconfig generated from its machine config.
+func (c *Cluster) SetKubeconfig(kubeconfig []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	c.kubeconfig = slices.Clone(kubeconfig)
+}
+
+// BootstrapCalls counts Bootstrap RPCs that reached the handler of a configured control plane (successful or
+// not). A correct client makes exactly one per cluster.
+func (c *Cluster) BootstrapCalls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return c.bootstrapCalls
+}
+
+// ConflictingBootstraps counts Bootstrap calls made on a control plane that had not joined an already
+// bootstrapped etcd yet. On real Talos that creates a second etcd cluster (split brain); the emulator answers
+// AlreadyExists but records it so tests can assert it never happens.
+func (c *Cluster) ConflictingBootstraps() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return c.conflictingBootstrap
+}
+
+// Bootstrapped reports whether etcd was bootstrapped.
+func (c *Cluster) Bootstrapped() bool {
+	select {
+	case <-c.bootstrapped:
+		return true
+	default:
+		return false
+	}
+}
+
+// EtcdMembers returns the hostnames of the etcd members in join order.
+func (c *Cluster) EtcdMembers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	names := make([]string, 0, len(c.members))
+	for _, m := range c.members {
+		names = append(names, m.hostname)
+	}
+
+	return names
+}
+
+// bootstrap makes the node the first etcd member. It mirrors Talos: the node-local check is "is my etcd data
+// directory empty", so a member gets AlreadyExists, and so does (in the emulator) a node that had not joined yet.
+func (c *Cluster) bootstrap(hostname, ip string) (alreadyExists bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	c.bootstrapCalls++
+
+	if len(c.members) > 0 {
+		if !c.isMemberLocked(ip) {
+			c.conflictingBootstrap++
+		}
+
+		return true
+	}
+
+	c.addMemberLocked(hostname, ip)
+	close(c.bootstrapped)
+
+	return false
+}
+
+// join adds a control plane to etcd once the cluster is bootstrapped; joining twice is a no-op.
+func (c *Cluster) join(hostname, ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if c.isMemberLocked(ip) {
+		return
+	}
+
+	c.addMemberLocked(hostname, ip)
+}
+
+func (c *Cluster) isMember(ip string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return c.isMemberLocked(ip)
+}
+
+func (c *Cluster) isMemberLocked(ip string) bool {
+	return slices.ContainsFunc(c.members, func(m etcdMember) bool { return m.ip == ip })
+}
+
+func (c *Cluster) addMemberLocked(hostname, ip string) {
+	c.members = append(c.members, etcdMember{id: c.nextMemberID, hostname: hostname, ip: ip})
+	c.nextMemberID++
+}
+
+func (c *Cluster) memberList() []*machine.EtcdMember {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	list := make([]*machine.EtcdMember, 0, len(c.members))
+	for _, m := range c.members {
+		list = append(list, &machine.EtcdMember{
+			Id:         m.id,
+			Hostname:   m.hostname,
+			PeerUrls:   []string{"https://" + joinHostPort(m.ip, "2380")},
+			ClientUrls: []string{"https://" + joinHostPort(m.ip, "2379")},
+		})
+	}
+
+	return list
+}
+
+func (c *Cluster) servedKubeconfig() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return slices.Clone(c.kubeconfig)
+}
+
+// publishOSCA records the OS CA key pair a control plane's config carries, so workers (whose config has only
+// the CA certificate) can get a serving certificate, as Talos workers do from trustd.
+func (c *Cluster) publishOSCA(ca *x509.PEMEncodedCertificateAndKey) {
+	if ca == nil || len(ca.Key) == 0 {
+		return
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if c.osCA == nil {
+		c.osCA = ca.DeepCopy()
+	}
+}
+
+func (c *Cluster) trustdCA() *x509.PEMEncodedCertificateAndKey {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if c.osCA == nil {
+		return nil
+	}
+
+	return c.osCA.DeepCopy()
+}
