@@ -1,0 +1,317 @@
+package profile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, strictly decodes, defaults and validates the profile at path. On failure the
+// error is a Problems listing everything wrong. Warnings are in the returned Cluster.
+func Load(path string) (*Cluster, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{File: path, Message: fmt.Sprintf("cannot read profile: %v", errors.Unwrap(err)), Hint: "check the path given with -p/--profile"}}
+	}
+
+	return Parse(path, data)
+}
+
+// Parse is Load for a profile already in memory; path names it in messages and anchors
+// relative paths.
+func Parse(path string, data []byte) (*Cluster, error) {
+	src := &source{file: path, root: projectRoot(path), pos: map[string]Pos{}}
+
+	root, err := decodeDocument(path, data)
+	if err != nil {
+		return nil, err
+	}
+
+	if ps := src.check(root, reflect.TypeOf(Cluster{}), ""); len(ps) > 0 {
+		return nil, ps
+	}
+
+	var c Cluster
+	if err := root.Decode(&c); err != nil {
+		return nil, Problems{{File: path, Message: err.Error()}}
+	}
+
+	c.src = src
+	c.normalize()
+	c.applyDefaults()
+
+	errs, warns := c.validate()
+	c.Warnings = warns
+
+	if len(errs) > 0 {
+		return nil, errs
+	}
+
+	return &c, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+func decodeDocument(path string, data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Problems{{File: path, Message: "the profile is empty", Hint: "start from profiles/tazlab.yaml or run `talforge init NAME`"}}
+		}
+
+		p := Problem{File: path, Message: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Hint: "fix the YAML syntax (indentation, quoting, ':' after keys)"}
+		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			p.Line, _ = strconv.Atoi(m[1])
+		}
+
+		return nil, Problems{p}
+	}
+
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, Problems{{File: path, Line: extra.Line, Message: "a profile holds exactly one YAML document, found another after '---'", Hint: "put each cluster in its own file under profiles/"}}
+	}
+
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, Problems{{File: path, Line: root.Line, Col: root.Column, Message: "expected a mapping with apiVersion, kind, metadata, network and nodes at the top level", Hint: "start from profiles/tazlab.yaml"}}
+	}
+
+	return root, nil
+}
+
+// check walks a YAML node against the Go type it will decode into, reporting unknown keys
+// (with the closest valid key), duplicate keys and wrong scalar types with their position, and
+// recording the position of every field for later semantic problems.
+func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+
+	if path != "" {
+		s.pos[path] = Pos{n.Line, n.Column}
+	}
+
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+
+	var ps Problems
+
+	bad := func(expected, hint string) {
+		ps = append(ps, Problem{File: s.file, Line: n.Line, Col: n.Column, Field: displayPath(path), Message: fmt.Sprintf("expected %s, got %s", expected, describe(n)), Hint: hint})
+	}
+
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			bad("a mapping of "+strings.Join(fieldNames(t), ", "), "")
+
+			return ps
+		}
+
+		fields := structFields(t)
+		seen := map[string]int{}
+
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := k.Value
+			kpath := joinPath(path, key)
+
+			if line, dup := seen[key]; dup {
+				ps = append(ps, Problem{File: s.file, Line: k.Line, Col: k.Column, Field: displayPath(kpath), Message: fmt.Sprintf("key %q is repeated (first set at line %d)", key, line), Hint: "keep one of them"})
+
+				continue
+			}
+
+			seen[key] = k.Line
+
+			ft, ok := fields[key]
+			if !ok {
+				ps = append(ps, Problem{File: s.file, Line: k.Line, Col: k.Column, Field: displayPath(kpath), Message: fmt.Sprintf("unknown key %q", key), Hint: suggest(key, fieldNames(t))})
+
+				continue
+			}
+
+			ps = append(ps, s.check(v, ft, kpath)...)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			bad("a list", "write one item per line starting with '- ', or [a, b]")
+
+			return ps
+		}
+
+		for i, item := range n.Content {
+			ps = append(ps, s.check(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			bad("a mapping", "")
+
+			return ps
+		}
+
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			ps = append(ps, s.check(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value))...)
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			bad("a string", "")
+		}
+	case reflect.Int:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			bad("a whole number", "write digits only, without quotes or units")
+		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+			bad("true or false", "")
+		}
+	case reflect.Interface:
+		// free-form (Helm values): anything goes
+	default:
+		panic(fmt.Sprintf("profile: unhandled field type %s", t))
+	}
+
+	return ps
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+
+	switch n.Tag {
+	case "!!int":
+		return "the number " + n.Value
+	case "!!float":
+		return "the number " + n.Value
+	case "!!bool":
+		return n.Value
+	}
+
+	return strconv.Quote(n.Value)
+}
+
+// structFields maps the YAML keys of a struct (inline structs flattened) to their types.
+func structFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+
+		if name == "-" {
+			continue
+		}
+
+		if strings.Contains(opts, "inline") {
+			for k, v := range structFields(f.Type) {
+				out[k] = v
+			}
+
+			continue
+		}
+
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+
+		out[name] = f.Type
+	}
+
+	return out
+}
+
+func fieldNames(t reflect.Type) []string {
+	var names []string
+	for k := range structFields(t) {
+		names = append(names, k)
+	}
+
+	sort.Strings(names)
+
+	return names
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+
+	return path + "." + key
+}
+
+func displayPath(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+
+	return path
+}
+
+// suggest names the valid key closest to an unknown one.
+func suggest(key string, valid []string) string {
+	best, bestDist := "", -1
+
+	for _, v := range valid {
+		d := levenshtein(strings.ToLower(key), strings.ToLower(v))
+		if bestDist < 0 || d < bestDist {
+			best, bestDist = v, d
+		}
+	}
+
+	if best != "" && bestDist <= max(2, len(key)/3) {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
+
+	return "valid keys here: " + strings.Join(valid, ", ")
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+
+	for j := range prev {
+		prev[j] = j
+	}
+
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+
+		prev, cur = cur, prev
+	}
+
+	return prev[len(b)]
+}
