@@ -1,0 +1,274 @@
+package sopsfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/getsops/sops/v3"
+	"github.com/getsops/sops/v3/aes"
+	"github.com/getsops/sops/v3/cmd/sops/common"
+	"github.com/getsops/sops/v3/cmd/sops/formats"
+	sopsconfig "github.com/getsops/sops/v3/config"
+	"github.com/getsops/sops/v3/keyservice"
+	"github.com/getsops/sops/v3/version"
+
+	"github.com/talforge/talforge/pkg/atomicfile"
+)
+
+// ConfigFileName is the SOPS configuration file holding creation rules.
+const ConfigFileName = ".sops.yaml"
+
+// ErrNoRules means no .sops.yaml creation rule covers a file that talforge must encrypt.
+var ErrNoRules = errors.New("no SOPS creation rule")
+
+func yamlStore() common.Store {
+	return common.StoreForFormat(formats.Yaml, sopsconfig.NewStoresConfig())
+}
+
+// Decrypt decrypts SOPS-encrypted YAML. name identifies the data in errors.
+func Decrypt(name string, data []byte) ([]byte, error) {
+	store := yamlStore()
+
+	tree, err := store.LoadEncryptedFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a SOPS-encrypted YAML file: %w", name, err)
+	}
+
+	key, err := tree.Metadata.GetDataKey()
+	if err != nil {
+		return nil, &DecryptError{File: name, Recipients: recipients(tree.Metadata), Err: err}
+	}
+
+	cipher := aes.NewCipher()
+
+	mac, err := tree.Decrypt(key, cipher)
+	if err != nil {
+		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+	}
+
+	original, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, key, tree.Metadata.LastModified.Format(time.RFC3339))
+	if err != nil {
+		return nil, fmt.Errorf("decrypting %s: MAC: %w", name, err)
+	}
+
+	if original != mac {
+		return nil, fmt.Errorf("decrypting %s: integrity check failed: the file was modified without sops", name)
+	}
+
+	return store.EmitPlainFile(tree.Branches)
+}
+
+// DecryptFile reads and decrypts a SOPS-encrypted YAML file.
+func DecryptFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+
+	return Decrypt(path, data)
+}
+
+// DecryptError says that no available key opens a file, and for whom it was encrypted.
+type DecryptError struct {
+	File       string
+	Recipients []string
+	Err        error
+}
+
+func (e *DecryptError) Error() string {
+	return fmt.Sprintf("cannot decrypt %s: none of your keys opens it (it is encrypted for %s); "+
+		"age identities are read from SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or %s; ask a recipient to add your public key and run `sops updatekeys %s`",
+		e.File, strings.Join(e.Recipients, ", "), DefaultIdentityPathHint, e.File)
+}
+
+func (e *DecryptError) Unwrap() error { return e.Err }
+
+// recipients lists the master keys of a file (age recipients, PGP fingerprints, KMS ARNs...).
+func recipients(m sops.Metadata) []string {
+	var out []string
+
+	for _, group := range m.KeyGroups {
+		for _, k := range group {
+			out = append(out, k.ToString())
+		}
+	}
+
+	slices.Sort(out)
+
+	return out
+}
+
+// Rule is the creation rule that applies to a file.
+type Rule struct {
+	// ConfigPath is the .sops.yaml the rule came from.
+	ConfigPath string
+	conf       *sopsconfig.Config
+}
+
+// RuleFor finds the .sops.yaml above path (walking up from its directory, as sops does from
+// the working directory) and returns the creation rule matching path.
+func RuleFor(path string) (*Rule, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+
+	conf, err := findConfig(filepath.Dir(abs))
+	if err != nil {
+		return nil, err
+	}
+
+	c, err := sopsconfig.LoadCreationRuleForFile(conf, abs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", conf, err)
+	}
+
+	if c == nil || len(c.KeyGroups) == 0 {
+		return nil, fmt.Errorf("%w for %s in %s (run `talforge init` to write one)", ErrNoRules, path, conf)
+	}
+
+	return &Rule{ConfigPath: conf, conf: c}, nil
+}
+
+func findConfig(dir string) (string, error) {
+	for d := dir; ; d = filepath.Dir(d) {
+		p := filepath.Join(d, ConfigFileName)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("%w: no %s in %s or any parent directory (run `talforge init` to write one)", ErrNoRules, ConfigFileName, dir)
+		}
+	}
+}
+
+// Encrypt encrypts plaintext YAML for path under rule, as `sops encrypt` would.
+func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
+	store := yamlStore()
+
+	branches, err := store.LoadPlainFile(plain)
+	if err != nil {
+		return nil, fmt.Errorf("encrypting %s: not YAML: %w", path, err)
+	}
+
+	if len(branches) == 0 {
+		return nil, fmt.Errorf("encrypting %s: empty document", path)
+	}
+
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+
+	tree := sops.Tree{
+		Branches: branches,
+		FilePath: abs,
+		Metadata: sops.Metadata{
+			KeyGroups:               r.conf.KeyGroups,
+			ShamirThreshold:         r.conf.ShamirThreshold,
+			UnencryptedSuffix:       r.conf.UnencryptedSuffix,
+			EncryptedSuffix:         r.conf.EncryptedSuffix,
+			UnencryptedRegex:        r.conf.UnencryptedRegex,
+			EncryptedRegex:          r.conf.EncryptedRegex,
+			UnencryptedCommentRegex: r.conf.UnencryptedCommentRegex,
+			EncryptedCommentRegex:   r.conf.EncryptedCommentRegex,
+			MACOnlyEncrypted:        r.conf.MACOnlyEncrypted,
+			Version:                 version.Version,
+		},
+	}
+
+	dataKey, errs := tree.GenerateDataKeyWithKeyServices([]keyservice.KeyServiceClient{keyservice.NewLocalClient()})
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("encrypting %s: %v", path, errors.Join(errs...))
+	}
+
+	if err := common.EncryptTree(common.EncryptTreeOpts{DataKey: dataKey, Tree: &tree, Cipher: aes.NewCipher()}); err != nil {
+		return nil, fmt.Errorf("encrypting %s: %w", path, err)
+	}
+
+	return store.EmitEncryptedFile(tree)
+}
+
+// UpToDate reports whether the encrypted file at path already holds plain, for the same
+// recipients and with the same encryption rule, so rewriting it would only churn Git.
+func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+
+	if err != nil {
+		return false, err
+	}
+
+	store := yamlStore()
+
+	tree, err := store.LoadEncryptedFile(old)
+	if err != nil {
+		return false, nil //nolint:nilerr // not a SOPS file: replace it
+	}
+
+	if !slices.Equal(recipients(tree.Metadata), recipients(sops.Metadata{KeyGroups: r.conf.KeyGroups})) ||
+		tree.Metadata.EncryptedRegex != r.conf.EncryptedRegex ||
+		tree.Metadata.UnencryptedRegex != r.conf.UnencryptedRegex ||
+		tree.Metadata.EncryptedSuffix != r.conf.EncryptedSuffix ||
+		tree.Metadata.UnencryptedSuffix != r.conf.UnencryptedSuffix {
+		return false, nil
+	}
+
+	current, err := Decrypt(path, old)
+	if err != nil {
+		return false, err
+	}
+
+	branches, err := store.LoadPlainFile(plain)
+	if err != nil {
+		return false, fmt.Errorf("%s: not YAML: %w", path, err)
+	}
+
+	want, err := store.EmitPlainFile(branches)
+	if err != nil {
+		return false, err
+	}
+
+	return string(current) == string(want), nil
+}
+
+// WriteFile encrypts plain for path with the creation rule that covers it and writes it
+// atomically (mode 0644: the content is encrypted), unless the file already holds the same
+// content for the same recipients. It reports whether it wrote. If the existing file cannot
+// be decrypted, WriteFile fails rather than overwrite data it cannot read.
+func WriteFile(path string, plain []byte) (bool, error) {
+	r, err := RuleFor(path)
+	if err != nil {
+		return false, err
+	}
+
+	return r.WriteFile(path, plain)
+}
+
+// WriteFile is the package-level WriteFile with a known rule.
+func (r *Rule) WriteFile(path string, plain []byte) (bool, error) {
+	same, err := r.UpToDate(path, plain)
+	if err != nil {
+		return false, err
+	}
+
+	if same {
+		return false, nil
+	}
+
+	enc, err := r.Encrypt(path, plain)
+	if err != nil {
+		return false, err
+	}
+
+	return true, atomicfile.Write(path, enc, 0o644)
+}
