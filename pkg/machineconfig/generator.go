@@ -1,0 +1,337 @@
+package machineconfig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
+	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config/validation"
+
+	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/schematic"
+)
+
+// metalMode is the runtime mode of an installed machine. Talos' own metal mode is internal to
+// Talos, so validation gets an equivalent here.
+type metalMode struct{}
+
+func (metalMode) String() string        { return "metal" }
+func (metalMode) RequiresInstall() bool { return true }
+func (metalMode) InContainer() bool     { return false }
+
+// Generator renders machine configs for one cluster.
+type Generator struct {
+	cluster  *profile.Cluster
+	image    *schematic.Image
+	contract *config.VersionContract
+	bundle   *secrets.Bundle
+
+	// base configs by role and install disk, generated once.
+	base map[baseKey]config.Provider
+	// parsed user patch files by path, loaded once.
+	patches map[string]namedPatch
+	// hostnameReset removes the generated HostnameConfig (auto: stable) so that a static
+	// hostname can replace it.
+	hostnameReset configpatcher.Patch
+}
+
+type baseKey struct {
+	role        profile.Role
+	installDisk string
+}
+
+type namedPatch struct {
+	source string
+	patch  configpatcher.Patch
+}
+
+// Config is one node's rendered machine config.
+type Config struct {
+	Node profile.Node
+	// Provider is the validated config.
+	Provider config.Provider
+	// Bytes is the encoded config (no comments), what gets applied to the node.
+	Bytes []byte
+	// Warnings are machinery's validation warnings.
+	Warnings []string
+}
+
+// New prepares a generator: it generates the base config for each role with machinery and
+// parses every patch file the profile references, once.
+func New(c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Generator, error) {
+	contract, err := config.ParseContractFromVersion(c.Talos.Version)
+	if err != nil {
+		return nil, fmt.Errorf("talos.version: %w", err)
+	}
+
+	g := &Generator{
+		cluster:  c,
+		image:    img,
+		contract: contract,
+		bundle:   bundle,
+		base:     map[baseKey]config.Provider{},
+		patches:  map[string]namedPatch{},
+	}
+
+	for _, n := range c.Nodes {
+		k := baseKey{n.Role, n.InstallDisk}
+		if _, ok := g.base[k]; ok {
+			continue
+		}
+
+		cfg, err := g.generateBase(k)
+		if err != nil {
+			return nil, fmt.Errorf("generating the %s config with machinery: %w", n.Role, err)
+		}
+
+		g.base[k] = cfg
+	}
+
+	if err := g.loadUserPatches(); err != nil {
+		return nil, err
+	}
+
+	if contract.MultidocNetworkConfigSupported() {
+		g.hostnameReset, err = configpatcher.LoadPatch([]byte("apiVersion: v1alpha1\nkind: HostnameConfig\n$patch: delete\n"))
+		if err != nil {
+			return nil, fmt.Errorf("hostname reset patch: %w", err)
+		}
+	}
+
+	return g, nil
+}
+
+// Contract returns the Talos config version contract the generator renders for.
+func (g *Generator) Contract() *config.VersionContract { return g.contract }
+
+func (g *Generator) input(installDisk string) (*generate.Input, error) {
+	c := g.cluster
+
+	sans := []string{}
+	if c.Network.VIP != "" {
+		sans = append(sans, c.Network.VIP)
+	}
+
+	return generate.NewInput(c.Metadata.Name, c.ControlPlaneEndpoint(), strings.TrimPrefix(c.Talos.Kubernetes, "v"),
+		generate.WithVersionContract(g.contract),
+		generate.WithSecretsBundle(g.bundle),
+		generate.WithEndpointList(c.ControlPlaneIPs()),
+		generate.WithInstallDisk(installDisk),
+		generate.WithInstallImage(g.image.InstallerImage()),
+		generate.WithAllowSchedulingOnControlPlanes(c.Talos.AllowSchedulingOnControlPlanes),
+		generate.WithAdditionalSubjectAltNames(sans),
+	)
+}
+
+func (g *Generator) generateBase(k baseKey) (config.Provider, error) {
+	in, err := g.input(k.installDisk)
+	if err != nil {
+		return nil, err
+	}
+
+	t := machine.TypeWorker
+	if k.role == profile.RoleControlPlane {
+		t = machine.TypeControlPlane
+	}
+
+	return in.Config(t)
+}
+
+func (g *Generator) loadUserPatches() error {
+	p := g.cluster.Patches
+
+	files := append(append(append([]string{}, p.All...), p.ControlPlane...), p.Worker...)
+	for _, list := range p.Nodes {
+		files = append(files, list...)
+	}
+
+	for _, f := range files {
+		if _, ok := g.patches[f]; ok {
+			continue
+		}
+
+		data, err := os.ReadFile(g.cluster.Resolve(f))
+		if err != nil {
+			return fmt.Errorf("patch %s: %w", f, err)
+		}
+
+		patch, err := configpatcher.LoadPatch(data)
+		if err != nil {
+			return &PatchError{Patch: f, Err: fmt.Errorf("not a Talos config patch (strategic merge or JSON6902): %w", err)}
+		}
+
+		g.patches[f] = namedPatch{source: f, patch: patch}
+	}
+
+	return nil
+}
+
+// PatchError says which node and which patch made a config invalid.
+type PatchError struct {
+	Node  string
+	Patch string
+	Err   error
+}
+
+func (e *PatchError) Error() string {
+	var b strings.Builder
+
+	if e.Node != "" {
+		fmt.Fprintf(&b, "node %s: ", e.Node)
+	}
+
+	if e.Patch != "" {
+		fmt.Fprintf(&b, "patch %s: ", e.Patch)
+	}
+
+	b.WriteString(e.Err.Error())
+
+	return b.String()
+}
+
+func (e *PatchError) Unwrap() error { return e.Err }
+
+// patchesFor lists every patch for a node in application order.
+func (g *Generator) patchesFor(n profile.Node) ([]namedPatch, error) {
+	builtin, err := g.builtinPatches(n)
+	if err != nil {
+		return nil, err
+	}
+
+	out := builtin
+
+	add := func(files []string) {
+		for _, f := range files {
+			out = append(out, g.patches[f])
+		}
+	}
+
+	add(g.cluster.Patches.All)
+
+	if n.Role == profile.RoleControlPlane {
+		add(g.cluster.Patches.ControlPlane)
+	} else {
+		add(g.cluster.Patches.Worker)
+	}
+
+	add(g.cluster.Patches.Nodes[n.Name])
+
+	return out, nil
+}
+
+// Node renders and validates one node's config.
+func (g *Generator) Node(n profile.Node) (*Config, error) {
+	base, ok := g.base[baseKey{n.Role, n.InstallDisk}]
+	if !ok {
+		return nil, fmt.Errorf("node %s: not in the profile this generator was made for", n.Name)
+	}
+
+	patches, err := g.patchesFor(n)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+
+	raw := make([]configpatcher.Patch, len(patches))
+	for i, p := range patches {
+		raw[i] = p.patch
+	}
+
+	cfg, err := apply(base, raw)
+	if err == nil {
+		var warnings []string
+
+		warnings, err = cfg.Validate(metalMode{}, validation.WithLocal())
+		if err == nil {
+			data, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+			if err != nil {
+				return nil, fmt.Errorf("node %s: encoding config: %w", n.Name, err)
+			}
+
+			return &Config{Node: n, Provider: cfg, Bytes: data, Warnings: warnings}, nil
+		}
+	}
+
+	return nil, g.blame(n, base, patches, err)
+}
+
+func apply(base config.Provider, patches []configpatcher.Patch) (config.Provider, error) {
+	out, err := configpatcher.Apply(configpatcher.WithConfig(base), patches)
+	if err != nil {
+		return nil, err
+	}
+
+	return out.Config()
+}
+
+// blame re-applies the patches one by one to find the first that fails to apply or makes the
+// config invalid. It only runs on the error path.
+func (g *Generator) blame(n profile.Node, base config.Provider, patches []namedPatch, failure error) error {
+	cfg := base
+
+	for _, p := range patches {
+		next, err := apply(cfg, []configpatcher.Patch{p.patch})
+		if err != nil {
+			return &PatchError{Node: n.Name, Patch: p.source, Err: fmt.Errorf("does not apply: %w", err)}
+		}
+
+		if _, err := next.Validate(metalMode{}, validation.WithLocal()); err != nil {
+			return &PatchError{Node: n.Name, Patch: p.source, Err: fmt.Errorf("makes the machine config invalid: %w", err)}
+		}
+
+		cfg = next
+	}
+
+	return &PatchError{Node: n.Name, Err: fmt.Errorf("machine config is invalid: %w", failure)}
+}
+
+// All renders every node's config, concurrently, in profile order. On failure it reports every
+// failing node.
+func (g *Generator) All(ctx context.Context) ([]*Config, error) {
+	nodes := g.cluster.Nodes
+	out := make([]*Config, len(nodes))
+	errs := make([]error, len(nodes))
+
+	work := make(chan int)
+
+	var wg sync.WaitGroup
+
+	for range min(runtime.GOMAXPROCS(0), len(nodes)) {
+		wg.Go(func() {
+			for i := range work {
+				out[i], errs[i] = g.Node(nodes[i])
+			}
+		})
+	}
+
+feed:
+	for i := range nodes {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+
+	close(work)
+	wg.Wait()
+
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	return out, nil
+}
