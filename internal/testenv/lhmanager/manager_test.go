@@ -294,7 +294,6 @@ persistence:
 	t.Logf("upgrade checks: %q", mgr.UpgradeChecks())
 }
 
-
 func settingValue(ctx context.Context, dyn dynamic.Interface, name string) string {
 	u, err := dyn.Resource(SettingGVR).Namespace(Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
