@@ -1,0 +1,24 @@
+// Package pvesim is a test-only emulator of the Proxmox VE REST API (the
+// /api2/json endpoints talforge drives through the Telmate client).
+//
+// It aims at wire fidelity rather than completeness:
+//
+//   - every request's parameters are checked against the upstream PVE API
+//     schema (pve-docs apidata.js, saved as ../shared/fixtures/proxmox/
+//     pve{8,9}-apischema.json): unknown parameters, type, format, pattern,
+//     enum and range violations are answered with HTTP 400 "Parameter
+//     verification failed." and the per-parameter "errors" map PVE sends;
+//   - responses use the {"data": ...} envelope; errors carry their first
+//     message line in the HTTP reason phrase, as pve-http-server does;
+//   - API-token authentication (401 on a bad token, 403 "Permission check
+//     failed (<path>, <priv>)" when a token lacks a privilege);
+//   - asynchronous tasks with real-format UPIDs, task status and log,
+//     per-VM configuration locks, configurable per-task latency;
+//   - fault injection (5xx, dropped connections, lock timeouts, failed tasks).
+//
+// Tests observe the emulator through its request log and state accessors
+// and seed it with VMs (including "foreign" ones) and storage content.
+//
+// The emulator never talks to the network: download-url "downloads" by
+// creating the volume after the configured latency.
+package pvesim
