@@ -163,6 +163,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	if res.BundleCreated {
 		res.Files.Written = append([]string{secrets.FileName}, res.Files.Written...)
+	} else {
+		res.Files.Unchanged = append([]string{secrets.FileName}, res.Files.Unchanged...)
 	}
 
 	if opts.Commit {

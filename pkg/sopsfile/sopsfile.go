@@ -170,18 +170,7 @@ func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
 	tree := sops.Tree{
 		Branches: branches,
 		FilePath: abs,
-		Metadata: sops.Metadata{
-			KeyGroups:               r.conf.KeyGroups,
-			ShamirThreshold:         r.conf.ShamirThreshold,
-			UnencryptedSuffix:       r.conf.UnencryptedSuffix,
-			EncryptedSuffix:         r.conf.EncryptedSuffix,
-			UnencryptedRegex:        r.conf.UnencryptedRegex,
-			EncryptedRegex:          r.conf.EncryptedRegex,
-			UnencryptedCommentRegex: r.conf.UnencryptedCommentRegex,
-			EncryptedCommentRegex:   r.conf.EncryptedCommentRegex,
-			MACOnlyEncrypted:        r.conf.MACOnlyEncrypted,
-			Version:                 version.Version,
-		},
+		Metadata: r.metadata(),
 	}
 
 	dataKey, errs := tree.GenerateDataKeyWithKeyServices([]keyservice.KeyServiceClient{keyservice.NewLocalClient()})
@@ -194,6 +183,30 @@ func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
 	}
 
 	return store.EmitEncryptedFile(tree)
+}
+
+// metadata is the SOPS metadata for new files under this rule. Like the sops CLI, a rule that
+// says nothing about what to encrypt gets the default "_unencrypted" suffix.
+func (r *Rule) metadata() sops.Metadata {
+	m := sops.Metadata{
+		KeyGroups:               r.conf.KeyGroups,
+		ShamirThreshold:         r.conf.ShamirThreshold,
+		UnencryptedSuffix:       r.conf.UnencryptedSuffix,
+		EncryptedSuffix:         r.conf.EncryptedSuffix,
+		UnencryptedRegex:        r.conf.UnencryptedRegex,
+		EncryptedRegex:          r.conf.EncryptedRegex,
+		UnencryptedCommentRegex: r.conf.UnencryptedCommentRegex,
+		EncryptedCommentRegex:   r.conf.EncryptedCommentRegex,
+		MACOnlyEncrypted:        r.conf.MACOnlyEncrypted,
+		Version:                 version.Version,
+	}
+
+	if m.UnencryptedSuffix == "" && m.EncryptedSuffix == "" && m.UnencryptedRegex == "" && m.EncryptedRegex == "" &&
+		m.UnencryptedCommentRegex == "" && m.EncryptedCommentRegex == "" {
+		m.UnencryptedSuffix = sops.DefaultUnencryptedSuffix
+	}
+
+	return m
 }
 
 // UpToDate reports whether the encrypted file at path already holds plain, for the same
@@ -215,11 +228,14 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 		return false, nil //nolint:nilerr // not a SOPS file: replace it
 	}
 
-	if !slices.Equal(recipients(tree.Metadata), recipients(sops.Metadata{KeyGroups: r.conf.KeyGroups})) ||
-		tree.Metadata.EncryptedRegex != r.conf.EncryptedRegex ||
-		tree.Metadata.UnencryptedRegex != r.conf.UnencryptedRegex ||
-		tree.Metadata.EncryptedSuffix != r.conf.EncryptedSuffix ||
-		tree.Metadata.UnencryptedSuffix != r.conf.UnencryptedSuffix {
+	want := r.metadata()
+	got := tree.Metadata
+
+	if !slices.Equal(recipients(got), recipients(want)) ||
+		got.EncryptedRegex != want.EncryptedRegex || got.UnencryptedRegex != want.UnencryptedRegex ||
+		got.EncryptedSuffix != want.EncryptedSuffix || got.UnencryptedSuffix != want.UnencryptedSuffix ||
+		got.EncryptedCommentRegex != want.EncryptedCommentRegex || got.UnencryptedCommentRegex != want.UnencryptedCommentRegex ||
+		got.MACOnlyEncrypted != want.MACOnlyEncrypted {
 		return false, nil
 	}
 
@@ -233,12 +249,12 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 		return false, fmt.Errorf("%s: not YAML: %w", path, err)
 	}
 
-	want, err := store.EmitPlainFile(branches)
+	normalized, err := store.EmitPlainFile(branches)
 	if err != nil {
 		return false, err
 	}
 
-	return string(current) == string(want), nil
+	return string(current) == string(normalized), nil
 }
 
 // WriteFile encrypts plain for path with the creation rule that covers it and writes it

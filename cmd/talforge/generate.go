@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/talforge/talforge/pkg/generate"
+)
+
+type generateOptions struct {
+	*rootOptions
+	outDir string
+	commit bool
+}
+
+func newGenerateCmd(o *rootOptions) *cobra.Command {
+	g := &generateOptions{rootOptions: o}
+
+	cmd := &cobra.Command{
+		Use:   "generate",
+		Short: "Write the cluster's Talos configs, encrypted secrets and lockfile to clusters/<name>/",
+		Long: `generate renders every node's machine config from the profile with Talos' machinery and
+writes clusters/<name>/: the Talos secrets bundle (created once, SOPS-encrypted, never
+replaced), nodes/<node>.yaml (secret fields encrypted), talosconfig.sops.yaml, schematic.yaml,
+Longhorn values and manifests, the IAM policy and talforge.lock.yaml.
+
+On a machine without an age identity it creates one (~/.config/sops/age/keys.txt, or
+$SOPS_AGE_KEY_FILE) and .sops.yaml creation rules for it. Nothing is written when the profile
+or a patch is invalid; files whose content did not change are not rewritten.`,
+		Example: `  talforge generate -p profiles/tazlab.yaml
+  talforge generate -p profiles/ha.yaml --commit`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, err := g.profilePath()
+			if err != nil {
+				return err
+			}
+
+			res, err := generate.Run(cmd.Context(), generate.Options{
+				Profile:   path,
+				OutDir:    g.outDir,
+				Commit:    g.commit,
+				Renderers: renderers(),
+				Log:       g.errOut,
+			})
+			if err != nil {
+				return err
+			}
+
+			g.printWarnings(res.Cluster)
+
+			for _, f := range res.Files.Written {
+				fmt.Fprintf(g.out, "  wrote     %s/%s\n", res.OutDir, f)
+			}
+
+			for _, f := range res.Files.Removed {
+				fmt.Fprintf(g.out, "  removed   %s/%s\n", res.OutDir, f)
+			}
+
+			fmt.Fprintf(g.out, "%s: %d written, %d unchanged, %d removed (schematic %s)\n",
+				res.OutDir, len(res.Files.Written), len(res.Files.Unchanged), len(res.Files.Removed), res.Image.ID)
+
+			if res.Committed {
+				fmt.Fprintf(g.out, "committed %s\n", res.OutDir)
+			}
+
+			return nil
+		},
+	}
+
+	cmd.Flags().StringVar(&g.outDir, "out", "", "output directory (default clusters/<name> under the project root)")
+	cmd.Flags().BoolVar(&g.commit, "commit", false, "commit the output directory with git when it changed")
+
+	return cmd
+}
+
+// renderers are the extra outputs generate writes beside the machine configs.
+func renderers() []generate.Renderer { return nil }

@@ -1,0 +1,18 @@
+// Command talforge takes a Talos-on-Proxmox cluster from one YAML profile to a running,
+// backed-up cluster. See `talforge --help`.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], streams{in: os.Stdin, out: os.Stdout, errOut: os.Stderr})
+
+	stop()
+	os.Exit(code)
+}
