@@ -1,0 +1,424 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/cosi-project/runtime/pkg/state"
+	"google.golang.org/grpc/codes"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configdiff"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+)
+
+// Action is what Apply did (or would do) to a node.
+type Action string
+
+// Apply actions.
+const (
+	// ActionInstalled: the node was in maintenance mode, took its config and came back configured.
+	ActionInstalled Action = "installed"
+	// ActionWouldInstall: dry run, the node is in maintenance mode.
+	ActionWouldInstall Action = "would install"
+	// ActionUnchanged: the live config equals the desired one.
+	ActionUnchanged Action = "unchanged"
+	// ActionApplied: the configured node got the changed config.
+	ActionApplied Action = "applied"
+	// ActionWouldApply: dry run, the live config differs.
+	ActionWouldApply Action = "would apply"
+)
+
+// NodeResult reports Apply's work on one node.
+type NodeResult struct {
+	Node   string
+	Action Action
+	// Diff is the redacted diff live → desired for a configured node that differs (no secret values).
+	Diff string
+	// Details is the node's own account of the apply (e.g. "Applied configuration without a reboot").
+	Details string
+
+	// rebooting: the node reboots to take the config; Apply waits until it runs it.
+	rebooting bool
+}
+
+// redacted replaces secret values in printed diffs.
+const redacted = "******"
+
+// Apply brings every node to its desired config, concurrently, and returns one result per node in profile
+// order. A node's error does not stop the others; the returned error joins them in profile order.
+func (r *Runner) Apply(ctx context.Context) ([]NodeResult, error) {
+	nodes := r.cluster.Nodes
+	results := make([]NodeResult, len(nodes))
+	errs := make([]error, len(nodes))
+
+	var wg sync.WaitGroup
+
+	for i, n := range nodes {
+		wg.Go(func() { results[i], errs[i] = r.applyNode(ctx, n) })
+	}
+
+	wg.Wait()
+
+	return results, errors.Join(errs...)
+}
+
+// applyNode observes the node until it is configured, applying its config once if it is found in maintenance
+// mode. An apply whose answer was lost (the node rebooted mid-call) is resolved by observing again: a node
+// back in maintenance mode gets the config again, a configured node is done.
+func (r *Runner) applyNode(ctx context.Context, n Node) (NodeResult, error) {
+	var (
+		accepted bool
+		result   = NodeResult{Node: n.Name}
+	)
+
+	phase := PhaseWaitAPI
+
+	r.progress.printf(n.Name, "waiting for the Talos API at %s", r.endpoint(n))
+
+	err := r.wait(ctx, n.Name, "Talos API", r.opts.APITimeout, func(lastSeen string) *Error {
+		e := &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: phase, LastSeen: lastSeen}
+		if accepted {
+			e.Hint = "the node accepted its config but did not come back with the cluster's CA: watch its console (Proxmox noVNC or serial) " +
+				"for install errors; a node that boots into maintenance mode again failed to install (check the install disk and the installer image)"
+		} else {
+			e.Hint = fmt.Sprintf("check that the VM is running and booted the Talos image, that %s is its static IP (Proxmox cloud-init ipconfig0) "+
+				"and that TCP %s is reachable from here", n.IP, portOf(r.endpoint(n)))
+		}
+
+		return e
+	}, func(ctx context.Context) stepResult {
+		obs := r.observe(ctx, n)
+
+		switch obs.state {
+		case stateConfigured:
+			if accepted {
+				result.Action = ActionInstalled
+				r.progress.printf(n.Name, "installed: %s", obs.seen)
+
+				return stepResult{done: true}
+			}
+
+			if result.rebooting {
+				return r.checkRebooted(ctx, n, &result)
+			}
+
+			var e *Error
+
+			if result, e = r.reconcile(ctx, n); e != nil {
+				return stepResult{err: e}
+			}
+
+			if result.rebooting {
+				phase = PhaseWaitConfigured
+
+				return stepResult{seen: "rebooting to take the config", reported: true}
+			}
+
+			return stepResult{done: true}
+		case stateMaintenance:
+			if accepted {
+				// It answers in maintenance mode until it goes down to install; wait.
+				return stepResult{seen: obs.seen + " (config accepted, waiting for the install)"}
+			}
+
+			if r.opts.DryRun {
+				result.Action = ActionWouldInstall
+				r.progress.printf(n.Name, "in maintenance mode: would apply its config (mode auto) and install")
+
+				return stepResult{done: true}
+			}
+
+			phase = PhaseApply
+
+			seen, err := r.applyInMaintenance(ctx, n)
+			if err != nil {
+				return stepResult{err: err}
+			}
+
+			if seen == "" {
+				accepted = true
+				phase = PhaseWaitConfigured
+				seen = "config accepted, installing"
+
+				r.progress.printf(n.Name, "config applied in maintenance mode (mode auto); the node installs and reboots")
+
+				return stepResult{seen: seen, reported: true}
+			}
+
+			return stepResult{seen: seen}
+		case stateForeign:
+			return stepResult{err: r.foreignError(n, phase, obs.seen)}
+		default:
+			return stepResult{seen: obs.seen}
+		}
+	})
+
+	return result, err
+}
+
+// checkRebooted is done once the node runs the config it rebooted for.
+func (r *Runner) checkRebooted(ctx context.Context, n Node, result *NodeResult) stepResult {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+	defer cancel()
+
+	c, err := r.secureClient(ctx, n)
+	if err != nil {
+		return stepResult{seen: describe(err)}
+	}
+
+	defer c.Close() //nolint:errcheck // probe
+
+	live, e := r.readLive(ctx, c, n)
+	if e != nil {
+		return stepResult{seen: e.Err.Error()}
+	}
+
+	if changed, _, _ := redactedDiff(live.active, r.desired[n.Name]); changed { //nolint:errcheck // a failed diff counts as "not yet"
+		return stepResult{seen: "configured, still running the previous config (reboot pending)"}
+	}
+
+	result.rebooting = false
+	r.progress.printf(n.Name, "rebooted and runs the new config")
+
+	return stepResult{done: true}
+}
+
+// foreignError reports a node that answers TLS with another identity: waiting cannot fix that.
+func (r *Runner) foreignError(n Node, phase Phase, seen string) *Error {
+	return &Error{
+		Node: n.Name, Endpoint: r.endpoint(n), Phase: phase, LastSeen: seen,
+		Err: errors.New("the node answers TLS, but neither in maintenance mode nor with this cluster's CA and client certificate"),
+		Hint: "it runs a config from another cluster (or this talosconfig is not the cluster's): check the IP in the profile; " +
+			"to take the node over, reset it to maintenance mode (talosctl reset with that cluster's talosconfig) and run again",
+	}
+}
+
+func portOf(endpoint string) string {
+	i := strings.LastIndex(endpoint, ":")
+	if i < 0 {
+		return endpoint
+	}
+
+	return endpoint[i+1:]
+}
+
+// applyInMaintenance sends the config with mode AUTO. It returns "" when the node accepted it, a description
+// when the answer was lost (the caller observes again), or an error the node will not recover from.
+func (r *Runner) applyInMaintenance(ctx context.Context, n Node) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+	defer cancel()
+
+	c, err := r.insecureClient(ctx, n)
+	if err != nil {
+		return describe(err), nil
+	}
+
+	defer c.Close() //nolint:errcheck // one call
+
+	_, err = c.ApplyConfiguration(ctx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: machine.ApplyConfigurationRequest_AUTO})
+
+	switch {
+	case err == nil:
+		return "", nil
+	case codeOf(err) == codes.InvalidArgument:
+		return "", &Error{
+			Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseApply, Err: fmt.Errorf("the node rejected its config: %s", describe(err)),
+			Hint: "the config does not validate on the node: check the profile's patches and the Talos version (talforge generate validates the same way)",
+		}
+	case codeOf(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "already in progress"):
+		// An earlier apply (whose answer we lost) is being installed.
+		return "", nil
+	default:
+		return "apply answer lost (" + describe(err) + "), checking the node again", nil
+	}
+}
+
+// liveConfig is what a configured node runs and will run after its next reboot.
+type liveConfig struct {
+	role       string
+	active     config.Provider
+	persistent config.Provider
+}
+
+func (r *Runner) readLive(ctx context.Context, c *client.Client, n Node) (*liveConfig, *Error) {
+	fail := func(what string, err error) *Error {
+		e := &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseCompare, Err: fmt.Errorf("read %s: %s", what, describe(err))}
+		if codeOf(err) == codes.PermissionDenied {
+			e.Hint = "the talosconfig's client certificate lacks the os:admin role; use the talosconfig talforge generated"
+		}
+
+		return e
+	}
+
+	mt, err := safe.StateGetByID[*configres.MachineType](ctx, c.COSI, configres.MachineTypeID)
+	if err != nil {
+		return nil, fail("machine type", err)
+	}
+
+	active, err := safe.StateGetByID[*configres.MachineConfig](ctx, c.COSI, configres.ActiveID)
+	if err != nil {
+		return nil, fail("machine config", err)
+	}
+
+	live := &liveConfig{role: mt.MachineType().String(), active: active.Provider(), persistent: active.Provider()}
+
+	persistent, err := safe.StateGetByID[*configres.MachineConfig](ctx, c.COSI, configres.PersistentID)
+
+	switch {
+	case err == nil:
+		live.persistent = persistent.Provider()
+	case !state.IsNotFoundError(err) && codeOf(err) != codes.NotFound:
+		return nil, fail("persistent machine config", err)
+	}
+
+	if !sameRole(mt.MachineType(), n.Role) {
+		return nil, &Error{
+			Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseCompare, LastSeen: "live role " + live.role,
+			Err: fmt.Errorf("refusing to send a %s config to a node that runs as %s", n.Role, live.role),
+			Hint: "a node cannot change its role in place: fix the node's role in the profile, or wipe the node " +
+				"(talosctl reset, then it boots into maintenance mode) and run again",
+		}
+	}
+
+	return live, nil
+}
+
+// reconcile compares a configured node's live config with the desired one and applies it when it differs.
+func (r *Runner) reconcile(ctx context.Context, n Node) (NodeResult, *Error) {
+	result := NodeResult{Node: n.Name}
+	desired := r.desired[n.Name]
+
+	callCtx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+	defer cancel()
+
+	c, err := r.secureClient(callCtx, n)
+	if err != nil {
+		return result, &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseCompare, Err: err}
+	}
+
+	defer c.Close() //nolint:errcheck // short-lived
+
+	live, e := r.readLive(callCtx, c, n)
+	if e != nil {
+		return result, e
+	}
+
+	changed, diff, err := redactedDiff(live.persistent, desired)
+	if err != nil {
+		return result, &Error{Node: n.Name, Phase: PhaseCompare, Err: err}
+	}
+
+	if !changed {
+		result.Action = ActionUnchanged
+
+		if stagedPending, _, _ := redactedDiff(live.active, live.persistent); stagedPending { //nolint:errcheck // informational only
+			result.Details = "the desired config is staged and takes effect at the next reboot"
+		}
+
+		r.progress.printf(n.Name, "configured, config up to date%s", suffix(result.Details))
+
+		return result, nil
+	}
+
+	result.Diff = diff
+
+	if r.opts.DryRun {
+		result.Action = ActionWouldApply
+		r.progress.printf(n.Name, "configured, config differs: would apply (mode %s)", r.opts.Mode)
+
+		return result, nil
+	}
+
+	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: r.opts.Mode.proto()})
+	if err != nil {
+		e := &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseApply, Err: fmt.Errorf("apply (mode %s): %s", r.opts.Mode, describe(err))}
+
+		switch codeOf(err) {
+		case codes.InvalidArgument:
+			e.Hint = "the node rejected the config: check the profile's patches; some changes need --mode auto (a reboot)"
+		case codes.PermissionDenied:
+			e.Hint = "the talosconfig's client certificate lacks the os:admin role"
+		default:
+			e.Hint = "run again: talforge compares the live config first, so a config that did arrive is not sent twice"
+		}
+
+		return result, e
+	}
+
+	result.Action = ActionApplied
+
+	if msgs := resp.GetMessages(); len(msgs) > 0 {
+		result.Details = msgs[0].GetModeDetails()
+	}
+
+	r.progress.printf(n.Name, "config applied (mode %s)%s", r.opts.Mode, suffix(result.Details))
+
+	if msgs := resp.GetMessages(); len(msgs) > 0 {
+		switch msgs[0].GetMode() {
+		case machine.ApplyConfigurationRequest_NO_REBOOT, machine.ApplyConfigurationRequest_STAGED:
+		default:
+			result.rebooting = true
+		}
+	}
+
+	return result, nil
+}
+
+func suffix(s string) string {
+	if s == "" {
+		return ""
+	}
+
+	return ": " + s
+}
+
+// redactedDiff reports whether two configs differ and a diff in which every secret value is replaced. The
+// decision is made on the full configs, so a change of a secret alone still counts (and says so).
+func redactedDiff(live, desired config.Provider) (bool, string, error) {
+	full, err := configdiff.DiffConfigs(live, desired)
+	if err != nil {
+		return false, "", fmt.Errorf("diff configs: %w", err)
+	}
+
+	if full == "" {
+		return false, "", nil
+	}
+
+	diff, err := configdiff.DiffConfigs(live.RedactSecrets(redacted), desired.RedactSecrets(redacted))
+	if err != nil {
+		return false, "", fmt.Errorf("diff redacted configs: %w", err)
+	}
+
+	switch {
+	case diff == "":
+		diff = "(only secret values differ; they are not shown)\n"
+	case changedLines(full) > changedLines(diff):
+		diff += "(secret values differ too; they are not shown)\n"
+	}
+
+	return true, strings.Replace(diff, "--- a\n+++ b\n", "--- live\n+++ desired\n", 1), nil
+}
+
+// changedLines counts the added and removed lines of a unified diff.
+func changedLines(diff string) int {
+	n := 0
+
+	for line := range strings.Lines(diff) {
+		if strings.HasPrefix(line, "+++ ") || strings.HasPrefix(line, "--- ") {
+			continue
+		}
+
+		if strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-") {
+			n++
+		}
+	}
+
+	return n
+}
