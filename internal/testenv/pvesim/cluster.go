@@ -32,6 +32,7 @@ func (s *Server) buildRoutes() []route {
 		{method: "GET", template: "/nodes/{node}/storage", handler: s.listStorage},
 		{method: "GET", template: "/nodes/{node}/storage/{storage}/content", handler: s.storageContent},
 		{method: "POST", template: "/nodes/{node}/storage/{storage}/download-url", async: true, handler: s.downloadURL},
+		{method: "GET", template: "/nodes/{node}/tasks", handler: s.taskList},
 		{method: "GET", template: "/nodes/{node}/tasks/{upid}/status", handler: s.taskStatus},
 		{method: "GET", template: "/nodes/{node}/tasks/{upid}/log", handler: s.taskLog},
 	}

@@ -311,3 +311,52 @@ func (s *Server) lookupTask(c *call) (*task, *apiError) {
 	}
 	return t, nil
 }
+
+// GET /nodes/{node}/tasks (newest first; a token sees its own tasks, others need Sys.Audit).
+func (s *Server) taskList(c *call) (any, *apiError) {
+	node := c.uri["node"]
+	audit := c.token.can("/nodes/"+node, "Sys.Audit")
+	vmid, typ := c.params.Get("vmid"), c.params.Get("typefilter")
+	errorsOnly := c.params.Bool("errors")
+	start, limit := 0, 50
+	if v := c.params.Get("start"); v != "" {
+		start, _ = strconv.Atoi(v)
+	}
+	if v := c.params.Get("limit"); v != "" {
+		limit, _ = strconv.Atoi(v)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*task
+	for _, t := range s.tasks {
+		if t.node != node || (t.user != c.token.ID && !audit) {
+			continue
+		}
+		if (vmid != "" && t.id != vmid) || (typ != "" && t.typ != typ) || (errorsOnly && (t.running || t.exit == "OK")) {
+			continue
+		}
+		list = append(list, t)
+	}
+	sortTasksDesc(list)
+	out := []map[string]any{}
+	for i := start; i < len(list) && len(out) < limit; i++ {
+		t := list[i]
+		user, _, _ := strings.Cut(t.user, "!")
+		e := map[string]any{"upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.starttime,
+			"type": t.typ, "id": t.id, "user": user}
+		if !t.running {
+			e["status"] = t.exit
+			e["endtime"] = t.starttime
+		}
+		out = append(out, e)
+	}
+	return withTotal{data: out, total: len(list)}, nil
+}
+
+func sortTasksDesc(ts []*task) {
+	for i := 1; i < len(ts); i++ {
+		for j := i; j > 0 && (ts[j].starttime > ts[j-1].starttime || ts[j].starttime == ts[j-1].starttime && ts[j].pid > ts[j-1].pid); j-- {
+			ts[j], ts[j-1] = ts[j-1], ts[j]
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package proxmox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// API is the part of the Proxmox VE REST API that provisioning needs. Telmate (NewTelmateAPI)
+// implements it with github.com/Telmate/proxmox-api-go; everything in this package talks to
+// Proxmox only through it.
+//
+// Mutating calls start PVE worker tasks and return their UPID without waiting: the caller
+// polls TaskStatus (see Waiter) so that a 300 ms task is not stretched to Telmate's fixed
+// 2 s polling interval. DeleteVM is the exception (Telmate offers no DELETE that returns the
+// task id) and returns when the task has finished.
+type API interface {
+	// Version returns the PVE version, e.g. "9.1.1".
+	Version(ctx context.Context) (string, error)
+	// ListVMs lists the QEMU guests the token may audit (GET /cluster/resources?type=vm).
+	ListVMs(ctx context.Context) ([]VMResource, error)
+	// NextID returns a free VMID (GET /cluster/nextid).
+	NextID(ctx context.Context) (int, error)
+	// IsFreeID reports whether a VMID is unused (GET /cluster/nextid?vmid=).
+	IsFreeID(ctx context.Context, vmid int) (bool, error)
+	// VMConfig returns a VM's configuration with pending changes applied, as strings.
+	VMConfig(ctx context.Context, node string, vmid int) (map[string]string, error)
+	// PendingKeys lists config keys whose change waits for the next VM start.
+	PendingKeys(ctx context.Context, node string, vmid int) ([]string, error)
+	// CreateVM starts a qmcreate task (POST /nodes/{node}/qemu).
+	CreateVM(ctx context.Context, node string, vmid int, params Params) (string, error)
+	// CloneVM starts a full clone of template into newID (POST .../clone).
+	CloneVM(ctx context.Context, node string, template, newID int, params Params) (string, error)
+	// UpdateVM starts a qmconfig task (POST /nodes/{node}/qemu/{vmid}/config).
+	UpdateVM(ctx context.Context, node string, vmid int, params Params) (string, error)
+	// ResizeDisk grows a disk to size (PUT .../resize).
+	ResizeDisk(ctx context.Context, node string, vmid int, disk, size string) (string, error)
+	// StartVM and StopVM start qmstart / qmstop tasks.
+	StartVM(ctx context.Context, node string, vmid int) (string, error)
+	StopVM(ctx context.Context, node string, vmid int) (string, error)
+	// DeleteVM destroys a stopped VM and waits for the task.
+	DeleteVM(ctx context.Context, node string, vmid int, purge, destroyUnreferenced bool) error
+	// MoveDisk reassigns a disk to another VM on the same node (POST .../move_disk).
+	MoveDisk(ctx context.Context, node string, vmid int, disk string, targetVMID int, targetDisk string) (string, error)
+	// StorageContent lists volumes of a content type on a node's storage.
+	StorageContent(ctx context.Context, node, storage, content string) ([]StorageVolume, error)
+	// DownloadURL makes PVE fetch a file into a storage (POST .../download-url).
+	DownloadURL(ctx context.Context, node, storage string, req DownloadRequest) (string, error)
+	// TaskStatus polls a task.
+	TaskStatus(ctx context.Context, upid string) (TaskStatus, error)
+	// TaskLog returns up to the last n lines of a task's log.
+	TaskLog(ctx context.Context, upid string, n int) ([]string, error)
+}
+
+// Params are API parameters in PVE's string form.
+type Params map[string]string
+
+// Keys returns the parameter names sorted.
+func (p Params) Keys() []string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+
+	return keys
+}
+
+// VMResource is one QEMU guest of /cluster/resources.
+type VMResource struct {
+	VMID     int
+	Node     string
+	Name     string
+	Running  bool
+	Locked   bool
+	Template bool
+	Tags     []string
+}
+
+// HasTag reports whether the VM carries a tag (PVE tags are case-insensitive).
+func (r VMResource) HasTag(tag string) bool {
+	for _, t := range r.Tags {
+		if strings.EqualFold(t, tag) {
+			return true
+		}
+	}
+
+	return false
+}
+
+// TaskStatus is the state of a PVE worker task.
+type TaskStatus struct {
+	Running    bool
+	ExitStatus string
+}
+
+var rxWarnings = regexp.MustCompile(`^WARNINGS: \d+$`)
+
+// Succeeded reports a stopped task whose exit status is "OK" or "WARNINGS: n" (facts §1.3).
+func (s TaskStatus) Succeeded() bool {
+	return !s.Running && (s.ExitStatus == "OK" || rxWarnings.MatchString(s.ExitStatus))
+}
+
+// StorageVolume is a volume of a storage.
+type StorageVolume struct {
+	VolID string
+	Size  int64
+}
+
+// DownloadRequest asks PVE to download a file (download-url).
+type DownloadRequest struct {
+	URL      string
+	Filename string
+	Content  string // iso, import, vztmpl
+}
+
+// APIError is an error answer of the PVE API.
+type APIError struct {
+	Status  int
+	Message string
+	// Errors are per-parameter messages (400 Parameter verification failed).
+	Errors map[string]string
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+
+	fmt.Fprintf(&b, "HTTP %d", e.Status)
+
+	if m := strings.TrimSpace(e.Message); m != "" {
+		b.WriteString(": " + m)
+	}
+
+	keys := make([]string, 0, len(e.Errors))
+	for k := range e.Errors {
+		keys = append(keys, k)
+	}
+
+	sort.Strings(keys)
+
+	for i, k := range keys {
+		sep := "; "
+		if i == 0 {
+			sep = " ("
+		}
+
+		b.WriteString(sep + k + ": " + strings.Join(strings.Fields(e.Errors[k]), " "))
+	}
+
+	if len(keys) > 0 {
+		b.WriteString(")")
+	}
+
+	return b.String()
+}
+
+// TaskError is a PVE task that stopped with an error exit status.
+type TaskError struct {
+	UPID       string
+	ExitStatus string
+	// LogTail holds the last lines of the task log.
+	LogTail []string
+}
+
+func (e *TaskError) Error() string {
+	msg := fmt.Sprintf("task %s failed: %s", taskType(e.UPID), e.ExitStatus)
+	if len(e.LogTail) > 0 {
+		msg += "\n  task log (last lines):\n    " + strings.Join(e.LogTail, "\n    ")
+	}
+
+	return msg
+}
+
+// ErrConnection wraps transport failures (refused, reset, dropped connections).
+var ErrConnection = errors.New("connection to the Proxmox API failed")
+
+// ErrClientPanic is returned when the Telmate client panicked on an unexpected response.
+var ErrClientPanic = errors.New("proxmox client panicked on an unexpected API response")
+
+// upidNode returns the node field of a UPID (UPID:node:...).
+func upidNode(upid string) (string, error) {
+	parts := strings.Split(upid, ":")
+	if len(parts) < 9 || parts[0] != "UPID" || parts[1] == "" {
+		return "", fmt.Errorf("malformed task id %q", upid)
+	}
+
+	return parts[1], nil
+}
+
+func taskType(upid string) string {
+	parts := strings.Split(upid, ":")
+	if len(parts) < 9 {
+		return "?"
+	}
+
+	return parts[5] + " " + parts[6]
+}
+
+// isLockTimeout matches PVE's config lock contention message.
+func isLockTimeout(msg string) bool {
+	return strings.Contains(msg, "can't lock file") && strings.Contains(msg, "got timeout")
+}
+
+// Retryable reports whether an error is transient: config lock contention, 5xx answers
+// that are not a handler's verdict, dropped or refused connections, and tasks that failed
+// on the config lock.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+
+	var te *TaskError
+	if errors.As(err, &te) {
+		return isLockTimeout(te.ExitStatus)
+	}
+
+	var ae *APIError
+	if errors.As(err, &ae) {
+		switch {
+		case isLockTimeout(ae.Message):
+			return true
+		case ae.Status == 500:
+			m := strings.TrimSpace(ae.Message)
+			return m == "" || m == "Internal Server Error" || strings.Contains(m, "timeout") || strings.Contains(m, "temporarily")
+		case ae.Status == 501:
+			return false
+		case ae.Status >= 502:
+			return true
+		}
+
+		return false
+	}
+
+	return errors.Is(err, ErrConnection)
+}
+
+func atoiLoose(v any) int {
+	switch t := v.(type) {
+	case float64:
+		return int(t)
+	case string:
+		n, _ := strconv.Atoi(t)
+		return n
+	case int:
+		return t
+	}
+
+	return 0
+}

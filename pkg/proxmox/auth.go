@@ -1,0 +1,159 @@
+package proxmox
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/talforge/talforge/pkg/profile"
+)
+
+// EnvToken names the environment variable that overrides proxmox.tokenFile.
+const EnvToken = "TALFORGE_PVE_TOKEN"
+
+// Token is a PVE API token "USER@REALM!TOKENID=SECRET". Printing it in any form (%v, %+v,
+// %#v, %s, %q, JSON) shows only the id: the secret is never written anywhere.
+type Token struct {
+	// ID is USER@REALM!TOKENID.
+	ID     string
+	secret string
+}
+
+var rxTokenID = regexp.MustCompile(`^[^\s@!=]+@[A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]*$`)
+
+// ParseToken parses USER@REALM!TOKENID=SECRET. Errors never contain the secret.
+func ParseToken(s string) (Token, error) {
+	s = strings.TrimSpace(s)
+
+	i := strings.LastIndexByte(s, '=')
+	if i < 0 {
+		return Token{}, errors.New("API token: expected USER@REALM!TOKENID=SECRET, found no '=' before the secret")
+	}
+
+	id, secret := s[:i], s[i+1:]
+	if !rxTokenID.MatchString(id) {
+		return Token{}, fmt.Errorf("API token: the id %q is not USER@REALM!TOKENID (e.g. talforge@pve!provision)", id)
+	}
+
+	if secret == "" || strings.ContainsAny(secret, " \t\r\n") {
+		return Token{}, fmt.Errorf("API token %s: the secret after '=' is empty or contains spaces", id)
+	}
+
+	return Token{ID: id, secret: secret}, nil
+}
+
+// NewToken builds a token from its parts.
+func NewToken(id, secret string) (Token, error) { return ParseToken(id + "=" + secret) }
+
+func (t Token) String() string { return t.ID + "=<redacted>" }
+
+// GoString keeps %#v from printing the secret field.
+func (t Token) GoString() string {
+	return "proxmox.Token{ID:" + strconv.Quote(t.ID) + ", secret:<redacted>}"
+}
+
+// Format implements fmt.Formatter so that every verb prints the redacted form.
+func (t Token) Format(f fmt.State, verb rune) {
+	switch verb {
+	case 'q':
+		_, _ = io.WriteString(f, strconv.Quote(t.String()))
+	default:
+		if verb == 'v' && f.Flag('#') {
+			_, _ = io.WriteString(f, t.GoString())
+			return
+		}
+
+		_, _ = io.WriteString(f, t.String())
+	}
+}
+
+// MarshalJSON writes the redacted form.
+func (t Token) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(t.String())), nil }
+
+// MarshalYAML writes the redacted form.
+func (t Token) MarshalYAML() (any, error) { return t.String(), nil }
+
+// Decrypter returns the plaintext of a SOPS-encrypted file (pkg/sopsfile.DecryptFile).
+type Decrypter func(path string) ([]byte, error)
+
+// ResolveToken finds the API token: $TALFORGE_PVE_TOKEN if set, else the `token` key of the
+// SOPS-encrypted proxmox.tokenFile. It returns where the token came from (for messages).
+func ResolveToken(c *profile.Cluster, getenv func(string) string, decrypt Decrypter) (Token, string, error) {
+	if v := getenv(EnvToken); v != "" {
+		t, err := ParseToken(v)
+		if err != nil {
+			return Token{}, "", fmt.Errorf("$%s: %w", EnvToken, err)
+		}
+
+		return t, "$" + EnvToken, nil
+	}
+
+	if c.Proxmox == nil || c.Proxmox.TokenFile == "" {
+		return Token{}, "", fmt.Errorf("%s: proxmox.tokenFile: no API token: set proxmox.tokenFile to a SOPS-encrypted file "+
+			"with `token: USER@REALM!TOKENID=SECRET`, or export %s", c.File(), EnvToken)
+	}
+
+	path := c.Resolve(c.Proxmox.TokenFile)
+	if decrypt == nil {
+		return Token{}, "", fmt.Errorf("%s: cannot decrypt: no SOPS decrypter configured", path)
+	}
+
+	plain, err := decrypt(path)
+	if err != nil {
+		return Token{}, "", fmt.Errorf("proxmox.tokenFile %s: %w", path, err)
+	}
+
+	var doc struct {
+		Token string `yaml:"token"`
+	}
+	if err := yaml.Unmarshal(plain, &doc); err != nil {
+		return Token{}, "", fmt.Errorf("proxmox.tokenFile %s: not a YAML mapping (expected `token: USER@REALM!TOKENID=SECRET`)", path)
+	}
+
+	if doc.Token == "" {
+		return Token{}, "", fmt.Errorf("proxmox.tokenFile %s: key `token` is missing or empty (expected `token: USER@REALM!TOKENID=SECRET`)", path)
+	}
+
+	t, err := ParseToken(doc.Token)
+	if err != nil {
+		return Token{}, "", fmt.Errorf("proxmox.tokenFile %s: %w", path, err)
+	}
+
+	return t, path, nil
+}
+
+// TLSConfig returns the client TLS configuration: verification on with the system roots, or
+// with the CA bundle in caFile; insecure (an explicit choice) disables verification.
+func TLSConfig(caFile string, insecure bool) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if insecure {
+		cfg.InsecureSkipVerify = true //nolint:gosec // explicit opt-in (--insecure / proxmox.insecureSkipVerify)
+		return cfg, nil
+	}
+
+	if caFile == "" {
+		return cfg, nil
+	}
+
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("proxmox CA file: %w", err)
+	}
+
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("proxmox CA file %s: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)", caFile)
+	}
+
+	cfg.RootCAs = pool
+
+	return cfg, nil
+}
