@@ -59,6 +59,21 @@ func (f *failing) add(n Node, reason string) {
 
 func (f *failing) String() string { return strings.Join(f.reasons, "; ") }
 
+// ips lists the failing nodes' IPs for talosctl -n, or the given nodes' when none failed.
+func (f *failing) ips(fallback []Node) string {
+	nodes := f.nodes
+	if len(nodes) == 0 {
+		nodes = fallback
+	}
+
+	ips := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		ips = append(ips, n.IP)
+	}
+
+	return strings.Join(ips, ",")
+}
+
 // blame names the node when exactly one is failing.
 func (f *failing) blame(r *Runner, phase Phase, lastSeen, hint string) *Error {
 	e := &Error{Phase: phase, LastSeen: lastSeen, Hint: hint}
@@ -116,12 +131,12 @@ func (r *Runner) healthEtcd(ctx context.Context) error {
 	r.progress.printf("", "health: waiting for etcd (one member per control plane: %s)", strings.Join(want, ", "))
 
 	return r.wait(ctx, "", "etcd", r.opts.HealthTimeout, func(lastSeen string) *Error {
-		first := cps[0]
+		ips := last.ips(cps)
 
 		return last.blame(r, PhaseHealthEtcd, lastSeen, fmt.Sprintf(
-			"check etcd on the named control planes: talosctl -n <ip> service etcd; talosctl -n <ip> logs etcd; "+
-				"an unexpected member is a removed node: talosctl -n %s etcd remove-member <id>; "+
-				"if etcd was never bootstrapped run `talforge bootstrap`", first.IP))
+			"check etcd: talosctl -n %s service etcd; talosctl -n %s logs etcd; "+
+				"an unexpected member is a removed node: talosctl -n %s etcd members, then etcd remove-member <id>; "+
+				"if etcd was never bootstrapped run `talforge bootstrap`", ips, ips, cps[0].IP))
 	}, func(ctx context.Context) stepResult {
 		last = failing{}
 
@@ -165,10 +180,12 @@ func (r *Runner) healthAPIServer(ctx context.Context, kube Kube) error {
 	r.progress.printf("", "health: waiting for kube-apiserver at %s", kube.Server())
 
 	return r.wait(ctx, "", "kube-apiserver", r.opts.HealthTimeout, func(lastSeen string) *Error {
-		hint := "kube-apiserver runs as a static pod on the control planes once etcd is healthy: " +
-			"talosctl -n <control-plane ip> containers -k; talosctl -n <ip> logs kubelet"
+		ips := (&failing{}).ips(r.controlPlanes())
+		hint := fmt.Sprintf("kube-apiserver runs as a static pod on the control planes once etcd is healthy: "+
+			"talosctl -n %s containers -k; talosctl -n %s logs kubelet", ips, ips)
+
 		if r.cluster.VIP != "" {
-			hint += fmt.Sprintf("; the endpoint is the VIP %s: check that a control plane holds it (talosctl -n <ip> get addresses)", r.cluster.VIP)
+			hint += fmt.Sprintf("; the endpoint is the VIP %s: check that a control plane holds it (talosctl -n %s get addresses)", r.cluster.VIP, ips)
 		}
 
 		return &Error{Phase: PhaseHealthAPI, LastSeen: lastSeen, Hint: hint}
@@ -193,8 +210,10 @@ func (r *Runner) healthNodes(ctx context.Context, kube Kube) error {
 	r.progress.printf("", "health: waiting for every node to register with Kubernetes")
 
 	return r.wait(ctx, "", "node registration", r.opts.HealthTimeout, func(lastSeen string) *Error {
-		return last.blame(r, PhaseHealthNodes, lastSeen,
-			"a node registers when its kubelet reaches the API server: talosctl -n <ip> service kubelet; talosctl -n <ip> logs kubelet")
+		ips := last.ips(r.cluster.Nodes)
+
+		return last.blame(r, PhaseHealthNodes, lastSeen, fmt.Sprintf(
+			"a node registers when its kubelet reaches the API server: talosctl -n %s service kubelet; talosctl -n %s logs kubelet", ips, ips))
 	}, func(ctx context.Context) stepResult {
 		ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 		defer cancel()
