@@ -110,6 +110,10 @@ Exit codes: 0 ok, 1 failure, 2 invalid input (or, with --plan, changes pending).
 		newInitCmd(o),
 		newValidateCmd(o),
 		newGenerateCmd(o),
+		newApplyCmd(o),
+		newBootstrapCmd(o),
+		newHealthCmd(o),
+		newKubeconfigCmd(o),
 		newSchemaCmd(o),
 		newVersionCmd(o),
 	)
