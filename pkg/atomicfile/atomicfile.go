@@ -68,3 +68,83 @@ func WriteIfChanged(path string, data []byte, perm fs.FileMode) (bool, error) {
 
 	return true, Write(path, data, perm)
 }
+
+// Batch writes many files atomically with a single flush: every file goes to a temporary file
+// first, one syncfs(2) makes them all durable, then each is renamed into place. A crash leaves
+// every target either old or new, at the cost of one flush instead of one per file.
+type Batch struct {
+	pending []pending
+}
+
+type pending struct{ tmp, path string }
+
+// Add writes data to a temporary file beside path; the rename happens in Commit.
+func (b *Batch) Add(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+
+	if err := tmp.Chmod(perm); err == nil {
+		_, err = tmp.Write(data)
+	}
+
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+
+	if err != nil {
+		os.Remove(tmp.Name()) //nolint:errcheck
+
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+
+	b.pending = append(b.pending, pending{tmp: tmp.Name(), path: path})
+
+	return nil
+}
+
+// Merge moves other's pending files into b.
+func (b *Batch) Merge(other *Batch) {
+	b.pending = append(b.pending, other.pending...)
+	other.pending = nil
+}
+
+// Commit flushes the filesystem holding the files once and renames them into place.
+func (b *Batch) Commit() error {
+	defer b.Abort()
+
+	if len(b.pending) == 0 {
+		return nil
+	}
+
+	if err := syncFS(filepath.Dir(b.pending[0].tmp)); err != nil {
+		return err
+	}
+
+	for i, p := range b.pending {
+		if err := os.Rename(p.tmp, p.path); err != nil {
+			b.pending = b.pending[i:]
+
+			return err
+		}
+	}
+
+	b.pending = nil
+
+	return nil
+}
+
+// Abort removes temporary files not yet renamed.
+func (b *Batch) Abort() {
+	for _, p := range b.pending {
+		os.Remove(p.tmp) //nolint:errcheck
+	}
+
+	b.pending = nil
+}

@@ -4,16 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	talossecrets "github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
-	"gopkg.in/yaml.v3"
 
 	"github.com/talforge/talforge/pkg/gitops"
 	"github.com/talforge/talforge/pkg/machineconfig"
@@ -21,7 +23,6 @@ import (
 	"github.com/talforge/talforge/pkg/schematic"
 	"github.com/talforge/talforge/pkg/secrets"
 	"github.com/talforge/talforge/pkg/sopsfile"
-	"github.com/talforge/talforge/pkg/version"
 )
 
 // Output file names inside clusters/<name>/.
@@ -31,6 +32,15 @@ const (
 	SchematicFile   = "schematic.yaml"
 	NodesDir        = "nodes"
 )
+
+// NodeConfigFile is the path of a node's machine config inside the output directory. It is
+// SOPS-encrypted whole (binary format), so `sops -d` returns the exact config bytes.
+func NodeConfigFile(node string) string { return NodesDir + "/" + node + ".yaml.enc" }
+
+// RedactedFile holds every node's machine config with each secret replaced by
+// gitops.RedactedMarker, in plaintext: what reviewers diff. One file for all nodes, because
+// creating files is the slowest part of writing output on common disks.
+const RedactedFile = "nodes.redacted.yaml"
 
 // Renderer adds files derived from the profile (e.g. Longhorn values). Renderers must be
 // deterministic and must not return secrets.
@@ -46,7 +56,7 @@ type Options struct {
 	Renderers []Renderer
 	// Commit commits the output directory with the git CLI when something changed.
 	Commit bool
-	// Log receives progress notes (identity created, files written); nil discards them.
+	// Log receives progress notes (identity created, bundle created); nil discards them.
 	Log io.Writer
 }
 
@@ -119,35 +129,69 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	files, err := render(c, gen, res, out, opts.Renderers)
+	lock, err := NewLock(c, res.Image, res.Configs, gen)
 	if err != nil {
 		return nil, err
 	}
 
-	// Everything rendered: from here on talforge writes.
+	res.Lock = lock
+
+	files, err := renderShared(c, gen, res, out, opts.Renderers)
+	if err != nil {
+		return nil, err
+	}
+
+	// Everything that can fail on bad input has run: from here on talforge writes.
 	if res.Identity, err = EnsureSOPS(c.Root(), logw); err != nil {
 		return nil, err
 	}
+
+	rule, err := sopsfile.RuleFor(filepath.Join(out, NodeConfigFile("x")))
+	if err != nil {
+		return nil, err
+	}
+
+	lock.Encryption = rule.Fingerprint()
+
+	nodeFiles, keep, err := renderNodes(ctx, out, res.Configs, readLock(filepath.Join(out, LockFile)), lock)
+	if err != nil {
+		return nil, err
+	}
+
+	files = append(files, nodeFiles...)
 
 	var bundleEnc []byte
 	if !haveBundle {
 		if bundleEnc, err = encryptBundle(bundlePath, bundle); err != nil {
 			return nil, err
 		}
+
+		if err := gitops.CheckLeaks([]gitops.File{{Path: secrets.FileName, Data: bundleEnc, Secret: true}}); err != nil {
+			return nil, err
+		}
 	}
 
-	w := &gitops.Writer{Dir: out}
-
-	prepared, err := w.Prepare(ctx, files)
+	staged, err := (&gitops.Writer{Dir: out}).Stage(ctx, files, keep)
 	if err != nil {
 		return nil, err
 	}
 
-	if bundleEnc != nil {
-		if err := gitops.CheckLeaks([]gitops.File{{Path: secrets.FileName, Data: bundleEnc, Secret: true}}); err != nil {
-			return nil, err
-		}
+	defer staged.Abort()
 
+	for _, f := range staged.Files() {
+		lock.Files[f.Path] = digest(f.Data)
+	}
+
+	lockData, err := lock.Marshal()
+	if err != nil {
+		return nil, err
+	}
+
+	if err := staged.Add(gitops.File{Path: LockFile, Data: lockData}); err != nil {
+		return nil, err
+	}
+
+	if bundleEnc != nil {
 		if err := secrets.Create(bundlePath, bundleEnc); err != nil {
 			return nil, err
 		}
@@ -157,7 +201,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		fmt.Fprintf(logw, "created the Talos secrets bundle %s (encrypted; keep it: the cluster cannot be rebuilt without it)\n", bundlePath)
 	}
 
-	if res.Files, err = w.Write(prepared, NodesDir); err != nil {
+	if res.Files, err = staged.Commit(NodesDir); err != nil {
 		return nil, err
 	}
 
@@ -168,8 +212,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	if opts.Commit {
-		msg := commitMessage(res)
-		if res.Committed, err = gitops.Commit(ctx, out, msg); err != nil {
+		if res.Committed, err = gitops.Commit(ctx, out, commitMessage(res)); err != nil {
 			return res, err
 		}
 	}
@@ -177,13 +220,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-func render(c *profile.Cluster, gen *machineconfig.Generator, res *Result, out string, renderers []Renderer) ([]gitops.File, error) {
-	var files []gitops.File
-
-	for _, cfg := range res.Configs {
-		files = append(files, gitops.File{Path: NodesDir + "/" + cfg.Node.Name + ".yaml", Data: cfg.Bytes, Secret: true})
-	}
-
+// renderShared returns the cluster-wide files: talosconfig, schematic, extra renderers,
+// .gitignore.
+func renderShared(c *profile.Cluster, gen *machineconfig.Generator, res *Result, out string, renderers []Renderer) ([]gitops.File, error) {
 	var existing []byte
 
 	if _, err := os.Stat(filepath.Join(out, TalosconfigFile)); err == nil {
@@ -200,14 +239,16 @@ func render(c *profile.Cluster, gen *machineconfig.Generator, res *Result, out s
 		return nil, err
 	}
 
-	files = append(files, gitops.File{Path: TalosconfigFile, Data: talosconfig, Secret: true})
-
 	sch, err := res.Image.YAML()
 	if err != nil {
 		return nil, err
 	}
 
-	files = append(files, gitops.File{Path: SchematicFile, Data: append([]byte("# Image Factory schematic; its sha256 is the schematic ID.\n"), sch...)})
+	files := []gitops.File{
+		{Path: TalosconfigFile, Data: talosconfig, Secret: true},
+		{Path: SchematicFile, Data: append([]byte("# Image Factory schematic; its sha256 is the schematic ID.\n"), sch...)},
+		{Path: ".gitignore", Data: []byte(gitops.GitIgnore)},
+	}
 
 	for _, r := range renderers {
 		extra, err := r(c)
@@ -218,25 +259,95 @@ func render(c *profile.Cluster, gen *machineconfig.Generator, res *Result, out s
 		files = append(files, extra...)
 	}
 
-	files = append(files, gitops.File{Path: ".gitignore", Data: []byte(gitops.GitIgnore)})
-
-	lock, err := NewLock(c, res.Image, res.Configs, gen)
-	if err != nil {
-		return nil, err
-	}
-
-	res.Lock = lock
-
-	lockData, err := lock.Marshal()
-	if err != nil {
-		return nil, err
-	}
-
-	files = append(files, gitops.File{Path: LockFile, Data: lockData})
-
-	slices.SortFunc(files, func(a, b gitops.File) int { return strings.Compare(a.Path, b.Path) })
-
 	return files, nil
+}
+
+// renderNodes returns each node's encrypted config, and the redacted view of all nodes, except
+// for what is provably current: a node whose config digest, encryption rule and file on disk
+// all match what the previous lockfile recorded is returned in keep, unread and unencrypted,
+// and so is the redacted view when no node changed. That is what makes an unchanged run fast.
+func renderNodes(ctx context.Context, out string, configs []*machineconfig.Config, old, lock *Lock) (files []gitops.File, keep []string, err error) {
+	var changed []*machineconfig.Config
+
+	for _, cfg := range configs {
+		path := NodeConfigFile(cfg.Node.Name)
+		name := cfg.Node.Name
+
+		if old.current(out, name, lock.nodeDigest(name), lock.Encryption, path) {
+			keep = append(keep, path)
+
+			continue
+		}
+
+		// A node the previous run recorded with another config has changed for sure.
+		known := old != nil && old.Encryption == lock.Encryption && old.nodeDigest(name) != "" && old.nodeDigest(name) != lock.nodeDigest(name)
+
+		files = append(files, gitops.File{Path: path, Data: cfg.Bytes, Secret: true, Changed: known})
+		changed = append(changed, cfg)
+	}
+
+	if len(changed) == 0 && old.fileCurrent(out, RedactedFile) {
+		keep = append(keep, RedactedFile)
+	} else {
+		view, err := redactedView(ctx, configs)
+		if err != nil {
+			return nil, nil, err
+		}
+
+		files = append(files, gitops.File{Path: RedactedFile, Data: view, Redacted: true})
+	}
+
+	for _, k := range keep {
+		lock.Files[k] = old.Files[k]
+	}
+
+	return files, keep, nil
+}
+
+// redactedView encodes every node's config with machinery's own redaction, concurrently, into
+// one multi-document file with a comment before each node.
+func redactedView(ctx context.Context, configs []*machineconfig.Config) ([]byte, error) {
+	parts := make([][]byte, len(configs))
+	errs := make([]error, len(configs))
+	work := make(chan int)
+
+	var wg sync.WaitGroup
+
+	for range min(runtime.GOMAXPROCS(0), max(1, len(configs))) {
+		wg.Go(func() {
+			for i := range work {
+				parts[i], errs[i] = configs[i].Redacted(gitops.RedactedMarker)
+			}
+		})
+	}
+
+feed:
+	for i := range configs {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+
+	close(work)
+	wg.Wait()
+
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return nil, err
+	}
+
+	var b strings.Builder
+
+	fmt.Fprintf(&b, "# Machine configs of every node, secrets shown as %s: for review only, do not apply.\n", gitops.RedactedMarker)
+	b.WriteString("# The configs talforge applies are nodes/<node>.yaml.enc, encrypted whole: sops -d nodes/<node>.yaml.enc\n")
+
+	for i, cfg := range configs {
+		fmt.Fprintf(&b, "---\n# node %s (%s, %s)\n", cfg.Node.Name, cfg.Node.Role, cfg.Node.IP)
+		b.Write(parts[i])
+	}
+
+	return []byte(b.String()), nil
 }
 
 func encryptBundle(path string, b *talossecrets.Bundle) ([]byte, error) {
@@ -251,6 +362,32 @@ func encryptBundle(path string, b *talossecrets.Bundle) ([]byte, error) {
 	}
 
 	return rule.Encrypt(path, plain)
+}
+
+func sameContent(path string, data []byte) bool {
+	old, err := os.ReadFile(path)
+
+	return err == nil && string(old) == string(data)
+}
+
+func digest(data []byte) string {
+	sum := sha256.Sum256(data)
+
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// fileDigest hashes a file on disk ("" if it cannot be read).
+func fileDigest(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "unreadable"
+		}
+
+		return ""
+	}
+
+	return digest(data)
 }
 
 // EnsureSOPS makes sure the project can encrypt: it creates an age identity when there is none
@@ -291,137 +428,4 @@ func commitMessage(res *Result) string {
 	}
 
 	return b.String()
-}
-
-// Lock is clusters/<name>/talforge.lock.yaml: what produced the output, so that a reviewer
-// sees in Git which tool, profile and images a change came from.
-type Lock struct {
-	Tool          string        `yaml:"tool"`
-	Profile       string        `yaml:"profile"`
-	ProfileDigest string        `yaml:"profileDigest"`
-	Talos         LockTalos     `yaml:"talos"`
-	Schematic     LockSchematic `yaml:"schematic"`
-	Longhorn      *LockLonghorn `yaml:"longhorn,omitempty"`
-	Nodes         []LockNode    `yaml:"nodes"`
-}
-
-// LockTalos records versions.
-type LockTalos struct {
-	Version    string `yaml:"version"`
-	Contract   string `yaml:"contract"`
-	Kubernetes string `yaml:"kubernetes"`
-}
-
-// LockSchematic records the image.
-type LockSchematic struct {
-	ID         string   `yaml:"id"`
-	Extensions []string `yaml:"extensions,omitempty"`
-	KernelArgs []string `yaml:"kernelArgs,omitempty"`
-	Installer  string   `yaml:"installer"`
-	ISO        string   `yaml:"iso"`
-}
-
-// LockLonghorn records the chart.
-type LockLonghorn struct {
-	Chart string `yaml:"chart"`
-	Repo  string `yaml:"repo"`
-}
-
-// LockNode records a node's identity and the digest of its plaintext config.
-type LockNode struct {
-	Name         string `yaml:"name"`
-	Role         string `yaml:"role"`
-	IP           string `yaml:"ip"`
-	MAC          string `yaml:"mac"`
-	ConfigDigest string `yaml:"configDigest"`
-}
-
-// NewLock builds the lockfile.
-func NewLock(c *profile.Cluster, img *schematic.Image, configs []*machineconfig.Config, gen *machineconfig.Generator) (*Lock, error) {
-	digest, err := ProfileDigest(c)
-	if err != nil {
-		return nil, err
-	}
-
-	rel, err := filepath.Rel(c.Root(), c.File())
-	if err != nil {
-		rel = c.File()
-	}
-
-	l := &Lock{
-		Tool:          "talforge " + version.Version,
-		Profile:       filepath.ToSlash(rel),
-		ProfileDigest: digest,
-		Talos:         LockTalos{Version: c.Talos.Version, Contract: gen.Contract().String(), Kubernetes: c.Talos.Kubernetes},
-		Schematic: LockSchematic{
-			ID:         img.ID,
-			Extensions: img.Extensions(),
-			KernelArgs: c.Talos.KernelArgs,
-			Installer:  img.InstallerImage(),
-			ISO:        img.ISOURL(),
-		},
-	}
-
-	if c.Longhorn != nil {
-		l.Longhorn = &LockLonghorn{Chart: c.Longhorn.Version, Repo: c.Longhorn.RepoURL}
-	}
-
-	for _, cfg := range configs {
-		sum := sha256.Sum256(cfg.Bytes)
-		l.Nodes = append(l.Nodes, LockNode{
-			Name: cfg.Node.Name, Role: string(cfg.Node.Role), IP: cfg.Node.IP, MAC: cfg.Node.MAC,
-			ConfigDigest: "sha256:" + hex.EncodeToString(sum[:]),
-		})
-	}
-
-	return l, nil
-}
-
-// Marshal encodes the lockfile.
-func (l *Lock) Marshal() ([]byte, error) {
-	data, err := yaml.Marshal(l)
-	if err != nil {
-		return nil, err
-	}
-
-	return append([]byte("# Written by talforge generate; do not edit.\n"), data...), nil
-}
-
-// ProfileDigest hashes the profile file and every patch file it references (by path and
-// content), the inputs that determine the output besides the secrets bundle.
-func ProfileDigest(c *profile.Cluster) (string, error) {
-	h := sha256.New()
-
-	add := func(name, path string) error {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(name), len(data))
-		h.Write(data)
-
-		return nil
-	}
-
-	if err := add("profile", c.File()); err != nil {
-		return "", err
-	}
-
-	p := c.Patches
-	files := append(append(append([]string{}, p.All...), p.ControlPlane...), p.Worker...)
-
-	for _, list := range p.Nodes {
-		files = append(files, list...)
-	}
-
-	slices.Sort(files)
-
-	for _, f := range slices.Compact(files) {
-		if err := add(f, c.Resolve(f)); err != nil {
-			return "", err
-		}
-	}
-
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -18,8 +16,8 @@ var (
 	// Kubernetes/Talos bootstrap tokens ([a-z0-9]{6}.[a-z0-9]{16}).
 	bootstrapTokenRE = regexp.MustCompile(`(^|[^a-z0-9.])[a-z0-9]{6}\.[a-z0-9]{16}($|[^a-z0-9.])`)
 	// base64 of "-----BEGIN": a PEM block inside a base64 field, as Talos stores its CAs.
-	base64PEMRE      = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
-	secretKeyRE      = regexp.MustCompile(sopsfile.MachineConfigSecretsRegex)
+	base64PEMRE = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
+	secretKeyRE      = regexp.MustCompile(sopsfile.SecretFieldsRegex)
 	awsSecretKeyName = regexp.MustCompile(`(?i)^aws_secret_access_key$`)
 )
 
@@ -51,7 +49,7 @@ func (e LeakError) Error() string {
 
 // CheckLeaks scans files as they would be written and reports plaintext private keys (PEM,
 // also base64-wrapped), age identities, bootstrap tokens, AWS secret keys and, in files that
-// are meant to be SOPS-encrypted, any secret field left unencrypted.
+// are SOPS-encrypted or redacted, any secret field left in plaintext.
 func CheckLeaks(files []File) error {
 	var leaks LeakError
 
@@ -66,11 +64,13 @@ func CheckLeaks(files []File) error {
 	return nil
 }
 
+func lineAt(data []byte, offset int) int { return 1 + bytes.Count(data[:offset], []byte("\n")) }
+
 func scan(f File) []Leak {
 	var leaks []Leak
 
 	add := func(what string, offset int) {
-		leaks = append(leaks, Leak{File: f.Path, What: what, Line: 1 + bytes.Count(f.Data[:offset], []byte("\n"))})
+		leaks = append(leaks, Leak{File: f.Path, What: what, Line: lineAt(f.Data, offset)})
 	}
 
 	if loc := pemPrivateKeyRE.FindIndex(f.Data); loc != nil {
@@ -97,55 +97,72 @@ func scan(f File) []Leak {
 		}
 	}
 
-	if strings.HasSuffix(f.Path, ".yaml") || strings.HasSuffix(f.Path, ".yml") {
-		leaks = append(leaks, scanYAMLFields(f)...)
+	return append(leaks, scanFields(f)...)
+}
+
+// scanFields reports secret-named fields whose value is plaintext, line by line (YAML or JSON):
+// in SOPS and redacted files every field SecretFieldsRegex names must be encrypted, redacted
+// or empty; anywhere, an AWS secret key must not appear in plaintext. Multi-line values are
+// covered by the PEM patterns above.
+func scanFields(f File) []Leak {
+	var leaks []Leak
+
+	checkNames := f.Secret || f.Redacted
+	line := 0
+
+	for rest := f.Data; len(rest) > 0; {
+		line++
+
+		var l []byte
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			l, rest = rest[:i], rest[i+1:]
+		} else {
+			l, rest = rest, nil
+		}
+
+		key, val, ok := splitField(l)
+		if ok && plaintextValue(val) {
+			switch {
+			case awsSecretKeyName.MatchString(key):
+				leaks = append(leaks, Leak{File: f.Path, Line: line, What: "plaintext " + key})
+			case checkNames && secretKeyRE.MatchString(key):
+				leaks = append(leaks, Leak{File: f.Path, Line: line, What: fmt.Sprintf("plaintext %q in a file that must not show secrets", key)})
+			}
+		}
 	}
 
 	return leaks
 }
 
-// scanYAMLFields reports secret-named fields whose value is plaintext: in SOPS files every
-// field MachineConfigSecretsRegex names must be encrypted; anywhere, an AWS secret key.
-func scanYAMLFields(f File) []Leak {
-	var leaks []Leak
-
-	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
-
-	for {
-		var doc yaml.Node
-		if err := dec.Decode(&doc); err != nil {
-			return leaks // end of input, or not YAML: the byte patterns above still apply
-		}
-
-		walk(&doc, func(key, val *yaml.Node) {
-			if val.Kind != yaml.ScalarNode || val.Value == "" || strings.HasPrefix(val.Value, "ENC[") {
-				return
-			}
-
-			switch {
-			case awsSecretKeyName.MatchString(key.Value):
-				leaks = append(leaks, Leak{File: f.Path, Line: val.Line, What: "plaintext " + key.Value})
-			case f.Secret && secretKeyRE.MatchString(key.Value):
-				leaks = append(leaks, Leak{File: f.Path, Line: val.Line, What: fmt.Sprintf("plaintext %q in a file that must be encrypted", key.Value)})
-			}
-		})
+// splitField splits a YAML "key: value" line or a JSON "key": "value" member.
+func splitField(line []byte) (key, val string, ok bool) {
+	i := bytes.IndexByte(line, ':')
+	if i < 0 {
+		return "", "", false
 	}
+
+	k := bytes.TrimSpace(line[:i])
+	k = bytes.TrimPrefix(k, []byte("- "))
+	k = bytes.Trim(k, `"'`)
+
+	if len(k) == 0 || len(k) > 64 || bytes.ContainsAny(k, " \t{}[],") {
+		return "", "", false
+	}
+
+	v := bytes.TrimSpace(line[i+1:])
+	v = bytes.TrimSuffix(v, []byte(","))
+	v = bytes.Trim(v, `"'`)
+
+	return string(k), string(v), true
 }
 
-func walk(n *yaml.Node, visit func(key, val *yaml.Node)) {
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			walk(c, visit)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == "sops" {
-				continue // SOPS metadata: encrypted data keys and MAC
-			}
-
-			visit(n.Content[i], n.Content[i+1])
-			walk(n.Content[i+1], visit)
-		}
+func plaintextValue(v string) bool {
+	switch {
+	case v == "", v == RedactedMarker, v == "|", v == ">", v == "|-", v == ">-", v == "{}", v == "[]", v == "null", v == "~":
+		return false
+	case strings.HasPrefix(v, "ENC[AES256_GCM,"):
+		return false
 	}
+
+	return true
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -24,7 +23,16 @@ type File struct {
 	Data []byte
 	// Secret files are SOPS-encrypted with the creation rule that covers them.
 	Secret bool
+	// Redacted files are plaintext views of secret files: every secret field must hold
+	// RedactedMarker.
+	Redacted bool
+	// Changed says the caller knows the content differs from the file on disk, so a secret file
+	// is encrypted without first decrypting the old one to compare.
+	Changed bool
 }
+
+// RedactedMarker replaces secrets in redacted views.
+const RedactedMarker = "******"
 
 // GitIgnore is written to every output directory: decrypted copies never belong in Git.
 const GitIgnore = `# Written by talforge. Decrypted material never belongs in Git.
@@ -47,61 +55,94 @@ func (r *Result) Changed() bool { return len(r.Written)+len(r.Removed) > 0 }
 type Writer struct {
 	// Dir is the output directory (clusters/<name>).
 	Dir string
-	// Rule overrides the .sops.yaml lookup for secret files (nil: look up per file).
-	Rule *sopsfile.Rule
-	// Parallelism bounds concurrent encryption (default GOMAXPROCS).
+	// Parallelism bounds concurrent encryption and file creation (default 8: creating files is
+	// mostly waiting on the disk, so more workers than cores pays off).
 	Parallelism int
 }
 
-// Prepare encrypts the secret files that changed and leaves the others as they are, then checks
-// everything for leaks. Nothing is written. The returned files hold the bytes to write; files
-// whose content is already on disk are marked unchanged.
-func (w *Writer) Prepare(ctx context.Context, files []File) ([]Prepared, error) {
-	out := make([]Prepared, len(files))
-	errs := make([]error, len(files))
+// Staged holds files encrypted, leak-checked and written to hidden temporary files, not yet
+// renamed into place.
+type Staged struct {
+	w     *Writer
+	files []Staged1
+	keep  []string
+	batch atomicfile.Batch
+	mu    sync.Mutex
+}
 
-	sem := make(chan struct{}, max(1, cmpOr(w.Parallelism, runtime.GOMAXPROCS(0))))
+// Staged1 is one staged file: the bytes that are (or will be) on disk.
+type Staged1 struct {
+	Path      string
+	Data      []byte
+	Unchanged bool
+}
+
+// Stage prepares files concurrently: a secret file is encrypted unless it already holds the
+// same content for the same recipients; every file is checked for leaks before anything of it
+// touches the disk; changed files go to hidden temporary files. keep lists files known to be
+// current without reading them. On any error nothing stays on disk.
+func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Staged, error) {
+	s := &Staged{w: w, files: make([]Staged1, len(files)), keep: keep}
+	errs := make([]error, len(files))
+	work := make(chan int)
 
 	var wg sync.WaitGroup
 
-	for i, f := range files {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-
-		sem <- struct{}{}
-
+	for range max(1, cmpOr(w.Parallelism, 8)) {
 		wg.Go(func() {
-			defer func() { <-sem }()
-
-			out[i], errs[i] = w.prepare(f)
+			for i := range work {
+				s.files[i], errs[i] = s.stage(files[i])
+			}
 		})
 	}
 
+feed:
+	for i := range files {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+
+	close(work)
 	wg.Wait()
 
-	if err := errors.Join(errs...); err != nil {
+	err := ctx.Err()
+	if err == nil {
+		err = joinLeaks(errs)
+	}
+
+	if err != nil {
+		s.Abort()
+
 		return nil, err
 	}
 
-	check := make([]File, 0, len(out))
-	for _, p := range out {
-		check = append(check, File{Path: p.Path, Data: p.Data, Secret: p.Secret})
-	}
-
-	if err := CheckLeaks(check); err != nil {
-		return nil, err
-	}
-
-	return out, nil
+	return s, nil
 }
 
-// Prepared is a file ready to write.
-type Prepared struct {
-	File
-	// Unchanged files are already on disk with this content (for secret files: the same
-	// decrypted content and recipients).
-	Unchanged bool
+// joinLeaks merges every file's leaks into one LeakError, other errors as they are.
+func joinLeaks(errs []error) error {
+	var (
+		leaks LeakError
+		other []error
+	)
+
+	for _, err := range errs {
+		var le LeakError
+		if errors.As(err, &le) {
+			leaks = append(leaks, le...)
+		} else if err != nil {
+			other = append(other, err)
+		}
+	}
+
+	if len(leaks) > 0 {
+		other = append(other, leaks)
+	}
+
+	return errors.Join(other...)
 }
 
 func cmpOr(a, b int) int {
@@ -112,74 +153,129 @@ func cmpOr(a, b int) int {
 	return b
 }
 
-func (w *Writer) prepare(f File) (Prepared, error) {
-	path := filepath.Join(w.Dir, filepath.FromSlash(f.Path))
+func (s *Staged) stage(f File) (Staged1, error) {
+	path := filepath.Join(s.w.Dir, filepath.FromSlash(f.Path))
 
+	data, unchanged, err := s.encode(path, f)
+	if err != nil {
+		return Staged1{}, err
+	}
+
+	if !unchanged {
+		if err := CheckLeaks([]File{{Path: f.Path, Data: data, Secret: f.Secret, Redacted: f.Redacted}}); err != nil {
+			return Staged1{}, err
+		}
+
+		if err := s.add(path, data); err != nil {
+			return Staged1{}, err
+		}
+	}
+
+	return Staged1{Path: f.Path, Data: data, Unchanged: unchanged}, nil
+}
+
+// encode returns the bytes that belong on disk and whether the file already holds them.
+func (s *Staged) encode(path string, f File) ([]byte, bool, error) {
 	if !f.Secret {
 		old, err := os.ReadFile(path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return Prepared{}, err
+			return nil, false, err
 		}
 
-		return Prepared{File: f, Unchanged: err == nil && string(old) == string(f.Data)}, nil
+		return f.Data, err == nil && string(old) == string(f.Data), nil
 	}
 
-	rule := w.Rule
-	if rule == nil {
-		var err error
-
-		if rule, err = sopsfile.RuleFor(path); err != nil {
-			return Prepared{}, err
-		}
-	}
-
-	same, err := rule.UpToDate(path, f.Data)
+	rule, err := sopsfile.RuleFor(path)
 	if err != nil {
-		return Prepared{}, err
+		return nil, false, err
 	}
 
-	if same {
-		old, err := os.ReadFile(path)
+	if !f.Changed {
+		same, err := rule.UpToDate(path, f.Data)
 		if err != nil {
-			return Prepared{}, err
+			return nil, false, err
 		}
 
-		return Prepared{File: File{Path: f.Path, Data: old, Secret: true}, Unchanged: true}, nil
+		if same {
+			old, err := os.ReadFile(path)
+
+			return old, true, err
+		}
 	}
 
 	enc, err := rule.Encrypt(path, f.Data)
-	if err != nil {
-		return Prepared{}, err
-	}
 
-	return Prepared{File: File{Path: f.Path, Data: enc, Secret: true}}, nil
+	return enc, false, err
 }
 
-// Write writes prepared files atomically, skipping unchanged ones, then removes files under
-// the prune directories (relative, e.g. "nodes") that are not among them: those belong to
-// nodes that left the profile.
-func (w *Writer) Write(files []Prepared, prune ...string) (*Result, error) {
-	res := &Result{}
-	keep := map[string]bool{}
+func (s *Staged) add(path string, data []byte) error {
+	var b atomicfile.Batch
 
-	for _, f := range files {
-		keep[f.Path] = true
+	if err := b.Add(path, data, 0o644); err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	s.batch.Merge(&b)
+	s.mu.Unlock()
+
+	return nil
+}
+
+// Files returns the staged files in the order given to Stage.
+func (s *Staged) Files() []Staged1 { return s.files }
+
+// Add stages one more file (after leak-checking it), e.g. a lockfile that records the others.
+func (s *Staged) Add(f File) error {
+	st, err := s.stage(f)
+	if err != nil {
+		return err
+	}
+
+	s.files = append(s.files, st)
+
+	return nil
+}
+
+// Abort removes every temporary file.
+func (s *Staged) Abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	s.batch.Abort()
+}
+
+// Commit makes the staged files durable with one flush and renames them into place, then
+// removes *.yaml and *.enc files under the prune directories (relative, e.g. "nodes") that are
+// neither staged nor kept: those belong to nodes that left the profile.
+func (s *Staged) Commit(prune ...string) (*Result, error) {
+	res := &Result{Unchanged: slices.Clone(s.keep)}
+	kept := map[string]bool{}
+
+	for _, k := range s.keep {
+		kept[k] = true
+	}
+
+	for _, f := range s.files {
+		kept[f.Path] = true
 
 		if f.Unchanged {
 			res.Unchanged = append(res.Unchanged, f.Path)
-
-			continue
+		} else {
+			res.Written = append(res.Written, f.Path)
 		}
+	}
 
-		if err := atomicfile.Write(filepath.Join(w.Dir, filepath.FromSlash(f.Path)), f.Data, 0o644); err != nil {
-			return res, fmt.Errorf("writing %s: %w", f.Path, err)
-		}
+	s.mu.Lock()
+	err := s.batch.Commit()
+	s.mu.Unlock()
 
-		res.Written = append(res.Written, f.Path)
+	if err != nil {
+		return &Result{}, fmt.Errorf("writing %s: %w", s.w.Dir, err)
 	}
 
 	for _, dir := range prune {
-		entries, err := os.ReadDir(filepath.Join(w.Dir, dir))
+		entries, err := os.ReadDir(filepath.Join(s.w.Dir, dir))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -190,11 +286,11 @@ func (w *Writer) Write(files []Prepared, prune ...string) (*Result, error) {
 
 		for _, e := range entries {
 			rel := dir + "/" + e.Name()
-			if e.IsDir() || keep[rel] || !strings.HasSuffix(e.Name(), ".yaml") {
+			if e.IsDir() || kept[rel] || strings.HasPrefix(e.Name(), ".") || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".enc")) {
 				continue
 			}
 
-			if err := os.Remove(filepath.Join(w.Dir, dir, e.Name())); err != nil {
+			if err := os.Remove(filepath.Join(s.w.Dir, dir, e.Name())); err != nil {
 				return res, err
 			}
 

@@ -229,6 +229,12 @@ func (g *Generator) patchesFor(n profile.Node) ([]namedPatch, error) {
 	return out, nil
 }
 
+// Redacted returns the config encoded with every secret replaced by replacement (machinery's
+// own redaction), for review and diffs.
+func (c *Config) Redacted(replacement string) ([]byte, error) {
+	return c.Provider.RedactSecrets(replacement).EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+}
+
 // Node renders and validates one node's config.
 func (g *Generator) Node(n profile.Node) (*Config, error) {
 	base, ok := g.base[baseKey{n.Role, n.InstallDisk}]

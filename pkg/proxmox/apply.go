@@ -414,8 +414,11 @@ func (e *Executor) applyVM(ctx context.Context, cluster string, vp VMPlan, r *VM
 	}
 
 	if vp.Action == ActionUpdate || len(vp.Pending) > 0 {
-		pending, err := e.api.PendingKeys(ctx, s.PVENode, vp.VMID)
-		if err != nil {
+		var pending []string
+		if err := e.retry(ctx, s.Name, "read pending", func(int) (err error) {
+			pending, err = e.api.PendingKeys(ctx, s.PVENode, vp.VMID)
+			return err
+		}); err != nil {
 			return fmt.Errorf("reading pending changes: %w", err)
 		}
 
@@ -688,8 +691,11 @@ func (e *Executor) start(ctx context.Context, s VMSpec, vmid int) error {
 		return fmt.Errorf("starting VM %d: %w", vmid, err)
 	}
 
-	vm, err := e.findVM(ctx, vmid)
-	if err != nil {
+	var vm *VMResource
+	if err := e.retry(ctx, s.Name, "check running", func(int) (err error) {
+		vm, err = e.findVM(ctx, vmid)
+		return err
+	}); err != nil {
 		return fmt.Errorf("checking VM %d is running: %w", vmid, err)
 	}
 

@@ -45,6 +45,8 @@ type DestroyOptions struct {
 // PlanDestroy finds the VMs carrying the cluster's ownership tag. VMs without it are never
 // part of the plan.
 func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptions) (*DestroyPlan, error) {
+	api = retryingReads{api}
+
 	vms, err := api.ListVMs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing VMs: %w", err)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Action is what provisioning does to a node's VM.
@@ -145,9 +146,49 @@ func (p *Plan) HasChanges() bool {
 	return false
 }
 
+// readRetry retries a read on transient errors (a few quick attempts: reads are cheap and
+// observation must not fail on one dropped connection).
+func readRetry[T any](ctx context.Context, read func() (T, error)) (T, error) {
+	delay := 100 * time.Millisecond
+
+	for attempt := 1; ; attempt++ {
+		v, err := read()
+		if err == nil || !Retryable(err) || attempt == 4 {
+			return v, err
+		}
+
+		if serr := sleepCtx(ctx, delay); serr != nil {
+			return v, err
+		}
+
+		delay *= 2
+	}
+}
+
+// retryingReads wraps the read side of an API with readRetry.
+type retryingReads struct{ API }
+
+func (r retryingReads) ListVMs(ctx context.Context) ([]VMResource, error) {
+	return readRetry(ctx, func() ([]VMResource, error) { return r.API.ListVMs(ctx) })
+}
+
+func (r retryingReads) VMConfig(ctx context.Context, node string, vmid int) (map[string]string, error) {
+	return readRetry(ctx, func() (map[string]string, error) { return r.API.VMConfig(ctx, node, vmid) })
+}
+
+func (r retryingReads) PendingKeys(ctx context.Context, node string, vmid int) ([]string, error) {
+	return readRetry(ctx, func() ([]string, error) { return r.API.PendingKeys(ctx, node, vmid) })
+}
+
+func (r retryingReads) StorageContent(ctx context.Context, node, storage, content string) ([]StorageVolume, error) {
+	return readRetry(ctx, func() ([]StorageVolume, error) { return r.API.StorageContent(ctx, node, storage, content) })
+}
+
 // Observe reads the VMs and ISO storage from Proxmox and plans how to reach the specs.
 // It changes nothing.
 func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot BootImage) (*Plan, error) {
+	api = retryingReads{api}
+
 	vms, err := api.ListVMs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing VMs: %w", err)

@@ -18,10 +18,11 @@ import (
 // DefaultIdentityPathHint is how messages name the default age identity file.
 const DefaultIdentityPathHint = "~/.config/sops/age/keys.txt"
 
-// MachineConfigSecretsRegex selects the fields of a Talos machine config that hold secrets
-// (CA keys, tokens, the cluster and discovery secrets, encryption secrets, the service-account
-// key, registry passwords). SOPS encrypts only those, so a diff of anything else stays readable.
-const MachineConfigSecretsRegex = `^(key|token|secret|privateKey|clusterSecret|secretboxEncryptionSecret|aescbcEncryptionSecret|bootstrapToken|password|auth|identityToken)$`
+// SecretFieldsRegex names the fields of Talos machine configs, talosconfigs and kubeconfigs
+// that hold secrets (CA and client keys, tokens, the cluster and discovery secrets, encryption
+// secrets, the service-account key, registry passwords). The leak check uses it on plaintext
+// output, such as the redacted views of machine configs.
+const SecretFieldsRegex = `^(key|token|secret|privateKey|clusterSecret|secretboxEncryptionSecret|aescbcEncryptionSecret|bootstrapToken|password|auth|identityToken|client-key-data)$`
 
 // IdentityPath returns the age identity file SOPS reads: $SOPS_AGE_KEY_FILE, else
 // <user config dir>/sops/age/keys.txt.
@@ -129,21 +130,15 @@ func firstRecipient(r interface{ Read([]byte) (int, error) }) (string, error) {
 }
 
 // CreationRules returns .sops.yaml content that encrypts talforge's output for recipients:
-// Talos machine configs field by field (MachineConfigSecretsRegex), every *.sops.yaml whole.
+// *.sops.yaml files (secrets bundle, talosconfig, kubeconfig, credentials) value by value, and
+// *.enc files (machine configs) whole.
 func CreationRules(recipients []string) []byte {
-	r := strings.Join(recipients, ",")
-
 	return []byte(`# SOPS creation rules, written by talforge init. The sops CLI and talforge both read them.
-# Add a teammate: append their age public key to each "age:" list, then run
+# Add a teammate: append their age public key to "age:", then run
 #   sops updatekeys <file>   for every encrypted file (talforge re-encrypts on its next write).
 creation_rules:
-  # Talos machine configs: only the secret fields, so that diffs of everything else stay readable.
-  - path_regex: (^|/)clusters/[^/]+/nodes/[^/]+\.ya?ml$
-    encrypted_regex: ` + MachineConfigSecretsRegex + `
-    age: ` + r + `
-  # Everything else talforge encrypts (secrets bundle, talosconfig, kubeconfig, credentials).
-  - path_regex: \.sops\.ya?ml$
-    age: ` + r + `
+  - path_regex: \.sops\.ya?ml$|\.enc$
+    age: ` + strings.Join(recipients, ",") + `
 `)
 }
 

@@ -1,6 +1,8 @@
 package sopsfile
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,17 +29,21 @@ const ConfigFileName = ".sops.yaml"
 // ErrNoRules means no .sops.yaml creation rule covers a file that talforge must encrypt.
 var ErrNoRules = errors.New("no SOPS creation rule")
 
-func yamlStore() common.Store {
-	return common.StoreForFormat(formats.Yaml, sopsconfig.NewStoresConfig())
+// storeFor returns the SOPS store the sops CLI uses for a path: YAML for *.yaml/*.yml, JSON,
+// dotenv and INI by extension, and binary (the whole file as one encrypted value) otherwise.
+func storeFor(path string) common.Store {
+	return common.StoreForFormat(formats.FormatForPath(path), sopsconfig.NewStoresConfig())
 }
 
-// Decrypt decrypts SOPS-encrypted YAML. name identifies the data in errors.
+// Decrypt decrypts SOPS-encrypted data. name is the file's path or name: its extension selects
+// the format as the sops CLI does (*.yaml is YAML; *.enc and other unknown extensions are
+// whole-file binary), and it identifies the data in errors.
 func Decrypt(name string, data []byte) ([]byte, error) {
-	store := yamlStore()
+	store := storeFor(name)
 
 	tree, err := store.LoadEncryptedFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a SOPS-encrypted YAML file: %w", name, err)
+		return nil, fmt.Errorf("%s is not a SOPS-encrypted file: %w", name, err)
 	}
 
 	key, err := tree.Metadata.GetDataKey()
@@ -126,7 +132,7 @@ func RuleFor(path string) (*Rule, error) {
 
 	c, err := sopsconfig.LoadCreationRuleForFile(conf, abs, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", conf, err)
+		return nil, fmt.Errorf("%s: %w (talforge encrypts *.sops.yaml and *.enc files: add a creation rule whose path_regex matches %s, as `talforge init` writes)", conf, err, filepath.Base(path))
 	}
 
 	if c == nil || len(c.KeyGroups) == 0 {
@@ -149,13 +155,14 @@ func findConfig(dir string) (string, error) {
 	}
 }
 
-// Encrypt encrypts plaintext YAML for path under rule, as `sops encrypt` would.
+// Encrypt encrypts plaintext for path under rule, as `sops encrypt` would: in the format the
+// path's extension selects.
 func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
-	store := yamlStore()
+	store := storeFor(path)
 
 	branches, err := store.LoadPlainFile(plain)
 	if err != nil {
-		return nil, fmt.Errorf("encrypting %s: not YAML: %w", path, err)
+		return nil, fmt.Errorf("encrypting %s: %w", path, err)
 	}
 
 	if len(branches) == 0 {
@@ -209,6 +216,22 @@ func (r *Rule) metadata() sops.Metadata {
 	return m
 }
 
+// Fingerprint identifies what the rule encrypts for: a digest of its recipients and of what it
+// encrypts. Files written under a rule with another fingerprint need re-encrypting.
+func (r *Rule) Fingerprint() string {
+	m := r.metadata()
+	h := sha256.New()
+
+	for _, k := range recipients(m) {
+		fmt.Fprintf(h, "recipient %s\n", k)
+	}
+
+	fmt.Fprintf(h, "%q %q %q %q %q %q %v %d\n", m.UnencryptedSuffix, m.EncryptedSuffix, m.UnencryptedRegex, m.EncryptedRegex,
+		m.UnencryptedCommentRegex, m.EncryptedCommentRegex, m.MACOnlyEncrypted, m.ShamirThreshold)
+
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
 // UpToDate reports whether the encrypted file at path already holds plain, for the same
 // recipients and with the same encryption rule, so rewriting it would only churn Git.
 func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
@@ -221,7 +244,7 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 		return false, err
 	}
 
-	store := yamlStore()
+	store := storeFor(path)
 
 	tree, err := store.LoadEncryptedFile(old)
 	if err != nil {
@@ -246,7 +269,7 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 
 	branches, err := store.LoadPlainFile(plain)
 	if err != nil {
-		return false, fmt.Errorf("%s: not YAML: %w", path, err)
+		return false, fmt.Errorf("%s: %w", path, err)
 	}
 
 	normalized, err := store.EmitPlainFile(branches)

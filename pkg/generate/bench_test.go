@@ -1,0 +1,106 @@
+package generate
+
+import (
+	"context"
+	"regexp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeBigProfile writes a profile with n nodes (3 control planes behind a VIP, the rest
+// workers with a Longhorn disk), like the generator comparison in the foundation issue: static
+// IPs, VIP, 3 extensions, a user volume and one cluster-wide patch.
+func writeBigProfile(tb testing.TB, dir string, n int) string {
+	tb.Helper()
+
+	var b strings.Builder
+
+	fmt.Fprintf(&b, `apiVersion: talforge.dev/v1alpha1
+kind: Cluster
+metadata: {name: bench%d}
+talos: {version: v1.14.1}
+network: {cidr: 10.0.0.0/16, gateway: 10.0.0.1, nameservers: [10.0.0.1], vip: 10.0.0.5}
+proxmox: {endpoint: "https://pve:8006/api2/json", node: pve, storage: local-lvm}
+patches: {all: [patches/common.yaml]}
+longhorn: {replicaCount: 3}
+nodes:
+`, n)
+
+	for i := range n {
+		role := "worker"
+		if i < 3 {
+			role = "controlplane"
+		}
+
+		fmt.Fprintf(&b, "  - {name: n%d, role: %s, ip: 10.0.%d.%d, longhornDisk: 100G}\n", i, role, 10+i/250, i%250+2)
+	}
+
+	mustWrite(tb, filepath.Join(dir, "patches", "common.yaml"), "apiVersion: v1alpha1\nkind: TimeSyncConfig\nntp:\n  servers: [time.cloudflare.com]\n")
+
+	path := filepath.Join(dir, "profiles", fmt.Sprintf("bench%d.yaml", n))
+	mustWrite(tb, path, b.String())
+
+	return path
+}
+
+func mustWrite(tb testing.TB, path, content string) {
+	tb.Helper()
+
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+var nameserverRE = regexp.MustCompile(`nameservers: \[[0-9.]+\]`)
+
+// BenchmarkGenerate measures a whole generate (load, render, validate, encrypt, write) of an
+// existing cluster after a profile change, and a no-change re-run.
+func BenchmarkGenerate(b *testing.B) {
+	for _, n := range []int{3, 100, 1000} {
+		dir := b.TempDir()
+		b.Setenv("SOPS_AGE_KEY_FILE", filepath.Join(dir, "age.txt"))
+		path := writeBigProfile(b, dir, n)
+
+		if _, err := Run(context.Background(), Options{Profile: path}); err != nil {
+			b.Fatal(err)
+		}
+
+		b.Run(fmt.Sprintf("nodes=%d/no-change", n), func(b *testing.B) {
+			b.ReportAllocs()
+
+			for b.Loop() {
+				res, err := Run(context.Background(), Options{Profile: path})
+				if err != nil {
+					b.Fatal(err)
+				}
+
+				if res.Files.Changed() {
+					b.Fatal("a no-change run wrote files")
+				}
+			}
+		})
+
+		b.Run(fmt.Sprintf("nodes=%d/all-changed", n), func(b *testing.B) {
+			b.ReportAllocs()
+
+			i := 0
+			for b.Loop() {
+				i++
+				// A new nameserver changes every node's config.
+				data, _ := os.ReadFile(path)
+				mustWrite(b, path, nameserverRE.ReplaceAllString(string(data), fmt.Sprintf("nameservers: [10.0.0.%d]", 100+i%100)))
+
+				if _, err := Run(context.Background(), Options{Profile: path}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
