@@ -2,10 +2,10 @@ package generate
 
 import (
 	"context"
-	"regexp"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )

@@ -16,7 +16,7 @@ var (
 	// Kubernetes/Talos bootstrap tokens ([a-z0-9]{6}.[a-z0-9]{16}).
 	bootstrapTokenRE = regexp.MustCompile(`(^|[^a-z0-9.])[a-z0-9]{6}\.[a-z0-9]{16}($|[^a-z0-9.])`)
 	// base64 of "-----BEGIN": a PEM block inside a base64 field, as Talos stores its CAs.
-	base64PEMRE = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
+	base64PEMRE      = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
 	secretKeyRE      = regexp.MustCompile(sopsfile.SecretFieldsRegex)
 	awsSecretKeyName = regexp.MustCompile(`(?i)^aws_secret_access_key$`)
 )
