@@ -88,7 +88,8 @@ func NewTelmateAPI(opts ClientOptions) (*Telmate, error) {
 
 // reasonTransport copies the HTTP reason phrase into error bodies that lack a "message"
 // field: PVE before libpve-http-server 5.2.0 answers only {"data":null} and carries the error
-// text in the status line (facts §1.2), while Telmate's ApiError reads only the body.
+// text in the status line (facts §1.2), while Telmate's ApiError reads only the body. It
+// changes nothing else on the wire.
 type reasonTransport struct{ base http.RoundTripper }
 
 func (t *reasonTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -104,10 +105,18 @@ func (t *reasonTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, rerr
 	}
 
+	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
+
+	if len(bytes.TrimSpace(body)) == 0 {
+		// 401 and 501 answers have no body: Telmate would treat that as transient and retry
+		// with 1-3 s sleeps; a JSON body turns it into an ApiError carrying the reason.
+		body, _ = json.Marshal(map[string]any{"data": nil, "message": reason})
+	}
+
 	var obj map[string]any
-	if len(body) > 1 && json.Unmarshal(body, &obj) == nil {
+	if json.Unmarshal(body, &obj) == nil {
 		if _, ok := obj["message"].(string); !ok {
-			obj["message"] = strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
+			obj["message"] = reason
 		}
 		// Telmate type-asserts errors to a map; a null there would panic.
 		if e, ok := obj["errors"]; ok && e == nil {
