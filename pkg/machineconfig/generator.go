@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -117,9 +119,17 @@ func (g *Generator) Contract() *config.VersionContract { return g.contract }
 func (g *Generator) input(installDisk string) (*generate.Input, error) {
 	c := g.cluster
 
+	// The API server certificate must cover the VIP and the endpoint's host; contracts ≤ 1.11
+	// add the endpoint's host themselves.
 	sans := []string{}
-	if c.Network.VIP != "" {
-		sans = append(sans, c.Network.VIP)
+	if !g.contract.PopulateClusterSANsFromEndpoint() {
+		if c.Network.VIP != "" {
+			sans = append(sans, c.Network.VIP)
+		}
+
+		if u, err := url.Parse(c.ControlPlaneEndpoint()); err == nil && u.Hostname() != "" && !slices.Contains(sans, u.Hostname()) {
+			sans = append(sans, u.Hostname())
+		}
 	}
 
 	return generate.NewInput(c.Metadata.Name, c.ControlPlaneEndpoint(), strings.TrimPrefix(c.Talos.Kubernetes, "v"),
