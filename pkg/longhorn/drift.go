@@ -217,7 +217,6 @@ func (cl *Client) recurringJobDrift(ctx context.Context, want []*unstructured.Un
 	var diffs []Difference
 	wanted := map[string]bool{}
 	for _, w := range want {
-		w := w
 		wanted[w.GetName()] = true
 		fix := func(ctx context.Context) error { return cl.apply(ctx, recurringJobGVR, w) }
 		live, err := cl.dyn.Resource(recurringJobGVR).Namespace(Namespace).Get(ctx, w.GetName(), metav1.GetOptions{})
@@ -259,7 +258,6 @@ func (cl *Client) storageClassDrift(ctx context.Context, want []*unstructured.Un
 	var diffs []Difference
 	wanted := map[string]bool{}
 	for _, w := range want {
-		w := w
 		wanted[w.GetName()] = true
 		fix := func(ctx context.Context) error { return cl.applyStorageClass(ctx, w) }
 		live, err := cl.cs.StorageV1().StorageClasses().Get(ctx, w.GetName(), metav1.GetOptions{})
