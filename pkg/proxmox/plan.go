@@ -313,6 +313,12 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, owner
 			}
 
 			vp.Parked = parked
+
+			for i, c := range vp.Changes {
+				if c.Key == SlotData {
+					vp.Changes[i].To = parked.VolID + " (kept data disk, re-attached)"
+				}
+			}
 			vp.Notes = append(vp.Notes, fmt.Sprintf("re-attaches the kept data disk %s (%d GiB) from VM %d", parked.VolID, parked.SizeGiB, parked.HolderVMID))
 		}
 
