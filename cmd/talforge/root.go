@@ -114,6 +114,8 @@ Exit codes: 0 ok, 1 failure, 2 invalid input (or, with --plan, changes pending).
 		newBootstrapCmd(o),
 		newHealthCmd(o),
 		newKubeconfigCmd(o),
+		newProvisionCmd(o),
+		newDestroyCmd(o),
 		newSchemaCmd(o),
 		newVersionCmd(o),
 	)
