@@ -124,7 +124,7 @@ func TestCommit(t *testing.T) {
 
 	// Something else staged in the repository must not end up in talforge's commit.
 	os.WriteFile(filepath.Join(repo, "other.txt"), []byte("x"), 0o644) //nolint:errcheck
-	exec.Command("git", "-C", repo, "add", "other.txt").Run()        //nolint:errcheck
+	exec.Command("git", "-C", repo, "add", "other.txt").Run()          //nolint:errcheck
 
 	done, err := Commit(ctx, out, "talforge: generate c")
 	if err != nil || !done {
