@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -55,25 +56,45 @@ func DefaultAssetsDir() (string, error) {
 }
 
 // FindAssets returns the directory holding executable kube-apiserver and etcd files:
-// $TALFORGE_KUBE_ASSETS when set, else [DefaultAssetsDir]. The error wraps
-// ErrAssetsMissing and says how to build them.
+// $TALFORGE_KUBE_ASSETS when set, else [DefaultAssetsDir], else the same directory under
+// the account's home from the user database (tests that point HOME at a temporary
+// directory still find the cache). The error wraps ErrAssetsMissing and says how to
+// build them.
 func FindAssets() (string, error) {
-	dir, from := os.Getenv(EnvAssets), EnvAssets
-	if dir == "" {
-		var err error
-		if dir, err = DefaultAssetsDir(); err != nil {
-			return "", err
+	if dir := os.Getenv(EnvAssets); dir != "" {
+		if err := checkAssets(dir); err != nil {
+			return "", fmt.Errorf("%w (%s)", err, EnvAssets)
 		}
-		from = "default cache"
+		return dir, nil
 	}
+	dir, err := DefaultAssetsDir()
+	if err != nil {
+		return "", err
+	}
+	firstErr := checkAssets(dir)
+	if firstErr == nil {
+		return dir, nil
+	}
+	if os.Getenv(EnvCache) == "" {
+		if u, err := user.Current(); err == nil && u.HomeDir != "" {
+			alt := filepath.Join(u.HomeDir, ".cache", "talforge", "testenv", KubeVersion+"-etcd"+EtcdVersion)
+			if alt != dir && checkAssets(alt) == nil {
+				return alt, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%w (default cache)", firstErr)
+}
+
+func checkAssets(dir string) error {
 	for _, b := range []string{"kube-apiserver", "etcd"} {
 		st, err := os.Stat(filepath.Join(dir, b))
 		if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-			return "", fmt.Errorf("%w: no executable %s in %s (%s); build them with `bash scripts/kube-testenv.sh build` (~7 min cold, cached afterwards) or point %s at a directory holding kube-apiserver and etcd",
-				ErrAssetsMissing, b, dir, from, EnvAssets)
+			return fmt.Errorf("%w: no executable %s in %s; build them with `bash scripts/kube-testenv.sh build` (~7 min cold, cached afterwards) or point %s at a directory holding kube-apiserver and etcd",
+				ErrAssetsMissing, b, dir, EnvAssets)
 		}
 	}
-	return dir, nil
+	return nil
 }
 
 // Options configure [Launch]. The zero value is usable.

@@ -260,3 +260,19 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(string(stat), ')')
 	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
+
+// Tests elsewhere point HOME at a temporary directory; the cache is still found through
+// the user database.
+func TestFindAssetsWithTemporaryHome(t *testing.T) {
+	t.Setenv(EnvAssets, "")
+	t.Setenv(EnvCache, "")
+	real, err := FindAssets()
+	if err != nil {
+		skipOrFail(t, err)
+	}
+	t.Setenv("HOME", t.TempDir())
+	got, err := FindAssets()
+	if err != nil || got != real {
+		t.Errorf("with HOME=%s: FindAssets() = %q, %v; want %q", os.Getenv("HOME"), got, err, real)
+	}
+}
