@@ -370,3 +370,51 @@ func TestCancelAndConverge(t *testing.T) {
 
 	e.assertConverged()
 }
+
+// TestCloneFromTemplate: with proxmox.template set, VMs are full clones of the template,
+// converged to the spec (disk grown, NIC MAC pinned, ISO and cloud-init drive added).
+func TestCloneFromTemplate(t *testing.T) {
+	e := newEnv(t, "tazlab")
+	e.srv.Seed(pvesim.SeedVM{ID: 9000, Config: map[string]string{"name": "talos-template", "template": "1", "memory": "2048",
+		"cores": "1", "scsihw": "virtio-scsi-pci", "scsi0": "local-lvm:base-9000-disk-0,size=8G", "cpu": "host",
+		"net0": "virtio=BC:24:11:00:00:99,bridge=vmbr0", "tags": "template"}})
+	e.cluster.Proxmox.Template = 9000
+	e.refresh()
+
+	ctx := context.Background()
+	if _, _, err := e.provision(ctx, Options{}); err != nil {
+		t.Fatalf("provision: %v\n%s\n%s", err, e.events, summary(e.srv))
+	}
+
+	e.assertConverged()
+
+	clones := 0
+
+	for _, r := range e.srv.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/qemu/9000/clone") {
+			clones++
+		}
+
+		if r.Method == "POST" && r.Path == "/nodes/pve/qemu" {
+			t.Errorf("created instead of cloning")
+		}
+	}
+
+	if clones != 2 {
+		t.Errorf("%d clone requests, want 2", clones)
+	}
+
+	vm := e.vmByName("tazlab-cp-1")
+	if !strings.Contains(vm.Config["scsi0"], "size=40G") || vm.Config["net0"] != "virtio=CA:C2:FA:42:27:93,bridge=vmbr0" ||
+		!strings.Contains(vm.Config["ide2"], "cloudinit") || !strings.Contains(vm.Config["scsi1"], "serial=talforge-longhorn") {
+		t.Errorf("clone not converged: %v", vm.Config)
+	}
+
+	if tmpl, _ := e.srv.VM(9000); tmpl.Config["name"] != "talos-template" || tmpl.Running {
+		t.Errorf("template touched: %v", tmpl)
+	}
+
+	if p := e.plan(ctx); p.HasChanges() {
+		t.Errorf("plan after clone has changes")
+	}
+}
