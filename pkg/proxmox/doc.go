@@ -1,0 +1,42 @@
+// Package proxmox provisions a cluster's Talos VMs on Proxmox VE through the PVE API alone: no
+// SSH, no Terraform state. Everything is idempotent by observation.
+//
+//   - Desired turns a profile into one VMSpec per node (see spec.go for every setting and why)
+//     and the boot image (the Image Factory nocloud ISO of the cluster's schematic); Lint
+//     flags settings Talos cannot boot or run with.
+//   - Observe lists the VMs, finds the cluster's by the ownership tag talforge-<cluster> and
+//     their name, and plans create / update (field-level diff) / unchanged. A VM with a node's
+//     name or VMID but without the tag is foreign: a Conflict that blocks Apply; it is never
+//     touched.
+//   - Executor.Apply downloads the ISO where missing, then creates or updates and starts the
+//     VMs with bounded parallelism. Steps are retried with backoff on lock contention, 5xx
+//     answers and dropped connections; every retry re-observes first, so a create whose answer
+//     was lost is recognised rather than repeated. A failed task becomes a TaskError carrying
+//     the tail of its log.
+//   - PlanDestroy / Executor.Destroy stop and delete (purge) only VMs with the ownership tag,
+//     optionally parking their data disks in holder VMs for the next provision.
+//
+// The Proxmox client is github.com/Telmate/proxmox-api-go behind the API interface this
+// package owns (Telmate). Task waiting is done here (Executor.Wait) because Telmate polls every
+// 2 s: with 300 ms tasks that would make every step cost 2 s (BenchmarkProvision12VMs measures
+// both). Telmate calls are guarded against its panics on unexpected answers.
+//
+// # Minimum privileges
+//
+// Give the API token (privilege separation on, ACLs on the token) a role with these
+// privileges; `talforge provision` and `talforge destroy` need nothing else (facts §1.8,
+// enforced by internal/testenv/pvesim and TestMinimalPrivileges):
+//
+//	ACL path (propagate)                 privileges
+//	/vms                                 VM.Allocate VM.Clone VM.Audit VM.PowerMgmt
+//	                                     VM.Config.CDROM VM.Config.CPU VM.Config.Cloudinit
+//	                                     VM.Config.Disk VM.Config.HWType VM.Config.Memory
+//	                                     VM.Config.Network VM.Config.Options
+//	/storage/<proxmox.storage>           Datastore.AllocateSpace Datastore.Audit
+//	/storage/<proxmox.isoStorage>        Datastore.AllocateTemplate Datastore.Audit
+//	/nodes/<each PVE node>               Sys.AccessNetwork (download-url; PVE >= 8.2)
+//	/sdn/zones/localnetwork/<bridge>     SDN.Use (add /<vlan> scoping if you restrict VLANs)
+//
+// With proxmox.pool set, VM.Allocate may instead be granted on /pool/<pool>. No Sys.Audit is
+// needed: the token reads only its own tasks. See docs/proxmox.md for the pveum commands.
+package proxmox
