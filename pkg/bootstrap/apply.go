@@ -76,6 +76,7 @@ func (r *Runner) applyNode(ctx context.Context, n Node) (NodeResult, error) {
 	var (
 		accepted bool
 		result   = NodeResult{Node: n.Name}
+		streaks  = foreignStreaks{}
 	)
 
 	phase := PhaseWaitAPI
@@ -95,6 +96,7 @@ func (r *Runner) applyNode(ctx context.Context, n Node) (NodeResult, error) {
 		return e
 	}, func(ctx context.Context) stepResult {
 		obs := r.observe(ctx, n)
+		foreign := streaks.confirm(n, obs.state == stateForeign)
 
 		switch obs.state {
 		case stateConfigured:
@@ -154,7 +156,11 @@ func (r *Runner) applyNode(ctx context.Context, n Node) (NodeResult, error) {
 
 			return stepResult{seen: seen}
 		case stateForeign:
-			return stepResult{err: r.foreignError(n, phase, obs.seen)}
+			if foreign {
+				return stepResult{err: r.foreignError(n, phase, obs.seen)}
+			}
+
+			return stepResult{seen: obs.seen}
 		default:
 			return stepResult{seen: obs.seen}
 		}

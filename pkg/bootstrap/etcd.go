@@ -105,13 +105,26 @@ func (r *Runner) observeEtcd(ctx context.Context) etcdView {
 
 			return nil
 		}()
-		if err != nil {
-			view.unreachable = append(view.unreachable, n.Name+": "+describe(err))
+		if err == nil {
+			continue
+		}
 
-			if isHandshakeFailure(err) {
+		reason := describe(err)
+
+		if isHandshakeFailure(err) {
+			// Not (yet) running this cluster's config: tell maintenance mode from another cluster.
+			switch obs := r.observe(ctx, n); obs.state {
+			case stateForeign:
 				view.foreign = append(view.foreign, n)
+				reason = obs.seen
+			case stateMaintenance:
+				reason = "in maintenance mode (run `talforge apply`)"
+			default:
+				reason = obs.seen
 			}
 		}
+
+		view.unreachable = append(view.unreachable, n.Name+": "+reason)
 	}
 
 	for m := range members {
@@ -130,6 +143,7 @@ func (r *Runner) observeEtcd(ctx context.Context) etcdView {
 func (r *Runner) Bootstrap(ctx context.Context) (*EtcdResult, error) {
 	first := r.controlPlanes()[0]
 	res := &EtcdResult{Node: first.Name}
+	streaks := foreignStreaks{}
 
 	err := r.wait(ctx, first.Name, "etcd bootstrap", r.opts.BootstrapTimeout, func(lastSeen string) *Error {
 		return &Error{
@@ -150,8 +164,10 @@ func (r *Runner) Bootstrap(ctx context.Context) (*EtcdResult, error) {
 			return stepResult{done: true}
 		}
 
-		if len(view.foreign) > 0 {
-			return stepResult{err: r.foreignError(view.foreign[0], PhaseBootstrap, view.String())}
+		for _, n := range r.controlPlanes() {
+			if streaks.confirm(n, slices.ContainsFunc(view.foreign, func(f Node) bool { return f.Name == n.Name })) {
+				return stepResult{err: r.foreignError(n, PhaseBootstrap, view.String())}
+			}
 		}
 
 		if len(view.unreachable) > 0 {

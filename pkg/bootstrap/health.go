@@ -88,6 +88,8 @@ func (f *failing) blame(r *Runner, phase Phase, lastSeen, hint string) *Error {
 func (r *Runner) healthAPId(ctx context.Context) error {
 	var last failing
 
+	streaks := foreignStreaks{}
+
 	r.progress.printf("", "health: waiting for apid on every node")
 
 	return r.wait(ctx, "", "apid", r.opts.HealthTimeout, func(lastSeen string) *Error {
@@ -97,11 +99,12 @@ func (r *Runner) healthAPId(ctx context.Context) error {
 		last = failing{}
 
 		for _, n := range r.cluster.Nodes {
-			switch obs := r.observe(ctx, n); obs.state {
-			case stateConfigured:
-			case stateForeign:
+			obs := r.observe(ctx, n)
+			if streaks.confirm(n, obs.state == stateForeign) {
 				return stepResult{err: r.foreignError(n, PhaseHealthAPId, obs.seen)}
-			default:
+			}
+
+			if obs.state != stateConfigured {
 				last.add(n, obs.seen)
 			}
 		}

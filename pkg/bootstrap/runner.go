@@ -152,6 +152,27 @@ const (
 	stateForeign
 )
 
+// foreignConfirmations is how many consecutive observations must find a node foreign before talforge gives
+// up on it: a node caught rebooting between maintenance and configured mode fails both TLS probes of one
+// observation (the first sees the old mode, the second the new one), another cluster's node fails every time.
+const foreignConfirmations = 3
+
+// foreignStreaks counts consecutive foreign observations per node.
+type foreignStreaks map[string]int
+
+// confirm records an observation and reports whether the node is confirmed foreign.
+func (s foreignStreaks) confirm(n Node, foreign bool) bool {
+	if !foreign {
+		delete(s, n.Name)
+
+		return false
+	}
+
+	s[n.Name]++
+
+	return s[n.Name] >= foreignConfirmations
+}
+
 type observation struct {
 	state nodeState
 	stage runtime.MachineStage
