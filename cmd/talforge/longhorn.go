@@ -311,7 +311,9 @@ func longhornError(err error) error {
 }
 
 // prefixWriter prefixes progress lines for stderr.
-type prefixWriter struct{ w interface{ Write([]byte) (int, error) } }
+type prefixWriter struct {
+	w interface{ Write([]byte) (int, error) }
+}
 
 func (p prefixWriter) Write(b []byte) (int, error) {
 	if _, err := fmt.Fprintf(p.w, "longhorn: %s", b); err != nil {
