@@ -496,6 +496,39 @@ func TestConfiguredNodes(t *testing.T) {
 	}
 }
 
+// TestAutoApplyWaitsForReboot: when a node answers an AUTO apply with a reboot, Apply returns only once the
+// node runs the new config.
+func TestAutoApplyWaitsForReboot(t *testing.T) {
+	r := renderProfile(t, "ha")
+	e := emulate(t, r, emulateOptions{subnet: 11, configured: r.configs, autoReboots: true, bootDelay: 300 * time.Millisecond})
+
+	desired := map[string][]byte{}
+	for k, v := range r.configs {
+		desired[k] = v
+	}
+
+	desired["worker-2"] = replaceOnce(t, r.configs["worker-2"], "time.cloudflare.com", "time.example.org")
+
+	var out syncBuffer
+
+	results, err := newRunner(t, e.input(desired, r.talosconfig), &out, bootstrap.Options{}).Apply(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	want := all(bootstrap.ActionUnchanged)
+	want["worker-2"] = bootstrap.ActionApplied
+	wantActions(t, results, want)
+
+	if !bytes.Equal(e.nodes["worker-2"].ActiveConfig(), desired["worker-2"]) {
+		t.Fatal("Apply returned before worker-2 rebooted into its new config")
+	}
+
+	if !strings.Contains(out.String(), "worker-2: rebooted and runs the new config") {
+		t.Fatalf("progress does not report the reboot:\n%s", out.String())
+	}
+}
+
 // TestHealthPhases checks what each health phase waits for and whom its errors name.
 func TestHealthPhases(t *testing.T) {
 	r := renderProfile(t, "ha")

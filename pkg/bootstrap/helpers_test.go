@@ -155,6 +155,8 @@ type emulateOptions struct {
 	// configured starts the nodes already running these configs (by node name) instead of in maintenance.
 	configured map[string][]byte
 	bootDelay  time.Duration
+	// autoReboots makes configured nodes reboot to take an AUTO apply.
+	autoReboots bool
 }
 
 func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
@@ -168,13 +170,14 @@ func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
 
 	for i, n := range r.cluster.Nodes {
 		node, err := talosnode.Start(t.Context(), talosnode.Options{
-			Address:   fmt.Sprintf("127.0.%d.%d:0", opts.subnet, i+1),
-			Hostname:  "talos-" + n.Name,
-			Cluster:   e.etcd,
-			Config:    opts.configured[n.Name],
-			BootDelay: opts.bootDelay,
-			JoinDelay: 50 * time.Millisecond,
-			Logf:      t.Logf,
+			Address:     fmt.Sprintf("127.0.%d.%d:0", opts.subnet, i+1),
+			Hostname:    "talos-" + n.Name,
+			Cluster:     e.etcd,
+			Config:      opts.configured[n.Name],
+			BootDelay:   opts.bootDelay,
+			JoinDelay:   50 * time.Millisecond,
+			AutoReboots: opts.autoReboots,
+			Logf:        t.Logf,
 		})
 		if err != nil {
 			t.Fatal(err)

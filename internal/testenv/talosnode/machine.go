@@ -72,10 +72,16 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, req *machine.Ap
 		return &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{Mode: mode, ModeDetails: details}}}
 	}
 
-	switch req.GetMode() {
+	mode := req.GetMode()
+	if mode == machine.ApplyConfigurationRequest_AUTO && n.opts.AutoReboots {
+		//lint:ignore SA1019 AUTO resolves to a reboot here, and Talos reports it with this mode
+		mode = machine.ApplyConfigurationRequest_REBOOT
+	}
+
+	switch mode {
 	case machine.ApplyConfigurationRequest_AUTO, machine.ApplyConfigurationRequest_NO_REBOOT:
-		// Emulator choice: every change the emulator models can be applied without a reboot, so AUTO
-		// resolves to NO_REBOOT.
+		// Emulator choice: unless Options.AutoReboots, every change can be applied without a reboot, so
+		// AUTO resolves to NO_REBOOT.
 		if !req.GetDryRun() {
 			n.active, n.persistent = cfg, cfg
 			n.publishStateLocked()
@@ -103,7 +109,7 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, req *machine.Ap
 		//lint:ignore SA1019 the reply names the mode the client asked for
 		return reply(machine.ApplyConfigurationRequest_REBOOT, "Applied configuration with a reboot"), nil
 	default:
-		return nil, status.Errorf(codes.Unimplemented, "apply mode %s is not emulated", req.GetMode())
+		return nil, status.Errorf(codes.Unimplemented, "apply mode %s is not emulated", mode)
 	}
 }
 

@@ -62,6 +62,9 @@ type Options struct {
 	// BootstrapNotReadyFor makes Bootstrap answer FailedPrecondition "bootstrap is not available yet" for
 	// this long after the node booted configured, as real nodes do while their services start.
 	BootstrapNotReadyFor time.Duration
+	// AutoReboots makes a configured node resolve an AUTO apply to a reboot (as Talos does for changes it
+	// cannot apply live) instead of applying it in place.
+	AutoReboots bool
 	// TalosVersion is the tag Version reports. Default DefaultTalosVersion.
 	TalosVersion string
 	// Logf, when set, receives one line per lifecycle event (boot, apply, reboot), e.g. testing.T.Logf.
