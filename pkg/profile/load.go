@@ -36,12 +36,22 @@ func Parse(path string, data []byte) (*Cluster, error) {
 		return nil, err
 	}
 
-	if ps := src.check(root, reflect.TypeOf(Cluster{}), ""); len(ps) > 0 {
-		return nil, ps
+	structural := src.check(root, reflect.TypeOf(Cluster{}), "")
+	for _, p := range structural {
+		if !p.keyProblem {
+			// A value of the wrong type: the profile cannot be decoded, so stop here.
+			return nil, structural
+		}
 	}
 
+	// Unknown or repeated keys leave everything else decodable: report them together with
+	// every semantic problem, so one pass fixes the profile.
 	var c Cluster
 	if err := root.Decode(&c); err != nil {
+		if len(structural) > 0 {
+			return nil, structural // a repeated key: yaml.v3 refuses to decode it
+		}
+
 		return nil, Problems{{File: path, Message: err.Error()}}
 	}
 
@@ -52,7 +62,7 @@ func Parse(path string, data []byte) (*Cluster, error) {
 	errs, warns := c.validate()
 	c.Warnings = warns
 
-	if len(errs) > 0 {
+	if errs = append(structural, errs...); len(errs) > 0 {
 		return nil, errs
 	}
 
@@ -99,7 +109,7 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 		n = n.Alias
 	}
 
-	if path != "" {
+	if _, known := s.pos[path]; path != "" && !known {
 		s.pos[path] = Pos{n.Line, n.Column}
 	}
 
@@ -120,7 +130,7 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			bad("a mapping of "+strings.Join(fieldNames(t), ", "), "")
+			bad("a mapping of "+strings.Join(fieldNames(t), ", "), "write its fields on their own lines, indented below the key")
 
 			return ps
 		}
@@ -134,16 +144,18 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 			kpath := joinPath(path, key)
 
 			if line, dup := seen[key]; dup {
-				ps = append(ps, Problem{File: s.file, Line: k.Line, Col: k.Column, Field: displayPath(kpath), Message: fmt.Sprintf("key %q is repeated (first set at line %d)", key, line), Hint: "keep one of them"})
+				ps = append(ps, Problem{File: s.file, Line: k.Line, Col: k.Column, Field: displayPath(kpath), Message: fmt.Sprintf("key %q is repeated (first set at line %d)", key, line), Hint: "keep one of them", keyProblem: true})
 
 				continue
 			}
 
 			seen[key] = k.Line
 
+			s.pos[kpath] = Pos{k.Line, k.Column}
+
 			ft, ok := fields[key]
 			if !ok {
-				ps = append(ps, Problem{File: s.file, Line: k.Line, Col: k.Column, Field: displayPath(kpath), Message: fmt.Sprintf("unknown key %q", key), Hint: suggest(key, fieldNames(t))})
+				ps = append(ps, Problem{File: s.file, Line: k.Line, Col: k.Column, Field: displayPath(kpath), Message: fmt.Sprintf("unknown key %q", key), Hint: suggest(key, fieldNames(t)), keyProblem: true})
 
 				continue
 			}
@@ -162,17 +174,19 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			bad("a mapping", "")
+			bad("a mapping", "write key: value pairs indented below the key")
 
 			return ps
 		}
 
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			ps = append(ps, s.check(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value))...)
+			kpath := joinPath(path, n.Content[i].Value)
+			s.pos[kpath] = Pos{n.Content[i].Line, n.Content[i].Column}
+			ps = append(ps, s.check(n.Content[i+1], t.Elem(), kpath)...)
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			bad("a string", "")
+			bad("a string", "write a single value on the same line as the key")
 		}
 	case reflect.Int:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
@@ -180,7 +194,7 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			bad("true or false", "")
+			bad("true or false", "write true or false, without quotes")
 		}
 	case reflect.Interface:
 		// free-form (Helm values): anything goes

@@ -17,6 +17,9 @@ type Problem struct {
 	Message string
 	// Hint says how to fix it.
 	Hint string
+
+	// keyProblem marks an unknown or repeated key, after which the profile still decodes.
+	keyProblem bool
 }
 
 func (p Problem) String() string {

@@ -329,8 +329,15 @@ func (c *Cluster) validateNodes(e, w *problems, prefix netip.Prefix) {
 		}
 
 		if n.LonghornDisk != "" {
+			field := f("longhornDisk")
+			if _, set := c.src.pos[field]; !set && c.src != nil {
+				if _, def := c.src.pos["proxmox.defaults.longhornDisk"]; def {
+					field = "proxmox.defaults.longhornDisk"
+				}
+			}
+
 			if _, err := SizeGiB(n.LonghornDisk); err != nil {
-				e.add(f("longhornDisk"), "write a size in GiB like 100G", "%v", err)
+				e.add(field, "write a size in GiB like 100G", "%v", err)
 			}
 		}
 	}
@@ -380,7 +387,19 @@ func (c *Cluster) validateProxmox(e, w *problems) {
 	}
 
 	for i, n := range c.Nodes {
-		f := func(name string) string { return fmt.Sprintf("nodes[%d].%s", i, name) }
+		// A value the node does not set itself comes from proxmox.defaults: blame that.
+		f := func(name string) string {
+			own := fmt.Sprintf("nodes[%d].%s", i, name)
+			if _, set := c.src.pos[own]; set || c.src == nil {
+				return own
+			}
+
+			if _, set := c.src.pos["proxmox.defaults."+name]; set {
+				return "proxmox.defaults." + name
+			}
+
+			return own
+		}
 
 		if n.PVENode != "" && !pveIDRE.MatchString(n.PVENode) {
 			e.add(f("pveNode"), "name the Proxmox host as Proxmox shows it", "%q is not a valid Proxmox node name", n.PVENode)
