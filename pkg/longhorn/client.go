@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"helm.sh/helm/v3/pkg/release"
 	corev1 "k8s.io/api/core/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -195,6 +196,9 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := notPending(rel); err != nil {
+		return nil, err
+	}
 	res := &InstallResult{Version: version}
 	if rel != nil {
 		installed := rel.Chart.Metadata.Version
@@ -234,6 +238,18 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// notPending refuses to start while the release is in a pending state (an interrupted
+// run): Helm would refuse anyway, and the way out needs a person to look.
+func notPending(rel *release.Release) error {
+	if rel == nil || !rel.Info.Status.IsPending() {
+		return nil
+	}
+	return fmt.Errorf("the Helm release %s/%s is %s at revision %d (chart %s), probably from an interrupted run; "+
+		"check `helm history %s -n %s`, and once nothing is running, `helm rollback %s <revision> -n %s` to the last deployed revision "+
+		"whose chart version equals Longhorn's current-longhorn-version (a rollback to an older version is a downgrade Longhorn refuses)",
+		Namespace, ReleaseName, rel.Info.Status, rel.Version, rel.Chart.Metadata.Version, ReleaseName, Namespace, ReleaseName, Namespace)
 }
 
 func versionMismatch(installed, wanted string) error {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/release"
 )
 
 func TestUpgradePath(t *testing.T) {
@@ -128,6 +130,38 @@ func TestIAMPolicy(t *testing.T) {
 		}
 		if !strings.HasSuffix(string(b), "}\n") {
 			t.Error("policy does not end with a newline")
+		}
+	}
+}
+
+func TestNotPending(t *testing.T) {
+	for _, tc := range []struct {
+		status release.Status
+		refuse bool
+	}{
+		{release.StatusDeployed, false}, {release.StatusFailed, false},
+		{release.StatusPendingUpgrade, true}, {release.StatusPendingInstall, true}, {release.StatusPendingRollback, true},
+	} {
+		rel := &release.Release{Version: 4, Info: &release.Info{Status: tc.status}, Chart: &chart.Chart{Metadata: &chart.Metadata{Version: "1.10.2"}}}
+		err := notPending(rel)
+		if (err != nil) != tc.refuse {
+			t.Errorf("%s: err = %v", tc.status, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "is "+string(tc.status)+" at revision 4") {
+			t.Errorf("%s: message %v", tc.status, err)
+		}
+	}
+	if notPending(nil) != nil {
+		t.Error("no release refused")
+	}
+}
+
+func BenchmarkRenderValues(b *testing.B) {
+	c := loadProfile(b, "1.10.2")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := RenderValues(c); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -40,6 +40,9 @@ func (cl *Client) Plan(ctx context.Context, target string) (*UpgradePlan, error)
 	if rel == nil {
 		return nil, ErrNotInstalled
 	}
+	if err := notPending(rel); err != nil {
+		return nil, err
+	}
 	installed := rel.Chart.Metadata.Version
 	steps, err := UpgradePath(installed, target)
 	if err != nil {
@@ -285,6 +288,9 @@ func (cl *Client) Reinstall(ctx context.Context) (*InstallResult, error) {
 	}
 	rel, err := cl.helm.lastRelease()
 	if err != nil {
+		return nil, err
+	}
+	if err := notPending(rel); err != nil {
 		return nil, err
 	}
 	var installed string

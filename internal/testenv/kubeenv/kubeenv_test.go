@@ -276,3 +276,20 @@ func TestFindAssetsWithTemporaryHome(t *testing.T) {
 		t.Errorf("with HOME=%s: FindAssets() = %q, %v; want %q", os.Getenv("HOME"), got, err, real)
 	}
 }
+
+// BenchmarkLaunch measures a cold control plane: PKI, etcd and kube-apiserver until
+// /readyz, then Stop (~3-4 s on the 2-core CI machine).
+func BenchmarkLaunch(b *testing.B) {
+	if _, err := FindAssets(); err != nil {
+		skipOrFail(b, err)
+	}
+	for i := 0; i < b.N; i++ {
+		cp, err := Launch(context.Background(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cp.Stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
