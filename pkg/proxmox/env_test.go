@@ -23,7 +23,8 @@ var schemaCache struct {
 	err error
 }
 
-// pveSchema loads the PVE 9 API schema fixture once, or skips.
+// pveSchema loads the PVE 9 API schema fixture once. Without the fixture the emulator runs
+// without parameter checks: the tests still run, only the schema checks are skipped.
 func pveSchema(t testing.TB) *pvesim.Schema {
 	t.Helper()
 	schemaCache.Lock()
@@ -40,7 +41,8 @@ func pveSchema(t testing.TB) *pvesim.Schema {
 
 	if schemaCache.err != nil {
 		if errors.Is(schemaCache.err, pvesim.ErrSchemaNotFound) {
-			t.Skipf("PVE API schema fixture not found at %v; schema checks skipped", schemaCache.err)
+			t.Logf("PVE API schema fixture not found at %v; schema checks skipped", schemaCache.err)
+			return nil
 		}
 
 		t.Fatalf("loading PVE API schema: %v", schemaCache.err)

@@ -360,6 +360,13 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, owner
 	}
 
 	if vm.Running {
+		for _, c := range vp.Changes {
+			if c.Key == "ipconfig0" || c.Key == "nameserver" || c.Key == "searchdomain" {
+				vp.Notes = append(vp.Notes, "cloud-init changes reach Talos at the VM's next boot (nocloud is read at boot)")
+				break
+			}
+		}
+
 		if vp.Pending, err = api.PendingKeys(ctx, vm.Node, vm.VMID); err != nil {
 			return vp, fmt.Errorf("VM %s (%d): reading pending changes: %w", s.Name, vm.VMID, err)
 		}

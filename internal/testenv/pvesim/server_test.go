@@ -21,7 +21,7 @@ func createVM(t *testing.T, srv *Server, extra ...string) {
 }
 
 func TestEnvelopeAndErrors(t *testing.T) {
-	srv := New(fastOptions(testSchema(t, 9)))
+	srv := New(fastOptions(optSchema(t, 9)))
 	defer srv.Close()
 	cases := []struct {
 		name       string
@@ -54,7 +54,7 @@ func TestEnvelopeAndErrors(t *testing.T) {
 }
 
 func TestLegacyErrorBody(t *testing.T) {
-	o := fastOptions(testSchema(t, 8))
+	o := fastOptions(optSchema(t, 8))
 	o.LegacyErrorBody = true
 	srv := New(o)
 	defer srv.Close()
@@ -65,7 +65,7 @@ func TestLegacyErrorBody(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	srv := New(fastOptions(testSchema(t, 9)))
+	srv := New(fastOptions(optSchema(t, 9)))
 	defer srv.Close()
 	cases := []struct {
 		name   string
@@ -101,7 +101,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestPrivileges(t *testing.T) {
-	srv := New(fastOptions(testSchema(t, 9)))
+	srv := New(fastOptions(optSchema(t, 9)))
 	defer srv.Close()
 	const limited = "talforge@pve!ci"
 	auth := "PVEAPIToken=" + limited + "=s3cret"
@@ -163,7 +163,7 @@ func TestPrivileges(t *testing.T) {
 }
 
 func TestTasksAndLocks(t *testing.T) {
-	o := fastOptions(testSchema(t, 9))
+	o := fastOptions(optSchema(t, 9))
 	o.Latency = map[string]time.Duration{"qmstart": 300 * time.Millisecond}
 	o.LockTimeout = 50 * time.Millisecond
 	srv := New(o)
@@ -243,7 +243,7 @@ func TestTasksAndLocks(t *testing.T) {
 }
 
 func TestCreateConflictsAndRollback(t *testing.T) {
-	o := fastOptions(testSchema(t, 9))
+	o := fastOptions(optSchema(t, 9))
 	o.Latency = map[string]time.Duration{"qmcreate": 100 * time.Millisecond}
 	srv := New(o)
 	defer srv.Close()
@@ -284,7 +284,7 @@ func TestCreateConflictsAndRollback(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	srv := New(fastOptions(testSchema(t, 9)))
+	srv := New(fastOptions(optSchema(t, 9)))
 	defer srv.Close()
 	createVM(t, srv)
 
@@ -348,7 +348,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestDisksDetachDestroyReassign(t *testing.T) {
-	srv := New(fastOptions(testSchema(t, 9)))
+	srv := New(fastOptions(optSchema(t, 9)))
 	defer srv.Close()
 	createVM(t, srv, "scsi1", "local-lvm:16,serial=data-cp-1")
 	srv.Seed(SeedVM{ID: 950, Config: map[string]string{"name": "parking", "memory": "16"}})
@@ -414,7 +414,7 @@ func hasVolume(srv *Server, volid string) bool {
 }
 
 func TestDownloadURL(t *testing.T) {
-	o := fastOptions(testSchema(t, 9))
+	o := fastOptions(optSchema(t, 9))
 	o.Download = func(u string) (int64, error) {
 		if strings.Contains(u, "missing") {
 			return 0, errStatus(404, "404 Not Found")

@@ -21,7 +21,7 @@ func TestTelmateClientLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: Telmate polls tasks every 2 s")
 	}
-	schema := testSchema(t, 9)
+	schema := optSchema(t, 9)
 	srv := New(fastOptions(schema))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
