@@ -95,6 +95,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	res := &Result{Cluster: c, OutDir: out}
 
+	if opts.Commit {
+		if err := gitops.CheckRepository(ctx, out); err != nil {
+			return nil, err
+		}
+	}
+
 	contract, err := config.ParseContractFromVersion(c.Talos.Version)
 	if err != nil {
 		return nil, fmt.Errorf("talos.version: %w", err)

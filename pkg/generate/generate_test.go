@@ -330,6 +330,16 @@ func TestCommit(t *testing.T) {
 	}
 
 	dir, path := project(t, homelab)
+
+	// Outside a repository --commit is refused before anything is written.
+	if _, err := Run(context.Background(), Options{Profile: path, Commit: true}); err == nil || !strings.Contains(err.Error(), "not inside a Git repository") {
+		t.Fatalf("outside a repository: %v", err)
+	}
+
+	if _, err := os.Stat(filepath.Join(dir, "clusters")); err == nil {
+		t.Fatal("files were written although --commit could not commit")
+	}
+
 	for _, kv := range [][2]string{{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e.x"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e.x"}} {
 		t.Setenv(kv[0], kv[1])
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,33 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 	}
 
 	return stdout.String(), nil
+}
+
+// CheckRepository fails unless dir (or, if it does not exist yet, its nearest existing parent)
+// is inside a Git work tree, so that --commit can refuse before anything is written.
+func CheckRepository(ctx context.Context, dir string) error {
+	if _, err := exec.LookPath("git"); err != nil {
+		return fmt.Errorf("--commit needs the git CLI: %w", err)
+	}
+
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+
+	for d := abs; ; d = filepath.Dir(d) {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			if _, err := git(ctx, d, "rev-parse", "--show-toplevel"); err != nil {
+				return fmt.Errorf("%w: %s (run `git init` there, or drop --commit)", ErrNotARepository, d)
+			}
+
+			return nil
+		}
+
+		if filepath.Dir(d) == d {
+			return fmt.Errorf("%w: %s", ErrNotARepository, abs)
+		}
+	}
 }
 
 // Commit commits everything under dir (added, changed and deleted files) with message, using
