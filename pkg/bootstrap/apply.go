@@ -235,14 +235,14 @@ func (r *Runner) applyInMaintenance(ctx context.Context, n Node) (string, error)
 		return "", nil
 	case codeOf(err) == codes.InvalidArgument:
 		return "", &Error{
-			Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseApply, Err: fmt.Errorf("the node rejected its config: %s", describe(err)),
+			Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseApply, Err: fmt.Errorf("the node rejected its config: %s", r.secrets.scrub(describe(err))),
 			Hint: "the config does not validate on the node: check the profile's patches and the Talos version (talforge generate validates the same way)",
 		}
 	case codeOf(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "already in progress"):
 		// An earlier apply (whose answer we lost) is being installed.
 		return "", nil
 	default:
-		return "apply answer lost (" + describe(err) + "), checking the node again", nil
+		return "apply answer lost (" + r.secrets.scrub(describe(err)) + "), checking the node again", nil
 	}
 }
 
@@ -344,7 +344,7 @@ func (r *Runner) reconcile(ctx context.Context, n Node) (NodeResult, *Error) {
 
 	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: r.opts.Mode.proto()})
 	if err != nil {
-		e := &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseApply, Err: fmt.Errorf("apply (mode %s): %s", r.opts.Mode, describe(err))}
+		e := &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseApply, Err: fmt.Errorf("apply (mode %s): %s", r.opts.Mode, r.secrets.scrub(describe(err)))}
 
 		switch codeOf(err) {
 		case codes.InvalidArgument:

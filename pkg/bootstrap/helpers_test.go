@@ -326,6 +326,13 @@ func secretValues(b *talossecrets.Bundle) []string {
 	for _, key := range keys {
 		add(string(key))
 		add(base64.StdEncoding.EncodeToString(key))
+
+		// Diffs and YAML dumps show a PEM key line by line.
+		for line := range strings.Lines(string(key)) {
+			if !strings.HasPrefix(line, "-----") {
+				add(line)
+			}
+		}
 	}
 
 	return out

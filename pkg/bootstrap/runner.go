@@ -28,6 +28,8 @@ type Runner struct {
 	talosconfig *clientconfig.Config
 	desired     map[string]config.Provider
 	progress    *progress
+	// secrets scrubs the desired configs' secret values from messages nodes send back.
+	secrets scrubber
 }
 
 // New checks the inputs and returns a Runner. It refuses inconsistent input before touching any node: a
@@ -67,8 +69,18 @@ func New(c Cluster, opts Options) (*Runner, error) {
 
 		cfg, err := configloader.NewFromBytes(n.Config)
 		if err != nil {
-			return nil, fmt.Errorf("node %s: machine config does not parse: %w", n.Name, err)
+			// The loader quotes the offending YAML, secrets included: keep only its first line.
+			first, _, _ := strings.Cut(err.Error(), "\n")
+
+			return nil, fmt.Errorf("node %s: machine config does not parse: %s (details not shown: they may contain secret values)", n.Name, first)
 		}
+
+		values, err := secretStrings(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: machine config: %w", n.Name, err)
+		}
+
+		r.secrets.add(values)
 
 		if !sameRole(cfg.Machine().Type(), n.Role) {
 			return nil, fmt.Errorf("node %s: machine config is for a %s but the node is a %s; regenerate the configs (talforge generate)",
