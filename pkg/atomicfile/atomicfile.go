@@ -90,7 +90,8 @@ func (b *Batch) Add(path string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 
-	if err := tmp.Chmod(perm); err == nil {
+	err = tmp.Chmod(perm)
+	if err == nil {
 		_, err = tmp.Write(data)
 	}
 

@@ -370,12 +370,6 @@ func encryptBundle(path string, b *talossecrets.Bundle) ([]byte, error) {
 	return rule.Encrypt(path, plain)
 }
 
-func sameContent(path string, data []byte) bool {
-	old, err := os.ReadFile(path)
-
-	return err == nil && string(old) == string(data)
-}
-
 func digest(data []byte) string {
 	sum := sha256.Sum256(data)
 

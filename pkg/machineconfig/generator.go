@@ -266,7 +266,7 @@ func (g *Generator) Node(n profile.Node) (*Config, error) {
 	if err == nil {
 		var warnings []string
 
-		warnings, err = cfg.Validate(metalMode{}, validation.WithLocal())
+		warnings, err = cfg.ValidateAsClient(metalMode{}, validation.WithLocal())
 		if err == nil {
 			data, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
 			if err != nil {
@@ -300,7 +300,7 @@ func (g *Generator) blame(n profile.Node, base config.Provider, patches []namedP
 			return &PatchError{Node: n.Name, Patch: p.source, Err: fmt.Errorf("does not apply: %w", err)}
 		}
 
-		if _, err := next.Validate(metalMode{}, validation.WithLocal()); err != nil {
+		if _, err := next.ValidateAsClient(metalMode{}, validation.WithLocal()); err != nil {
 			return &PatchError{Node: n.Name, Patch: p.source, Err: fmt.Errorf("makes the machine config invalid: %w", err)}
 		}
 

@@ -139,7 +139,7 @@ func TestConfigsPerContract(t *testing.T) {
 					t.Fatalf("%s: machinery cannot load the config: %v", name, err)
 				}
 
-				if _, err := loaded.Validate(metalMode{}); err != nil {
+				if _, err := loaded.ValidateAsClient(metalMode{}); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 

@@ -197,12 +197,31 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 			bad("true or false", "write true or false, without quotes")
 		}
 	case reflect.Interface:
-		// free-form (Helm values): anything goes
+		// Free-form (Helm values): anything goes, but remember where things are.
+		s.recordPositions(n, path)
 	default:
 		panic(fmt.Sprintf("profile: unhandled field type %s", t))
 	}
 
 	return ps
+}
+
+// recordPositions remembers the key positions of a free-form subtree.
+func (s *source) recordPositions(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kpath := joinPath(path, n.Content[i].Value)
+			s.pos[kpath] = Pos{n.Content[i].Line, n.Content[i].Column}
+			s.recordPositions(n.Content[i+1], kpath)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			ipath := fmt.Sprintf("%s[%d]", path, i)
+			s.pos[ipath] = Pos{item.Line, item.Column}
+			s.recordPositions(item, ipath)
+		}
+	}
 }
 
 func describe(n *yaml.Node) string {

@@ -109,12 +109,21 @@ type problems struct {
 
 func (ps *problems) add(field, hint, format string, args ...any) {
 	pos := ps.src.at(field)
+	msg := fmt.Sprintf(format, args...)
+
+	// A default inherited by several nodes is one mistake: report it once.
+	for _, p := range ps.list {
+		if p.Field == field && p.Message == msg {
+			return
+		}
+	}
+
 	ps.list = append(ps.list, Problem{
 		File:    ps.src.file,
 		Line:    pos.Line,
 		Col:     pos.Col,
 		Field:   field,
-		Message: fmt.Sprintf(format, args...),
+		Message: msg,
 		Hint:    hint,
 	})
 }

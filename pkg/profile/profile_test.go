@@ -78,7 +78,7 @@ func TestTazlabMirrorsTheReferenceHomelab(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	c, err := Parse("p.yaml", []byte(`apiVersion: talforge.dev/v1alpha1
+	_, err := Parse("p.yaml", []byte(`apiVersion: talforge.dev/v1alpha1
 kind: Cluster
 metadata: {name: d}
 network: {cidr: 10.0.0.0/24, gateway: 10.0.0.1}
@@ -90,7 +90,7 @@ longhorn: {backup: {target: "s3://b@r/", credentialsFile: p.yaml, recurringJobs:
 		t.Fatal("a cron descriptor is not a 5-field expression")
 	}
 
-	c, err = Parse("p.yaml", []byte(`apiVersion: talforge.dev/v1alpha1
+	c, err := Parse("p.yaml", []byte(`apiVersion: talforge.dev/v1alpha1
 kind: Cluster
 metadata: {name: d}
 network: {cidr: 10.0.0.0/24, gateway: 10.0.0.1}

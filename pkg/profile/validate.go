@@ -306,11 +306,16 @@ func (c *Cluster) validateNodes(e, w *problems, prefix netip.Prefix) {
 			}
 		}
 
-		if mac, err := net.ParseMAC(n.MAC); err != nil || len(mac) != 6 {
+		_, explicitMAC := c.src.pos[f("mac")]
+
+		switch mac, err := net.ParseMAC(n.MAC); {
+		case err != nil || len(mac) != 6:
 			e.add(f("mac"), "write it like 02:ab:cd:ef:01:23, or leave it out to let talforge derive one", "%q is not a MAC address", n.MAC)
-		} else if mac[0]&1 == 1 {
+		case mac[0]&1 == 1:
 			e.add(f("mac"), "the first octet must be even", "%s is a multicast address", n.MAC)
-		} else {
+		case !explicitMAC && names[n.Name] != i:
+			// Derived from a repeated name: the name is the mistake, already reported.
+		default:
 			dup(f("mac"), "MAC", n.MAC, macs, i)
 		}
 
