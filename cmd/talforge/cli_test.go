@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -570,4 +573,86 @@ func TestGenerateTwice(t *testing.T) {
 	}
 
 	assertSameStamps(t, "a second generate", before, stamps(t, dir))
+}
+
+// sopsCLI returns the standard sops CLI ($TALFORGE_SOPS, else on PATH); without one the test
+// skips, unless TALFORGE_REQUIRE_SOPS=1.
+func sopsCLI(t *testing.T) string {
+	t.Helper()
+
+	if path := os.Getenv("TALFORGE_SOPS"); path != "" {
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("TALFORGE_SOPS=%s: %v", path, err)
+		}
+
+		return path
+	}
+
+	if path, err := exec.LookPath("sops"); err == nil {
+		return path
+	}
+
+	if os.Getenv("TALFORGE_REQUIRE_SOPS") == "1" {
+		t.Fatal("no sops CLI on PATH or at $TALFORGE_SOPS, and TALFORGE_REQUIRE_SOPS=1")
+	}
+
+	t.Skip("no sops CLI (set TALFORGE_SOPS or put sops on PATH)")
+
+	return ""
+}
+
+// TestGeneratedFilesOpenWithSOPSCLI: what `talforge generate` encrypts opens with the standard
+// sops CLI and the identity generate created — the bundle, the talosconfig and a node's config,
+// which decrypts to the exact bytes talforge records in the lockfile.
+func TestGeneratedFilesOpenWithSOPSCLI(t *testing.T) {
+	bin := sopsCLI(t)
+	dir, _ := cliProject(t)
+	writeProjectFile(t, "profiles/lab.yaml", cliProfile)
+
+	if r := talforge(t, "generate", "-p", "profiles/lab.yaml"); r.code != exitOK {
+		t.Fatalf("generate: %v", r)
+	}
+
+	decrypt := func(rel string) []byte {
+		t.Helper()
+
+		cmd := exec.Command(bin, "-d", rel)
+		cmd.Dir = dir
+
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sops -d %s: %v\n%s", rel, err, stderr.String())
+		}
+
+		return out
+	}
+
+	bundle := string(decrypt("clusters/lab/secrets.sops.yaml"))
+	for _, want := range []string{"cluster:", "secrets:", "trustdinfo:", "certs:"} {
+		if !strings.Contains(bundle, want) {
+			t.Errorf("decrypted bundle lacks %q", want)
+		}
+	}
+
+	if tc := string(decrypt("clusters/lab/talosconfig.sops.yaml")); !strings.Contains(tc, "context: lab") || !strings.Contains(tc, "192.168.1.51") {
+		t.Errorf("decrypted talosconfig:\n%s", tc)
+	}
+
+	node := decrypt("clusters/lab/nodes/cp-1.yaml.enc")
+	if !strings.Contains(string(node), "type: controlplane") || !strings.Contains(string(node), "hostname: cp-1") {
+		t.Errorf("decrypted cp-1 config is not cp-1's machine config:\n%s", node)
+	}
+
+	lock, err := os.ReadFile(filepath.Join(dir, "clusters", "lab", "talforge.lock.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	sum := sha256.Sum256(node)
+	if !strings.Contains(string(lock), "configDigest: sha256:"+hex.EncodeToString(sum[:])) {
+		t.Errorf("sops -d of cp-1's config is not the config talforge recorded in the lockfile:\n%s", lock)
+	}
 }
