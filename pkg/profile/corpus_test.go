@@ -289,3 +289,26 @@ nodes:
 		})
 	}
 }
+
+// TestMergeKeys: YAML merge keys (`<<: *anchor`), which yaml.v3 decodes and homelab profiles
+// use to share node settings, are not unknown keys.
+func TestMergeKeys(t *testing.T) {
+	const text = `apiVersion: talforge.dev/v1alpha1
+kind: Cluster
+metadata: {name: lab}
+network: {cidr: 192.168.1.0/24, gateway: 192.168.1.1, vip: 192.168.1.50}
+nodes:
+  - &cp {name: cp-1, role: controlplane, ip: 192.168.1.51, memory: 8192}
+  - {<<: *cp, name: cp-2, ip: 192.168.1.52}
+  - {<<: *cp, name: cp-3, ip: 192.168.1.53}
+`
+
+	c, err := profile.Parse(filepath.Join(t.TempDir(), "lab.yaml"), []byte(text))
+	if err != nil {
+		t.Fatalf("a profile with merge keys does not load:\n%v", err)
+	}
+
+	if len(c.ControlPlanes()) != 3 || c.Nodes[2].Memory != 8192 || c.Nodes[2].Name != "cp-3" {
+		t.Errorf("merged nodes: %+v", c.Nodes)
+	}
+}
