@@ -173,6 +173,19 @@ func TestBadProfileWritesNothing(t *testing.T) {
 		t.Fatalf("found %d corpus files in %s, want at least 45", len(files), corpusDir)
 	}
 
+	entries, err := os.ReadDir(corpusDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var helpers []string
+
+	for _, e := range entries {
+		if e.IsDir() {
+			helpers = append(helpers, e.Name())
+		}
+	}
+
 	for _, src := range files {
 		name := filepath.Base(src)
 
@@ -183,7 +196,8 @@ func TestBadProfileWritesNothing(t *testing.T) {
 
 			copyFile(t, src, filepath.Join(dir, name))
 
-			for _, helper := range []string{"patches", "secrets"} {
+			// Helper files the profiles reference (patches/, secrets/): every subdirectory.
+			for _, helper := range helpers {
 				copyTree(t, filepath.Join(corpusDir, helper), filepath.Join(dir, helper))
 			}
 
