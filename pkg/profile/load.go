@@ -141,6 +141,13 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			key := k.Value
+
+			if key == "<<" && k.Tag == "!!merge" {
+				// A YAML merge key (<<: *anchor): the merged mapping's keys must fit here too.
+				ps = append(ps, s.checkMerge(v, t, path)...)
+
+				continue
+			}
 			kpath := joinPath(path, key)
 
 			if line, dup := seen[key]; dup {
@@ -204,6 +211,24 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 	}
 
 	return ps
+}
+
+// checkMerge checks the mappings merged in with "<<" (one alias, or a list of them) against t.
+func (s *source) checkMerge(v *yaml.Node, t reflect.Type, path string) Problems {
+	for v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
+
+	if v.Kind == yaml.SequenceNode {
+		var ps Problems
+		for _, item := range v.Content {
+			ps = append(ps, s.checkMerge(item, t, path)...)
+		}
+
+		return ps
+	}
+
+	return s.check(v, t, path)
 }
 
 // recordPositions remembers the key positions of a free-form subtree.
@@ -317,7 +342,13 @@ func suggest(key string, valid []string) string {
 		}
 	}
 
-	if best != "" && bestDist <= max(2, len(key)/3) {
+	// Short keys are close to every other short key: only suggest near-identical ones.
+	limit := max(2, len(key)/3)
+	if len(key) <= 3 {
+		limit = 1
+	}
+
+	if best != "" && bestDist <= limit {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 

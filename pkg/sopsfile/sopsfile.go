@@ -233,7 +233,8 @@ func (r *Rule) Fingerprint() string {
 }
 
 // UpToDate reports whether the encrypted file at path already holds plain, for the same
-// recipients and with the same encryption rule, so rewriting it would only churn Git.
+// recipients and with the same encryption rule, so rewriting it would only churn Git. An
+// existing file that cannot be decrypted is an error: it must not be overwritten blindly.
 func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 	old, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -251,6 +252,13 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 		return false, nil //nolint:nilerr // not a SOPS file: replace it
 	}
 
+	// Decrypt first, whatever else differs: a file this machine cannot read is never
+	// replaced (it may hold what someone else wrote for recipients not yet in .sops.yaml).
+	current, err := Decrypt(path, old)
+	if err != nil {
+		return false, err
+	}
+
 	want := r.metadata()
 	got := tree.Metadata
 
@@ -260,11 +268,6 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 		got.EncryptedCommentRegex != want.EncryptedCommentRegex || got.UnencryptedCommentRegex != want.UnencryptedCommentRegex ||
 		got.MACOnlyEncrypted != want.MACOnlyEncrypted {
 		return false, nil
-	}
-
-	current, err := Decrypt(path, old)
-	if err != nil {
-		return false, err
 	}
 
 	branches, err := store.LoadPlainFile(plain)
