@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"helm.sh/helm/v3/pkg/release"
@@ -234,10 +235,34 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 	if err := cl.applyPostChart(ctx, objs); err != nil {
 		return nil, err
 	}
+	if res.Action != "unchanged" {
+		if err := cl.waitSettings(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := cl.waitBackupTarget(ctx); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// waitSettings waits until longhorn-manager has applied the owned defaultSettings from the
+// chart's ConfigMap to the Setting CRs (it does so asynchronously, at start and on every
+// change of the ConfigMap).
+func (cl *Client) waitSettings(ctx context.Context) error {
+	return cl.poll(ctx, cl.opts.BackupTargetTimeout, "Longhorn settings applied", func() (bool, string, error) {
+		var pending []string
+		for _, s := range OwnedSettings(cl.cluster.Longhorn) {
+			got, ok, err := cl.setting(ctx, s.Setting)
+			if err != nil {
+				return false, "", err
+			}
+			if !ok || !settingEqual(s.Value, got) {
+				pending = append(pending, fmt.Sprintf("%s is %q, want %q", s.Setting, got, s.Value))
+			}
+		}
+		return len(pending) == 0, strings.Join(pending, "; "), nil
+	})
 }
 
 // notPending refuses to start while the release is in a pending state (an interrupted

@@ -55,14 +55,16 @@ func TestInstallSetsBackupTargetAndSecondRunIsNoop(t *testing.T) {
 	if url != "s3://tazlab-longhorn@eu-central-1/" || secret != "longhorn-backup-credentials" || !avail {
 		t.Errorf("BackupTarget default: url %q secret %q available %v", url, secret, avail)
 	}
-	for name, want := range map[string]string{
-		"default-data-path": "/var/mnt/longhorn", "default-replica-count": "2", "create-default-disk-labeled-nodes": "true",
-		"deleting-confirmation-flag": "false", "current-longhorn-version": "v1.10.2",
-	} {
+	// Install waits for the settings talforge owns; the manager's own ones follow.
+	for name, want := range map[string]string{"default-data-path": "/var/mnt/longhorn", "default-replica-count": "2", "create-default-disk-labeled-nodes": "true"} {
 		if got := e.setting(name); got != want {
 			t.Errorf("Setting %s = %q, want %q", name, got, want)
 		}
 	}
+	e.waitFor("manager settings", func() (bool, string) {
+		v, f := e.setting("current-longhorn-version"), e.setting("deleting-confirmation-flag")
+		return v == "v1.10.2" && f == "false", v + " " + f
+	})
 	rj, err := e.dyn.Resource(recurringJobGVR).Namespace(Namespace).Get(e.ctx, "nightly", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -113,6 +113,9 @@ func (cl *Client) Upgrade(ctx context.Context, target string) (*UpgradePlan, err
 	if err := cl.applyPostChart(ctx, objs); err != nil {
 		return nil, err
 	}
+	if err := cl.waitSettings(ctx); err != nil {
+		return nil, err
+	}
 	if err := cl.waitBackupTarget(ctx); err != nil {
 		return nil, err
 	}
@@ -339,6 +342,9 @@ func (cl *Client) Reinstall(ctx context.Context) (*InstallResult, error) {
 		res.Action = "upgrade"
 	}
 	if err := cl.applyPostChart(ctx, objs); err != nil {
+		return nil, err
+	}
+	if err := cl.waitSettings(ctx); err != nil {
 		return nil, err
 	}
 	if err := cl.waitBackupTarget(ctx); err != nil {

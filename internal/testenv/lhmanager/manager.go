@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -449,29 +450,51 @@ func (m *Manager) syncSettings(ctx context.Context) error {
 		m.logf("customized settings are invalid, will give up using them: %v", err)
 		custom = nil
 	}
-	for name, value := range custom {
+	for name := range custom {
 		if def, ok := definitions[name]; !ok || !def.in(minor) {
 			m.logf("customized settings are invalid, will give up using them: undefined setting %v", name)
-			continue
-		}
-		if err := m.setSetting(ctx, name, value, cm.ResourceVersion); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
+			delete(custom, name)
 		}
 	}
-	for name, def := range definitions {
-		if _, set := custom[name]; set || !def.in(minor) {
+	// As upstream: first every missing Setting is created (customized values become the
+	// defaults), then the existing ones are overwritten with the customized values.
+	for _, name := range sortedNames(definitions) {
+		def := definitions[name]
+		if !def.in(minor) {
 			continue
 		}
 		if _, ok, err := m.getSetting(ctx, name); err != nil {
 			return err
 		} else if !ok {
-			if err := m.setSetting(ctx, name, def.value, ""); err != nil {
+			value, customized := custom[name]
+			if !customized {
+				value = def.value
+			}
+			rv := ""
+			if customized {
+				rv = cm.ResourceVersion
+			}
+			if err := m.setSetting(ctx, name, value, rv); err != nil {
 				return fmt.Errorf("setting %s: %w", name, err)
 			}
 		}
 	}
+	for _, name := range sortedNames(custom) {
+		if err := m.setSetting(ctx, name, custom[name], cm.ResourceVersion); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
 	m.appliedSettingRV = cm.ResourceVersion
 	return nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
 
 type definition struct {
