@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -311,9 +312,7 @@ func longhornError(err error) error {
 }
 
 // prefixWriter prefixes progress lines for stderr.
-type prefixWriter struct {
-	w interface{ Write([]byte) (int, error) }
-}
+type prefixWriter struct{ w io.Writer }
 
 func (p prefixWriter) Write(b []byte) (int, error) {
 	if _, err := fmt.Fprintf(p.w, "longhorn: %s", b); err != nil {
