@@ -135,7 +135,7 @@ func (cl *Client) logf(format string, args ...any) {
 
 // ErrDeletionConfirmed is returned by every operation while Longhorn's
 // deleting-confirmation-flag is "true".
-var ErrDeletionConfirmed = errors.New(`Longhorn's deleting-confirmation-flag is "true"`)
+var ErrDeletionConfirmed = errors.New(`the Longhorn setting deleting-confirmation-flag is "true"`)
 
 // preflight refuses to touch anything while deleting-confirmation-flag is "true": with
 // it, a Helm operation that ends in an uninstall (a failed --atomic install, a mistaken
@@ -281,9 +281,9 @@ func versionMismatch(installed, wanted string) error {
 	iv, err1 := parseVersion(installed)
 	wv, err2 := parseVersion(wanted)
 	if err1 == nil && err2 == nil && wv.LessThan(iv) {
-		return fmt.Errorf("Longhorn %s is installed but the profile asks for %s, an older version: Longhorn cannot be downgraded; set longhorn.version to %s", installed, wanted, installed)
+		return fmt.Errorf("installed Longhorn %s is newer than the profile's %s: Longhorn cannot be downgraded; set longhorn.version to %s", installed, wanted, installed)
 	}
-	return fmt.Errorf("Longhorn %s is installed but the profile asks for %s: install never changes the version; run `talforge longhorn upgrade --to %s` (it goes one minor at a time, with health checks between steps)", installed, wanted, wanted)
+	return fmt.Errorf("installed Longhorn %s differs from the profile's %s: install never changes the version; run `talforge longhorn upgrade --to %s` (it goes one minor at a time, with health checks between steps)", installed, wanted, wanted)
 }
 
 // upgradeTo runs helm upgrade to version and, when Longhorn's pre-upgrade hook refused
@@ -298,7 +298,7 @@ func (cl *Client) upgradeTo(ctx context.Context, version string, vals map[string
 	r, err := cl.helm.upgrade(ctx, ch, vals)
 	if err != nil {
 		if msg := cl.preUpgradeRefusal(ctx, started); msg != "" {
-			return 0, fmt.Errorf("Longhorn's pre-upgrade check refused the upgrade to %s: %s (helm: %w)", version, msg, err)
+			return 0, fmt.Errorf("the Longhorn pre-upgrade check refused the upgrade to %s: %s (helm: %w)", version, msg, err)
 		}
 		return 0, fmt.Errorf("helm upgrade longhorn to %s: %w", version, err)
 	}

@@ -261,7 +261,7 @@ func TestPreUpgradeRefusalIsReported(t *testing.T) {
 	e.setSetting("current-longhorn-version", "v1.9.2")
 	_, err := e.client().Reinstall(e.ctx)
 	const msg = "failed to upgrade since downgrading from v1.9.2 to v1.8.2 is not supported"
-	if err == nil || !strings.Contains(err.Error(), "Longhorn's pre-upgrade check refused the upgrade to 1.8.2: "+msg) {
+	if err == nil || !strings.Contains(err.Error(), "the Longhorn pre-upgrade check refused the upgrade to 1.8.2: "+msg) {
 		t.Fatalf("err = %v, want Longhorn's message %q", err, msg)
 	}
 	if e.revision() != 2 {

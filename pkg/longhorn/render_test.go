@@ -24,7 +24,7 @@ func TestUpgradePath(t *testing.T) {
 		{"1.10.2", "1.10.2", nil, ""},
 		{"1.10.2", "1.10.1", nil, "refusing to downgrade Longhorn from 1.10.2 to 1.10.1"},
 		{"1.10.2", "1.9.2", nil, "downgrading from v1.10.2 to v1.9.2 is not supported"},
-		{"1.11.3", "1.12.1", nil, "outside the versions talforge supports"},
+		{"1.11.3", "1.12.1", nil, "outside the Longhorn versions talforge supports"},
 		{"1.10.2", "latest", nil, "is not a Longhorn version"},
 	} {
 		got, err := UpgradePath(tc.from, tc.to)

@@ -29,7 +29,7 @@ func (p *UpgradePlan) String() string {
 }
 
 // ErrNotInstalled means there is no Helm release of Longhorn.
-var ErrNotInstalled = errors.New("Longhorn is not installed (no Helm release longhorn in longhorn-system); run `talforge longhorn install`")
+var ErrNotInstalled = errors.New("no Longhorn installation found (no Helm release longhorn in longhorn-system); run `talforge longhorn install`")
 
 // Plan computes the upgrade ladder to target without changing anything.
 func (cl *Client) Plan(ctx context.Context, target string) (*UpgradePlan, error) {

@@ -28,7 +28,7 @@ func parseVersion(s string) (*semver.Version, error) {
 
 func supported(v *semver.Version) error {
 	if v.Major() != 1 || v.Minor() < minSupportedMinor || v.Minor() > maxSupportedMinor {
-		return fmt.Errorf("Longhorn %s is outside the versions talforge supports (1.%d.x to 1.%d.x)", v, minSupportedMinor, maxSupportedMinor)
+		return fmt.Errorf("version %s is outside the Longhorn versions talforge supports (1.%d.x to 1.%d.x)", v, minSupportedMinor, maxSupportedMinor)
 	}
 	return nil
 }
@@ -58,7 +58,7 @@ func UpgradePath(installed, target string) ([]string, error) {
 			"(its pre-upgrade check fails with \"failed to upgrade since downgrading from v%s to v%s is not supported\"); "+
 			"keep %s, or restore volumes from backups into a new installation", from, to, from, to, from)
 	case from.Major() != to.Major():
-		return nil, fmt.Errorf("Longhorn %s to %s changes the major version, which talforge does not do", from, to)
+		return nil, fmt.Errorf("going from Longhorn %s to %s changes the major version, which talforge does not do", from, to)
 	}
 	var path []string
 	for m := from.Minor() + 1; m < to.Minor(); m++ {
