@@ -6,9 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/talforge/talforge/pkg/generate"
-	"github.com/talforge/talforge/pkg/gitops"
-	"github.com/talforge/talforge/pkg/longhorn"
-	"github.com/talforge/talforge/pkg/profile"
 )
 
 type generateOptions struct {
@@ -79,38 +76,4 @@ or a patch is invalid; files whose content did not change are not rewritten.`,
 }
 
 // renderers are the extra outputs generate writes beside the machine configs.
-func renderers() []generate.Renderer { return []generate.Renderer{longhornFiles} }
-
-// longhornFiles renders clusters/<name>/longhorn/{values,manifests}.yaml and the backup bucket's
-// IAM policy: what `talforge longhorn install` applies, reviewable in Git.
-func longhornFiles(c *profile.Cluster) ([]gitops.File, error) {
-	if c.Longhorn == nil {
-		return nil, nil
-	}
-
-	values, err := longhorn.RenderValues(c)
-	if err != nil {
-		return nil, err
-	}
-
-	manifests, err := longhorn.RenderManifests(c)
-	if err != nil {
-		return nil, err
-	}
-
-	files := []gitops.File{
-		{Path: "longhorn/values.yaml", Data: values},
-		{Path: "longhorn/manifests.yaml", Data: manifests},
-	}
-
-	if c.Longhorn.Backup != nil {
-		policy, err := longhorn.IAMPolicy(c)
-		if err != nil {
-			return nil, err
-		}
-
-		files = append(files, gitops.File{Path: "aws/iam-policy.json", Data: policy})
-	}
-
-	return files, nil
-}
+func renderers() []generate.Renderer { return []generate.Renderer{longhornRenderer} }

@@ -116,6 +116,8 @@ Exit codes: 0 ok, 1 failure, 2 invalid input (or, with --plan, changes pending).
 		newKubeconfigCmd(o),
 		newProvisionCmd(o),
 		newDestroyCmd(o),
+		newLonghornCmd(o),
+		newIAMPolicyCmd(o),
 		newSchemaCmd(o),
 		newVersionCmd(o),
 	)
