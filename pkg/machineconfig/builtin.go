@@ -21,21 +21,18 @@ const LonghornNodeLabel = "node.longhorn.io/create-default-disk"
 const builtinSource = "built-in"
 
 // builtinPatches returns talforge's own patches for a node, as strategic-merge documents in
-// the shape the node's config contract expects.
+// the shape the node's config contract expects: the node's own network and hostname, then the
+// Longhorn data disk (the same for every node that has one, parsed once in New).
 func (g *Generator) builtinPatches(n profile.Node) ([]namedPatch, error) {
-	var docs []string
+	var doc string
 
 	if g.contract.MultidocNetworkConfigSupported() {
-		docs = append(docs, g.multidocNetwork(n)...)
+		doc = strings.Join(g.multidocNetwork(n), "---\n")
 	} else {
-		docs = append(docs, g.legacyNetwork(n))
+		doc = g.legacyNetwork(n)
 	}
 
-	if g.cluster.Longhorn != nil && n.HasLonghornDisk() {
-		docs = append(docs, g.longhornDisk(n)...)
-	}
-
-	patch, err := configpatcher.LoadPatch([]byte(strings.Join(docs, "---\n")))
+	patch, err := configpatcher.LoadPatch([]byte(doc))
 	if err != nil {
 		return nil, fmt.Errorf("built-in patch: %w", err)
 	}
@@ -45,7 +42,13 @@ func (g *Generator) builtinPatches(n profile.Node) ([]namedPatch, error) {
 		out = append(out, namedPatch{source: builtinSource + " (hostname)", patch: g.hostnameReset})
 	}
 
-	return append(out, namedPatch{source: builtinSource, patch: patch}), nil
+	out = append(out, namedPatch{source: builtinSource, patch: patch})
+
+	if g.longhornPatch != nil && n.HasLonghornDisk() {
+		out = append(out, namedPatch{source: builtinSource + " (Longhorn data disk)", patch: g.longhornPatch})
+	}
+
+	return out, nil
 }
 
 // q quotes a string as a YAML double-quoted scalar.
@@ -152,10 +155,10 @@ func (g *Generator) legacyNetwork(n profile.Node) string {
 	return b.String()
 }
 
-// longhornDisk puts the node's Longhorn data disk under Talos as the user volume "longhorn"
+// longhornDisk puts a node's Longhorn data disk under Talos as the user volume "longhorn"
 // (mounted at /var/mnt/longhorn), selected by the serial talforge gives the disk, and labels
-// the node so Longhorn creates its default disk there.
-func (g *Generator) longhornDisk(n profile.Node) []string {
+// the node so Longhorn creates its default disk there. It is the same for every such node.
+func (g *Generator) longhornDisk() []string {
 	docs := []string{fmt.Sprintf(`apiVersion: v1alpha1
 kind: UserVolumeConfig
 name: %s

@@ -45,6 +45,8 @@ type Generator struct {
 	// hostnameReset removes the generated HostnameConfig (auto: stable) so that a static
 	// hostname can replace it.
 	hostnameReset configpatcher.Patch
+	// longhornPatch is the built-in patch for nodes with a Longhorn data disk.
+	longhornPatch configpatcher.Patch
 }
 
 type baseKey struct {
@@ -107,6 +109,13 @@ func New(c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Gen
 		g.hostnameReset, err = configpatcher.LoadPatch([]byte("apiVersion: v1alpha1\nkind: HostnameConfig\n$patch: delete\n"))
 		if err != nil {
 			return nil, fmt.Errorf("hostname reset patch: %w", err)
+		}
+	}
+
+	if c.Longhorn != nil {
+		g.longhornPatch, err = configpatcher.LoadPatch([]byte(strings.Join(g.longhornDisk(), "---\n")))
+		if err != nil {
+			return nil, fmt.Errorf("built-in Longhorn patch: %w", err)
 		}
 	}
 
