@@ -13,8 +13,6 @@ import (
 var (
 	pemPrivateKeyRE = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----`)
 	ageIdentityRE   = regexp.MustCompile(`AGE-SECRET-KEY-1[0-9A-Z]{20,}`)
-	// Kubernetes/Talos bootstrap tokens ([a-z0-9]{6}.[a-z0-9]{16}).
-	bootstrapTokenRE = regexp.MustCompile(`(^|[^a-z0-9.])[a-z0-9]{6}\.[a-z0-9]{16}($|[^a-z0-9.])`)
 	// base64 of "-----BEGIN": a PEM block inside a base64 field, as Talos stores its CAs.
 	base64PEMRE      = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
 	secretKeyRE      = regexp.MustCompile(sopsfile.SecretFieldsRegex)
@@ -64,6 +62,39 @@ func CheckLeaks(files []File) error {
 	return nil
 }
 
+// findBootstrapToken returns the offset of a Kubernetes/Talos bootstrap token
+// ([a-z0-9]{6}.[a-z0-9]{16}, not part of a longer dotted name), or -1. A hand-written scan:
+// the equivalent regular expression has no literal prefix and backtracks through every byte
+// of every file.
+func findBootstrapToken(data []byte) int {
+	isTok := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	isWord := func(c byte) bool { return isTok(c) || c == '.' }
+
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], '.')
+		if j < 0 {
+			return -1
+		}
+
+		dot := i + j
+		i = dot + 1
+
+		start, end := dot-6, dot+17
+		if start < 0 || end > len(data) {
+			continue
+		}
+
+		ok := (start == 0 || !isWord(data[start-1])) && (end == len(data) || !isWord(data[end]))
+		for k := start; ok && k < end; k++ {
+			ok = k == dot || isTok(data[k])
+		}
+
+		if ok {
+			return start
+		}
+	}
+}
+
 func lineAt(data []byte, offset int) int { return 1 + bytes.Count(data[:offset], []byte("\n")) }
 
 func scan(f File) []Leak {
@@ -81,8 +112,8 @@ func scan(f File) []Leak {
 		add("age identity (AGE-SECRET-KEY-1…)", loc[0])
 	}
 
-	if loc := bootstrapTokenRE.FindIndex(f.Data); loc != nil {
-		add("bootstrap token", loc[0])
+	if at := findBootstrapToken(f.Data); at >= 0 {
+		add("bootstrap token", at)
 	}
 
 	for _, loc := range base64PEMRE.FindAllIndex(f.Data, -1) {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -55,8 +56,7 @@ func (r *Result) Changed() bool { return len(r.Written)+len(r.Removed) > 0 }
 type Writer struct {
 	// Dir is the output directory (clusters/<name>).
 	Dir string
-	// Parallelism bounds concurrent encryption and file creation (default 8: creating files is
-	// mostly waiting on the disk, so more workers than cores pays off).
+	// Parallelism bounds concurrent encryption (default GOMAXPROCS).
 	Parallelism int
 }
 
@@ -81,17 +81,49 @@ type Staged1 struct {
 // same content for the same recipients; every file is checked for leaks before anything of it
 // touches the disk; changed files go to hidden temporary files. keep lists files known to be
 // current without reading them. On any error nothing stays on disk.
+//
+// Encryption runs on every core; temporary files are created by one goroutine, because
+// parallel creates in one directory contend on its lock in the kernel.
 func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Staged, error) {
 	s := &Staged{w: w, files: make([]Staged1, len(files)), keep: keep}
 	errs := make([]error, len(files))
 	work := make(chan int)
 
+	type pendingWrite struct {
+		i    int
+		path string
+		data []byte
+	}
+
+	writes := make(chan pendingWrite, 64)
+	writerDone := make(chan struct{})
+
+	go func() {
+		defer close(writerDone)
+
+		for p := range writes {
+			if err := s.add(p.path, p.data); err != nil {
+				errs[p.i] = err
+			}
+		}
+	}()
+
 	var wg sync.WaitGroup
 
-	for range max(1, cmpOr(w.Parallelism, 8)) {
+	for range max(1, cmpOr(w.Parallelism, runtime.GOMAXPROCS(0))) {
 		wg.Go(func() {
 			for i := range work {
-				s.files[i], errs[i] = s.stage(files[i])
+				st, path, err := s.prepare(files[i])
+				if err != nil {
+					errs[i] = err
+
+					continue
+				}
+
+				s.files[i] = st
+				if !st.Unchanged {
+					writes <- pendingWrite{i: i, path: path, data: st.Data}
+				}
 			}
 		})
 	}
@@ -107,6 +139,8 @@ feed:
 
 	close(work)
 	wg.Wait()
+	close(writes)
+	<-writerDone
 
 	err := ctx.Err()
 	if err == nil {
@@ -153,25 +187,22 @@ func cmpOr(a, b int) int {
 	return b
 }
 
-func (s *Staged) stage(f File) (Staged1, error) {
+// prepare encodes a file and checks it for leaks; it returns where it belongs on disk.
+func (s *Staged) prepare(f File) (Staged1, string, error) {
 	path := filepath.Join(s.w.Dir, filepath.FromSlash(f.Path))
 
 	data, unchanged, err := s.encode(path, f)
 	if err != nil {
-		return Staged1{}, err
+		return Staged1{}, "", err
 	}
 
 	if !unchanged {
 		if err := CheckLeaks([]File{{Path: f.Path, Data: data, Secret: f.Secret, Redacted: f.Redacted}}); err != nil {
-			return Staged1{}, err
-		}
-
-		if err := s.add(path, data); err != nil {
-			return Staged1{}, err
+			return Staged1{}, "", err
 		}
 	}
 
-	return Staged1{Path: f.Path, Data: data, Unchanged: unchanged}, nil
+	return Staged1{Path: f.Path, Data: data, Unchanged: unchanged}, path, nil
 }
 
 // encode returns the bytes that belong on disk and whether the file already holds them.
@@ -227,9 +258,15 @@ func (s *Staged) Files() []Staged1 { return s.files }
 
 // Add stages one more file (after leak-checking it), e.g. a lockfile that records the others.
 func (s *Staged) Add(f File) error {
-	st, err := s.stage(f)
+	st, path, err := s.prepare(f)
 	if err != nil {
 		return err
+	}
+
+	if !st.Unchanged {
+		if err := s.add(path, st.Data); err != nil {
+			return err
+		}
 	}
 
 	s.files = append(s.files, st)

@@ -37,12 +37,7 @@ func (g *Generator) builtinPatches(n profile.Node) ([]namedPatch, error) {
 		return nil, fmt.Errorf("built-in patch: %w", err)
 	}
 
-	var out []namedPatch
-	if g.hostnameReset != nil {
-		out = append(out, namedPatch{source: builtinSource + " (hostname)", patch: g.hostnameReset})
-	}
-
-	out = append(out, namedPatch{source: builtinSource, patch: patch})
+	out := []namedPatch{{source: builtinSource, patch: patch}}
 
 	if g.longhornPatch != nil && n.HasLonghornDisk() {
 		out = append(out, namedPatch{source: builtinSource + " (Longhorn data disk)", patch: g.longhornPatch})

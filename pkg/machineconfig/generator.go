@@ -1,6 +1,7 @@
 package machineconfig
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	cfgdoc "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
@@ -42,10 +44,8 @@ type Generator struct {
 	base map[baseKey]config.Provider
 	// parsed user patch files by path, loaded once.
 	patches map[string]namedPatch
-	// hostnameReset removes the generated HostnameConfig (auto: stable) so that a static
-	// hostname can replace it.
-	hostnameReset configpatcher.Patch
-	// longhornPatch is the built-in patch for nodes with a Longhorn data disk.
+	// longhornPatch is the built-in patch for nodes with a Longhorn data disk, the same for
+	// every such node.
 	longhornPatch configpatcher.Patch
 }
 
@@ -68,6 +68,47 @@ type Config struct {
 	Bytes []byte
 	// Warnings are machinery's validation warnings.
 	Warnings []string
+
+	// docs are the encoded documents of Bytes, kept so that Redacted re-encodes only the
+	// documents that hold secrets.
+	docs []encodedDoc
+}
+
+type encodedDoc struct {
+	doc   cfgdoc.Document
+	bytes []byte
+}
+
+// encode encodes a config document by document, exactly as machinery's container does (the
+// v1alpha1 document first, then the others, separated by "---"), keeping each document's bytes.
+// It returns nil docs for a config whose layout it does not reproduce (delete selectors).
+func encode(cfg config.Provider) ([]byte, []encodedDoc, error) {
+	all := cfg.Documents()
+	docs := make([]encodedDoc, 0, len(all))
+
+	var buf bytes.Buffer
+
+	for _, d := range all {
+		if _, isSelector := d.(interface{ ApplyTo(cfgdoc.Document) error }); isSelector {
+			data, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+
+			return data, nil, err
+		}
+
+		b, err := encoder.NewEncoder(d, encoder.WithComments(encoder.CommentsDisabled)).Encode()
+		if err != nil {
+			return nil, nil, err
+		}
+
+		if buf.Len() > 0 {
+			buf.WriteString("---\n")
+		}
+
+		buf.Write(b)
+		docs = append(docs, encodedDoc{doc: d, bytes: b})
+	}
+
+	return buf.Bytes(), docs, nil
 }
 
 // New prepares a generator: it generates the base config for each role with machinery and
@@ -106,9 +147,17 @@ func New(c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Gen
 	}
 
 	if contract.MultidocNetworkConfigSupported() {
-		g.hostnameReset, err = configpatcher.LoadPatch([]byte("apiVersion: v1alpha1\nkind: HostnameConfig\n$patch: delete\n"))
+		// Drop the generated HostnameConfig (auto: stable) from the base configs once, so that
+		// each node's static hostname can replace it.
+		reset, err := configpatcher.LoadPatch([]byte("apiVersion: v1alpha1\nkind: HostnameConfig\n$patch: delete\n"))
 		if err != nil {
 			return nil, fmt.Errorf("hostname reset patch: %w", err)
+		}
+
+		for k, base := range g.base {
+			if g.base[k], err = apply(base, []configpatcher.Patch{reset}); err != nil {
+				return nil, fmt.Errorf("hostname reset patch: %w", err)
+			}
 		}
 	}
 
@@ -249,9 +298,37 @@ func (g *Generator) patchesFor(n profile.Node) ([]namedPatch, error) {
 }
 
 // Redacted returns the config encoded with every secret replaced by replacement (machinery's
-// own redaction), for review and diffs.
+// own redaction), for review and diffs. Only documents that can hold secrets are re-encoded.
 func (c *Config) Redacted(replacement string) ([]byte, error) {
-	return c.Provider.RedactSecrets(replacement).EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+	if c.docs == nil {
+		return c.Provider.RedactSecrets(replacement).EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+	}
+
+	var buf bytes.Buffer
+
+	for i, d := range c.docs {
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+
+		if _, secret := d.doc.(cfgdoc.SecretDocument); !secret {
+			buf.Write(d.bytes)
+
+			continue
+		}
+
+		clone := d.doc.Clone()
+		clone.(cfgdoc.SecretDocument).Redact(replacement) //nolint:forcetypeassert // a clone has its original's type
+
+		b, err := encoder.NewEncoder(clone, encoder.WithComments(encoder.CommentsDisabled)).Encode()
+		if err != nil {
+			return nil, err
+		}
+
+		buf.Write(b)
+	}
+
+	return buf.Bytes(), nil
 }
 
 // Node renders and validates one node's config.
@@ -277,12 +354,12 @@ func (g *Generator) Node(n profile.Node) (*Config, error) {
 
 		warnings, err = cfg.ValidateAsClient(metalMode{}, validation.WithLocal())
 		if err == nil {
-			data, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+			data, docs, err := encode(cfg)
 			if err != nil {
 				return nil, fmt.Errorf("node %s: encoding config: %w", n.Name, err)
 			}
 
-			return &Config{Node: n, Provider: cfg, Bytes: data, Warnings: warnings}, nil
+			return &Config{Node: n, Provider: cfg, Bytes: data, Warnings: warnings, docs: docs}, nil
 		}
 	}
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 
 	"github.com/talforge/talforge/pkg/profile"
@@ -386,5 +387,42 @@ func BenchmarkNode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// talforge encodes configs document by document (to re-encode only secret documents for the
+// redacted view); the bytes must be exactly machinery's own encoding.
+func TestEncodingMatchesMachinery(t *testing.T) {
+	for _, tc := range contracts {
+		cfgs := render(t, loadProfile(t, tc.talos, tc.k8s, "", nil))
+
+		for name, cfg := range cfgs {
+			want, err := cfg.Provider.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if !bytes.Equal(cfg.Bytes, want) {
+				t.Errorf("%s %s: encoding differs from machinery's", tc.talos, name)
+			}
+
+			redacted, err := cfg.Redacted("******")
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			wantRedacted, err := cfg.Provider.RedactSecrets("******").EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if !bytes.Equal(redacted, wantRedacted) {
+				t.Errorf("%s %s: redacted view differs from machinery's RedactSecrets", tc.talos, name)
+			}
+
+			if bytes.Equal(redacted, cfg.Bytes) {
+				t.Errorf("%s %s: nothing was redacted", tc.talos, name)
+			}
+		}
 	}
 }
