@@ -97,6 +97,10 @@ status:
     lastBackup: {type: string}
     lastBackupAt: {type: string}
     lastDegradedAt: {type: string}
+    restoreRequired: {type: boolean}
+    restoreInitiated: {type: boolean}
+    isStandby: {type: boolean}
+    actualSize: {type: integer}
     kubernetesStatus:
       type: object
       x-kubernetes-preserve-unknown-fields: true
@@ -160,9 +164,36 @@ status:
     volumeName: {type: string}
     volumeSize: {type: string}
     snapshotName: {type: string}
+    snapshotCreatedAt: {type: string}
+    size: {type: string}
     backupCreatedAt: {type: string}
     progress: {type: integer}
     backupTargetName: {type: string}
     error: {type: string}
     lastSyncedAt: {type: string, format: date-time, nullable: true}
+{{- end -}}
+
+
+{{- define "lhchart.schema.snapshot" -}}
+spec:
+  type: object
+  properties:
+    volume: {type: string}
+    createSnapshot: {type: boolean}
+    labels:
+      type: object
+      nullable: true
+      additionalProperties: {type: string}
+status:
+  type: object
+  properties:
+    parent: {type: string}
+    creationTime: {type: string}
+    size: {type: integer}
+    userCreated: {type: boolean}
+    readyToUse: {type: boolean}
+    markRemoved: {type: boolean}
+    ownerID: {type: string}
+    error: {type: string}
+    restoreSize: {type: integer}
 {{- end -}}
