@@ -1,0 +1,22 @@
+// Package e2e wires the project's emulators and the real test control plane into one
+// emulated homelab for end-to-end tests of `talforge up`, `rebuild` and friends:
+//
+//   - a Proxmox VE emulator (pvesim, schema-checked when the fixture is present) that
+//     talforge provisions through the real Telmate client;
+//   - Talos nodes (talosnode): when a VM runs with a cloud-init ipconfig0, a node boots in
+//     maintenance mode on that static IP (and the Env's Talos port), as the nocloud ISO does;
+//     when the VM stops or is deleted, the node goes away. All nodes of one VM generation
+//     share one etcd; when every VM is gone, so is etcd: the next VMs start a new cluster;
+//   - the real kube-apiserver (kubeenv) as every control plane's Kubernetes API: the nodes'
+//     Kubeconfig RPC serves its kubeconfig, and a configured node registers its Kubernetes
+//     Node, as a kubelet does. When etcd is lost (every VM deleted) the apiserver is wiped of
+//     everything a new etcd would not hold — what Helm, Longhorn, talforge and workloads
+//     created — so a rebuilt cluster really starts empty;
+//   - the test Longhorn chart in a real Helm repository and the fake longhorn-manager
+//     (lhmanager) with its backup, backup-target and restore controllers; the backup store
+//     stands in for the S3 bucket and outlives every cluster;
+//   - the parts of kube-controller-manager restores rely on: a PersistentVolume pre-bound to a
+//     claim that names it becomes Bound, and so does the claim.
+//
+// Latencies are small so that a full up → rebuild cycle takes seconds.
+package e2e

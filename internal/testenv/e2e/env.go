@@ -1,0 +1,475 @@
+package e2e
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/chart"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/talforge/talforge/internal/testenv/helmrepo"
+	"github.com/talforge/talforge/internal/testenv/kubeenv"
+	"github.com/talforge/talforge/internal/testenv/lhchart"
+	"github.com/talforge/talforge/internal/testenv/lhmanager"
+	"github.com/talforge/talforge/internal/testenv/pvesim"
+	"github.com/talforge/talforge/internal/testenv/talosnode"
+)
+
+// Token is the Proxmox API token the emulator accepts (minimal privileges on local-lvm,
+// local, pve and vmbr0).
+const (
+	TokenID     = "talforge@pve!e2e"
+	TokenSecret = "5f0c8a2e-7b1d-4e3f-9a6c-0d1e2f3a4b5c"
+)
+
+// Options tune an Env. The zero value gives small latencies.
+type Options struct {
+	// Addresses are the node IPs the test profile uses; the Talos port is checked free on
+	// each (they must be loopback addresses, e.g. 127.0.71.11).
+	Addresses []string
+	// TaskLatency is every PVE task's duration (default 5 ms).
+	TaskLatency time.Duration
+	// BootDelay is how long a Talos node is down while it installs or reboots (default 50 ms).
+	BootDelay time.Duration
+	// JoinDelay is how long a control plane takes to join etcd (default 20 ms).
+	JoinDelay time.Duration
+	// Poll is how often the Env looks at the emulators (default 10 ms).
+	Poll time.Duration
+}
+
+// Env is one emulated homelab. Create it with Start.
+type Env struct {
+	t    testing.TB
+	opts Options
+
+	// PVE is the Proxmox VE emulator.
+	PVE *pvesim.Server
+	// Kube is the real test control plane.
+	Kube *kubeenv.ControlPlane
+	// Repo serves every test chart version of Longhorn.
+	Repo *helmrepo.Repo
+	// Store is the backup store behind every backup target (the S3 bucket).
+	Store *lhmanager.BackupStore
+	// TalosPort is the Talos API port of every node.
+	TalosPort int
+
+	cs     kubernetes.Interface
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu          sync.Mutex
+	etcd        *talosnode.Cluster
+	nodes       map[int]*vmNode // by VMID
+	seenVMs     map[int]bool    // VMs that ran a node in this etcd generation
+	closedCalls map[string]int  // RPC counts of nodes that are gone
+	resets      int
+	loopErr     error
+	stopManager func()
+	manager     *lhmanager.Manager
+}
+
+type vmNode struct {
+	ip   string
+	node *talosnode.Node
+}
+
+var (
+	schemaOnce sync.Once
+	pveSchema  *pvesim.Schema
+	schemaErr  error
+)
+
+// Start builds the Env on a control plane (share one per test package with kubeenv.Shared:
+// Start wipes it first, so tests do not see each other's objects). Everything stops when the
+// test ends.
+func Start(t testing.TB, kube *kubeenv.ControlPlane, opts Options) *Env {
+	t.Helper()
+	if opts.TaskLatency == 0 {
+		opts.TaskLatency = 5 * time.Millisecond
+	}
+	if opts.BootDelay == 0 {
+		opts.BootDelay = 50 * time.Millisecond
+	}
+	if opts.JoinDelay == 0 {
+		opts.JoinDelay = 20 * time.Millisecond
+	}
+	if opts.Poll == 0 {
+		opts.Poll = 10 * time.Millisecond
+	}
+
+	schemaOnce.Do(func() {
+		var p string
+		if p, schemaErr = pvesim.FindSchema(9); schemaErr == nil {
+			pveSchema, schemaErr = pvesim.LoadSchema(p)
+		}
+	})
+	if schemaErr != nil && !errors.Is(schemaErr, pvesim.ErrSchemaNotFound) {
+		t.Fatalf("e2e: PVE schema: %v", schemaErr)
+	}
+	if pveSchema == nil {
+		t.Logf("e2e: PVE API schema fixture not found: requests are not schema-checked")
+	}
+
+	e := &Env{
+		t: t, opts: opts, Kube: kube, Store: lhmanager.NewBackupStore(),
+		nodes: map[int]*vmNode{}, seenVMs: map[int]bool{}, closedCalls: map[string]int{}, done: make(chan struct{}),
+	}
+	e.cs = kubernetes.NewForConfigOrDie(kube.Config)
+	e.PVE = pvesim.New(pvesim.Options{
+		Schema: pveSchema, AuthFailDelay: -1, DefaultLatency: opts.TaskLatency,
+		Tokens: []pvesim.Token{{ID: TokenID, Secret: TokenSecret, ACL: pvesim.MinimalACL("local-lvm", "local", "pve", "vmbr0")}},
+	})
+	t.Cleanup(e.PVE.Close)
+
+	var charts []*chart.Chart
+	for _, v := range lhchart.Versions {
+		ch, err := lhchart.Chart(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		charts = append(charts, ch)
+	}
+	e.Repo = helmrepo.Start(t, charts...)
+
+	var err error
+	if e.TalosPort, err = freePort(opts.Addresses); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := context.Background()
+	if err := Wipe(ctx, kube.Config); err != nil {
+		t.Fatalf("e2e: wipe the control plane: %v", err)
+	}
+	e.newEtcd()
+	if err := e.startManager(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, e.cancel = context.WithCancel(ctx)
+	go e.loop(ctx)
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *Env) stop() {
+	e.cancel()
+	<-e.done
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, n := range e.nodes {
+		_ = n.node.Close() //nolint:errcheck // Close never fails
+		delete(e.nodes, id)
+	}
+	if e.stopManager != nil {
+		e.stopManager()
+	}
+	if e.loopErr != nil {
+		e.t.Errorf("e2e: %v", e.loopErr)
+	}
+}
+
+func (e *Env) newEtcd() {
+	e.etcd = talosnode.NewCluster()
+	e.etcd.SetKubeconfig(e.Kube.Kubeconfig)
+	e.seenVMs = map[int]bool{}
+}
+
+// startManager runs a fresh longhorn-manager (with the backup controllers) on the apiserver.
+func (e *Env) startManager() error {
+	m, err := lhmanager.New(e.Kube.Config, lhmanager.Options{Logf: func(f string, a ...any) { e.t.Logf("lhmanager: "+f, a...) }, Resync: 150 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = m.Run(ctx) })                                                 //nolint:errcheck // ends with ctx
+	wg.Go(func() { _ = m.RunBackups(ctx, lhmanager.BackupOptions{Store: e.Store}) }) //nolint:errcheck // ends with ctx
+	e.manager = m
+	e.stopManager = func() { cancel(); wg.Wait() }
+	return nil
+}
+
+// Manager is the current fake longhorn-manager (a new one runs after every cluster loss).
+func (e *Env) Manager() *lhmanager.Manager {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.manager
+}
+
+// loop reacts to the emulators until ctx ends.
+func (e *Env) loop(ctx context.Context) {
+	defer close(e.done)
+	tick := time.NewTicker(e.opts.Poll)
+	defer tick.Stop()
+	kubeEvery := max(1, int(50*time.Millisecond/e.opts.Poll))
+	for i := 0; ; i++ {
+		if err := e.syncVMs(ctx); err != nil && ctx.Err() == nil {
+			e.fail(err)
+		}
+		if i%kubeEvery == 0 {
+			if err := e.syncKube(ctx); err != nil && ctx.Err() == nil {
+				e.t.Logf("e2e: %v", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Env) fail(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.loopErr == nil {
+		e.loopErr = err
+	}
+}
+
+// ipOf reads the static address from a VM's cloud-init ipconfig0 ("ip=10.0.0.5/24,gw=...").
+func ipOf(cfg map[string]string) string {
+	for _, part := range strings.Split(cfg["ipconfig0"], ",") {
+		if v, ok := strings.CutPrefix(part, "ip="); ok {
+			addr, _, _ := strings.Cut(v, "/")
+			return addr
+		}
+	}
+	return ""
+}
+
+func (e *Env) syncVMs(ctx context.Context) error {
+	vms := e.PVE.VMs()
+	exists := map[int]bool{}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, vm := range vms {
+		exists[vm.ID] = true
+		ip := ipOf(vm.Config)
+		n, ok := e.nodes[vm.ID]
+		switch {
+		case ok && (!vm.Running || n.ip != ip):
+			e.closeNodeLocked(vm.ID)
+		case !ok && vm.Running && ip != "":
+			node, err := talosnode.Start(ctx, talosnode.Options{
+				Address: net.JoinHostPort(ip, strconv.Itoa(e.TalosPort)), Cluster: e.etcd,
+				BootDelay: e.opts.BootDelay, JoinDelay: e.opts.JoinDelay,
+			})
+			if err != nil {
+				return fmt.Errorf("VM %d: boot Talos on %s: %w", vm.ID, ip, err)
+			}
+			e.nodes[vm.ID] = &vmNode{ip: ip, node: node}
+			e.seenVMs[vm.ID] = true
+		}
+	}
+	for id := range e.nodes {
+		if !exists[id] {
+			e.closeNodeLocked(id)
+		}
+	}
+	if len(e.seenVMs) == 0 {
+		return nil
+	}
+	for id := range e.seenVMs {
+		if exists[id] {
+			return nil
+		}
+	}
+	// Every VM of this cluster is gone, and etcd with their system disks.
+	e.t.Logf("e2e: every VM is gone: etcd and the Kubernetes API state are lost")
+	return e.loseClusterLocked(ctx)
+}
+
+// LoseCluster makes the cluster state vanish as if every node's system disk was lost:
+// etcd starts empty, the Kubernetes API is wiped, longhorn-manager starts afresh. The backup
+// store (the bucket) and the VMs stay.
+func (e *Env) LoseCluster(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.loseClusterLocked(ctx)
+}
+
+func (e *Env) loseClusterLocked(ctx context.Context) error {
+	if e.stopManager != nil {
+		e.stopManager()
+	}
+	if err := Wipe(ctx, e.Kube.Config); err != nil {
+		return fmt.Errorf("wipe after cluster loss: %w", err)
+	}
+	e.resets++
+	e.newEtcd()
+	return e.startManager()
+}
+
+func (e *Env) closeNodeLocked(id int) {
+	n := e.nodes[id]
+	for _, m := range countedMethods {
+		e.closedCalls[m] += n.node.Calls(m)
+	}
+	_ = n.node.Close() //nolint:errcheck // Close never fails
+	delete(e.nodes, id)
+}
+
+// syncKube registers configured nodes with Kubernetes (the kubelet's job) and binds
+// pre-bound PV/PVC pairs (kube-controller-manager's).
+func (e *Env) syncKube(ctx context.Context) error {
+	type reg struct{ name, ip string }
+	var regs []reg
+	e.mu.Lock()
+	for _, n := range e.nodes {
+		if n.node.Up() && n.node.ActiveConfig() != nil {
+			regs = append(regs, reg{n.node.Hostname(), n.ip})
+		}
+	}
+	e.mu.Unlock()
+	for _, r := range regs {
+		if err := e.registerNode(ctx, r.name, r.ip); err != nil {
+			return err
+		}
+	}
+	return e.bindVolumes(ctx)
+}
+
+func (e *Env) registerNode(ctx context.Context, name, ip string) error {
+	if _, err := e.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return fmt.Errorf("register node %s: %w", name, err)
+	}
+	now := metav1.Now()
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		Message: "kubelet is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}}
+	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("node %s status: %w", name, err)
+	}
+	return nil
+}
+
+func (e *Env) bindVolumes(ctx context.Context) error {
+	pvs, err := e.cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for i := range pvs.Items {
+		pv := &pvs.Items[i]
+		ref := pv.Spec.ClaimRef
+		if ref == nil || pv.Status.Phase == corev1.VolumeBound {
+			continue
+		}
+		pvc, err := e.cs.CoreV1().PersistentVolumeClaims(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if pvc.Spec.VolumeName != pv.Name {
+			continue
+		}
+		pv.Status.Phase = corev1.VolumeBound
+		if _, err := e.cs.CoreV1().PersistentVolumes().UpdateStatus(ctx, pv, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("bind PV %s: %w", pv.Name, err)
+		}
+		pvc.Status.Phase = corev1.ClaimBound
+		pvc.Status.AccessModes = pv.Spec.AccessModes
+		pvc.Status.Capacity = pv.Spec.Capacity
+		if _, err := e.cs.CoreV1().PersistentVolumeClaims(ref.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("bind PVC %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+	}
+	return nil
+}
+
+var countedMethods = []string{
+	"/machine.MachineService/ApplyConfiguration",
+	"/machine.MachineService/Bootstrap",
+}
+
+// TalosCalls counts the RPCs of a method (e.g. "/machine.MachineService/ApplyConfiguration")
+// that reached any node, past or present.
+func (e *Env) TalosCalls(fullMethod string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := e.closedCalls[fullMethod]
+	for _, v := range e.nodes {
+		n += v.node.Calls(fullMethod)
+	}
+	return n
+}
+
+// Resets counts how often every VM was gone and the cluster state was wiped.
+func (e *Env) Resets() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.resets
+}
+
+// EtcdMembers lists the current etcd's members.
+func (e *Env) EtcdMembers() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.etcd.EtcdMembers()
+}
+
+// BootstrapCalls counts Bootstrap calls on the current etcd generation's control planes.
+func (e *Env) BootstrapCalls() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.etcd.BootstrapCalls()
+}
+
+// freePort finds a port free on every address.
+func freePort(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		addrs = []string{"127.0.0.1"}
+	}
+	for range 50 {
+		lis, err := net.Listen("tcp", net.JoinHostPort(addrs[0], "0"))
+		if err != nil {
+			return 0, fmt.Errorf("e2e: %w (node addresses must be loopback addresses)", err)
+		}
+		port := lis.Addr().(*net.TCPAddr).Port
+		_ = lis.Close() //nolint:errcheck // probe
+		free := true
+		for _, a := range addrs[1:] {
+			l, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
+			if err != nil {
+				free = false
+				break
+			}
+			_ = l.Close() //nolint:errcheck // probe
+		}
+		if free {
+			return port, nil
+		}
+	}
+	return 0, errors.New("e2e: no port is free on every node address")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = cryptorand.Read(b) //nolint:errcheck // never fails on Linux
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,173 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Backup is one Longhorn backup of a volume, as the Backup object reports it.
+type Backup struct {
+	Name   string `json:"name"`
+	Volume string `json:"volume"`
+	// URL is what a Volume's spec.fromBackup takes: <target>?backup=<name>&volume=<volume>.
+	URL   string `json:"url,omitempty"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	// Created is when the upload finished (status.backupCreatedAt).
+	Created time.Time `json:"created,omitzero"`
+	// VolumeSize is the backed-up volume's size in bytes.
+	VolumeSize int64 `json:"volumeSize,omitempty"`
+	// Snapshot is the snapshot the backup was taken from.
+	Snapshot string `json:"snapshot,omitempty"`
+}
+
+func backupFrom(u *unstructured.Unstructured) Backup {
+	s := func(path ...string) string {
+		v, _, _ := unstructured.NestedString(u.Object, append([]string{"status"}, path...)...)
+		return v
+	}
+	b := Backup{Name: u.GetName(), Volume: s("volumeName"), URL: s("url"), State: s("state"), Error: s("error"), Snapshot: s("snapshotName")}
+	if b.Volume == "" {
+		b.Volume = u.GetLabels()[labelBackupVolume]
+	}
+	if t, err := time.Parse(time.RFC3339, s("backupCreatedAt")); err == nil {
+		b.Created = t.UTC()
+	}
+	b.VolumeSize, _ = strconv.ParseInt(s("volumeSize"), 10, 64)
+	return b
+}
+
+// Backups lists the Completed backups of the default backup target, newest first per
+// volume, keyed by volume.
+func (c *Client) Backups(ctx context.Context) (map[string][]Backup, error) {
+	list, err := c.lh(backupGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Longhorn backups: %w", err)
+	}
+	out := map[string][]Backup{}
+	for i := range list.Items {
+		u := &list.Items[i]
+		if t := u.GetLabels()[labelBackupTarget]; t != "" && t != defaultBackupTarget {
+			continue
+		}
+		b := backupFrom(u)
+		if b.State != backupStateCompleted || b.URL == "" || b.Volume == "" {
+			continue
+		}
+		out[b.Volume] = append(out[b.Volume], b)
+	}
+	for _, bs := range out {
+		sort.Slice(bs, func(i, j int) bool {
+			if !bs[i].Created.Equal(bs[j].Created) {
+				return bs[i].Created.After(bs[j].Created)
+			}
+			return bs[i].Name > bs[j].Name
+		})
+	}
+	return out, nil
+}
+
+// Latest returns the volume's newest Completed backup, or nil when Longhorn lists none.
+func (c *Client) Latest(ctx context.Context, volume string) (*Backup, error) {
+	all, err := c.Backups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if bs := all[volume]; len(bs) > 0 {
+		return &bs[0], nil
+	}
+	return nil, nil
+}
+
+// RequestSync asks Longhorn to list the backup target again now rather than at its next
+// poll, as the UI's refresh does (BackupTarget spec.syncRequestedAt).
+func (c *Client) RequestSync(ctx context.Context) error {
+	patch := fmt.Sprintf(`{"spec":{"syncRequestedAt":%q}}`, c.opts.Now().UTC().Format(time.RFC3339))
+	_, err := c.lh(backupTargetGVR).Patch(ctx, defaultBackupTarget, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+		return fmt.Errorf("there is no BackupTarget %q: install Longhorn with its backup target first", defaultBackupTarget)
+	}
+	if err != nil {
+		return fmt.Errorf("request a backup target sync: %w", err)
+	}
+	return nil
+}
+
+// BackupVolume takes an on-demand backup of a volume and waits until Longhorn reports it
+// Completed: a Snapshot, then a Backup of that snapshot labelled with the volume.
+func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, error) {
+	if _, err := c.lh(volumeGVR).Get(ctx, volume, metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("there is no Longhorn volume %s", volume)
+		}
+		return nil, fmt.Errorf("read volume %s: %w", volume, err)
+	}
+	suffix := randomSuffix(16)
+	snapName, backupName := "talforge-"+suffix, "backup-"+suffix
+	snap := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "longhorn.io/v1beta2", "kind": "Snapshot",
+		"metadata": map[string]any{"name": snapName, "namespace": Namespace, "labels": map[string]any{managedByLabel: managedBy}},
+		"spec":     map[string]any{"volume": volume, "createSnapshot": true},
+	}}
+	if _, err := c.lh(snapshotGVR).Create(ctx, snap, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("volume %s: create snapshot %s: %w", volume, snapName, err)
+	}
+	err := c.poll(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: snapshot %s", volume, snapName), func() (bool, string, error) {
+		u, err := c.lh(snapshotGVR).Get(ctx, snapName, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		if msg, _, _ := unstructured.NestedString(u.Object, "status", "error"); msg != "" {
+			return false, "", fmt.Errorf("Longhorn reports: %s", msg)
+		}
+		ready, _, _ := unstructured.NestedBool(u.Object, "status", "readyToUse")
+		return ready, "not ready to use yet", nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	b := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
+		"metadata": map[string]any{"name": backupName, "namespace": Namespace, "labels": map[string]any{
+			labelBackupVolume: volume, labelBackupTarget: defaultBackupTarget, managedByLabel: managedBy}},
+		"spec": map[string]any{"snapshotName": snapName, "labels": map[string]any{managedByLabel: managedBy}},
+	}}
+	if _, err := c.lh(backupGVR).Create(ctx, b, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("volume %s: create backup %s: %w", volume, backupName, err)
+	}
+	c.logf("volume %s: backing up snapshot %s as %s", volume, snapName, backupName)
+	var got Backup
+	err = c.poll(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: backup %s", volume, backupName), func() (bool, string, error) {
+		u, err := c.lh(backupGVR).Get(ctx, backupName, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		got = backupFrom(u)
+		switch got.State {
+		case backupStateCompleted:
+			return true, "", nil
+		case backupStateError:
+			return false, "", fmt.Errorf("Longhorn reports the backup failed: %s", got.Error)
+		case "":
+			return false, "not started", nil
+		}
+		progress, _, _ := unstructured.NestedInt64(u.Object, "status", "progress")
+		return false, fmt.Sprintf("%s, %d%%", got.State, progress), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if got.Volume == "" {
+		got.Volume = volume
+	}
+	return &got, nil
+}
