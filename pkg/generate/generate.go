@@ -10,15 +10,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	talossecrets "github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 
 	"github.com/talforge/talforge/pkg/gitops"
 	"github.com/talforge/talforge/pkg/machineconfig"
+	"github.com/talforge/talforge/pkg/parallel"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/schematic"
 	"github.com/talforge/talforge/pkg/secrets"
@@ -315,31 +314,9 @@ func renderNodes(ctx context.Context, out string, configs []*machineconfig.Confi
 func redactedView(ctx context.Context, configs []*machineconfig.Config) ([]byte, error) {
 	parts := make([][]byte, len(configs))
 	errs := make([]error, len(configs))
-	work := make(chan int)
 
-	var wg sync.WaitGroup
-
-	for range min(runtime.GOMAXPROCS(0), max(1, len(configs))) {
-		wg.Go(func() {
-			for i := range work {
-				parts[i], errs[i] = configs[i].Redacted(gitops.RedactedMarker)
-			}
-		})
-	}
-
-feed:
-	for i := range configs {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-
-	close(work)
-	wg.Wait()
-
-	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+	err := parallel.ForEach(ctx, len(configs), 0, func(i int) { parts[i], errs[i] = configs[i].Redacted(gitops.RedactedMarker) })
+	if err := errors.Join(append(errs, err)...); err != nil {
 		return nil, err
 	}
 

@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/talforge/talforge/pkg/atomicfile"
+	"github.com/talforge/talforge/pkg/parallel"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -87,7 +87,6 @@ type Staged1 struct {
 func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Staged, error) {
 	s := &Staged{w: w, files: make([]Staged1, len(files)), keep: keep}
 	errs := make([]error, len(files))
-	work := make(chan int)
 
 	type pendingWrite struct {
 		i    int
@@ -108,41 +107,23 @@ func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Stage
 		}
 	}()
 
-	var wg sync.WaitGroup
+	err := parallel.ForEach(ctx, len(files), w.Parallelism, func(i int) {
+		st, path, err := s.prepare(files[i])
+		if err != nil {
+			errs[i] = err
 
-	for range max(1, cmpOr(w.Parallelism, runtime.GOMAXPROCS(0))) {
-		wg.Go(func() {
-			for i := range work {
-				st, path, err := s.prepare(files[i])
-				if err != nil {
-					errs[i] = err
-
-					continue
-				}
-
-				s.files[i] = st
-				if !st.Unchanged {
-					writes <- pendingWrite{i: i, path: path, data: st.Data}
-				}
-			}
-		})
-	}
-
-feed:
-	for i := range files {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
+			return
 		}
-	}
 
-	close(work)
-	wg.Wait()
+		s.files[i] = st
+		if !st.Unchanged {
+			writes <- pendingWrite{i: i, path: path, data: st.Data}
+		}
+	})
+
 	close(writes)
 	<-writerDone
 
-	err := ctx.Err()
 	if err == nil {
 		err = joinLeaks(errs)
 	}
@@ -177,14 +158,6 @@ func joinLeaks(errs []error) error {
 	}
 
 	return errors.Join(other...)
-}
-
-func cmpOr(a, b int) int {
-	if a != 0 {
-		return a
-	}
-
-	return b
 }
 
 // prepare encodes a file and checks it for leaks; it returns where it belongs on disk.

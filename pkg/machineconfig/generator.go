@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	cfgdoc "github.com/siderolabs/talos/pkg/machinery/config/config"
@@ -21,6 +19,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/validation"
 
+	"github.com/talforge/talforge/pkg/parallel"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/schematic"
 )
@@ -403,31 +402,7 @@ func (g *Generator) All(ctx context.Context) ([]*Config, error) {
 	out := make([]*Config, len(nodes))
 	errs := make([]error, len(nodes))
 
-	work := make(chan int)
-
-	var wg sync.WaitGroup
-
-	for range min(runtime.GOMAXPROCS(0), len(nodes)) {
-		wg.Go(func() {
-			for i := range work {
-				out[i], errs[i] = g.Node(nodes[i])
-			}
-		})
-	}
-
-feed:
-	for i := range nodes {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-
-	close(work)
-	wg.Wait()
-
-	if err := ctx.Err(); err != nil {
+	if err := parallel.ForEach(ctx, len(nodes), 0, func(i int) { out[i], errs[i] = g.Node(nodes[i]) }); err != nil {
 		return nil, err
 	}
 
