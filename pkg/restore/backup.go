@@ -171,3 +171,38 @@ func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, erro
 	}
 	return &got, nil
 }
+
+// Volume is what Longhorn reports about one of its volumes.
+type Volume struct {
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	Robustness string `json:"robustness"`
+	// Size in bytes.
+	Size int64 `json:"size"`
+	// FromBackup is the backup URL the volume was restored from, if any.
+	FromBackup string `json:"fromBackup,omitempty"`
+	// Restoring is true while Longhorn restores it.
+	Restoring bool `json:"restoring,omitempty"`
+}
+
+// Volumes lists Longhorn's volumes, sorted by name.
+func (c *Client) Volumes(ctx context.Context) ([]Volume, error) {
+	list, err := c.lh(volumeGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Longhorn volumes: %w", err)
+	}
+	out := make([]Volume, 0, len(list.Items))
+	for i := range list.Items {
+		u := &list.Items[i]
+		v := Volume{Name: u.GetName()}
+		v.State, _, _ = unstructured.NestedString(u.Object, "status", "state")
+		v.Robustness, _, _ = unstructured.NestedString(u.Object, "status", "robustness")
+		v.FromBackup, _, _ = unstructured.NestedString(u.Object, "spec", "fromBackup")
+		v.Restoring, _, _ = unstructured.NestedBool(u.Object, "status", "restoreRequired")
+		size, _, _ := unstructured.NestedString(u.Object, "spec", "size")
+		v.Size, _ = strconv.ParseInt(size, 10, 64)
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -73,6 +73,7 @@ type Env struct {
 	etcd        *talosnode.Cluster
 	nodes       map[int]*vmNode // by VMID
 	seenVMs     map[int]bool    // VMs that ran a node in this etcd generation
+	goneVMs     map[int]bool    // of those, the ones seen deleted
 	closedCalls map[string]int  // RPC counts of nodes that are gone
 	resets      int
 	loopErr     error
@@ -124,7 +125,7 @@ func Start(t testing.TB, kube *kubeenv.ControlPlane, opts Options) *Env {
 
 	e := &Env{
 		t: t, opts: opts, Kube: kube, Store: lhmanager.NewBackupStore(),
-		nodes: map[int]*vmNode{}, seenVMs: map[int]bool{}, closedCalls: map[string]int{}, done: make(chan struct{}),
+		nodes: map[int]*vmNode{}, closedCalls: map[string]int{}, done: make(chan struct{}),
 	}
 	e.cs = kubernetes.NewForConfigOrDie(kube.Config)
 	e.PVE = pvesim.New(pvesim.Options{
@@ -183,7 +184,7 @@ func (e *Env) stop() {
 func (e *Env) newEtcd() {
 	e.etcd = talosnode.NewCluster()
 	e.etcd.SetKubeconfig(e.Kube.Kubeconfig)
-	e.seenVMs = map[int]bool{}
+	e.seenVMs, e.goneVMs = map[int]bool{}, map[int]bool{}
 }
 
 // startManager runs a fresh longhorn-manager (with the backup controllers) on the apiserver.
@@ -282,13 +283,20 @@ func (e *Env) syncVMs(ctx context.Context) error {
 	if len(e.seenVMs) == 0 {
 		return nil
 	}
+	// A VM seen deleted once is gone for this generation, even if PVE hands its VMID to a
+	// new VM afterwards.
 	for id := range e.seenVMs {
-		if exists[id] {
+		if !exists[id] {
+			e.goneVMs[id] = true
+		}
+	}
+	for id := range e.seenVMs {
+		if !e.goneVMs[id] {
 			return nil
 		}
 	}
-	// Every VM of this cluster is gone, and etcd with their system disks.
-	e.t.Logf("e2e: every VM is gone: etcd and the Kubernetes API state are lost")
+	// Every VM of this cluster was deleted, and etcd with their system disks.
+	e.t.Logf("e2e: every VM was deleted: etcd and the Kubernetes API state are lost")
 	return e.loseClusterLocked(ctx)
 }
 
@@ -302,6 +310,9 @@ func (e *Env) LoseCluster(ctx context.Context) error {
 }
 
 func (e *Env) loseClusterLocked(ctx context.Context) error {
+	for id := range e.nodes {
+		e.closeNodeLocked(id) // a node that booted meanwhile boots again, into the new cluster
+	}
 	if e.stopManager != nil {
 		e.stopManager()
 	}

@@ -1,0 +1,147 @@
+package lifecycle_test
+
+import (
+	"errors"
+	"io/fs"
+	"maps"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/talforge/talforge/pkg/lifecycle"
+)
+
+const (
+	applyRPC     = "/machine.MachineService/ApplyConfiguration"
+	bootstrapRPC = "/machine.MachineService/Bootstrap"
+)
+
+// TestUpFromEmptyProxmoxThenNothingChanges: `up` takes an empty PVE to a cluster with
+// Longhorn and its backup target; a second `up` sends no mutating PVE request, no
+// ApplyConfiguration or Bootstrap, upgrades nothing with Helm and writes no file.
+func TestUpFromEmptyProxmoxThenNothingChanges(t *testing.T) {
+	l := newLab(t)
+	if len(l.env.PVE.VMs()) != 0 {
+		t.Fatal("the PVE emulator should start empty")
+	}
+
+	// Plan on nothing: everything would be created, nothing is waited for or written.
+	plan, err := lifecycle.Plan(t.Context(), l.options())
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	var pb strings.Builder
+	plan.Print(&pb)
+	for _, want := range []string{"Plan: 2 to create, 0 to update, 0 to start, 0 unchanged.", "+ lab-cp-1      would install (configs not generated yet)",
+		"etcd: would bootstrap on lab-cp-1", "Longhorn: + install 1.10.2 (after bootstrap)", "Changes pending"} {
+		if !strings.Contains(pb.String(), want) {
+			t.Errorf("plan before up lacks %q:\n%s", want, pb.String())
+		}
+	}
+	if !plan.Changes || len(l.env.PVE.MutatingRequests()) > 0 {
+		t.Errorf("plan: changes %v, mutating PVE requests %v", plan.Changes, l.env.PVE.MutatingRequests())
+	}
+	if _, err := os.Stat(l.outDir()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("plan wrote %s: %v", l.outDir(), err)
+	}
+
+	start := time.Now()
+	res := l.up(t.Context(), l.options())
+	t.Logf("first up: %s", time.Since(start).Round(time.Millisecond))
+	l.assertUp()
+	if !res.Changed() {
+		t.Error("the first up reports no change")
+	}
+	progress := l.out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^validate\s+cluster\s+.*lab\.yaml: cluster lab, 2 node\(s\)\s+\(\d+\.\ds\)$`),
+		regexp.MustCompile(`(?m)^provision\s+lab-cp-1\s+created, started \(VMID \d+\)\s+\(\d+\.\ds\)$`),
+		regexp.MustCompile(`(?m)^provision\s+lab-worker-1\s+created, started \(VMID \d+\)\s+\(\d+\.\ds\)$`),
+		regexp.MustCompile(`(?m)^apply\s+lab-cp-1\s+installed\s+\(\d+\.\ds\)$`),
+		regexp.MustCompile(`(?m)^apply\s+lab-worker-1\s+installed\s+\(\d+\.\ds\)$`),
+		regexp.MustCompile(`(?m)^bootstrap\s+lab-cp-1\s+etcd bootstrapped\s+\(\d+\.\ds\)$`),
+		regexp.MustCompile(`(?m)^longhorn\s+cluster\s+1\.10\.2 install \(Helm revision 1\); BackupTarget default available: s3://lab-longhorn@eu-central-1/\s+\(\d+\.\ds\)$`),
+	} {
+		if !want.MatchString(progress) {
+			t.Errorf("progress lacks %s", want)
+		}
+	}
+	t.Logf("first run:\n%s", progress)
+	if l.env.BootstrapCalls() != 1 {
+		t.Errorf("Bootstrap called %d times", l.env.BootstrapCalls())
+	}
+
+	// Second run: observe everything, change nothing.
+	before := l.files()
+	applies, bootstraps, rev := l.env.TalosCalls(applyRPC), l.env.TalosCalls(bootstrapRPC), l.helmRevision()
+	l.env.PVE.ResetLog()
+	l.out.Reset()
+	start = time.Now()
+	res = l.up(t.Context(), l.options())
+	t.Logf("second up: %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("second run:\n%s", l.out.String())
+	if res.Changed() || len(res.Written) > 0 {
+		t.Errorf("second up changed something: %+v, wrote %v", res.Phases, res.Written)
+	}
+	if m := l.env.PVE.MutatingRequests(); len(m) > 0 {
+		t.Errorf("second up sent %d mutating PVE request(s): %+v", len(m), m)
+	}
+	if got := l.env.TalosCalls(applyRPC); got != applies {
+		t.Errorf("second up sent %d ApplyConfiguration call(s)", got-applies)
+	}
+	if got := l.env.TalosCalls(bootstrapRPC); got != bootstraps {
+		t.Errorf("second up sent %d Bootstrap call(s)", got-bootstraps)
+	}
+	if got := l.helmRevision(); got != rev {
+		t.Errorf("second up moved the Helm release from revision %d to %d", rev, got)
+	}
+	if after := l.files(); !maps.Equal(before, after) {
+		t.Errorf("second up touched files:\nbefore %v\nafter  %v", before, after)
+	}
+	for _, want := range []string{"unchanged (VMID", "unchanged  (", "etcd already bootstrapped", "1.10.2 unchanged"} {
+		if !strings.Contains(l.out.String(), want) {
+			t.Errorf("second run's progress lacks %q:\n%s", want, l.out.String())
+		}
+	}
+
+	// Plan on a cluster in place: no changes.
+	if plan, err = lifecycle.Plan(t.Context(), l.options()); err != nil || plan.Changes {
+		pb.Reset()
+		if plan != nil {
+			plan.Print(&pb)
+		}
+		t.Fatalf("plan after up: %v, changes %v\n%s", err, plan != nil && plan.Changes, pb.String())
+	}
+
+	// A profile edit shows up as a PVE update and a redacted config diff, and is not applied.
+	data, err := os.ReadFile(l.proj.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(strings.Replace(string(data), "memory: 4096", "memory: 6144", 1), "nameservers: [127.0.71.1]", "nameservers: [127.0.71.1, 9.9.9.9]", 1)
+	if err := os.WriteFile(l.proj.Profile, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.env.PVE.ResetLog()
+	applies = l.env.TalosCalls(applyRPC)
+	if plan, err = lifecycle.Plan(t.Context(), l.options()); err != nil {
+		t.Fatalf("plan after the edit: %v", err)
+	}
+	pb.Reset()
+	plan.Print(&pb)
+	for _, want := range []string{"~ lab-cp-1 (VMID", "memory: 4096 -> 6144", "~ lab-cp-1      would apply (mode auto)", "+    - address: 9.9.9.9", "Longhorn: = 1.10.2 installed, matches the profile"} {
+		if !strings.Contains(pb.String(), want) {
+			t.Errorf("plan after the edit lacks %q:\n%s", want, pb.String())
+		}
+	}
+	if !plan.Changes || len(l.env.PVE.MutatingRequests()) > 0 || l.env.TalosCalls(applyRPC) != applies {
+		t.Errorf("plan changed something or found nothing: changes %v", plan.Changes)
+	}
+	for _, secret := range []string{"BEGIN", "PRIVATE KEY", l.proj.AWSSecret} {
+		if strings.Contains(pb.String(), secret) {
+			t.Errorf("the plan shows %q", secret)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/generate"
+	"github.com/talforge/talforge/pkg/gitops"
+	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/proxmox"
+	"github.com/talforge/talforge/pkg/restore"
+	"github.com/talforge/talforge/pkg/sopsfile"
+)
+
+// Options configure every lifecycle operation.
+type Options struct {
+	// Profile is the cluster profile's path.
+	Profile string
+	// Renderers add files to clusters/<name>/ (the Longhorn values, manifests and IAM policy:
+	// pass the same renderers `talforge generate` uses, e.g. LonghornFiles).
+	Renderers []generate.Renderer
+	// Commit commits what the run wrote under clusters/<name>/.
+	Commit bool
+	// Progress receives one line per phase and per node, with elapsed times.
+	Progress io.Writer
+	// Detail receives each stage's own progress (Proxmox tasks, Talos observations, Helm);
+	// nil discards it.
+	Detail io.Writer
+	// ConnectPVE connects to the profile's Proxmox VE (token and TLS are the caller's
+	// business). Required for profiles with a proxmox section.
+	ConnectPVE func(ctx context.Context, c *profile.Cluster) (proxmox.API, error)
+	// Proxmox tunes provisioning (parallelism, retries); Events is set by lifecycle.
+	Proxmox proxmox.Options
+	// Talos tunes the Talos stages (port, timeouts, polling); Progress is set by lifecycle.
+	Talos bootstrap.Options
+	// Longhorn tunes the Longhorn stage (chart cache, timeouts); Kubeconfig and Log are set
+	// by lifecycle.
+	Longhorn longhorn.Options
+	// Restore tunes backups and restores; Log is set by lifecycle.
+	Restore restore.Options
+	// OnPhase, when set, is called as each phase starts (progress UIs, fault-injection tests).
+	OnPhase func(name string)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Detail == nil {
+		o.Detail = io.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ConnectPVE == nil {
+		o.ConnectPVE = ConnectProfilePVE
+	}
+	if o.OnPhase == nil {
+		o.OnPhase = func(string) {}
+	}
+	return o
+}
+
+// ConnectProfilePVE connects to Proxmox VE as the profile says: the API token from
+// $TALFORGE_PVE_TOKEN or the SOPS-encrypted proxmox.tokenFile, the CA from proxmox.caFile,
+// TLS verification unless proxmox.insecureSkipVerify. The token secret is never printed.
+func ConnectProfilePVE(ctx context.Context, c *profile.Cluster) (proxmox.API, error) {
+	if c.Proxmox == nil {
+		return nil, fmt.Errorf("%s: proxmox: the profile has no proxmox section", c.File())
+	}
+	tok, src, err := proxmox.ResolveToken(c, os.Getenv, sopsfile.DecryptFile)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := proxmox.TLSConfig(c.Resolve(c.Proxmox.CAFile), c.Proxmox.InsecureSkipVerify)
+	if err != nil {
+		return nil, err
+	}
+	api, err := proxmox.NewTelmateAPI(proxmox.ClientOptions{Endpoint: c.Proxmox.Endpoint, Token: tok, TLS: tlsCfg})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := api.Version(ctx); err != nil {
+		return nil, fmt.Errorf("connecting to %s as %s (token from %s): %w", c.Proxmox.Endpoint, tok.ID, src, err)
+	}
+	return api, nil
+}
+
+// InterruptedError is returned when the context ended during a phase. Nothing is lost:
+// every phase observes before it acts, so running the command again resumes.
+type InterruptedError struct {
+	Phase string
+	Err   error
+	// Hint says how to resume (default: run the command again).
+	Hint string
+}
+
+func (e *InterruptedError) Error() string {
+	hint := e.Hint
+	if hint == "" {
+		hint = "run the command again to resume"
+	}
+	return fmt.Sprintf("interrupted during %s: %v; nothing is lost: %s", e.Phase, e.Err, hint)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// phaseError wraps a phase's failure, marking interruptions.
+func phaseError(ctx context.Context, phase string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		var ie *InterruptedError
+		if errors.As(err, &ie) {
+			return err
+		}
+		return &InterruptedError{Phase: phase, Err: err}
+	}
+	return fmt.Errorf("%s: %w", phase, err)
+}
+
+// LonghornFiles is the generate.Renderer for Longhorn: clusters/<name>/longhorn/values.yaml,
+// longhorn/manifests.yaml and aws/iam-policy.json, exactly what `talforge generate` writes.
+func LonghornFiles(c *profile.Cluster) ([]gitops.File, error) {
+	if c.Longhorn == nil {
+		return nil, nil
+	}
+	values, err := longhorn.RenderValues(c)
+	if err != nil {
+		return nil, err
+	}
+	manifests, err := longhorn.RenderManifests(c)
+	if err != nil {
+		return nil, err
+	}
+	files := []gitops.File{{Path: "longhorn/values.yaml", Data: values}, {Path: "longhorn/manifests.yaml", Data: manifests}}
+	if c.Longhorn.Backup != nil {
+		policy, err := longhorn.IAMPolicy(c)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, gitops.File{Path: "aws/iam-policy.json", Data: policy})
+	}
+	return files, nil
+}

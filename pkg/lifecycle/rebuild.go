@@ -1,0 +1,442 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/proxmox"
+	"github.com/talforge/talforge/pkg/restore"
+	"github.com/talforge/talforge/pkg/secrets"
+	"github.com/talforge/talforge/pkg/sopsfile"
+)
+
+// Rebuild phases (besides Up's).
+const (
+	PhasePlan    = "plan"
+	PhaseBackup  = "backup"
+	PhaseDestroy = "destroy"
+	PhaseRestore = "restore"
+)
+
+// RebuildOptions tune Rebuild.
+type RebuildOptions struct {
+	// Yes skips the confirmation.
+	Yes bool
+	// Confirm asks a person to type the cluster name and returns what they typed. Without it
+	// (and without Yes) Rebuild refuses.
+	Confirm func(prompt string) (string, error)
+	// BackupFirst backs up every Longhorn volume of the running cluster, and waits for the
+	// backups, before anything is destroyed.
+	BackupFirst bool
+	// KeepDataDisks keeps each VM's Longhorn data disk for the re-created VM.
+	KeepDataDisks bool
+	// Resume continues an interrupted rebuild whose VMs are already destroyed: no backup, no
+	// destroy.
+	Resume bool
+}
+
+// RestorePlan is one declared volume and what the old cluster lists as its latest backup.
+type RestorePlan struct {
+	Volume restore.Declared `json:"volume"`
+	// Latest is nil when it could not be looked up (the old cluster does not answer) or
+	// there is none yet (BackupFirst makes one).
+	Latest *restore.Backup `json:"latest,omitempty"`
+}
+
+// RebuildPlan is what Rebuild will do.
+type RebuildPlan struct {
+	Cluster string
+	Destroy *proxmox.DestroyPlan
+	// Bundle is the sha256 of clusters/<name>/secrets.sops.yaml, which the rebuild reuses.
+	Bundle string
+	// LiveLonghorn is the Longhorn version the old cluster runs ("" when unknown).
+	LiveLonghorn string
+	// BackupFirst lists the volumes backed up before the destroy.
+	BackupFirst []string
+	Restore     []RestorePlan
+	// Notes are things the person should know before confirming.
+	Notes []string
+}
+
+// RebuildResult reports a rebuild.
+type RebuildResult struct {
+	Plan     *RebuildPlan
+	Backups  []restore.Backup
+	Up       *UpResult
+	Restored []restore.Result
+	Took     time.Duration
+}
+
+// ErrNotConfirmed is returned when the typed confirmation does not match the cluster name.
+var ErrNotConfirmed = errors.New("not confirmed")
+
+// Rebuild re-creates the cluster from nothing but what Git holds. See the package
+// documentation for the steps.
+func Rebuild(ctx context.Context, opts Options, ro RebuildOptions) (*RebuildResult, error) {
+	r, err := newRun(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &RebuildResult{Up: r.res}
+	r.opts.OnPhase(PhasePlan)
+	p := r.rep.phase(PhasePlan)
+	plan, err := r.planRebuild(ctx, ro)
+	if err != nil {
+		return nil, phaseError(ctx, PhasePlan, err)
+	}
+	res.Plan = plan
+	r.printRebuildPlan(plan, ro)
+	r.record(p, false, "secrets bundle %s, %d VM(s) to destroy, %d volume(s) to restore", plan.Bundle[:12], destroyCount(plan), len(plan.Restore))
+
+	if !ro.Yes {
+		if ro.Confirm == nil {
+			return res, fmt.Errorf("%w: rebuild destroys the cluster's VMs; confirm by typing the cluster name, or pass --yes", ErrNotConfirmed)
+		}
+		typed, err := ro.Confirm(fmt.Sprintf("Type the cluster name (%s) to destroy and rebuild it: ", plan.Cluster))
+		if err != nil {
+			return res, fmt.Errorf("confirmation: %w", err)
+		}
+		if strings.TrimSpace(typed) != plan.Cluster {
+			return res, fmt.Errorf("%w: %q is not the cluster name %q; nothing was changed", ErrNotConfirmed, strings.TrimSpace(typed), plan.Cluster)
+		}
+	}
+
+	if !ro.Resume {
+		if ro.BackupFirst {
+			if res.Backups, err = r.backupFirst(ctx, plan); err != nil {
+				return res, err
+			}
+		}
+		if err := r.destroy(ctx, plan); err != nil {
+			return res, err
+		}
+	}
+	resume := func(err error) error {
+		var ie *InterruptedError
+		if errors.As(err, &ie) {
+			ie.Hint = "the old VMs are gone; run `talforge rebuild --resume` to continue without destroying anything"
+		}
+		return err
+	}
+	if err := r.up(ctx); err != nil {
+		return res, resume(err)
+	}
+	if res.Restored, err = r.restore(ctx); err != nil {
+		return res, resume(err)
+	}
+	if sum, err := fileDigest(filepath.Join(r.out, secrets.FileName)); err != nil || sum != plan.Bundle {
+		return res, fmt.Errorf("the secrets bundle changed during the rebuild (was %s, now %s, %v): this is a bug; restore it from Git", plan.Bundle, sum, err)
+	}
+	if err := r.commit(ctx, "rebuild"); err != nil {
+		return res, err
+	}
+	res.Took = r.opts.Now().Sub(r.start)
+	return res, nil
+}
+
+func destroyCount(p *RebuildPlan) int {
+	if p.Destroy == nil {
+		return 0
+	}
+	return len(p.Destroy.Items)
+}
+
+func fileDigest(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// planRebuild looks at what exists before anything is touched, and refuses rebuilds that
+// would lose data or could not restore it.
+func (r *run) planRebuild(ctx context.Context, ro RebuildOptions) (*RebuildPlan, error) {
+	c := r.cluster
+	plan := &RebuildPlan{Cluster: c.Metadata.Name}
+	bundlePath := filepath.Join(r.out, secrets.FileName)
+	sum, err := fileDigest(bundlePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: a rebuild re-creates a cluster from what Git holds; for a new cluster run `talforge up`", bundlePath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	plan.Bundle = sum
+	if c.Proxmox != nil && !ro.Resume {
+		api, err := r.connect(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if plan.Destroy, err = proxmox.PlanDestroy(ctx, api, c.Metadata.Name, proxmox.DestroyOptions{KeepDataDisks: ro.KeepDataDisks}); err != nil {
+			return nil, err
+		}
+	}
+	if c.Proxmox == nil && !ro.Resume {
+		return nil, errors.New("the profile has no proxmox section: talforge cannot destroy and re-create hand-provisioned machines; reset them to maintenance mode and run `talforge up`, then `talforge rebuild --resume`")
+	}
+	decl, err := restore.Declarations(c)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range decl {
+		plan.Restore = append(plan.Restore, RestorePlan{Volume: d})
+	}
+	if ro.Resume || c.Longhorn == nil {
+		return plan, nil
+	}
+	return plan, r.lookAtOldCluster(ctx, ro, plan)
+}
+
+// lookAtOldCluster checks, while the old cluster still answers, that Longhorn runs the
+// profile's version with the profile's backup target, backs up what BackupFirst asks for and
+// that every declared volume will have a backup to restore.
+func (r *run) lookAtOldCluster(ctx context.Context, ro RebuildOptions, plan *RebuildPlan) error {
+	c := r.cluster
+	l := c.Longhorn
+	kc, err := sopsfile.DecryptFile(filepath.Join(r.out, bootstrap.KubeconfigFile))
+	unreachable := func(why string) error {
+		if ro.BackupFirst {
+			return fmt.Errorf("--backup-first needs the running cluster, but %s", why)
+		}
+		plan.Notes = append(plan.Notes, fmt.Sprintf("the old cluster cannot be checked (%s): the restore uses the newest backups in %s", why, backupTarget(l)))
+		return nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return unreachable("there is no " + bootstrap.KubeconfigFile)
+	}
+	if err != nil {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	lo := r.opts.Longhorn
+	lo.Kubeconfig, lo.Log = kc, io.Discard
+	cl, err := longhorn.New(c, lo)
+	if err != nil {
+		return err
+	}
+	st, err := cl.Status(lctx)
+	if err != nil {
+		return unreachable(shortError(err))
+	}
+	if !st.Installed {
+		return unreachable("Longhorn is not installed")
+	}
+	plan.LiveLonghorn = st.ChartVersion
+	if st.ChartVersion != l.Version {
+		return fmt.Errorf("the cluster runs Longhorn %s but the profile says %s: a rebuild installs the profile's version and restores need the same one; set longhorn.version: %s (or upgrade first with `talforge up`)",
+			st.ChartVersion, l.Version, st.ChartVersion)
+	}
+	if l.Backup != nil && st.BackupTarget.URL != "" && st.BackupTarget.URL != l.Backup.Target {
+		return fmt.Errorf("the cluster backs up to %s but the profile says %s: the rebuilt cluster would look for backups in the wrong place; fix longhorn.backup.target",
+			st.BackupTarget.URL, l.Backup.Target)
+	}
+	ro2 := r.opts.Restore
+	ro2.Log = io.Discard
+	rc, err := restore.New(kc, ro2)
+	if err != nil {
+		return err
+	}
+	vols, err := rc.Volumes(lctx)
+	if err != nil {
+		return unreachable(shortError(err))
+	}
+	exists := map[string]bool{}
+	for _, v := range vols {
+		exists[v.Name] = true
+		if ro.BackupFirst {
+			plan.BackupFirst = append(plan.BackupFirst, v.Name)
+		}
+	}
+	backups, err := rc.Backups(lctx)
+	if err != nil {
+		return unreachable(shortError(err))
+	}
+	var lost []string
+	for i := range plan.Restore {
+		name := plan.Restore[i].Volume.Name
+		if bs := backups[name]; len(bs) > 0 {
+			plan.Restore[i].Latest = &bs[0]
+			continue
+		}
+		if !(ro.BackupFirst && exists[name]) {
+			lost = append(lost, name)
+		}
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("declared volume(s) %s have no backup in %s: a rebuild would lose them; back them up first (--backup-first backs up every volume before destroying)",
+			strings.Join(lost, ", "), backupTarget(l))
+	}
+	return nil
+}
+
+func backupTarget(l *profile.Longhorn) string {
+	if l == nil || l.Backup == nil {
+		return "(no backup target)"
+	}
+	return l.Backup.Target
+}
+
+func (r *run) printRebuildPlan(plan *RebuildPlan, ro RebuildOptions) {
+	w := r.opts.Progress
+	fmt.Fprintf(w, "\nRebuild plan for cluster %s (tabula rasa)\n\n", plan.Cluster)
+	fmt.Fprintf(w, "  = secrets bundle %s/%s (sha256 %s) is reused as it is: same cluster CA, same tokens\n", r.out, secrets.FileName, plan.Bundle[:16])
+	if plan.LiveLonghorn != "" {
+		fmt.Fprintf(w, "  = Longhorn %s, backup target %s\n", plan.LiveLonghorn, backupTarget(r.cluster.Longhorn))
+	}
+	for _, v := range plan.BackupFirst {
+		fmt.Fprintf(w, "  + back up volume %s now, and wait for it\n", v)
+	}
+	if plan.Destroy != nil {
+		for _, it := range plan.Destroy.Items {
+			line := fmt.Sprintf("  - destroy VM %s (VMID %d on %s)", it.VM.Name, it.VM.VMID, it.VM.Node)
+			switch {
+			case it.DataDisk != "" && it.Keep:
+				line += ", keeping its data disk " + it.DataDisk
+			case it.DataDisk != "":
+				line += ", deleting its data disk " + it.DataDisk + " (use --keep-data-disks to keep it)"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if ro.Resume {
+		fmt.Fprintln(w, "  # --resume: nothing is backed up or destroyed")
+	}
+	for _, n := range r.cluster.Nodes {
+		fmt.Fprintf(w, "  + re-create %s (%s) with IP %s and MAC %s\n", n.Name, n.Role, n.IP, n.MAC)
+	}
+	fmt.Fprintln(w, "  + bootstrap etcd, install Longhorn with its backup target")
+	for _, rp := range plan.Restore {
+		from := "its latest backup"
+		if rp.Latest != nil {
+			from = fmt.Sprintf("its latest backup (now %s, %s)", rp.Latest.Name, rp.Latest.Created.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "  + restore volume %s from %s into PV %s and PVC %s/%s\n", rp.Volume.Name, from, rp.Volume.Name, rp.Volume.Namespace, rp.Volume.Claim)
+	}
+	for _, n := range plan.Notes {
+		fmt.Fprintf(w, "  # %s\n", n)
+	}
+	fmt.Fprintln(w)
+}
+
+func (r *run) backupFirst(ctx context.Context, plan *RebuildPlan) ([]restore.Backup, error) {
+	r.opts.OnPhase(PhaseBackup)
+	p := r.rep.phase(PhaseBackup)
+	kc, err := sopsfile.DecryptFile(filepath.Join(r.out, bootstrap.KubeconfigFile))
+	if err != nil {
+		return nil, phaseError(ctx, PhaseBackup, err)
+	}
+	ro := r.opts.Restore
+	ro.Log = prefixWriter{r.opts.Detail, "  "}
+	rc, err := restore.New(kc, ro)
+	if err != nil {
+		return nil, phaseError(ctx, PhaseBackup, err)
+	}
+	var out []restore.Backup
+	for _, v := range plan.BackupFirst {
+		b, err := rc.BackupVolume(ctx, v)
+		if err != nil {
+			return out, phaseError(ctx, PhaseBackup, err)
+		}
+		p.seen(v)
+		p.node(v, "backup %s completed", b.Name)
+		out = append(out, *b)
+		for i := range plan.Restore {
+			if plan.Restore[i].Volume.Name == v {
+				plan.Restore[i].Latest = b
+			}
+		}
+	}
+	r.record(p, len(out) > 0, "%d volume(s) backed up to %s", len(out), backupTarget(r.cluster.Longhorn))
+	return out, nil
+}
+
+func (r *run) destroy(ctx context.Context, plan *RebuildPlan) error {
+	r.opts.OnPhase(PhaseDestroy)
+	p := r.rep.phase(PhaseDestroy)
+	if plan.Destroy == nil || plan.Destroy.Empty() {
+		r.record(p, false, "no VM carries the tag %s", proxmox.OwnerTag(r.cluster.Metadata.Name))
+		return nil
+	}
+	api, err := r.connect(ctx)
+	if err != nil {
+		return phaseError(ctx, PhaseDestroy, err)
+	}
+	var mu sync.Mutex
+	o := r.opts.Proxmox
+	o.Events = func(e proxmox.Event) {
+		p.seen(e.VM)
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(r.opts.Detail, "  %s\n", e)
+	}
+	if err := proxmox.NewExecutor(api, o).Destroy(ctx, plan.Destroy); err != nil {
+		return phaseError(ctx, PhaseDestroy, err)
+	}
+	kept := 0
+	for _, it := range plan.Destroy.Items {
+		what := "destroyed"
+		if it.Keep && it.DataDisk != "" {
+			what += ", data disk kept in " + proxmox.ParkedName(it.VM.Name)
+			kept++
+		}
+		p.node(it.VM.Name, "%s (was VMID %d)", what, it.VM.VMID)
+	}
+	r.record(p, true, "%d VM(s) destroyed, %d data disk(s) kept", len(plan.Destroy.Items), kept)
+	return nil
+}
+
+func (r *run) restore(ctx context.Context) ([]restore.Result, error) {
+	r.opts.OnPhase(PhaseRestore)
+	p := r.rep.phase(PhaseRestore)
+	decl, err := restore.Declarations(r.cluster)
+	if err != nil {
+		return nil, phaseError(ctx, PhaseRestore, err)
+	}
+	if len(decl) == 0 {
+		r.record(p, false, "no declared volumes (longhorn.volumes)")
+		return nil, nil
+	}
+	ro := r.opts.Restore
+	ro.Log = prefixWriter{r.opts.Detail, "  "}
+	rc, err := restore.New(r.kubeconfig, ro)
+	if err != nil {
+		return nil, phaseError(ctx, PhaseRestore, err)
+	}
+	results, err := rc.RestoreAll(ctx, decl, func(res restore.Result) {
+		p.seen(res.Volume.Name)
+		switch res.Action {
+		case restore.ActionExists:
+			p.node(res.Volume.Name, "exists, left as it is; PV %s, PVC %s/%s %s", res.PV, res.Volume.Namespace, res.Volume.Claim, res.PVC)
+		default:
+			p.node(res.Volume.Name, "%s from %s in %s; PV %s, PVC %s/%s %s", res.Action, res.Backup.Name, formatDuration(res.Took),
+				res.PV, res.Volume.Namespace, res.Volume.Claim, res.PVC)
+		}
+	})
+	if err != nil {
+		return results, phaseError(ctx, PhaseRestore, err)
+	}
+	restored := 0
+	for _, res := range results {
+		if res.Action == restore.ActionRestored || res.PV == "created" || res.PVC == "created" {
+			restored++
+		}
+	}
+	r.record(p, restored > 0, "%d volume(s) restored and bound to their claims", len(results))
+	return results, nil
+}

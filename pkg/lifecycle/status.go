@@ -1,0 +1,424 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/proxmox"
+	"github.com/talforge/talforge/pkg/restore"
+	"github.com/talforge/talforge/pkg/sopsfile"
+)
+
+// VMStatus is a node's Proxmox VM.
+type VMStatus struct {
+	VMID int    `json:"vmid,omitempty"`
+	Host string `json:"host,omitempty"`
+	// State is running, stopped or missing.
+	State string `json:"state"`
+}
+
+// KubeNodeStatus is a node's Kubernetes Node.
+type KubeNodeStatus struct {
+	Registered bool `json:"registered"`
+	// Ready is the Ready condition's status (True, False, Unknown), "" when not registered.
+	Ready string `json:"ready,omitempty"`
+}
+
+// NodeStatus is one node.
+type NodeStatus struct {
+	Name  string           `json:"name"`
+	Role  string           `json:"role"`
+	IP    string           `json:"ip"`
+	VM    *VMStatus        `json:"vm,omitempty"`
+	Talos TalosObservation `json:"talos"`
+	// EtcdMember is set for control planes.
+	EtcdMember *bool          `json:"etcdMember,omitempty"`
+	Kubernetes KubeNodeStatus `json:"kubernetes"`
+}
+
+// BackupTargetStatus is Longhorn's default backup target.
+type BackupTargetStatus struct {
+	URL       string `json:"url"`
+	Available bool   `json:"available"`
+	Message   string `json:"message,omitempty"`
+}
+
+// VolumeStatus is one Longhorn volume, declared by the profile or found in the cluster.
+type VolumeStatus struct {
+	Name       string          `json:"name"`
+	Declared   bool            `json:"declared"`
+	Exists     bool            `json:"exists"`
+	State      string          `json:"state,omitempty"`
+	Robustness string          `json:"robustness,omitempty"`
+	Claim      string          `json:"claim,omitempty"`
+	LastBackup *restore.Backup `json:"lastBackup,omitempty"`
+}
+
+// LonghornStatus is Longhorn on the cluster.
+type LonghornStatus struct {
+	Installed      bool               `json:"installed"`
+	Version        string             `json:"version,omitempty"`
+	ProfileVersion string             `json:"profileVersion"`
+	ManagerVersion string             `json:"managerVersion,omitempty"`
+	BackupTarget   BackupTargetStatus `json:"backupTarget"`
+	Volumes        []VolumeStatus     `json:"volumes"`
+}
+
+// StatusReport is the cluster's state as every component reports it.
+type StatusReport struct {
+	Cluster string       `json:"cluster"`
+	Nodes   []NodeStatus `json:"nodes"`
+	// EtcdMembers as a configured control plane reports them.
+	EtcdMembers []string        `json:"etcdMembers"`
+	Kubernetes  string          `json:"kubernetes,omitempty"`
+	Longhorn    *LonghornStatus `json:"longhorn,omitempty"`
+	// Problems are the parts that could not be observed, and why.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Status observes the cluster: per node the VM, the Talos stage, etcd membership and the
+// Kubernetes node; Longhorn's version, backup target and the last backup of every volume.
+// What cannot be reached is reported in Problems rather than failing the whole report.
+func Status(ctx context.Context, opts Options) (*StatusReport, error) {
+	opts = opts.withDefaults()
+	c, err := profile.Load(opts.Profile)
+	if err != nil {
+		return nil, err
+	}
+	st := &StatusReport{Cluster: c.Metadata.Name, EtcdMembers: []string{}}
+	for _, n := range c.Nodes {
+		st.Nodes = append(st.Nodes, NodeStatus{Name: n.Name, Role: string(n.Role), IP: n.IP})
+	}
+	timeout := opts.Talos.CallTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	st.observeVMs(ctx, opts, c)
+	st.observeTalos(ctx, opts, c, timeout)
+	kc := st.kubeconfig(c)
+	if kc != nil {
+		st.observeKube(ctx, kc, timeout)
+	}
+	if c.Longhorn != nil {
+		st.Longhorn = &LonghornStatus{ProfileVersion: c.Longhorn.Version, Volumes: []VolumeStatus{}}
+		if kc != nil && st.Kubernetes != "" {
+			st.observeLonghorn(ctx, opts, c, kc)
+		}
+	}
+	return st, nil
+}
+
+func (st *StatusReport) problem(format string, args ...any) {
+	st.Problems = append(st.Problems, fmt.Sprintf(format, args...))
+}
+
+func (st *StatusReport) observeVMs(ctx context.Context, opts Options, c *profile.Cluster) {
+	if c.Proxmox == nil {
+		return
+	}
+	api, err := opts.ConnectPVE(ctx, c)
+	var vms []proxmox.VMResource
+	if err == nil {
+		vms, err = api.ListVMs(ctx)
+	}
+	if err != nil {
+		st.problem("Proxmox: %v", err)
+		return
+	}
+	owner := proxmox.OwnerTag(c.Metadata.Name)
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		n.VM = &VMStatus{State: "missing"}
+		for _, vm := range vms {
+			if vm.Name == n.Name && vm.HasTag(owner) && !vm.HasTag(proxmox.TagParked) {
+				n.VM = &VMStatus{VMID: vm.VMID, Host: vm.Node, State: "stopped"}
+				if vm.Running {
+					n.VM.State = "running"
+				}
+			}
+		}
+	}
+}
+
+func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profile.Cluster, timeout time.Duration) {
+	in, _, err := renderTalos(ctx, c)
+	if err != nil {
+		st.problem("Talos: %v", err)
+		for i := range st.Nodes {
+			st.Nodes[i].Talos = TalosObservation{Mode: "unknown"}
+		}
+		return
+	}
+	tc, err := clientconfig.FromBytes(in.Talosconfig)
+	if err != nil {
+		st.problem("talosconfig: %v", err)
+		return
+	}
+	port := talosPort(opts)
+	var wg sync.WaitGroup
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		if n.VM != nil && n.VM.State != "running" {
+			n.Talos = TalosObservation{Mode: "unreachable", Error: "its VM is " + n.VM.State}
+			continue
+		}
+		wg.Go(func() { n.Talos = observeTalos(ctx, endpointOf(n.IP, port), tc, timeout) })
+	}
+	wg.Wait()
+	var errs []string
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		if n.Role != string(profile.RoleControlPlane) || n.Talos.Mode != "configured" {
+			continue
+		}
+		members, err := etcdMembers(ctx, endpointOf(n.IP, port), tc, timeout)
+		if err != nil {
+			errs = append(errs, n.Name+": "+shortError(err))
+			continue
+		}
+		st.EtcdMembers = members
+		break
+	}
+	if len(st.EtcdMembers) == 0 && len(errs) > 0 {
+		st.problem("etcd: %s", strings.Join(errs, "; "))
+	}
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		if n.Role == string(profile.RoleControlPlane) {
+			n.EtcdMember = new(slices.Contains(st.EtcdMembers, n.Name))
+		}
+	}
+}
+
+func (st *StatusReport) kubeconfig(c *profile.Cluster) []byte {
+	kc, err := sopsfile.DecryptFile(filepath.Join(c.OutputDir(), bootstrap.KubeconfigFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		st.problem("Kubernetes: no %s yet (the cluster was not bootstrapped)", bootstrap.KubeconfigFile)
+		return nil
+	case err != nil:
+		st.problem("Kubernetes: %v", err)
+		return nil
+	}
+	return kc
+}
+
+func (st *StatusReport) observeKube(ctx context.Context, kc []byte, timeout time.Duration) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		st.problem("Kubernetes: kubeconfig: %v", err)
+		return
+	}
+	cfg.Timeout = timeout
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		st.problem("Kubernetes: %v", err)
+		return
+	}
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		st.problem("Kubernetes: %s: %v", cfg.Host, err)
+		return
+	}
+	st.Kubernetes = cfg.Host
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		for _, kn := range nodes.Items {
+			if kn.Name != n.Name {
+				continue
+			}
+			n.Kubernetes = KubeNodeStatus{Registered: true, Ready: string(corev1.ConditionUnknown)}
+			for _, cond := range kn.Status.Conditions {
+				if cond.Type == corev1.NodeReady {
+					n.Kubernetes.Ready = string(cond.Status)
+				}
+			}
+		}
+	}
+}
+
+func (st *StatusReport) observeLonghorn(ctx context.Context, opts Options, c *profile.Cluster, kc []byte) {
+	ls := st.Longhorn
+	lo := opts.Longhorn
+	lo.Kubeconfig, lo.Log = kc, io.Discard
+	cl, err := longhorn.New(c, lo)
+	if err != nil {
+		st.problem("Longhorn: %v", err)
+		return
+	}
+	s, err := cl.Status(ctx)
+	if err != nil {
+		st.problem("Longhorn: %v", err)
+		return
+	}
+	ls.Installed, ls.Version = s.Installed, s.ChartVersion
+	if s.Health != nil {
+		ls.ManagerVersion = s.Health.ManagerVersion
+	}
+	ls.BackupTarget = BackupTargetStatus{URL: s.BackupTarget.URL, Available: s.BackupTarget.Available, Message: s.BackupTarget.Message}
+	if !s.Installed {
+		return
+	}
+	ro := opts.Restore
+	ro.Log = io.Discard
+	rc, err := restore.New(kc, ro)
+	if err != nil {
+		st.problem("Longhorn volumes: %v", err)
+		return
+	}
+	vols, err := rc.Volumes(ctx)
+	if err != nil {
+		st.problem("Longhorn volumes: %v", err)
+		return
+	}
+	backups, err := rc.Backups(ctx)
+	if err != nil {
+		st.problem("Longhorn backups: %v", err)
+	}
+	decl, _ := restore.Declarations(c) //nolint:errcheck // the profile validated
+	byName := map[string]*VolumeStatus{}
+	for _, d := range decl {
+		ls.Volumes = append(ls.Volumes, VolumeStatus{Name: d.Name, Declared: true, Claim: d.Namespace + "/" + d.Claim})
+	}
+	for i := range ls.Volumes {
+		byName[ls.Volumes[i].Name] = &ls.Volumes[i]
+	}
+	for _, v := range vols {
+		vs, ok := byName[v.Name]
+		if !ok {
+			ls.Volumes = append(ls.Volumes, VolumeStatus{Name: v.Name})
+			vs = &ls.Volumes[len(ls.Volumes)-1]
+			byName[v.Name] = vs
+		}
+		vs.Exists, vs.State, vs.Robustness = true, v.State, v.Robustness
+		if v.Restoring {
+			vs.State += " (restoring)"
+		}
+	}
+	for i := range ls.Volumes {
+		if bs := backups[ls.Volumes[i].Name]; len(bs) > 0 {
+			ls.Volumes[i].LastBackup = &bs[0]
+		}
+	}
+}
+
+// WriteJSON writes the report as indented JSON.
+func (st *StatusReport) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(st)
+}
+
+// Print writes the report for people.
+func (st *StatusReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "Cluster %s\n\n", st.Cluster)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tIP\tVM\tTALOS\tETCD\tKUBERNETES")
+	for _, n := range st.Nodes {
+		vm := "-"
+		if n.VM != nil {
+			vm = n.VM.State
+			if n.VM.VMID != 0 {
+				vm = fmt.Sprintf("%d %s", n.VM.VMID, n.VM.State)
+			}
+		}
+		talos := n.Talos.Mode
+		if n.Talos.Stage != "" {
+			talos += ", " + n.Talos.Stage
+		}
+		if n.Talos.Error != "" {
+			talos += ": " + n.Talos.Error
+		}
+		etcd := "-"
+		if n.EtcdMember != nil {
+			etcd = map[bool]string{true: "member", false: "not a member"}[*n.EtcdMember]
+		}
+		kube := "not registered"
+		if n.Kubernetes.Registered {
+			kube = "Ready=" + n.Kubernetes.Ready
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, vm, talos, etcd, kube)
+	}
+	tw.Flush() //nolint:errcheck // the writer's errors surface on the next write
+	members := "none"
+	if len(st.EtcdMembers) > 0 {
+		members = strings.Join(st.EtcdMembers, ", ")
+	}
+	fmt.Fprintf(w, "\netcd members: %s\n", members)
+	if st.Kubernetes != "" {
+		fmt.Fprintf(w, "Kubernetes:   %s\n", st.Kubernetes)
+	}
+	if ls := st.Longhorn; ls != nil {
+		switch {
+		case !ls.Installed:
+			fmt.Fprintf(w, "Longhorn:     not installed (profile: %s)\n", ls.ProfileVersion)
+		default:
+			fmt.Fprintf(w, "Longhorn:     %s (manager %s, profile %s)\n", ls.Version, orUnknown(ls.ManagerVersion), ls.ProfileVersion)
+			bt := ls.BackupTarget
+			switch {
+			case bt.URL == "":
+				fmt.Fprintln(w, "Backups:      no backup target")
+			case bt.Available:
+				fmt.Fprintf(w, "Backups:      %s available\n", bt.URL)
+			default:
+				fmt.Fprintf(w, "Backups:      %s UNAVAILABLE: %s\n", bt.URL, bt.Message)
+			}
+		}
+		if len(ls.Volumes) > 0 {
+			fmt.Fprintln(w)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VOLUME\tDECLARED\tSTATE\tCLAIM\tLAST BACKUP")
+			for _, v := range ls.Volumes {
+				state := "missing"
+				if v.Exists {
+					state = v.State + "/" + v.Robustness
+				}
+				last := "never"
+				if b := v.LastBackup; b != nil {
+					last = b.Name + " " + b.Created.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, map[bool]string{true: "yes", false: "no"}[v.Declared], state, orDash(v.Claim), last)
+			}
+			tw.Flush() //nolint:errcheck // as above
+		}
+	}
+	if len(st.Problems) > 0 {
+		fmt.Fprintln(w, "\nCould not observe:")
+		for _, p := range st.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,537 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/generate"
+	"github.com/talforge/talforge/pkg/gitops"
+	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/proxmox"
+	"github.com/talforge/talforge/pkg/sopsfile"
+)
+
+// Phase names, in the order Up runs them.
+const (
+	PhaseValidate  = "validate"
+	PhaseGenerate  = "generate"
+	PhaseProvision = "provision"
+	PhaseApply     = "apply"
+	PhaseBootstrap = "bootstrap"
+	PhaseLonghorn  = "longhorn"
+)
+
+// PhaseResult reports one phase.
+type PhaseResult struct {
+	Name string
+	Took time.Duration
+	// Changed is true when the phase changed something (a file, a VM, a node, etcd, Helm).
+	Changed bool
+	// Summary says what it did.
+	Summary string
+}
+
+// UpResult reports a run of Up.
+type UpResult struct {
+	Cluster *profile.Cluster
+	Phases  []PhaseResult
+	// Written lists the files written (or removed) under clusters/<name>/, relative to it.
+	Written   []string
+	Committed bool
+	Took      time.Duration
+}
+
+// Changed reports whether any phase changed anything.
+func (r *UpResult) Changed() bool {
+	for _, p := range r.Phases {
+		if p.Changed {
+			return true
+		}
+	}
+	return false
+}
+
+// run is the state one operation carries from phase to phase.
+type run struct {
+	opts    Options
+	rep     *reporter
+	cluster *profile.Cluster
+	out     string
+	start   time.Time
+	res     *UpResult
+
+	gen        *generate.Result
+	talos      bootstrap.Cluster
+	runner     *bootstrap.Runner
+	talosOut   *subjectWriter
+	kubeconfig []byte
+	pve        proxmox.API
+}
+
+// newRun loads and validates the profile (validation problems come back as they are: they
+// are the user's to fix) and prints its warnings.
+func newRun(ctx context.Context, opts Options) (*run, error) {
+	opts = opts.withDefaults()
+	r := &run{opts: opts, start: opts.Now()}
+	c, err := profile.Load(opts.Profile)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		names = append(names, n.Name)
+	}
+	for _, v := range vols(c) {
+		names = append(names, v)
+	}
+	r.cluster, r.out = c, c.OutputDir()
+	r.rep = newReporter(opts.Progress, opts.Now, names)
+	r.res = &UpResult{Cluster: c}
+	p := r.rep.phase(PhaseValidate)
+	for _, w := range c.Warnings {
+		r.rep.note("warning: %s", w)
+	}
+	if opts.Commit {
+		if err := gitops.CheckRepository(ctx, r.out); err != nil {
+			return nil, err
+		}
+	}
+	r.record(p, false, "%s: cluster %s, %d node(s)", opts.Profile, c.Metadata.Name, len(c.Nodes))
+	return r, nil
+}
+
+func vols(c *profile.Cluster) []string {
+	if c.Longhorn == nil {
+		return nil
+	}
+	var out []string
+	for _, v := range c.Longhorn.Volumes {
+		out = append(out, v.Name)
+	}
+	return out
+}
+
+// record prints a phase's summary line and keeps its result.
+func (r *run) record(p *phase, changed bool, format string, args ...any) {
+	summary := fmt.Sprintf(format, args...)
+	took := p.done("%s", summary)
+	r.res.Phases = append(r.res.Phases, PhaseResult{Name: p.name, Took: took, Changed: changed, Summary: summary})
+}
+
+func (r *run) wrote(paths ...string) {
+	for _, p := range paths {
+		if rel, err := filepath.Rel(r.out, p); err == nil && filepath.IsAbs(p) {
+			p = rel
+		}
+		if !slices.Contains(r.res.Written, p) {
+			r.res.Written = append(r.res.Written, filepath.ToSlash(p))
+		}
+	}
+}
+
+// Up brings the cluster to what the profile says: validate → generate → provision → apply →
+// bootstrap → Longhorn. See the package documentation.
+func Up(ctx context.Context, opts Options) (*UpResult, error) {
+	r, err := newRun(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.up(ctx); err != nil {
+		return r.res, err
+	}
+	if err := r.commit(ctx, "up"); err != nil {
+		return r.res, err
+	}
+	r.res.Took = r.opts.Now().Sub(r.start)
+	return r.res, nil
+}
+
+// up runs every phase after validate.
+func (r *run) up(ctx context.Context) error {
+	for _, step := range []struct {
+		name string
+		fn   func(context.Context, *phase) error
+	}{
+		{PhaseGenerate, r.generate},
+		{PhaseProvision, r.provision},
+		{PhaseApply, r.apply},
+		{PhaseBootstrap, r.bootstrap},
+		{PhaseLonghorn, r.longhorn},
+	} {
+		r.opts.OnPhase(step.name)
+		p := r.rep.phase(step.name)
+		if err := step.fn(ctx, p); err != nil {
+			err = phaseError(ctx, step.name, err)
+			p.r.line(step.name, "cluster", p.elapsed(), "FAILED")
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) generate(ctx context.Context, p *phase) error {
+	res, err := generate.Run(ctx, generate.Options{Profile: r.opts.Profile, Renderers: r.opts.Renderers, Log: r.opts.Detail})
+	if err != nil {
+		return err
+	}
+	r.gen = res
+	for _, f := range append(slices.Clone(res.Files.Written), res.Files.Removed...) {
+		r.wrote(f)
+	}
+	talosconfig, err := sopsfile.DecryptFile(filepath.Join(r.out, generate.TalosconfigFile))
+	if err != nil {
+		return err
+	}
+	r.talos = talosCluster(r.cluster, res.Configs, talosconfig)
+	shown := r.out
+	if rel, err := filepath.Rel(r.cluster.Root(), r.out); err == nil && !strings.HasPrefix(rel, "..") {
+		shown = rel
+	}
+	summary := fmt.Sprintf("%s: %d written, %d unchanged", shown, len(res.Files.Written), len(res.Files.Unchanged))
+	if len(res.Files.Removed) > 0 {
+		summary += fmt.Sprintf(", %d removed", len(res.Files.Removed))
+	}
+	if res.BundleCreated {
+		summary += " (new secrets bundle)"
+	}
+	r.record(p, res.Files.Changed(), "%s", summary)
+	return nil
+}
+
+func (r *run) connect(ctx context.Context) (proxmox.API, error) {
+	if r.pve != nil {
+		return r.pve, nil
+	}
+	if r.opts.ConnectPVE == nil {
+		return nil, errors.New("no way to connect to Proxmox VE (Options.ConnectPVE)")
+	}
+	api, err := r.opts.ConnectPVE(ctx, r.cluster)
+	if err != nil {
+		return nil, err
+	}
+	r.pve = api
+	return api, nil
+}
+
+// events returns a proxmox.Options with events going to the detail stream and the phase.
+func (r *run) proxmoxOptions(p *phase) proxmox.Options {
+	o := r.opts.Proxmox
+	var mu sync.Mutex
+	o.Events = func(e proxmox.Event) {
+		p.seen(e.VM)
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(r.opts.Detail, "  %s\n", e)
+	}
+	return o
+}
+
+func (r *run) provision(ctx context.Context, p *phase) error {
+	c := r.cluster
+	if c.Proxmox == nil {
+		r.record(p, false, "skipped: the profile has no proxmox section (the machines are provisioned by hand)")
+		return nil
+	}
+	specs, boot, err := proxmox.Desired(c, r.gen.Image)
+	if err != nil {
+		return err
+	}
+	findings := proxmox.LintSpecs(specs, r.gen.Image)
+	for _, f := range findings {
+		if f.Severity == proxmox.SeverityWarning {
+			r.rep.note("warning: %s", f)
+		}
+	}
+	api, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	plan, err := proxmox.Observe(ctx, api, c.Metadata.Name, specs, boot)
+	if err != nil {
+		return err
+	}
+	plan.Findings = findings
+	if err := plan.Err(); err != nil {
+		return err
+	}
+	if !plan.HasChanges() {
+		for _, v := range plan.VMs {
+			p.node(v.Spec.Name, "unchanged (VMID %d, running)", v.VMID)
+		}
+		r.record(p, false, "%d VM(s) in place", len(plan.VMs))
+		return nil
+	}
+	plan.Print(r.opts.Detail)
+	res, applyErr := proxmox.NewExecutor(api, r.proxmoxOptions(p)).Apply(ctx, plan)
+	counts := map[string]int{}
+	if res != nil {
+		for _, v := range res.VMs {
+			var what []string
+			switch {
+			case v.Err != nil:
+				what = append(what, "FAILED: "+v.Err.Error())
+			case v.Action == proxmox.ActionCreate:
+				what = append(what, "created")
+			case v.Action == proxmox.ActionUpdate:
+				what = append(what, "updated")
+			default:
+				what = append(what, "unchanged")
+			}
+			counts[string(v.Action)]++
+			if v.Started {
+				what = append(what, "started")
+				counts["started"]++
+			}
+			if len(v.Pending) > 0 {
+				what = append(what, "restart it to apply: "+strings.Join(v.Pending, ", "))
+			}
+			p.node(v.Name, "%s (VMID %d)", strings.Join(what, ", "), v.VMID)
+		}
+	}
+	if applyErr != nil {
+		return applyErr
+	}
+	r.record(p, true, "%d created, %d updated, %d started", counts[string(proxmox.ActionCreate)], counts[string(proxmox.ActionUpdate)], counts["started"])
+	return nil
+}
+
+// newRunner builds the Talos runner once; its progress lines are attributed to the current phase.
+func (r *run) newRunner(p *phase, dryRun bool) error {
+	if r.runner != nil {
+		r.talosOut.setPhase(p)
+		return nil
+	}
+	r.talosOut = &subjectWriter{p: p, detail: r.opts.Detail}
+	o := r.opts.Talos
+	o.Progress, o.DryRun = r.talosOut, dryRun
+	if o.Mode == "" {
+		o.Mode = bootstrap.ModeAuto
+	}
+	runner, err := bootstrap.New(r.talos, o)
+	if err != nil {
+		return err
+	}
+	r.runner = runner
+	return nil
+}
+
+func (r *run) apply(ctx context.Context, p *phase) error {
+	if err := r.newRunner(p, false); err != nil {
+		return err
+	}
+	results, err := r.runner.Apply(ctx)
+	changed := 0
+	for _, res := range results {
+		if res.Action == "" {
+			p.node(res.Node, "FAILED")
+			continue
+		}
+		line := string(res.Action)
+		if res.Details != "" {
+			line += ": " + res.Details
+		}
+		if res.Action != bootstrap.ActionUnchanged {
+			changed++
+		}
+		p.node(res.Node, "%s", line)
+	}
+	if err != nil {
+		return err
+	}
+	r.record(p, changed > 0, "%d node(s) configured, %d changed", len(results), changed)
+	return nil
+}
+
+func (r *run) bootstrap(ctx context.Context, p *phase) error {
+	if err := r.newRunner(p, false); err != nil {
+		return err
+	}
+	etcd, err := r.runner.Bootstrap(ctx)
+	if err != nil {
+		return err
+	}
+	changed := etcd.Action == bootstrap.EtcdBootstrapped
+	p.node(etcd.Node, "etcd %s", etcd.Action)
+	if err := r.runner.TalosHealth(ctx); err != nil {
+		return err
+	}
+	kc, written, err := r.ensureKubeconfig(ctx)
+	if err != nil {
+		return err
+	}
+	r.kubeconfig = kc
+	r.wrote(written...)
+	kube, err := bootstrap.NewKubeClient(kc)
+	if err != nil {
+		return err
+	}
+	if err := r.runner.KubeHealth(ctx, kube); err != nil {
+		return err
+	}
+	for _, n := range r.talos.Nodes {
+		if n.Role.IsControlPlane() {
+			p.node(n.Name, "etcd member, registered with Kubernetes")
+		} else {
+			p.node(n.Name, "registered with Kubernetes")
+		}
+	}
+	summary := fmt.Sprintf("etcd %s; kube-apiserver answers at %s; %d node(s) registered", etcd.Action, kube.Server(), len(r.talos.Nodes))
+	if len(written) > 0 {
+		summary += "; stored " + strings.Join(relAll(r.out, written), ", ")
+	}
+	r.record(p, changed || len(written) > 0, "%s", summary)
+	return nil
+}
+
+// ensureKubeconfig uses the stored kubeconfig when it reaches the API server (it is signed
+// by the cluster's CA, which the secrets bundle keeps), and otherwise fetches a new one from
+// a control plane and stores it: Talos mints a new client certificate on every fetch, so
+// fetching every time would rewrite the file every time.
+func (r *run) ensureKubeconfig(ctx context.Context) ([]byte, []string, error) {
+	path := filepath.Join(r.out, bootstrap.KubeconfigFile)
+	stored, err := sopsfile.DecryptFile(path)
+	switch {
+	case err == nil:
+		if kube, kerr := bootstrap.NewKubeClient(stored); kerr == nil {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, verr := kube.ServerVersion(cctx)
+			cancel()
+			if verr == nil {
+				_, written, err := r.store(nil)
+				return stored, written, err
+			}
+			fmt.Fprintf(r.opts.Detail, "  cluster: stored kubeconfig does not reach %s (%v): fetching a new one\n", kube.Server(), verr)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, nil, err
+	}
+	kc, err := r.runner.Kubeconfig(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.store(kc)
+}
+
+func (r *run) store(kubeconfig []byte) ([]byte, []string, error) {
+	written, err := bootstrap.Store(r.out, kubeconfig, r.talos.Talosconfig)
+	return kubeconfig, written, err
+}
+
+func relAll(base string, paths []string) []string {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if rel, err := filepath.Rel(base, p); err == nil {
+			p = rel
+		}
+		out = append(out, filepath.ToSlash(p))
+	}
+	return out
+}
+
+// prefixWriter prefixes each write (a whole line from the Longhorn stage) for the detail stream.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := fmt.Fprintf(p.w, "%s%s", p.prefix, b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (r *run) longhornClient() (*longhorn.Client, error) {
+	o := r.opts.Longhorn
+	o.Kubeconfig = r.kubeconfig
+	o.Log = prefixWriter{r.opts.Detail, "  longhorn: "}
+	return longhorn.New(r.cluster, o)
+}
+
+func (r *run) longhorn(ctx context.Context, p *phase) error {
+	l := r.cluster.Longhorn
+	if l == nil {
+		r.record(p, false, "skipped: the profile has no longhorn section")
+		return nil
+	}
+	cl, err := r.longhornClient()
+	if err != nil {
+		return err
+	}
+	plan, err := cl.Plan(ctx, l.Version)
+	if err != nil && !errors.Is(err, longhorn.ErrNotInstalled) {
+		return err
+	}
+	var summary string
+	changed := true
+	if err == nil && len(plan.Steps) > 0 {
+		if _, err := cl.Upgrade(ctx, l.Version); err != nil {
+			return err
+		}
+		summary = fmt.Sprintf("upgraded %s -> %s", plan.From, strings.Join(plan.Steps, " -> "))
+	} else {
+		res, err := cl.Install(ctx)
+		if err != nil {
+			return err
+		}
+		changed = res.Action != "unchanged"
+		summary = fmt.Sprintf("%s %s (Helm revision %d)", res.Version, res.Action, res.Revision)
+	}
+	if l.Backup != nil {
+		summary += fmt.Sprintf("; BackupTarget default available: %s", l.Backup.Target)
+	}
+	r.record(p, changed, "%s", summary)
+	return nil
+}
+
+// commit commits what the run wrote, with a message that says what changed.
+func (r *run) commit(ctx context.Context, command string) error {
+	if !r.opts.Commit || len(r.res.Written) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "talforge %s %s: %s\n\n", command, r.cluster.Metadata.Name, commitSubject(r.res))
+	for _, ph := range r.res.Phases {
+		if ph.Changed {
+			fmt.Fprintf(&b, "%s: %s\n", ph.Name, ph.Summary)
+		}
+	}
+	b.WriteString("\n")
+	files := slices.Clone(r.res.Written)
+	slices.Sort(files)
+	for _, f := range files {
+		fmt.Fprintf(&b, "update %s\n", f)
+	}
+	ok, err := gitops.Commit(ctx, r.out, b.String())
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", r.out, err)
+	}
+	r.res.Committed = ok
+	if ok {
+		r.rep.note("committed %s (%d file(s))", r.out, len(files))
+	}
+	return nil
+}
+
+func commitSubject(res *UpResult) string {
+	var changed []string
+	for _, p := range res.Phases {
+		if p.Changed {
+			changed = append(changed, p.Name)
+		}
+	}
+	if len(changed) == 0 {
+		return fmt.Sprintf("%d file(s) updated", len(res.Written))
+	}
+	return strings.Join(changed, ", ")
+}
