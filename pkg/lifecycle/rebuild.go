@@ -295,7 +295,7 @@ func backupTarget(l *profile.Longhorn) string {
 func (r *run) printRebuildPlan(plan *RebuildPlan, ro RebuildOptions) {
 	w := r.opts.Progress
 	fmt.Fprintf(w, "\nRebuild plan for cluster %s (tabula rasa)\n\n", plan.Cluster)
-	fmt.Fprintf(w, "  = secrets bundle %s/%s (sha256 %s) is reused as it is: same cluster CA, same tokens\n", r.out, secrets.FileName, plan.Bundle[:16])
+	fmt.Fprintf(w, "  = secrets bundle %s (sha256 %s) is reused as it is: same cluster CA, same tokens\n", r.shown(filepath.Join(r.out, secrets.FileName)), plan.Bundle[:16])
 	if plan.LiveLonghorn != "" {
 		fmt.Fprintf(w, "  = Longhorn %s, backup target %s\n", plan.LiveLonghorn, backupTarget(r.cluster.Longhorn))
 	}

@@ -128,6 +128,14 @@ func (r *run) record(p *phase, changed bool, format string, args ...any) {
 	r.res.Phases = append(r.res.Phases, PhaseResult{Name: p.name, Took: took, Changed: changed, Summary: summary})
 }
 
+// shown is a path relative to the project root when it lies inside it.
+func (r *run) shown(path string) string {
+	if rel, err := filepath.Rel(r.cluster.Root(), path); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return path
+}
+
 func (r *run) wrote(paths ...string) {
 	for _, p := range paths {
 		if rel, err := filepath.Rel(r.out, p); err == nil && filepath.IsAbs(p) {
@@ -193,11 +201,7 @@ func (r *run) generate(ctx context.Context, p *phase) error {
 		return err
 	}
 	r.talos = talosCluster(r.cluster, res.Configs, talosconfig)
-	shown := r.out
-	if rel, err := filepath.Rel(r.cluster.Root(), r.out); err == nil && !strings.HasPrefix(rel, "..") {
-		shown = rel
-	}
-	summary := fmt.Sprintf("%s: %d written, %d unchanged", shown, len(res.Files.Written), len(res.Files.Unchanged))
+	summary := fmt.Sprintf("%s: %d written, %d unchanged", r.shown(r.out), len(res.Files.Written), len(res.Files.Unchanged))
 	if len(res.Files.Removed) > 0 {
 		summary += fmt.Sprintf(", %d removed", len(res.Files.Removed))
 	}
