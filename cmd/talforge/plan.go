@@ -1,0 +1,69 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/talforge/talforge/pkg/lifecycle"
+)
+
+func newPlanCmd(o *rootOptions) *cobra.Command {
+	l := newLifecycleOptions(o)
+	var output string
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what `talforge up` would change, and change nothing (exit 2 when it would change something)",
+		Long: `plan observes the cluster the way up does and reports what up would do:
+
+  - the Proxmox plan (+ create, ~ update with a field-level diff, = unchanged);
+  - per node, the Talos config against the live node: unchanged, would install (maintenance
+    mode), or would apply, with a diff in which every secret value is redacted;
+  - whether etcd is bootstrapped or would be;
+  - the Longhorn steps: install, the upgrade ladder (one minor at a time), or the drift of
+    Settings, BackupTarget, RecurringJobs and StorageClasses from the profile.
+
+Nothing is written, sent or applied. Nodes whose VM does not run are not waited for; a node
+that runs but does not answer within --timeout is an error.
+
+Exit codes: 0 nothing would change; 2 something would change (for CI); 1 something could not be
+observed.`,
+		Example: `  talforge plan -p profiles/tazlab.yaml
+  talforge plan -p profiles/ha.yaml --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return &flagError{fmt.Errorf("--output must be text or json, got %q", output)}
+			}
+			opts, err := l.options(l.errOut)
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("timeout") {
+				opts.Talos.APITimeout, opts.Talos.BootstrapTimeout = 30*time.Second, 30*time.Second
+			}
+			rep, err := lifecycle.Plan(cmd.Context(), opts)
+			if err != nil {
+				return lifecycleError(err)
+			}
+			if output == "json" {
+				enc := json.NewEncoder(l.out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				rep.Print(l.out)
+			}
+			if rep.Changes {
+				return &exitError{code: exitInvalid} // "would change", already reported
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	l.addFlags(cmd)
+	return cmd
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/talforge/talforge/pkg/lifecycle"
+	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/proxmox"
+	"github.com/talforge/talforge/pkg/restore"
+)
+
+// lifecycleOptions are the flags of the whole-cluster commands (up, plan, status, rebuild,
+// dr-test): Proxmox connection, Talos timeouts, Longhorn's chart cache.
+type lifecycleOptions struct {
+	*rootOptions
+
+	pve         pveOptions
+	talos       talosOptions
+	verbose     bool
+	chartCache  string
+	helmTimeout time.Duration
+}
+
+func newLifecycleOptions(o *rootOptions) *lifecycleOptions {
+	return &lifecycleOptions{rootOptions: o, pve: pveOptions{rootOptions: o}, talos: talosOptions{rootOptions: o}}
+}
+
+func (l *lifecycleOptions) addFlags(cmd *cobra.Command) {
+	l.pve.addFlags(cmd)
+	l.talos.addFlags(cmd)
+	cmd.Flags().BoolVarP(&l.verbose, "verbose", "v", false, "also print every stage's own progress (Proxmox tasks, Talos observations, Helm) to stderr")
+	cmd.Flags().StringVar(&l.chartCache, "chart-cache", "", "Longhorn chart cache directory (default: <user cache dir>/talforge/charts)")
+	cmd.Flags().DurationVar(&l.helmTimeout, "helm-timeout", 15*time.Minute, "limit for each Helm action, hooks included")
+}
+
+// options turns the flags into lifecycle options; progress lines go to w.
+func (l *lifecycleOptions) options(w io.Writer) (lifecycle.Options, error) {
+	path, err := l.profilePath()
+	if err != nil {
+		return lifecycle.Options{}, err
+	}
+	if l.pve.parallelism < 1 {
+		return lifecycle.Options{}, &flagError{fmt.Errorf("--parallelism must be at least 1, got %d", l.pve.parallelism)}
+	}
+	var detail io.Writer
+	if l.verbose {
+		detail = l.errOut
+	}
+	topts := l.talos.runnerOptions()
+	topts.Progress = nil
+	return lifecycle.Options{
+		Profile:   path,
+		Renderers: renderers(),
+		Progress:  w,
+		Detail:    detail,
+		ConnectPVE: func(ctx context.Context, c *profile.Cluster) (proxmox.API, error) {
+			api, err := l.pve.connect(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			return api, nil
+		},
+		Proxmox: proxmox.Options{Parallelism: l.pve.parallelism},
+		Talos:   topts,
+		Longhorn: longhorn.Options{ChartCacheDir: l.chartCache, HelmTimeout: l.helmTimeout,
+			BackupTargetTimeout: min(l.talos.timeout, 5*time.Minute), HealthTimeout: l.talos.timeout, Poll: l.talos.pollInterval},
+		Restore: restore.Options{Poll: l.talos.pollInterval, BackupTimeout: max(l.talos.timeout, time.Hour), RestoreTimeout: max(l.talos.timeout, time.Hour),
+			SyncTimeout: min(l.talos.timeout, 5*time.Minute)},
+	}, nil
+}
+
+// lifecycleError maps lifecycle errors to exit codes: refused confirmations and Longhorn
+// values talforge rejects are invalid input (2), everything else a failure (1).
+func lifecycleError(err error) error {
+	var ve *longhorn.ValuesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, lifecycle.ErrNotConfirmed), errors.As(err, &ve):
+		return invalid(err)
+	}
+	return err
+}
+
+type upOptions struct {
+	*lifecycleOptions
+	commit bool
+}
+
+func newUpCmd(o *rootOptions) *cobra.Command {
+	u := &upOptions{lifecycleOptions: newLifecycleOptions(o)}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Bring the cluster to what the profile says: generate, provision, apply, bootstrap, Longhorn",
+		Long: `up runs every stage in order, each observing before it acts:
+
+  validate   the profile (all problems at once)
+  generate   clusters/<name>/: secrets bundle (created once), node configs, talosconfig, Longhorn files
+  provision  the Proxmox VMs (static IPs via cloud-init), created or updated and started
+  apply      each node's Talos config (maintenance mode: install; configured: only when it differs)
+  bootstrap  etcd exactly once, health, the kubeconfig (stored encrypted)
+  longhorn   the chart at longhorn.version with the S3 backup target (one minor at a time when it
+             has to upgrade), RecurringJobs, StorageClasses, volume labels
+
+It prints one line per phase and per node with the elapsed time. It is safe to interrupt (Ctrl-C)
+at any point: nothing is lost and running it again resumes where it stopped. On a cluster that is
+in place it changes nothing: no Proxmox change, no Talos apply, no Helm upgrade, no file written.
+
+With --commit it commits what it wrote under clusters/<name>/ with a message saying what changed.`,
+		Example: `  talforge up -p profiles/tazlab.yaml
+  talforge up -p profiles/ha.yaml --commit --verbose`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := u.options(u.out)
+			if err != nil {
+				return err
+			}
+			opts.Commit = u.commit
+			res, err := lifecycle.Up(cmd.Context(), opts)
+			if err != nil {
+				return lifecycleError(err)
+			}
+			what := "changes applied"
+			if !res.Changed() {
+				what = "nothing to do: everything was in place"
+			}
+			fmt.Fprintf(u.out, "\ncluster %s is up (%s) in %s\n", res.Cluster.Metadata.Name, what, res.Took.Round(100*time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&u.commit, "commit", false, "commit what changed under clusters/<name>/ with git")
+	u.addFlags(cmd)
+	return cmd
+}
