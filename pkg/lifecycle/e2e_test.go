@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -47,9 +48,36 @@ func TestUpFromEmptyProxmoxThenNothingChanges(t *testing.T) {
 		t.Errorf("plan wrote %s: %v", l.outDir(), err)
 	}
 
+	// Status of nothing: reported, not failed.
+	st, err := lifecycle.Status(t.Context(), l.options())
+	if err != nil {
+		t.Fatalf("status before up: %v", err)
+	}
+	if st.Nodes[0].VM == nil || st.Nodes[0].VM.State != "missing" || st.Nodes[0].Talos.Mode != "unknown" || len(st.Problems) != 2 ||
+		!strings.Contains(st.Problems[0], "secrets bundle does not exist yet") || !strings.Contains(st.Problems[1], "no kubeconfig.sops.yaml yet") {
+		t.Errorf("status before up: %+v", st)
+	}
+
+	// The first up commits what it wrote.
+	gitInit(t, l.proj.Root)
+	opts := l.options()
+	opts.Commit = true
 	start := time.Now()
-	res := l.up(t.Context(), l.options())
+	res := l.up(t.Context(), opts)
 	t.Logf("first up: %s", time.Since(start).Round(time.Millisecond))
+	if !res.Committed {
+		t.Error("up --commit did not commit")
+	}
+	msg := git(t, l.proj.Root, "log", "-1", "--format=%B")
+	for _, want := range []string{"talforge up lab: generate, provision, apply, bootstrap, longhorn", "provision: 2 created, 0 updated, 2 started",
+		"update secrets.sops.yaml", "update kubeconfig.sops.yaml", "update nodes/lab-cp-1.yaml.enc", "update longhorn/values.yaml"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("commit message lacks %q:\n%s", want, msg)
+		}
+	}
+	if dirty := git(t, l.proj.Root, "status", "--porcelain", "--", "clusters"); dirty != "" {
+		t.Errorf("clusters/ not fully committed:\n%s", dirty)
+	}
 	l.assertUp()
 	if !res.Changed() {
 		t.Error("the first up reports no change")
@@ -79,8 +107,12 @@ func TestUpFromEmptyProxmoxThenNothingChanges(t *testing.T) {
 	l.env.PVE.ResetLog()
 	l.out.Reset()
 	start = time.Now()
-	res = l.up(t.Context(), l.options())
+	head := git(t, l.proj.Root, "rev-parse", "HEAD")
+	res = l.up(t.Context(), opts)
 	t.Logf("second up: %s", time.Since(start).Round(time.Millisecond))
+	if res.Committed || git(t, l.proj.Root, "rev-parse", "HEAD") != head {
+		t.Error("the second up --commit made a commit")
+	}
 	t.Logf("second run:\n%s", l.out.String())
 	if res.Changed() || len(res.Written) > 0 {
 		t.Errorf("second up changed something: %+v, wrote %v", res.Phases, res.Written)
@@ -144,4 +176,24 @@ func TestUpFromEmptyProxmoxThenNothingChanges(t *testing.T) {
 			t.Errorf("the plan shows %q", secret)
 		}
 	}
+}
+
+func gitInit(t *testing.T, dir string) {
+	t.Helper()
+	t.Setenv("GIT_AUTHOR_NAME", "talforge test")
+	t.Setenv("GIT_AUTHOR_EMAIL", "test@talforge.invalid")
+	t.Setenv("GIT_COMMITTER_NAME", "talforge test")
+	t.Setenv("GIT_COMMITTER_EMAIL", "test@talforge.invalid")
+	git(t, dir, "init", "-q")
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
 }

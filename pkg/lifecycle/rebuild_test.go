@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -222,5 +223,69 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRebuildResumesAfterAnInterrupt kills a rebuild once the old VMs are gone (while the new
+// ones are being provisioned) and again while it restores; `rebuild --resume` carries on
+// without destroying anything and ends with the same cluster as an uninterrupted rebuild.
+func TestRebuildResumesAfterAnInterrupt(t *testing.T) {
+	l := newLab(t)
+	l.up(t.Context(), l.options())
+	if err := l.env.Manager().CreateVolume(t.Context(), "traefik-data", nil); err != nil {
+		t.Fatal(err)
+	}
+	before, bundle := l.vms(), l.bundle()
+
+	kill := func(phase string, after time.Duration, ro lifecycle.RebuildOptions) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		opts := l.options()
+		opts.OnPhase = func(name string) {
+			if name == phase {
+				time.AfterFunc(after, cancel)
+			}
+		}
+		_, err := lifecycle.Rebuild(ctx, opts, ro)
+		var ie *lifecycle.InterruptedError
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "run `talforge rebuild --resume` to continue without destroying anything") {
+			t.Fatalf("rebuild killed in %s: %v", phase, err)
+		}
+		t.Logf("killed: %v", err)
+	}
+	kill(lifecycle.PhaseProvision, 5*time.Millisecond, lifecycle.RebuildOptions{Yes: true, BackupFirst: true, KeepDataDisks: true})
+	if l.env.Resets() != 1 {
+		t.Fatalf("the old cluster should be gone: %d losses", l.env.Resets())
+	}
+	kill(lifecycle.PhaseRestore, 0, lifecycle.RebuildOptions{Yes: true, Resume: true})
+
+	l.env.PVE.ResetLog()
+	res, err := lifecycle.Rebuild(t.Context(), l.options(), lifecycle.RebuildOptions{Yes: true, Resume: true})
+	if err != nil {
+		t.Fatalf("rebuild --resume: %v", err)
+	}
+	for _, r := range l.env.PVE.MutatingRequests() {
+		if r.Method == "DELETE" || strings.HasSuffix(r.Path, "/status/stop") {
+			t.Errorf("--resume destroyed something: %s %s", r.Method, r.Path)
+		}
+	}
+	if l.env.Resets() != 1 || !bytes.Equal(l.bundle(), bundle) {
+		t.Errorf("losses %d, bundle kept %v", l.env.Resets(), bytes.Equal(l.bundle(), bundle))
+	}
+	for name, old := range before {
+		if got := l.vms()[name]; got.MAC != old.MAC || got.IP != old.IP || !got.Running {
+			t.Errorf("VM %s: %+v, want MAC %s IP %s", name, got, old.MAC, old.IP)
+		}
+	}
+	l.assertUp()
+	if len(res.Restored) != 1 || res.Restored[0].Backup == nil || res.Restored[0].PV != "exists" && res.Restored[0].PV != "created" {
+		t.Fatalf("restored %+v", res.Restored)
+	}
+	if _, err := l.cs.CoreV1().PersistentVolumeClaims("traefik").Get(t.Context(), "traefik", metav1.GetOptions{}); err != nil {
+		t.Errorf("claim: %v", err)
+	}
+	if l.env.BootstrapCalls() != 1 {
+		t.Errorf("the new etcd got %d Bootstrap calls", l.env.BootstrapCalls())
 	}
 }
