@@ -33,9 +33,7 @@ func DRTest(ctx context.Context, opts Options, dr DRTestOptions) ([]*restore.DRR
 	}
 	volumes := dr.Volumes
 	if len(volumes) == 0 {
-		for _, v := range vols(r.cluster) {
-			volumes = append(volumes, v)
-		}
+		volumes = append(volumes, vols(r.cluster)...)
 	}
 	if len(volumes) == 0 {
 		return nil, fmt.Errorf("%s declares no volumes (longhorn.volumes): name the volumes to test", r.opts.Profile)

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -304,14 +303,6 @@ func (l *lab) assertNoPlaintextSecret() {
 		}
 		return nil
 	})
-}
-
-func (l *lab) kubeNode(name string) *corev1.Node {
-	n, err := l.cs.CoreV1().Nodes().Get(l.t.Context(), name, metav1.GetOptions{})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return n
 }
 
 type testLog struct{ t *testing.T }

@@ -221,7 +221,7 @@ func (rep *PlanReport) planLonghorn(ctx context.Context, opts Options, c *profil
 		lp.Action, rep.Changes = "install", true
 		return nil
 	case err != nil:
-		return fmt.Errorf("Longhorn: %w", err)
+		return fmt.Errorf("reading Longhorn: %w", err)
 	}
 	lp.Installed = up.From
 	if len(up.Steps) > 0 {
@@ -230,7 +230,7 @@ func (rep *PlanReport) planLonghorn(ctx context.Context, opts Options, c *profil
 	}
 	diffs, err := cl.Drift(ctx)
 	if err != nil {
-		return fmt.Errorf("Longhorn drift: %w", err)
+		return fmt.Errorf("reading Longhorn's drift: %w", err)
 	}
 	for _, d := range diffs {
 		lp.Drift = append(lp.Drift, d.String())

@@ -91,9 +91,7 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 	for _, n := range c.Nodes {
 		names = append(names, n.Name)
 	}
-	for _, v := range vols(c) {
-		names = append(names, v)
-	}
+	names = append(names, vols(c)...)
 	r.cluster, r.out = c, c.OutputDir()
 	r.rep = newReporter(opts.Progress, opts.Now, names)
 	r.res = &UpResult{Cluster: c}

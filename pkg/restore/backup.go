@@ -127,7 +127,7 @@ func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, erro
 			return false, "", err
 		}
 		if msg, _, _ := unstructured.NestedString(u.Object, "status", "error"); msg != "" {
-			return false, "", fmt.Errorf("Longhorn reports: %s", msg)
+			return false, "", fmt.Errorf("snapshot failed, Longhorn reports: %s", msg)
 		}
 		ready, _, _ := unstructured.NestedBool(u.Object, "status", "readyToUse")
 		return ready, "not ready to use yet", nil
@@ -156,7 +156,7 @@ func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, erro
 		case backupStateCompleted:
 			return true, "", nil
 		case backupStateError:
-			return false, "", fmt.Errorf("Longhorn reports the backup failed: %s", got.Error)
+			return false, "", fmt.Errorf("backup failed, Longhorn reports: %s", got.Error)
 		case "":
 			return false, "not started", nil
 		}

@@ -242,11 +242,11 @@ func restoreState(u *unstructured.Unstructured) (bool, string, error) {
 	for _, c := range conds {
 		m, _ := c.(map[string]any)
 		if m["type"] == restoreConditionType && m["reason"] == restoreFailureReason {
-			return false, "", fmt.Errorf("Longhorn reports the restore failed: %v", m["message"])
+			return false, "", fmt.Errorf("restore failed, Longhorn reports: %v", m["message"])
 		}
 	}
 	if robustness == volumeRobustnessFaulted {
-		return false, "", errors.New("Longhorn reports the volume faulted during the restore")
+		return false, "", errors.New("restore failed: the volume faulted")
 	}
 	required, has := status["restoreRequired"].(bool)
 	switch {

@@ -380,7 +380,7 @@ func TestRestoreFailureIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = f.rc.Restore(f.ctx, f.declared()[1])
-	if err == nil || !strings.Contains(err.Error(), "Longhorn reports the restore failed") || !strings.Contains(err.Error(), "backup-gone") {
+	if err == nil || !strings.Contains(err.Error(), "restore failed, Longhorn reports: All replica restore failed") || !strings.Contains(err.Error(), "backup-gone") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := f.cs.CoreV1().PersistentVolumeClaims("web").Get(f.ctx, "blog", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
