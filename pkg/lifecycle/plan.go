@@ -23,7 +23,7 @@ import (
 // NodePlan is what Up would do to one node's Talos config.
 type NodePlan struct {
 	Name string `json:"name"`
-	// Action is "unchanged", "would apply", "would install" or "would install once provisioned".
+	// Action is "unchanged", "would apply (mode auto)", "would install ..." or "not observed ...".
 	Action string `json:"action"`
 	// Diff is the redacted diff live → desired for a configured node whose config differs.
 	Diff string `json:"diff,omitempty"`
@@ -70,6 +70,7 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 	}
 
 	running := map[string]bool{}
+	stopped := map[string]bool{}
 	if c.Proxmox != nil {
 		img, err := schematic.ForCluster(c)
 		if err != nil {
@@ -93,6 +94,7 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 		rep.Changes = rep.Proxmox.HasChanges()
 		for _, v := range rep.Proxmox.VMs {
 			running[v.Spec.Name] = v.Action != proxmox.ActionCreate && v.Running
+			stopped[v.Spec.Name] = v.Action != proxmox.ActionCreate && !v.Running
 		}
 	} else {
 		for _, n := range c.Nodes {
@@ -100,7 +102,7 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 		}
 	}
 
-	if err := rep.planTalos(ctx, opts, c, running); err != nil {
+	if err := rep.planTalos(ctx, opts, c, running, stopped); err != nil {
 		return nil, err
 	}
 	if err := rep.planLonghorn(ctx, opts, c); err != nil {
@@ -109,7 +111,7 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 	return rep, nil
 }
 
-func (rep *PlanReport) planTalos(ctx context.Context, opts Options, c *profile.Cluster, running map[string]bool) error {
+func (rep *PlanReport) planTalos(ctx context.Context, opts Options, c *profile.Cluster, running, stopped map[string]bool) error {
 	first := c.ControlPlanes()[0].Name
 	if !rep.Generated {
 		for _, n := range c.Nodes {
@@ -160,6 +162,8 @@ func (rep *PlanReport) planTalos(ctx context.Context, opts Options, c *profile.C
 		switch {
 		case !ok && running[n.Name]:
 			np.Action = "would install (not observed: no control plane VM runs)"
+		case !ok && stopped[n.Name]:
+			np.Action = "not observed: its VM is stopped (up starts it, then applies what differs)"
 		case !ok:
 			np.Action = "would install once provisioned"
 		default:
@@ -266,6 +270,8 @@ func (rep *PlanReport) Print(w io.Writer) {
 			mark = "="
 		case strings.HasPrefix(n.Action, "would install"):
 			mark = "+"
+		case strings.HasPrefix(n.Action, "not observed"):
+			mark = "?"
 		}
 		fmt.Fprintf(w, "  %s %-*s  %s\n", mark, width, n.Name, n.Action)
 		for line := range strings.Lines(n.Diff) {
