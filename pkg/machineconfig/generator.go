@@ -10,9 +10,12 @@ import (
 	"slices"
 	"strings"
 
+	jsonpatch "github.com/evanphx/json-patch"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	cfgdoc "github.com/siderolabs/talos/pkg/machinery/config/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
+	"github.com/siderolabs/talos/pkg/machinery/config/container"
 	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
@@ -366,12 +369,77 @@ func (g *Generator) Node(n profile.Node) (*Config, error) {
 }
 
 func apply(base config.Provider, patches []configpatcher.Patch) (config.Provider, error) {
-	out, err := configpatcher.Apply(configpatcher.WithConfig(base), patches)
+	cfg := base
+
+	for start := 0; start < len(patches); {
+		// JSON6902 patches on a multi-document config go to its v1alpha1 document, which is
+		// what their paths (/machine/..., /cluster/...) address; machinery refuses them there.
+		if jp, ok := patches[start].(jsonpatch.Patch); ok && len(cfg.Documents()) > 1 {
+			patched, err := applyJSON6902(cfg, jp)
+			if err != nil {
+				return nil, err
+			}
+
+			cfg, start = patched, start+1
+
+			continue
+		}
+
+		end := start + 1
+		for end < len(patches) {
+			if _, ok := patches[end].(jsonpatch.Patch); ok {
+				break
+			}
+
+			end++
+		}
+
+		out, err := configpatcher.Apply(configpatcher.WithConfig(cfg), patches[start:end])
+		if err != nil {
+			return nil, err
+		}
+
+		if cfg, err = out.Config(); err != nil {
+			return nil, err
+		}
+
+		start = end
+	}
+
+	return cfg, nil
+}
+
+// applyJSON6902 applies a JSON6902 patch to the v1alpha1 document of a multi-document config.
+func applyJSON6902(cfg config.Provider, p jsonpatch.Patch) (config.Provider, error) {
+	v1 := cfg.RawV1Alpha1()
+	if v1 == nil {
+		return nil, errors.New("a JSON6902 patch addresses the v1alpha1 document, and this config has none: write a strategic merge patch")
+	}
+
+	raw, err := encoder.NewEncoder(v1, encoder.WithComments(encoder.CommentsDisabled)).Encode()
 	if err != nil {
 		return nil, err
 	}
 
-	return out.Config()
+	patched, err := configpatcher.JSON6902(raw, p)
+	if err != nil {
+		return nil, err
+	}
+
+	single, err := configloader.NewFromBytes(patched, configloader.WithNoValidation())
+	if err != nil {
+		return nil, fmt.Errorf("after the JSON6902 patch: %w", err)
+	}
+
+	docs := single.Documents()
+
+	for _, d := range cfg.Documents() {
+		if d.Kind() != v1.Kind() || d.APIVersion() != v1.APIVersion() {
+			docs = append(docs, d.Clone())
+		}
+	}
+
+	return container.New(docs...)
 }
 
 // blame re-applies the patches one by one to find the first that fails to apply or makes the

@@ -426,3 +426,43 @@ func TestEncodingMatchesMachinery(t *testing.T) {
 		}
 	}
 }
+
+// JSON6902 patches address the v1alpha1 document; machinery alone refuses them on
+// multi-document configs (every contract ≥ 1.12, and older ones once a UserVolumeConfig is
+// added), so talforge applies them to that document.
+func TestJSON6902Patches(t *testing.T) {
+	files := map[string]string{"patches/json.yaml": "- op: add\n  path: /machine/certSANs/-\n  value: talos.lab.example\n"}
+
+	for _, tc := range contracts {
+		cfgs := render(t, loadProfile(t, tc.talos, tc.k8s, "patches: {all: [patches/json.yaml]}", files))
+
+		for name, cfg := range cfgs {
+			mustContain(t, tc.talos+" "+name, string(cfg.Bytes), "- talos.lab.example")
+
+			if _, err := configloader.NewFromBytes(cfg.Bytes); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// The other documents survive the round trip through the v1alpha1 document.
+		if node := cfgs["w-1"]; !strings.Contains(string(node.Bytes), "kind: UserVolumeConfig") {
+			t.Errorf("%s: the JSON6902 patch lost the user volume", tc.talos)
+		}
+	}
+
+	// A patch that does not apply names itself.
+	files["patches/json.yaml"] = "- op: replace\n  path: /machine/nonexistent\n  value: x\n"
+	c := loadProfile(t, "v1.14.1", "v1.37.0", "patches: {all: [patches/json.yaml]}", files)
+
+	g, err := New(c, mustImage(t, c), bundleFor(t, c.Talos.Version))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = g.All(context.Background())
+
+	var pe *PatchError
+	if !errors.As(err, &pe) || pe.Patch != "patches/json.yaml" {
+		t.Fatalf("want a PatchError for patches/json.yaml, got %v", err)
+	}
+}
