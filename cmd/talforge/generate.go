@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/talforge/talforge/pkg/generate"
+	"github.com/talforge/talforge/pkg/longhorn"
 )
 
 type generateOptions struct {
@@ -76,4 +77,4 @@ or a patch is invalid; files whose content did not change are not rewritten.`,
 }
 
 // renderers are the extra outputs generate writes beside the machine configs.
-func renderers() []generate.Renderer { return []generate.Renderer{longhornRenderer} }
+func renderers() []generate.Renderer { return []generate.Renderer{longhorn.Files} }

@@ -12,43 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/talforge/talforge/pkg/bootstrap"
-	"github.com/talforge/talforge/pkg/gitops"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
-
-// Files `talforge generate` writes for Longhorn, relative to clusters/<name>/.
-const (
-	longhornValuesFile    = "longhorn/values.yaml"
-	longhornManifestsFile = "longhorn/manifests.yaml"
-	iamPolicyFile         = "aws/iam-policy.json"
-)
-
-// longhornRenderer is the generate.Renderer for Longhorn: Helm values and manifests for
-// the profile's chart version and the bucket's IAM policy. No secrets.
-func longhornRenderer(c *profile.Cluster) ([]gitops.File, error) {
-	if c.Longhorn == nil {
-		return nil, nil
-	}
-	values, err := longhorn.RenderValues(c)
-	if err != nil {
-		return nil, err
-	}
-	manifests, err := longhorn.RenderManifests(c)
-	if err != nil {
-		return nil, err
-	}
-	files := []gitops.File{{Path: longhornValuesFile, Data: values}, {Path: longhornManifestsFile, Data: manifests}}
-	if c.Longhorn.Backup != nil {
-		policy, err := longhorn.IAMPolicy(c)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, gitops.File{Path: iamPolicyFile, Data: policy})
-	}
-	return files, nil
-}
 
 type longhornOptions struct {
 	*rootOptions

@@ -21,6 +21,7 @@ import (
 	"github.com/talforge/talforge/internal/testenv/lhchart"
 	"github.com/talforge/talforge/internal/testenv/lhmanager"
 	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
@@ -200,7 +201,7 @@ func TestLonghornRenderer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := longhornRenderer(c)
+	files, err := longhorn.Files(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,14 +215,14 @@ func TestLonghornRenderer(t *testing.T) {
 	if got := strings.Join(paths, ","); got != "longhorn/values.yaml,longhorn/manifests.yaml,aws/iam-policy.json" {
 		t.Errorf("files = %s", got)
 	}
-	again, _ := longhornRenderer(c)
+	again, _ := longhorn.Files(c)
 	for i := range files {
 		if !bytes.Equal(files[i].Data, again[i].Data) {
 			t.Errorf("%s is not deterministic", files[i].Path)
 		}
 	}
 	c.Longhorn = nil
-	if files, err := longhornRenderer(c); err != nil || len(files) != 0 {
+	if files, err := longhorn.Files(c); err != nil || len(files) != 0 {
 		t.Errorf("without longhorn: %v, %v", files, err)
 	}
 }

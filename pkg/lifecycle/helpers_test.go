@@ -98,7 +98,7 @@ func newLab(t *testing.T) *lab {
 func (l *lab) options() lifecycle.Options {
 	return lifecycle.Options{
 		Profile:   l.proj.Profile,
-		Renderers: []generate.Renderer{lifecycle.LonghornFiles},
+		Renderers: []generate.Renderer{longhorn.Files},
 		Progress:  l.out,
 		Detail:    testLog{l.t},
 		Proxmox: proxmox.Options{

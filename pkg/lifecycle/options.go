@@ -10,7 +10,6 @@ import (
 
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/generate"
-	"github.com/talforge/talforge/pkg/gitops"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
@@ -23,7 +22,7 @@ type Options struct {
 	// Profile is the cluster profile's path.
 	Profile string
 	// Renderers add files to clusters/<name>/ (the Longhorn values, manifests and IAM policy:
-	// pass the same renderers `talforge generate` uses, e.g. LonghornFiles).
+	// pass the same renderers `talforge generate` uses, e.g. longhorn.Files).
 	Renderers []generate.Renderer
 	// Commit commits what the run wrote under clusters/<name>/.
 	Commit bool
@@ -126,29 +125,4 @@ func phaseError(ctx context.Context, phase string, err error) error {
 		return &InterruptedError{Phase: phase, Err: err}
 	}
 	return fmt.Errorf("%s: %w", phase, err)
-}
-
-// LonghornFiles is the generate.Renderer for Longhorn: clusters/<name>/longhorn/values.yaml,
-// longhorn/manifests.yaml and aws/iam-policy.json, exactly what `talforge generate` writes.
-func LonghornFiles(c *profile.Cluster) ([]gitops.File, error) {
-	if c.Longhorn == nil {
-		return nil, nil
-	}
-	values, err := longhorn.RenderValues(c)
-	if err != nil {
-		return nil, err
-	}
-	manifests, err := longhorn.RenderManifests(c)
-	if err != nil {
-		return nil, err
-	}
-	files := []gitops.File{{Path: "longhorn/values.yaml", Data: values}, {Path: "longhorn/manifests.yaml", Data: manifests}}
-	if c.Longhorn.Backup != nil {
-		policy, err := longhorn.IAMPolicy(c)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, gitops.File{Path: "aws/iam-policy.json", Data: policy})
-	}
-	return files, nil
 }
