@@ -15,7 +15,8 @@ build: ## bin/talforge
 # proxy, cached) and the sops CLI (cached) are prepared first, and tests that need them fail
 # instead of skipping.
 test: testenv tools
-	TALFORGE_REQUIRE_KUBE=1 TALFORGE_REQUIRE_SOPS=1 TALFORGE_SOPS=$$(bash scripts/tools.sh sops) \
+	TALFORGE_REQUIRE_KUBE=1 TALFORGE_KUBE_ASSETS=$$(bash scripts/kube-testenv.sh assets) \
+	TALFORGE_REQUIRE_SOPS=1 TALFORGE_SOPS=$$(bash scripts/tools.sh sops) \
 	  $(GO) test -count=1 -timeout 30m $(PKGS)
 
 unit: ## fast tests only: integration tests skip without the control plane

@@ -91,7 +91,39 @@ func (c *Client) Latest(ctx context.Context, volume string) (*Backup, error) {
 // RequestSync asks Longhorn to list the backup target again now rather than at its next
 // poll, as the UI's refresh does (BackupTarget spec.syncRequestedAt).
 func (c *Client) RequestSync(ctx context.Context) error {
-	patch := fmt.Sprintf(`{"spec":{"syncRequestedAt":%q}}`, c.opts.Now().UTC().Format(time.RFC3339))
+	_, err := c.requestSync(ctx)
+
+	return err
+}
+
+// requestSync is RequestSync returning the request time it wrote (second resolution, as
+// Longhorn stores it).
+func (c *Client) requestSync(ctx context.Context) (time.Time, error) {
+	at := c.opts.Now().UTC().Truncate(time.Second)
+
+	return at, c.patchSyncRequest(ctx, at)
+}
+
+// synced reports whether the backup target has finished a sync at or after at: Longhorn syncs
+// while spec.syncRequestedAt is after status.lastSyncedAt, so the two in that order mean done.
+func (c *Client) synced(ctx context.Context, at time.Time) (bool, string, error) {
+	bt, err := c.lh(backupTargetGVR).Get(ctx, defaultBackupTarget, metav1.GetOptions{})
+	if err != nil {
+		return false, "", fmt.Errorf("backup target %s: %w", defaultBackupTarget, err)
+	}
+
+	last, _, _ := unstructured.NestedString(bt.Object, "status", "lastSyncedAt")
+
+	t, err := time.Parse(time.RFC3339, last)
+	if err != nil || t.Before(at) {
+		return false, fmt.Sprintf("Longhorn has not finished listing the backup target since %s (last synced %q)", at.Format(time.RFC3339), last), nil
+	}
+
+	return true, "", nil
+}
+
+func (c *Client) patchSyncRequest(ctx context.Context, at time.Time) error {
+	patch := fmt.Sprintf(`{"spec":{"syncRequestedAt":%q}}`, at.Format(time.RFC3339))
 	_, err := c.lh(backupTargetGVR).Patch(ctx, defaultBackupTarget, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 		return fmt.Errorf("there is no BackupTarget %q: install Longhorn with its backup target first", defaultBackupTarget)

@@ -167,32 +167,39 @@ func (c *Client) Restore(ctx context.Context, d Declared) (*Result, error) {
 	return res, nil
 }
 
-// waitForBackup finds the volume's latest backup, asking Longhorn to sync the backup target
-// and waiting when the cluster does not list one yet (a fresh cluster pulls them from the
-// bucket once its BackupTarget is available).
+// waitForBackup finds the volume's latest backup. It first has Longhorn list the backup target
+// again and waits for that listing to finish: a fresh cluster pulls backups from the bucket one
+// by one, and choosing before the listing is complete could restore an older backup.
 func (c *Client) waitForBackup(ctx context.Context, volume string) (*Backup, error) {
+	requested, err := c.requestSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+
 	var latest *Backup
-	asked := false
-	err := c.poll(ctx, c.opts.SyncTimeout, fmt.Sprintf("volume %s: find its latest backup", volume), func() (bool, string, error) {
+
+	err = c.poll(ctx, c.opts.SyncTimeout, fmt.Sprintf("volume %s: find its latest backup", volume), func() (bool, string, error) {
+		if done, why, err := c.synced(ctx, requested); !done || err != nil {
+			return false, why, err
+		}
+
 		b, err := c.Latest(ctx, volume)
 		if err != nil {
 			return false, "", err
 		}
-		if b != nil {
-			latest = b
-			return true, "", nil
+
+		if b == nil {
+			return false, "Longhorn lists no completed backup of it yet", nil
 		}
-		if !asked {
-			if err := c.RequestSync(ctx); err != nil {
-				return false, "", err
-			}
-			asked = true
-		}
-		return false, "Longhorn lists no completed backup of it yet", nil
+
+		latest = b
+
+		return true, "", nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w (check that longhorn.backup.target is the bucket the old cluster backed up to, and `talforge status` for the backup target)", ErrNoBackup, err)
 	}
+
 	return latest, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // SnapshotGVR is Longhorn's Snapshot resource (longhorn.io/v1beta2).
@@ -188,6 +189,7 @@ type namespacedResource interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions, sub ...string) (*unstructured.Unstructured, error)
 	Create(ctx context.Context, obj *unstructured.Unstructured, opts metav1.CreateOptions, sub ...string) (*unstructured.Unstructured, error)
 	UpdateStatus(ctx context.Context, obj *unstructured.Unstructured, opts metav1.UpdateOptions) (*unstructured.Unstructured, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*unstructured.Unstructured, error)
 }
 
 // target returns BackupTarget "default": its URL and whether it is available.
@@ -410,6 +412,11 @@ func (l *backupLoop) pull(ctx context.Context) error {
 		if err := l.ensureBackupVolume(ctx, b); err != nil {
 			return err
 		}
+	}
+	// Like Longhorn's backup target controller: the listing is done, say when.
+	patch := fmt.Sprintf(`{"status":{"lastSyncedAt":%q}}`, time.Now().UTC().Format(time.RFC3339))
+	if _, err := l.res(BackupTargetGVR).Patch(ctx, DefaultBackupTarget, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("backup target %s status: %w", DefaultBackupTarget, err)
 	}
 	l.syncedAt, l.pulledAt = requested, time.Now()
 	return nil

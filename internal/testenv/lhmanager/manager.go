@@ -675,8 +675,11 @@ func (m *Manager) updateBackupTargetStatus(ctx context.Context, bt *unstructured
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	status := map[string]any{"available": available, "ownerID": "node-1"}
+	// lastSyncedAt says when the backup store was last listed: only the backup loop sets it.
+	if last, ok, _ := unstructured.NestedString(bt.Object, "status", "lastSyncedAt"); ok {
+		status["lastSyncedAt"] = last
+	}
 	if available {
-		status["lastSyncedAt"] = now
 		status["conditions"] = []any{map[string]any{"type": "Unavailable", "status": "False", "reason": "", "message": "", "lastTransitionTime": now}}
 	} else {
 		status["conditions"] = []any{map[string]any{"type": "Unavailable", "status": "True", "reason": "Unavailable", "message": problem, "lastTransitionTime": now}}
