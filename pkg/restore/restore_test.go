@@ -315,7 +315,9 @@ func TestRestoreLeavesExistingVolumeAndRefusesForeignClaim(t *testing.T) {
 
 func TestRestoreWithoutBackupSaysSo(t *testing.T) {
 	f := newFixture(t)
-	rc, err := restore.New(f.env.Kube.Kubeconfig, restore.Options{Poll: 20 * time.Millisecond, SyncTimeout: 300 * time.Millisecond})
+	// Long enough for the backup target listing to finish on a slow machine, so the reason is
+	// that the listing has no backup of the volume.
+	rc, err := restore.New(f.env.Kube.Kubeconfig, restore.Options{Poll: 20 * time.Millisecond, SyncTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
