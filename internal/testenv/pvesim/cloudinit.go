@@ -18,28 +18,21 @@ const (
 
 // GET /nodes/{node}/qemu/{vmid}/cloudinit/dump
 func (s *Server) cloudinitDump(c *call) (any, *apiError) {
-	if aerr := c.require("/vms/"+strconv.Itoa(c.vmid()), "VM.Audit"); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, aerr := s.lookupVM(c)
-	if aerr != nil {
-		return nil, aerr
-	}
-	conf := copyMap(v.Config)
-	for k, val := range v.Pending {
-		conf[k] = val
-	}
-	switch c.params.Get("type") {
-	case "network":
-		return NocloudNetwork(conf), nil
-	case "user":
-		return nocloudUser(conf), nil
-	default:
-		h := sha1.Sum([]byte(nocloudUser(conf) + NocloudNetwork(conf))) //nolint:gosec
-		return "instance-id: " + hex.EncodeToString(h[:]) + "\n", nil
-	}
+	return s.auditVM(c, func(v *VM) (any, *apiError) {
+		conf := copyMap(v.Config)
+		for k, val := range v.Pending {
+			conf[k] = val
+		}
+		switch c.params.Get("type") {
+		case "network":
+			return NocloudNetwork(conf), nil
+		case "user":
+			return nocloudUser(conf), nil
+		default:
+			h := sha1.Sum([]byte(nocloudUser(conf) + NocloudNetwork(conf))) //nolint:gosec
+			return "instance-id: " + hex.EncodeToString(h[:]) + "\n", nil
+		}
+	})
 }
 
 func nocloudUser(conf map[string]string) string {

@@ -34,6 +34,24 @@ func (s *Server) lookupVM(c *call) (*VM, *apiError) {
 	return v, nil
 }
 
+// auditVM serves a read of one VM: it checks VM.Audit on the VM, holds the server lock and
+// looks the VM up on the requested node before calling read.
+func (s *Server) auditVM(c *call, read func(v *VM) (any, *apiError)) (any, *apiError) {
+	if aerr := c.require("/vms/"+strconv.Itoa(c.vmid()), "VM.Audit"); aerr != nil {
+		return nil, aerr
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	v, aerr := s.lookupVM(c)
+	if aerr != nil {
+		return nil, aerr
+	}
+
+	return read(v)
+}
+
 func checkLock(v *VM) *apiError {
 	if l := v.Config["lock"]; l != "" {
 		return err500("VM is locked (%s)\n", l)
@@ -462,27 +480,20 @@ func fakeUUID(vmid, n int) string {
 
 // GET /nodes/{node}/qemu/{vmid}/config
 func (s *Server) getConfig(c *call) (any, *apiError) {
-	if aerr := c.require("/vms/"+strconv.Itoa(c.vmid()), "VM.Audit"); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, aerr := s.lookupVM(c)
-	if aerr != nil {
-		return nil, aerr
-	}
-	conf := copyMap(v.Config)
-	if !c.params.Bool("current") {
-		for k, val := range v.Pending {
-			conf[k] = val
+	return s.auditVM(c, func(v *VM) (any, *apiError) {
+		conf := copyMap(v.Config)
+		if !c.params.Bool("current") {
+			for k, val := range v.Pending {
+				conf[k] = val
+			}
+			for k := range v.PendingDelete {
+				delete(conf, k)
+			}
 		}
-		for k := range v.PendingDelete {
-			delete(conf, k)
-		}
-	}
-	out := s.typedConfig(conf)
-	out["digest"] = v.digest()
-	return out, nil
+		out := s.typedConfig(conf)
+		out["digest"] = v.digest()
+		return out, nil
+	})
 }
 
 // typedConfig converts config strings to the JSON types of the schema's
@@ -523,45 +534,38 @@ var intKeys = set("cores", "sockets", "balloon", "onboot", "vcpus", "cpuunits", 
 
 // GET /nodes/{node}/qemu/{vmid}/pending
 func (s *Server) pending(c *call) (any, *apiError) {
-	if aerr := c.require("/vms/"+strconv.Itoa(c.vmid()), "VM.Audit"); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, aerr := s.lookupVM(c)
-	if aerr != nil {
-		return nil, aerr
-	}
-	keys := map[string]bool{}
-	for k := range v.Config {
-		keys[k] = true
-	}
-	for k := range v.Pending {
-		keys[k] = true
-	}
-	names := make([]string, 0, len(keys))
-	for k := range keys {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	typed := s.typedConfig(v.Config)
-	ptyped := s.typedConfig(v.Pending)
-	out := []map[string]any{}
-	for _, k := range names {
-		e := map[string]any{"key": k}
-		if _, ok := v.Config[k]; ok {
-			e["value"] = typed[k]
+	return s.auditVM(c, func(v *VM) (any, *apiError) {
+		keys := map[string]bool{}
+		for k := range v.Config {
+			keys[k] = true
 		}
-		if _, ok := v.Pending[k]; ok {
-			e["pending"] = ptyped[k]
+		for k := range v.Pending {
+			keys[k] = true
 		}
-		if v.PendingDelete[k] {
-			e["delete"] = 1
+		names := make([]string, 0, len(keys))
+		for k := range keys {
+			names = append(names, k)
 		}
-		out = append(out, e)
-	}
-	out = append(out, map[string]any{"key": "digest", "value": v.digest()})
-	return out, nil
+		sort.Strings(names)
+		typed := s.typedConfig(v.Config)
+		ptyped := s.typedConfig(v.Pending)
+		out := []map[string]any{}
+		for _, k := range names {
+			e := map[string]any{"key": k}
+			if _, ok := v.Config[k]; ok {
+				e["value"] = typed[k]
+			}
+			if _, ok := v.Pending[k]; ok {
+				e["pending"] = ptyped[k]
+			}
+			if v.PendingDelete[k] {
+				e["delete"] = 1
+			}
+			out = append(out, e)
+		}
+		out = append(out, map[string]any{"key": "digest", "value": v.digest()})
+		return out, nil
+	})
 }
 
 // applyPending applies pending changes (on start/stop), s.mu held.
@@ -778,43 +782,36 @@ func (s *Server) resize(c *call) (any, *apiError) {
 
 // GET /nodes/{node}/qemu/{vmid}/status/current
 func (s *Server) statusCurrent(c *call) (any, *apiError) {
-	if aerr := c.require("/vms/"+strconv.Itoa(c.vmid()), "VM.Audit"); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, aerr := s.lookupVM(c)
-	if aerr != nil {
-		return nil, aerr
-	}
-	r := s.vmResource(v)
-	out := map[string]any{"vmid": v.ID, "status": r["status"], "qmpstatus": r["status"], "uptime": r["uptime"],
-		"cpus": r["maxcpu"], "maxmem": r["maxmem"], "maxdisk": r["maxdisk"], "cpu": 0, "mem": 0,
-		"diskread": 0, "diskwrite": 0, "netin": 0, "netout": 0, "ha": map[string]any{"managed": 0}}
-	if v.HA {
-		out["ha"] = map[string]any{"managed": 1, "state": "started"}
-	}
-	if n := v.Config["name"]; n != "" {
-		out["name"] = n
-	}
-	if t := v.Config["tags"]; t != "" {
-		out["tags"] = t
-	}
-	if l := v.Config["lock"]; l != "" {
-		out["lock"] = l
-	}
-	if v.Running {
-		out["pid"] = 10000 + v.ID
-		out["running-qemu"] = "9.2.0"
-		out["running-machine"] = "pc-i440fx-9.2+pve1"
-	}
-	if a := v.Config["agent"]; a != "" {
-		en := parsePropString(a, "enabled").get("enabled")
-		if b, _ := parseBoolean(en); b == "1" {
-			out["agent"] = 1
+	return s.auditVM(c, func(v *VM) (any, *apiError) {
+		r := s.vmResource(v)
+		out := map[string]any{"vmid": v.ID, "status": r["status"], "qmpstatus": r["status"], "uptime": r["uptime"],
+			"cpus": r["maxcpu"], "maxmem": r["maxmem"], "maxdisk": r["maxdisk"], "cpu": 0, "mem": 0,
+			"diskread": 0, "diskwrite": 0, "netin": 0, "netout": 0, "ha": map[string]any{"managed": 0}}
+		if v.HA {
+			out["ha"] = map[string]any{"managed": 1, "state": "started"}
 		}
-	}
-	return out, nil
+		if n := v.Config["name"]; n != "" {
+			out["name"] = n
+		}
+		if t := v.Config["tags"]; t != "" {
+			out["tags"] = t
+		}
+		if l := v.Config["lock"]; l != "" {
+			out["lock"] = l
+		}
+		if v.Running {
+			out["pid"] = 10000 + v.ID
+			out["running-qemu"] = "9.2.0"
+			out["running-machine"] = "pc-i440fx-9.2+pve1"
+		}
+		if a := v.Config["agent"]; a != "" {
+			en := parsePropString(a, "enabled").get("enabled")
+			if b, _ := parseBoolean(en); b == "1" {
+				out["agent"] = 1
+			}
+		}
+		return out, nil
+	})
 }
 
 func (s *Server) powerTask(c *call, typ string, fn func(v *VM) ([]string, *taskError)) (any, *apiError) {
