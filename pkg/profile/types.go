@@ -188,8 +188,9 @@ type Longhorn struct {
 	Backup *LonghornBackup `yaml:"backup,omitempty" json:"backup,omitempty"`
 	// Extra StorageClasses.
 	StorageClasses []StorageClass `yaml:"storageClasses,omitempty" json:"storageClasses,omitempty"`
-	// Volumes the cluster owns: labelled with their recurring-job groups, and restored from S3
-	// into their PV/PVC by `talforge rebuild`.
+	// Data the cluster owns, declared by claim (namespace + PVC name): the Longhorn volume
+	// behind each claim gets its recurring-job labels, `talforge rebuild` restores each claim
+	// from its latest S3 backup, and `talforge dr-test` proves the restore byte for byte.
 	Volumes []Volume `yaml:"volumes,omitempty" json:"volumes,omitempty"`
 	// Extra Helm values merged under talforge's own (talforge-owned keys win).
 	Values map[string]any `yaml:"values,omitempty" json:"values,omitempty"`
@@ -248,14 +249,20 @@ type StorageClass struct {
 	DataLocality string `yaml:"dataLocality,omitempty" json:"dataLocality,omitempty" jsonschema:"enum=disabled,enum=best-effort,enum=strict-local"`
 }
 
-// Volume is a Longhorn volume the cluster owns, bound to a PVC by name.
+// Volume is data the cluster owns, declared by the PersistentVolumeClaim that holds it. On a
+// live cluster the Longhorn volume behind the claim is found through the claim
+// (PVC spec.volumeName → PV → CSI volumeHandle): a dynamically provisioned volume is named
+// pvc-<uid> and changes with every new claim, so the claim is what identifies the data.
+// Longhorn records the claim in every backup of a bound volume (the backup label
+// KubernetesStatus), which is how `talforge rebuild` finds the claim's latest backup.
 type Volume struct {
-	// Longhorn volume and PersistentVolume name.
-	Name string `yaml:"name" json:"name"`
 	// Namespace of the PersistentVolumeClaim.
 	Namespace string `yaml:"namespace" json:"namespace"`
-	// PersistentVolumeClaim name (default: the volume name).
+	// PersistentVolumeClaim name (required unless name is given; then it defaults to name).
 	Claim string `yaml:"claim,omitempty" json:"claim,omitempty"`
+	// Longhorn volume name, only for a statically provisioned volume whose name you chose
+	// (a PV with that volumeHandle). Leave it out for volumes a StorageClass provisions.
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Size, e.g. 1Gi.
 	Size string `yaml:"size" json:"size"`
 	// StorageClass of the PV/PVC (default longhorn).

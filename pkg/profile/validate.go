@@ -549,27 +549,36 @@ func (c *Cluster) validateLonghorn(e, w *problems) {
 		}
 	}
 
-	volNames := map[string]bool{}
+	claims, volNames := map[string]bool{}, map[string]bool{}
 
 	for i, v := range l.Volumes {
 		f := func(name string) string { return fmt.Sprintf("longhorn.volumes[%d].%s", i, name) }
 
-		switch {
-		case !dnsLabelRE.MatchString(v.Name):
-			e.add(f("name"), "use lowercase letters, digits and '-'", "%q is not a valid volume name", v.Name)
-		case volNames[v.Name]:
-			e.add(f("name"), "give each volume its own name", "volume %q is declared twice", v.Name)
-		}
+		if v.Name != "" {
+			switch {
+			case !dnsLabelRE.MatchString(v.Name):
+				e.add(f("name"), "use lowercase letters, digits and '-', or leave name out and declare the volume by its claim", "%q is not a valid Longhorn volume name", v.Name)
+			case volNames[v.Name]:
+				e.add(f("name"), "give each volume its own name", "volume %q is declared twice", v.Name)
+			}
 
-		volNames[v.Name] = true
+			volNames[v.Name] = true
+		}
 
 		if !dnsLabelRE.MatchString(v.Namespace) {
 			e.add(f("namespace"), "name the namespace of the claim", "%q is not a namespace name", v.Namespace)
 		}
 
-		if !dnsSubdomainRE.MatchString(v.Claim) {
+		switch {
+		case v.Claim == "":
+			e.add(f("claim"), "name the PersistentVolumeClaim that holds the data (namespace + claim); name: is only for a statically provisioned Longhorn volume", "a volume is declared by its claim")
+		case !dnsSubdomainRE.MatchString(v.Claim):
 			e.add(f("claim"), "use a valid PVC name", "%q is not a valid claim name", v.Claim)
+		case claims[v.Namespace+"/"+v.Claim]:
+			e.add(f("claim"), "declare each claim once", "claim %s/%s is declared twice", v.Namespace, v.Claim)
 		}
+
+		claims[v.Namespace+"/"+v.Claim] = true
 
 		if _, err := ParseSize(strings.TrimSuffix(v.Size, "i")); err != nil || v.Size == "" {
 			e.add(f("size"), "write it like 1Gi", "%q is not a size", v.Size)
