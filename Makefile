@@ -12,11 +12,12 @@ build: ## bin/talforge
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/talforge ./cmd/talforge
 
 # The whole suite: the real test control plane (kube-apiserver + etcd built from the module
-# proxy, cached) and the sops CLI (cached) are prepared first, and tests that need them fail
-# instead of skipping.
+# proxy, cached), the sops CLI and SeaweedFS (the S3 server of the backup tests; both cached)
+# are prepared first, and tests that need them fail instead of skipping.
 test: testenv tools
 	TALFORGE_REQUIRE_KUBE=1 TALFORGE_KUBE_ASSETS=$$(bash scripts/kube-testenv.sh assets) \
 	TALFORGE_REQUIRE_SOPS=1 TALFORGE_SOPS=$$(bash scripts/tools.sh sops) \
+	TALFORGE_REQUIRE_S3=1 TALFORGE_WEED=$$(bash scripts/tools.sh weed) \
 	  $(GO) test -count=1 -timeout 30m $(PKGS)
 
 unit: ## fast tests only: integration tests skip without the control plane
@@ -38,6 +39,7 @@ testenv:
 
 tools:
 	bash scripts/tools.sh sops >/dev/null
+	bash scripts/tools.sh weed >/dev/null
 
 clean:
 	rm -rf bin
