@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/talforge/talforge/pkg/backuptarget"
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
@@ -23,6 +24,8 @@ type longhornOptions struct {
 	chartCache  string
 	helmTimeout time.Duration
 	waitTimeout time.Duration
+	// skipPreflight leaves out the backup target preflight before install and upgrade.
+	skipPreflight bool
 }
 
 func newLonghornCmd(o *rootOptions) *cobra.Command {
@@ -38,13 +41,18 @@ namespace or CRDs. Every command refuses to run while Longhorn's deleting-confir
 
 The kubeconfig is clusters/<name>/kubeconfig.sops.yaml, decrypted in memory, unless --kubeconfig
 names a plain file. The S3 credentials come from longhorn.backup.credentialsFile, decrypted in
-memory and written only into the cluster's Secret.`,
+memory and written only into the cluster's Secret.
+
+Before install and upgrade touch Helm, the backup target is checked the way Longhorn will use it
+(keys, bucket, region, a probe object written, read back and deleted); a failure says which step
+and how to fix it. --skip-preflight leaves the check out.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.PersistentFlags().StringVar(&l.kubeconfig, "kubeconfig", "", "plain kubeconfig file (default: clusters/<name>/kubeconfig.sops.yaml, decrypted in memory)")
 	cmd.PersistentFlags().StringVar(&l.chartCache, "chart-cache", "", "chart cache directory (default: <user cache dir>/talforge/charts)")
 	cmd.PersistentFlags().DurationVar(&l.helmTimeout, "helm-timeout", 15*time.Minute, "limit for each Helm action, hooks included")
 	cmd.PersistentFlags().DurationVar(&l.waitTimeout, "timeout", 30*time.Minute, "limit for each health gate and for the backup target to become available")
+	cmd.PersistentFlags().BoolVar(&l.skipPreflight, "skip-preflight", false, "do not check the S3 backup target (keys, bucket, region, write/read/delete) before install and upgrade")
 	cmd.AddCommand(l.installCmd(), l.upgradeCmd(), l.reinstallCmd(), l.statusCmd(), l.driftCmd())
 	return cmd
 }
@@ -62,14 +70,18 @@ func (l *longhornOptions) client() (*longhorn.Client, *profile.Cluster, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := longhorn.New(c, longhorn.Options{
+	opts := longhorn.Options{
 		Kubeconfig:          kubeconfig,
 		ChartCacheDir:       l.chartCache,
 		HelmTimeout:         l.helmTimeout,
 		BackupTargetTimeout: min(l.waitTimeout, 5*time.Minute),
 		HealthTimeout:       l.waitTimeout,
 		Log:                 prefixWriter{l.errOut},
-	})
+	}
+	if !l.skipPreflight {
+		opts.Preflight = backupPreflight
+	}
+	cl, err := longhorn.New(c, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -269,11 +281,18 @@ With --reconcile it puts everything back as the profile says.`,
 	return cmd
 }
 
-// longhornError marks refused user values as invalid input (exit 2).
+// longhornError marks refused user values as invalid input (exit 2) and says how to skip
+// a failed backup target preflight.
 func longhornError(err error) error {
-	var ve *longhorn.ValuesError
-	if errors.As(err, &ve) {
+	var (
+		ve *longhorn.ValuesError
+		pe *backuptarget.PreflightError
+	)
+	switch {
+	case errors.As(err, &ve):
 		return invalid(err)
+	case errors.As(err, &pe):
+		return fmt.Errorf("%w (to go on without the check: --skip-preflight)", err)
 	}
 	return err
 }

@@ -118,6 +118,7 @@ Exit codes: 0 ok, 1 failure, 2 invalid input (or, with --plan, changes pending).
 		newDestroyCmd(o),
 		newLonghornCmd(o),
 		newIAMPolicyCmd(o),
+		newBackupCmd(o),
 		newUpCmd(o),
 		newPlanCmd(o),
 		newStatusCmd(o),

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/talforge/talforge/pkg/claim"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
@@ -62,6 +63,10 @@ type Options struct {
 	Poll time.Duration
 	// Log receives progress lines (default: discarded). Never secrets.
 	Log io.Writer
+	// Preflight, when set, checks the profile's backup target with the decrypted
+	// credentials (the credential Secret's data) before Install and Upgrade run Helm; its
+	// error stops them. cmd/talforge sets it to backuptarget.Preflight; nil skips the check.
+	Preflight func(ctx context.Context, target string, creds map[string]string) error
 }
 
 // Client manages Longhorn on one cluster.
@@ -178,7 +183,8 @@ type InstallResult struct {
 // credentials Secret, the chart (first install, or an upgrade at the same version when
 // the values changed; nothing when they did not), RecurringJobs, StorageClasses and
 // volume labels, then waits for BackupTarget "default". It never changes the installed
-// version: that is Upgrade's job, one minor at a time.
+// version: that is Upgrade's job, one minor at a time. Before any Helm action it runs
+// Options.Preflight on the backup target, when set.
 func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 	l := cl.cluster.Longhorn
 	version := l.Version
@@ -191,6 +197,9 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 		return nil, err
 	}
 	if err := cl.preflight(ctx); err != nil {
+		return nil, err
+	}
+	if err := cl.backupPreflight(ctx); err != nil {
 		return nil, err
 	}
 	rel, err := cl.helm.lastRelease()
@@ -428,20 +437,21 @@ func (cl *Client) applyStorageClass(ctx context.Context, sc *unstructured.Unstru
 	return cl.apply(ctx, storageClassGVR, sc)
 }
 
-// applyVolumeLabels puts the recurring-job labels on the profile's volumes that exist.
+// applyVolumeLabels puts the recurring-job labels on the Longhorn volumes behind the
+// profile's declared claims. A claim that does not exist or is not bound yet is skipped: its
+// StorageClass's recurringJobSelector labels the volume at birth, and the next run checks.
 func (cl *Client) applyVolumeLabels(ctx context.Context) error {
 	for _, v := range cl.cluster.Longhorn.Volumes {
 		labels := volumeLabels(v)
 		if len(labels) == 0 {
 			continue
 		}
-		_, err := cl.dyn.Resource(volumeGVR).Namespace(Namespace).Get(ctx, v.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			cl.logf("volume %s does not exist yet: its recurring-job labels are applied on a later run", v.Name)
-			continue
-		}
+		name, err := cl.declaredVolume(ctx, v)
 		if err != nil {
-			return fmt.Errorf("read volume %s: %w", v.Name, err)
+			return err
+		}
+		if name == "" {
+			continue
 		}
 		lm := map[string]any{}
 		for k, val := range labels {
@@ -449,13 +459,39 @@ func (cl *Client) applyVolumeLabels(ctx context.Context) error {
 		}
 		patch := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "longhorn.io/v1beta2", "kind": "Volume",
-			"metadata": map[string]any{"name": v.Name, "namespace": Namespace, "labels": lm},
+			"metadata": map[string]any{"name": name, "namespace": Namespace, "labels": lm},
 		}}
 		if err := cl.apply(ctx, volumeGVR, patch); err != nil {
-			return err
+			return fmt.Errorf("claim %s/%s: %w", v.Namespace, v.Claim, err)
 		}
 	}
 	return nil
+}
+
+// declaredVolume is the Longhorn volume behind a declared claim, or "" (with a log line)
+// when there is none yet.
+func (cl *Client) declaredVolume(ctx context.Context, v profile.Volume) (string, error) {
+	r, err := claim.Resolve(ctx, cl.cs, v.Namespace, v.Claim, v.Name)
+	if err != nil {
+		return "", err
+	}
+	if r.Volume == "" {
+		why := "does not exist yet"
+		if r.Exists {
+			why = "is not bound yet (" + r.Phase + ")"
+		}
+		cl.logf("claim %s %s: its volume's recurring-job labels are applied on a later run", r, why)
+		return "", nil
+	}
+	_, err = cl.dyn.Resource(volumeGVR).Namespace(Namespace).Get(ctx, r.Volume, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		cl.logf("claim %s: Longhorn volume %s does not exist yet: its recurring-job labels are applied on a later run", r, r.Volume)
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("claim %s: read volume %s: %w", r, r.Volume, err)
+	}
+	return r.Volume, nil
 }
 
 // waitCRDs waits until the named CRDs are established (the chart creates them).

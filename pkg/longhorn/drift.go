@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/talforge/talforge/pkg/claim"
 )
 
 // Difference is one way the cluster differs from the profile.
@@ -134,7 +136,14 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 		if len(want) == 0 {
 			continue
 		}
-		live, err := cl.dyn.Resource(volumeGVR).Namespace(Namespace).Get(ctx, v.Name, metav1.GetOptions{})
+		r, err := claim.Resolve(ctx, cl.cs, v.Namespace, v.Claim, v.Name)
+		if err != nil {
+			return nil, err
+		}
+		if r.Volume == "" {
+			continue // no volume yet: nothing to label
+		}
+		live, err := cl.dyn.Resource(volumeGVR).Namespace(Namespace).Get(ctx, r.Volume, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue // not created yet: nothing to label
 		}
@@ -148,7 +157,7 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 				if _, ok := got[k]; !ok {
 					g = missing
 				}
-				add(Difference{Kind: "Volume", Name: v.Name, Field: "label " + k, Want: want[k], Got: g, fix: cl.applyVolumeLabels})
+				add(Difference{Kind: "Volume", Name: r.Volume + " (claim " + r.String() + ")", Field: "label " + k, Want: want[k], Got: g, fix: cl.applyVolumeLabels})
 			}
 		}
 	}

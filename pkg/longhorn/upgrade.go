@@ -55,7 +55,8 @@ func (cl *Client) Plan(ctx context.Context, target string) (*UpgradePlan, error)
 // every minor in between). Before the first step and after every step it waits for the
 // health gates: manager and deployments rolled out at the expected version, every attached
 // volume healthy, no replica rebuild running. Before entering 1.10 it checks that no
-// Longhorn CRD still stores v1beta1.
+// Longhorn CRD still stores v1beta1. Before the first step it runs Options.Preflight on the
+// backup target, when set. Reinstall does not: it repairs, and must work while S3 does not.
 func (cl *Client) Upgrade(ctx context.Context, target string) (*UpgradePlan, error) {
 	plan, err := cl.Plan(ctx, target)
 	if err != nil {
@@ -75,6 +76,9 @@ func (cl *Client) Upgrade(ctx context.Context, target string) (*UpgradePlan, err
 		}
 	}
 	if err := cl.preflight(ctx); err != nil {
+		return nil, err
+	}
+	if err := cl.backupPreflight(ctx); err != nil {
 		return nil, err
 	}
 	cl.logf("%s", plan)
