@@ -13,10 +13,18 @@
 //     everything a new etcd would not hold — what Helm, Longhorn, talforge and workloads
 //     created — so a rebuilt cluster really starts empty;
 //   - the test Longhorn chart in a real Helm repository and the fake longhorn-manager
-//     (lhmanager) with its backup, backup-target and restore controllers; the backup store
-//     stands in for the S3 bucket and outlives every cluster;
+//     (lhmanager) with its data path: volume data in files (lhdata), backed up to and
+//     restored from a real S3 server (s3server, SeaweedFS) with Longhorn's own backupstore
+//     library. The S3 server and its buckets outlive every cluster; Project creates the
+//     buckets the profile names and writes the S3 user's keys and endpoint as the backup
+//     credentials. The volume data lives on the nodes' Longhorn data disks: it survives a
+//     cluster loss when one of those disks was kept (destroy --keep-data-disks) and is gone
+//     when every VM was deleted with its disks;
 //   - the parts of kube-controller-manager restores rely on: a PersistentVolume pre-bound to a
 //     claim that names it becomes Bound, and so does the claim.
 //
-// Latencies are small so that a full up → rebuild cycle takes seconds.
+// Start gives each Env its own S3 server; Shared keeps one control plane and one S3 server
+// per test package (each Env starts from an empty control plane and empty buckets).
+// Latencies are small so that a full up → rebuild cycle takes seconds; each backup, restore
+// and backup deletion takes at least 2 s, the backupstore library's lock wait.
 package e2e

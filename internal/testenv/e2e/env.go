@@ -2,11 +2,11 @@ package e2e
 
 import (
 	"context"
-	cryptorand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,9 +22,13 @@ import (
 	"github.com/talforge/talforge/internal/testenv/helmrepo"
 	"github.com/talforge/talforge/internal/testenv/kubeenv"
 	"github.com/talforge/talforge/internal/testenv/lhchart"
+	"github.com/talforge/talforge/internal/testenv/lhdata"
 	"github.com/talforge/talforge/internal/testenv/lhmanager"
 	"github.com/talforge/talforge/internal/testenv/pvesim"
+	"github.com/talforge/talforge/internal/testenv/s3server"
 	"github.com/talforge/talforge/internal/testenv/talosnode"
+	"github.com/talforge/talforge/pkg/backuptarget"
+	"github.com/talforge/talforge/pkg/proxmox"
 )
 
 // Token is the Proxmox API token the emulator accepts (minimal privileges on local-lvm,
@@ -60,8 +64,11 @@ type Env struct {
 	Kube *kubeenv.ControlPlane
 	// Repo serves every test chart version of Longhorn.
 	Repo *helmrepo.Repo
-	// Store is the backup store behind every backup target (the S3 bucket).
-	Store *lhmanager.BackupStore
+	// S3 is the S3 server behind every backup target; its buckets outlive every cluster.
+	S3 *s3server.Server
+	// S3User is the identity whose keys Project writes into the credentials file (read,
+	// write and list on every bucket).
+	S3User s3server.User
 	// TalosPort is the Talos API port of every node.
 	TalosPort int
 
@@ -79,6 +86,21 @@ type Env struct {
 	loopErr     error
 	stopManager func()
 	manager     *lhmanager.Manager
+
+	// Longhorn's volume data: on the nodes' data disks in a real cluster, so it survives a
+	// cluster loss when one of those disks does (see loseClusterLocked).
+	dataRoot  string
+	dataGen   int
+	data      *lhdata.Store
+	dataDisks map[diskID]bool // Longhorn data disks of this generation's VMs
+	diskOfVM  map[int]string  // VMID -> volume ID of its data disk, as last recorded
+}
+
+// diskID identifies a PVE volume across move_disk, which renames it (qemu-server
+// Qemu.pm move_vm_disk) but keeps what it is.
+type diskID struct {
+	storage, format string
+	size, ctime     int64
 }
 
 type vmNode struct {
@@ -95,7 +117,21 @@ var (
 // Start builds the Env on a control plane (share one per test package with kubeenv.Shared:
 // Start wipes it first, so tests do not see each other's objects). Everything stops when the
 // test ends.
+//
+// Start runs an S3 server of its own; Shared.Start shares one per test package.
 func Start(t testing.TB, kube *kubeenv.ControlPlane, opts Options) *Env {
+	t.Helper()
+	user := newS3User()
+	srv := s3server.Start(t, s3server.Options{Users: []s3server.User{user}})
+	return start(t, kube, srv, user, opts)
+}
+
+// newS3User is the identity of the credentials file: any bucket, since profiles name theirs.
+func newS3User() s3server.User {
+	return s3server.NewUser("talforge-e2e", "Read", "Write", "List")
+}
+
+func start(t testing.TB, kube *kubeenv.ControlPlane, srv *s3server.Server, user s3server.User, opts Options) *Env {
 	t.Helper()
 	if opts.TaskLatency == 0 {
 		opts.TaskLatency = 5 * time.Millisecond
@@ -124,8 +160,14 @@ func Start(t testing.TB, kube *kubeenv.ControlPlane, opts Options) *Env {
 	}
 
 	e := &Env{
-		t: t, opts: opts, Kube: kube, Store: lhmanager.NewBackupStore(),
+		t: t, opts: opts, Kube: kube, S3: srv, S3User: user,
 		nodes: map[int]*vmNode{}, closedCalls: map[string]int{}, done: make(chan struct{}),
+		dataRoot: t.TempDir(), dataDisks: map[diskID]bool{}, diskOfVM: map[int]string{},
+	}
+	e.data = lhdata.New(filepath.Join(e.dataRoot, "0"))
+	// A shared server holds the backups of earlier tests: start from empty buckets.
+	if err := emptyS3(context.Background(), srv); err != nil {
+		t.Fatalf("e2e: empty the S3 server: %v", err)
 	}
 	e.cs = kubernetes.NewForConfigOrDie(kube.Config)
 	e.PVE = pvesim.New(pvesim.Options{
@@ -187,19 +229,40 @@ func (e *Env) newEtcd() {
 	e.seenVMs, e.goneVMs = map[int]bool{}, map[int]bool{}
 }
 
-// startManager runs a fresh longhorn-manager (with the backup controllers) on the apiserver.
+// startManager runs a fresh longhorn-manager (with its data path over the current volume
+// data and the S3 server) on the apiserver.
 func (e *Env) startManager() error {
-	m, err := lhmanager.New(e.Kube.Config, lhmanager.Options{Logf: func(f string, a ...any) { e.t.Logf("lhmanager: "+f, a...) }, Resync: 150 * time.Millisecond})
+	m, err := lhmanager.New(e.Kube.Config, lhmanager.Options{Logf: func(f string, a ...any) { e.t.Logf("lhmanager: "+f, a...) },
+		Resync: 150 * time.Millisecond, Data: e.data})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = m.Run(ctx) })                                                 //nolint:errcheck // ends with ctx
-	wg.Go(func() { _ = m.RunBackups(ctx, lhmanager.BackupOptions{Store: e.Store}) }) //nolint:errcheck // ends with ctx
+	wg.Go(func() { _ = m.Run(ctx) })        //nolint:errcheck // ends with ctx
+	wg.Go(func() { _ = m.RunBackups(ctx) }) //nolint:errcheck // ends with ctx
 	e.manager = m
 	e.stopManager = func() { cancel(); wg.Wait() }
 	return nil
+}
+
+// Data is the current Longhorn volume data (also the Manager's).
+func (e *Env) Data() *lhdata.Store {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.data
+}
+
+// S3Credentials are the keys Project writes into the credentials file, with the server's
+// endpoint: the data of Longhorn's credential Secret.
+func (e *Env) S3Credentials() backuptarget.Credentials {
+	return e.S3.Credentials(e.S3User)
+}
+
+// Backups lists the backups in a backup target (e.g. s3://bucket@region/) with Longhorn's
+// library, as a new cluster would find them.
+func (e *Env) Backups(ctx context.Context, target string) ([]lhdata.StoredBackup, error) {
+	return lhdata.ListBackups(ctx, e.S3Credentials(), target)
 }
 
 // Manager is the current fake longhorn-manager (a new one runs after every cluster loss).
@@ -258,6 +321,9 @@ func (e *Env) syncVMs(ctx context.Context) error {
 	defer e.mu.Unlock()
 	for _, vm := range vms {
 		exists[vm.ID] = true
+		if vm.Running {
+			e.recordDataDiskLocked(vm)
+		}
 		ip := ipOf(vm.Config)
 		n, ok := e.nodes[vm.ID]
 		switch {
@@ -297,19 +363,56 @@ func (e *Env) syncVMs(ctx context.Context) error {
 	}
 	// Every VM of this cluster was deleted, and etcd with their system disks.
 	e.t.Logf("e2e: every VM was deleted: etcd and the Kubernetes API state are lost")
-	return e.loseClusterLocked(ctx)
+	return e.loseClusterLocked(ctx, true)
 }
 
 // LoseCluster makes the cluster state vanish as if every node's system disk was lost:
 // etcd starts empty, the Kubernetes API is wiped, longhorn-manager starts afresh. The backup
-// store (the bucket) and the VMs stay.
+// store (the bucket), the VMs and their data disks (so the Longhorn volume data) stay.
 func (e *Env) LoseCluster(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.loseClusterLocked(ctx)
+	return e.loseClusterLocked(ctx, false)
 }
 
-func (e *Env) loseClusterLocked(ctx context.Context) error {
+// recordDataDiskLocked remembers the Longhorn data disk of a running VM (slot
+// proxmox.SlotData) by what survives a move_disk.
+func (e *Env) recordDataDiskLocked(vm pvesim.VM) {
+	volid, _, _ := strings.Cut(vm.Config[proxmox.SlotData], ",")
+	volid = strings.TrimPrefix(volid, "file=")
+	if volid == "" || e.diskOfVM[vm.ID] == volid {
+		return
+	}
+	for _, v := range e.PVE.Volumes() {
+		if v.VolID == volid {
+			e.dataDisks[diskOf(v)] = true
+			e.diskOfVM[vm.ID] = volid
+		}
+	}
+}
+
+func diskOf(v pvesim.Volume) diskID {
+	return diskID{storage: v.Storage, format: v.Format, size: v.Size, ctime: v.CTime}
+}
+
+// dataSurvivesLocked reports whether a Longhorn data disk of this generation still exists
+// (kept by `destroy --keep-data-disks`, parked on a holder VM, re-attached): then the
+// replicas on it, and the volume data, survive.
+func (e *Env) dataSurvivesLocked() bool {
+	if len(e.dataDisks) == 0 {
+		return true // no VM ever ran with a data disk: nothing of the data was on a VM
+	}
+	for _, v := range e.PVE.Volumes() {
+		if e.dataDisks[diskOf(v)] {
+			return true
+		}
+	}
+	return false
+}
+
+// loseClusterLocked wipes the cluster state; with vmsGone (every VM was deleted) the volume
+// data goes too unless one of the cluster's Longhorn data disks was kept.
+func (e *Env) loseClusterLocked(ctx context.Context, vmsGone bool) error {
 	for id := range e.nodes {
 		e.closeNodeLocked(id) // a node that booted meanwhile boots again, into the new cluster
 	}
@@ -319,6 +422,16 @@ func (e *Env) loseClusterLocked(ctx context.Context) error {
 	if err := Wipe(ctx, e.Kube.Config); err != nil {
 		return fmt.Errorf("wipe after cluster loss: %w", err)
 	}
+	if vmsGone && !e.dataSurvivesLocked() {
+		e.t.Logf("e2e: no Longhorn data disk of the lost cluster is left: its volume data is gone")
+		old := e.data.Dir()
+		e.dataGen++
+		e.data = lhdata.New(filepath.Join(e.dataRoot, strconv.Itoa(e.dataGen)))
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("drop the lost volume data: %w", err)
+		}
+	}
+	e.dataDisks, e.diskOfVM = map[diskID]bool{}, map[int]string{}
 	e.resets++
 	e.newEtcd()
 	return e.startManager()
@@ -477,10 +590,4 @@ func freePort(addrs []string) (int, error) {
 		}
 	}
 	return 0, errors.New("e2e: no port is free on every node address")
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = cryptorand.Read(b) //nolint:errcheck // never fails on Linux
-	return hex.EncodeToString(b)
 }

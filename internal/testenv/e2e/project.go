@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,14 +22,16 @@ type Project struct {
 	Root string
 	// Profile is the profile's path.
 	Profile string
-	// AWSSecret is the secret access key in the encrypted credentials file.
+	// AWSSecret is the secret access key in the encrypted credentials file (Env.S3User's).
 	AWSSecret string
 }
 
 // Project writes a project for the profile text (PVEURL and RepoURL replaced): an age
 // identity of its own (HOME and SOPS_AGE_KEY_FILE point into the project), .sops.yaml, the
-// SOPS-encrypted Proxmox token (secrets/proxmox.sops.yaml), S3 credentials
-// (secrets/aws-backup.sops.yaml) and the emulator's CA (pve-ca.pem).
+// SOPS-encrypted Proxmox token (secrets/proxmox.sops.yaml), the S3 server's credentials
+// for Env.S3User with its endpoint (secrets/aws-backup.sops.yaml, the keys of Longhorn's
+// credential Secret) and the emulator's CA (pve-ca.pem); and it creates, on the S3 server,
+// the buckets the profile's s3:// URLs name.
 func (e *Env) Project(t testing.TB, name, profile string) *Project {
 	t.Helper()
 	root := t.TempDir()
@@ -44,8 +47,15 @@ func (e *Env) Project(t testing.TB, name, profile string) *Project {
 	if _, err := sopsfile.WriteCreationRules(root, []string{id.Recipient}); err != nil {
 		t.Fatal(err)
 	}
-	p := &Project{Root: root, Profile: filepath.Join(root, "profiles", name+".yaml"), AWSSecret: "e2eSecretKey/" + randomHex(12)}
+	p := &Project{Root: root, Profile: filepath.Join(root, "profiles", name+".yaml"), AWSSecret: e.S3User.SecretKey}
 	text := strings.NewReplacer(PVEURL, e.PVE.URL(), RepoURL, e.Repo.URL).Replace(profile)
+	if err := e.createBuckets(t.Context(), text); err != nil {
+		t.Fatal(err)
+	}
+	creds := ""
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINTS"} {
+		creds += fmt.Sprintf("%s: %q\n", k, e.S3Credentials()[k])
+	}
 	for path, data := range map[string][]byte{p.Profile: []byte(text), filepath.Join(root, "pve-ca.pem"): e.PVE.CACertPEM()} {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
@@ -56,7 +66,7 @@ func (e *Env) Project(t testing.TB, name, profile string) *Project {
 	}
 	for path, plain := range map[string]string{
 		"secrets/proxmox.sops.yaml":    "token: " + TokenID + "=" + TokenSecret + "\n",
-		"secrets/aws-backup.sops.yaml": "AWS_ACCESS_KEY_ID: AKIAE2ETEST000000001\nAWS_SECRET_ACCESS_KEY: " + p.AWSSecret + "\n",
+		"secrets/aws-backup.sops.yaml": creds,
 	} {
 		full := filepath.Join(root, path)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {

@@ -4,28 +4,43 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"sort"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/longhorn/backupstore"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/talforge/talforge/internal/testenv/lhdata"
+	"github.com/talforge/talforge/pkg/backuptarget"
 )
 
 // SnapshotGVR is Longhorn's Snapshot resource (longhorn.io/v1beta2).
 var SnapshotGVR = schema.GroupVersionResource{Group: group, Version: version, Resource: "snapshots"}
 
 // Labels Longhorn puts on Backup and BackupVolume objects (types.LonghornLabelBackupVolume,
-// types.LonghornLabelBackupTarget).
+// types.LonghornLabelBackupTarget), and the backup labels it adds (types/types.go
+// KubernetesStatusLabel, RecurringJobLabel).
 const (
-	LabelBackupVolume = "backup-volume"
-	LabelBackupTarget = "backup-target"
+	LabelBackupVolume     = "backup-volume"
+	LabelBackupTarget     = "backup-target"
+	KubernetesStatusLabel = "KubernetesStatus"
+	RecurringJobLabel     = "RecurringJob"
+
+	// labelDeleteCROnly on a Backup keeps its data in the store when the object is deleted
+	// (types.LonghornLabelDeleteCustomResourceOnly, controller/utils.go
+	// checkIfRemoteDataCleanupIsNeeded).
+	labelDeleteCROnly = "longhorn.io/delete-custom-resource-only"
+	// finalizer is the one Longhorn's controllers put on their objects (the group name).
+	finalizer = group
 )
 
 // Backup states (longhorn.BackupState).
@@ -35,119 +50,34 @@ const (
 	BackupStateError      = "Error"
 )
 
-// StoredBackup is one backup in a backup store.
-type StoredBackup struct {
-	// Target is the backup target URL it was written to (e.g. s3://bucket@region/).
-	Target     string
-	Volume     string
-	Name       string
-	Snapshot   string
-	VolumeSize string
-	Created    time.Time
+// loop is the state of RunBackups, touched only by its goroutine unless noted.
+type loop struct {
+	m    *Manager
+	data *lhdata.Store
+	ctx  context.Context
+
+	// backup target controller
+	targetKey    string // URL, secret and its resourceVersion last checked
+	requestedAt  string // spec.syncRequestedAt last honoured
+	checkedAt    time.Time
+	deleteFailed map[string]time.Time // backup -> last failed remote deletion
+
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	inflight map[string]bool // work running in a goroutine, by key
 }
 
-// URL is the backup's URL as Longhorn encodes it (backupstore.EncodeBackupURL).
-func (b StoredBackup) URL() string {
-	return b.Target + "?backup=" + url.QueryEscape(b.Name) + "&volume=" + url.QueryEscape(b.Volume)
-}
-
-// BackupStore stands in for the S3 bucket behind a backup target. It lives outside any
-// apiserver, so what one cluster backed up is there for the next cluster that points at the
-// same target: the disaster-recovery case. Safe for concurrent use.
-type BackupStore struct {
-	mu      sync.Mutex
-	backups []StoredBackup
-}
-
-// NewBackupStore returns an empty store.
-func NewBackupStore() *BackupStore { return &BackupStore{} }
-
-// Backups lists the backups under a target URL, oldest first.
-func (s *BackupStore) Backups(target string) []StoredBackup {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []StoredBackup
-	for _, b := range s.backups {
-		if b.Target == target {
-			out = append(out, b)
-		}
+// RunBackups plays longhorn-manager's data path until ctx ends, over the volume data in
+// Options.Data and the real backup store behind BackupTarget "default" (see the package
+// documentation for what it does). It runs beside Run (start both) and needs Options.Data.
+// Backups, restores and backup deletions run in goroutines, so the other controllers keep
+// going meanwhile; RunBackups returns once they have stopped.
+func (m *Manager) RunBackups(ctx context.Context) error {
+	if m.data == nil {
+		return errors.New("lhmanager: RunBackups needs Options.Data")
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out
-}
-
-// Put stores a backup (tests may seed the store with backups made "elsewhere").
-func (s *BackupStore) Put(b StoredBackup) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, old := range s.backups {
-		if old.Target == b.Target && old.Volume == b.Volume && old.Name == b.Name {
-			s.backups[i] = b
-			return
-		}
-	}
-	s.backups = append(s.backups, b)
-}
-
-func (s *BackupStore) find(target, volume, name string) (StoredBackup, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, b := range s.backups {
-		if b.Target == target && b.Volume == volume && b.Name == name {
-			return b, true
-		}
-	}
-	return StoredBackup{}, false
-}
-
-// BackupOptions configure RunBackups.
-type BackupOptions struct {
-	// Store is the backup store behind every backup target URL (required).
-	Store *BackupStore
-	// BackupDuration is how long a backup stays InProgress (default 100 ms).
-	BackupDuration time.Duration
-	// RestoreDuration is how long a restore keeps the volume attached (default 100 ms).
-	RestoreDuration time.Duration
-}
-
-// backupLoop is the state of RunBackups, touched only by its goroutine.
-type backupLoop struct {
-	m        *Manager
-	opts     BackupOptions
-	started  map[string]time.Time // backup or restoring volume -> when it started
-	syncedAt string               // BackupTarget spec.syncRequestedAt last pulled
-	pulledAt time.Time
-}
-
-// RunBackups plays longhorn-manager's snapshot, backup, backup-volume and restore
-// controllers until ctx ends, as upstream does it for the parts talforge relies on:
-//
-//   - a Snapshot with spec.createSnapshot of an existing volume becomes readyToUse;
-//   - a Backup with spec.snapshotName and the label backup-volume=<volume> goes InProgress,
-//     then Completed with status.url = <target>?backup=<name>&volume=<volume>, is written to
-//     the store, and the volume's BackupVolume and status.lastBackup follow; no volume, or a
-//     backup target that is not available, ends it in Error;
-//   - while BackupTarget "default" is available, backups in the store that the cluster does
-//     not know yet are pulled in as Backup and BackupVolume objects (at its creation, when
-//     spec.syncRequestedAt changes, and every pollInterval), which is how a rebuilt cluster
-//     finds the old cluster's backups;
-//   - a Volume with spec.fromBackup is restored: restoreRequired while attached and
-//     restoring (condition Restore InProgress), then detached with restoreRequired false and
-//     lastBackup = the backup; a backup that is not in the store faults the volume with
-//     condition Restore RestoreFailure.
-//
-// It runs beside Run (start both); it uses no informers, only periodic lists.
-func (m *Manager) RunBackups(ctx context.Context, opts BackupOptions) error {
-	if opts.Store == nil {
-		return errors.New("lhmanager: BackupOptions.Store is required")
-	}
-	if opts.BackupDuration == 0 {
-		opts.BackupDuration = 100 * time.Millisecond
-	}
-	if opts.RestoreDuration == 0 {
-		opts.RestoreDuration = 100 * time.Millisecond
-	}
-	l := &backupLoop{m: m, opts: opts, started: map[string]time.Time{}}
+	l := &loop{m: m, data: m.data, ctx: ctx, inflight: map[string]bool{}, deleteFailed: map[string]time.Time{}}
+	defer l.wg.Wait()
 	tick := time.NewTicker(m.resync / 3)
 	defer tick.Stop()
 	for {
@@ -162,225 +92,256 @@ func (m *Manager) RunBackups(ctx context.Context, opts BackupOptions) error {
 	}
 }
 
-func (l *backupLoop) sync(ctx context.Context) error {
+func (l *loop) sync(ctx context.Context) error {
 	var errs []error
 	for _, step := range []struct {
 		name string
 		fn   func(context.Context) error
 	}{
+		{"backup target", l.syncTarget},
+		{"provisioning", l.syncProvisioning},
+		{"volumes", l.syncVolumes},
+		{"kubernetes status", l.syncKubernetesStatus},
 		{"snapshots", l.syncSnapshots},
 		{"backups", l.syncBackups},
-		{"backup store", l.pull},
-		{"restores", l.syncRestores},
+		{"verification jobs", l.syncVerifyJobs},
 	} {
-		if err := step.fn(ctx); err != nil && !apierrors.IsConflict(err) && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err) {
+		err := step.fn(ctx)
+		if err != nil && !apierrors.IsConflict(err) && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("%s: %w", step.name, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (l *backupLoop) res(gvr schema.GroupVersionResource) namespacedResource {
+func (l *loop) res(gvr schema.GroupVersionResource) dynamic.ResourceInterface {
 	return l.m.dyn.Resource(gvr).Namespace(l.m.ns)
 }
 
-type namespacedResource interface {
-	List(ctx context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error)
-	Get(ctx context.Context, name string, opts metav1.GetOptions, sub ...string) (*unstructured.Unstructured, error)
-	Create(ctx context.Context, obj *unstructured.Unstructured, opts metav1.CreateOptions, sub ...string) (*unstructured.Unstructured, error)
-	UpdateStatus(ctx context.Context, obj *unstructured.Unstructured, opts metav1.UpdateOptions) (*unstructured.Unstructured, error)
-	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*unstructured.Unstructured, error)
+// goWork runs fn in a goroutine unless work under key is running.
+func (l *loop) goWork(key string, fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inflight[key] {
+		return
+	}
+	l.inflight[key] = true
+	l.wg.Go(func() {
+		defer func() {
+			l.mu.Lock()
+			delete(l.inflight, key)
+			l.mu.Unlock()
+		}()
+		fn()
+	})
 }
 
-// target returns BackupTarget "default": its URL and whether it is available.
-func (l *backupLoop) target(ctx context.Context) (url string, available bool, bt *unstructured.Unstructured, err error) {
-	bt, err = l.res(BackupTargetGVR).Get(ctx, DefaultBackupTarget, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-		return "", false, nil, nil
-	}
-	if err != nil {
-		return "", false, nil, err
-	}
-	url, _, _ = unstructured.NestedString(bt.Object, "spec", "backupTargetURL")
-	available, _, _ = unstructured.NestedBool(bt.Object, "status", "available")
-	return url, available, bt, nil
+func (l *loop) busy(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inflight[key]
 }
 
-func (l *backupLoop) syncSnapshots(ctx context.Context) error {
-	list, err := l.res(SnapshotGVR).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	for i := range list.Items {
-		s := &list.Items[i]
-		if ready, _, _ := unstructured.NestedBool(s.Object, "status", "readyToUse"); ready {
-			continue
-		}
-		if msg, _, _ := unstructured.NestedString(s.Object, "status", "error"); msg != "" {
-			continue
-		}
-		vol, _, _ := unstructured.NestedString(s.Object, "spec", "volume")
-		status := map[string]any{"ownerID": "node-1"}
-		v, err := l.res(VolumeGVR).Get(ctx, vol, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			status["error"] = fmt.Sprintf("volume %s not found", vol)
-		case err != nil:
+// updateStatus re-reads the object and writes the status mutate leaves, retrying on
+// conflicts; mutate returns false to write nothing.
+func (l *loop) updateStatus(ctx context.Context, gvr schema.GroupVersionResource, name string, mutate func(status map[string]any) bool) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := l.res(gvr).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
 			return err
-		default:
-			size, _, _ := unstructured.NestedString(v.Object, "spec", "size")
-			status["readyToUse"] = true
-			status["userCreated"] = true
-			status["creationTime"] = time.Now().UTC().Format(time.RFC3339)
-			status["restoreSize"] = parseInt(size)
-			status["size"] = parseInt(size) / 4 // some written data
 		}
-		s.Object["status"] = status
-		if _, err := l.res(SnapshotGVR).UpdateStatus(ctx, s, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("snapshot %s status: %w", s.GetName(), err)
+		status, _, _ := unstructured.NestedMap(u.Object, "status")
+		if status == nil {
+			status = map[string]any{}
 		}
-	}
-	return nil
+		if !mutate(status) {
+			return nil
+		}
+		u.Object["status"] = status
+		_, err = l.res(gvr).UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		return err
+	})
 }
 
-func parseInt(s string) int64 {
-	var n int64
-	fmt.Sscan(s, &n) //nolint:errcheck // 0 for anything that is not a number
-	return n
-}
-
-func (l *backupLoop) syncBackups(ctx context.Context) error {
-	list, err := l.res(BackupGVR).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	for i := range list.Items {
-		b := &list.Items[i]
-		state, _, _ := unstructured.NestedString(b.Object, "status", "state")
-		snap, _, _ := unstructured.NestedString(b.Object, "spec", "snapshotName")
-		if snap == "" || state == BackupStateCompleted || state == BackupStateError {
-			continue
-		}
-		if err := l.syncBackup(ctx, b, snap, state); err != nil {
-			return fmt.Errorf("backup %s: %w", b.GetName(), err)
-		}
-	}
-	return nil
-}
-
-func (l *backupLoop) syncBackup(ctx context.Context, b *unstructured.Unstructured, snap, state string) error {
-	vol := b.GetLabels()[LabelBackupVolume]
-	fail := func(msg string) error {
-		b.Object["status"] = map[string]any{"state": BackupStateError, "error": msg, "volumeName": vol, "snapshotName": snap,
-			"lastSyncedAt": time.Now().UTC().Format(time.RFC3339)}
-		delete(l.started, "backup/"+b.GetName())
-		_, err := l.res(BackupGVR).UpdateStatus(ctx, b, metav1.UpdateOptions{})
-		return err
-	}
-	v, err := l.res(VolumeGVR).Get(ctx, vol, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fail(fmt.Sprintf("Cannot find the corresponding volume: volumes.longhorn.io %q not found", vol))
-	}
-	if err != nil {
-		return err
-	}
-	target, available, _, err := l.target(ctx)
-	if err != nil {
-		return err
-	}
-	if !available {
-		return fail(fmt.Sprintf("backup target %s is not available", DefaultBackupTarget))
-	}
-	s, err := l.res(SnapshotGVR).Get(ctx, snap, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fail(fmt.Sprintf("snapshot %s of volume %s not found", snap, vol))
-	}
-	if err != nil {
-		return err
-	}
-	if ready, _, _ := unstructured.NestedBool(s.Object, "status", "readyToUse"); !ready {
-		return nil // Longhorn waits for the snapshot ("Waiting for the snapshot %v to be ready")
-	}
-	size, _, _ := unstructured.NestedString(v.Object, "spec", "size")
-	key := "backup/" + b.GetName()
-	begun, ok := l.started[key]
-	if !ok || state == "" {
-		l.started[key] = time.Now()
-		b.Object["status"] = map[string]any{"state": BackupStateInProgress, "progress": int64(10), "volumeName": vol, "volumeSize": size,
-			"snapshotName": snap, "backupTargetName": DefaultBackupTarget, "ownerID": "node-1"}
-		_, err := l.res(BackupGVR).UpdateStatus(ctx, b, metav1.UpdateOptions{})
-		return err
-	}
-	if time.Since(begun) < l.opts.BackupDuration {
+// ensureFinalizer adds Longhorn's finalizer to an object not being deleted, so its deletion
+// waits for the controller's clean-up as in Longhorn.
+func (l *loop) ensureFinalizer(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) error {
+	if u.GetDeletionTimestamp() != nil {
 		return nil
 	}
-	delete(l.started, key)
-	stored := StoredBackup{Target: target, Volume: vol, Name: b.GetName(), Snapshot: snap, VolumeSize: size, Created: time.Now().UTC()}
-	l.opts.Store.Put(stored)
-	l.m.logf("backup %s of volume %s completed in %s", stored.Name, vol, target)
-	b.Object["status"] = completedStatus(stored)
-	if _, err := l.res(BackupGVR).UpdateStatus(ctx, b, metav1.UpdateOptions{}); err != nil {
+	for _, f := range u.GetFinalizers() {
+		if f == finalizer {
+			return nil
+		}
+	}
+	patch := fmt.Sprintf(`{"metadata":{"finalizers":[%q],"resourceVersion":%q}}`, finalizer, u.GetResourceVersion())
+	if len(u.GetFinalizers()) > 0 {
+		patch = fmt.Sprintf(`[{"op":"test","path":"/metadata/resourceVersion","value":%q},{"op":"add","path":"/metadata/finalizers/-","value":%q}]`, u.GetResourceVersion(), finalizer)
+		_, err := l.res(gvr).Patch(ctx, u.GetName(), types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 		return err
 	}
-	if err := l.ensureBackupVolume(ctx, stored); err != nil {
-		return err
-	}
-	now := stored.Created.Format(time.RFC3339)
-	return l.m.setVolumeStatus(ctx, v, map[string]any{"lastBackup": stored.Name, "lastBackupAt": now})
-}
-
-func completedStatus(b StoredBackup) map[string]any {
-	ts := b.Created.UTC().Format(time.RFC3339)
-	return map[string]any{
-		"state": BackupStateCompleted, "progress": int64(100), "url": b.URL(), "volumeName": b.Volume, "volumeSize": b.VolumeSize,
-		"snapshotName": b.Snapshot, "snapshotCreatedAt": ts, "backupCreatedAt": ts, "size": fmt.Sprint(parseInt(b.VolumeSize) / 4),
-		"backupTargetName": DefaultBackupTarget, "lastSyncedAt": ts, "ownerID": "node-1",
-	}
-}
-
-// ensureBackupVolume creates the volume's BackupVolume (named after the volume) and points
-// its status at the newest stored backup.
-func (l *backupLoop) ensureBackupVolume(ctx context.Context, b StoredBackup) error {
-	res := l.res(BackupVolumeGVR)
-	bv, err := res.Get(ctx, b.Volume, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		bv, err = res.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": group + "/" + version, "kind": "BackupVolume",
-			"metadata": map[string]any{"name": b.Volume, "namespace": l.m.ns,
-				"labels": map[string]any{LabelBackupTarget: DefaultBackupTarget, LabelBackupVolume: b.Volume}},
-			"spec": map[string]any{"backupTargetName": DefaultBackupTarget, "volumeName": b.Volume},
-		}}, metav1.CreateOptions{})
-	}
-	if err != nil {
-		return fmt.Errorf("backup volume %s: %w", b.Volume, err)
-	}
-	last, _, _ := unstructured.NestedString(bv.Object, "status", "lastBackupAt")
-	ts := b.Created.UTC().Format(time.RFC3339)
-	if last != "" && last > ts {
-		return nil
-	}
-	bv.Object["status"] = map[string]any{"lastBackupName": b.Name, "lastBackupAt": ts, "size": b.VolumeSize, "ownerID": "node-1",
-		"lastSyncedAt": time.Now().UTC().Format(time.RFC3339)}
-	_, err = res.UpdateStatus(ctx, bv, metav1.UpdateOptions{})
+	_, err := l.res(gvr).Patch(ctx, u.GetName(), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	return err
 }
 
-// pull brings the store's backups of the default target into the cluster, like Longhorn's
-// backup target controller on creation, on spec.syncRequestedAt and every pollInterval.
-func (l *backupLoop) pull(ctx context.Context) error {
-	target, available, bt, err := l.target(ctx)
-	if err != nil || !available {
+// removeFinalizer lets the deletion of the object finish.
+func (l *loop) removeFinalizer(ctx context.Context, gvr schema.GroupVersionResource, name string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := l.res(gvr).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var keep []string
+		for _, f := range u.GetFinalizers() {
+			if f != finalizer {
+				keep = append(keep, f)
+			}
+		}
+		if len(keep) == len(u.GetFinalizers()) {
+			return nil
+		}
+		u.SetFinalizers(keep)
+		_, err = l.res(gvr).Update(ctx, u, metav1.UpdateOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
+// ---------------------------------------------------------------- backup target
+
+// target is BackupTarget "default" as the data path sees it.
+type target struct {
+	url       string
+	secret    string
+	creds     backuptarget.Credentials
+	available bool
+	problem   string // why it cannot be reached before trying (URL form, Secret)
+	key       string
+	requested string
+	poll      time.Duration
+}
+
+// readTarget reads BackupTarget "default" and its credential Secret from the apiserver; the
+// Secret's data, key for key, are the credentials (what longhorn-manager passes to the
+// process talking to the store). nil when there is no BackupTarget.
+func (l *loop) readTarget(ctx context.Context) (*target, error) {
+	bt, err := l.res(BackupTargetGVR).Get(ctx, DefaultBackupTarget, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	t := &target{}
+	t.url, _, _ = unstructured.NestedString(bt.Object, "spec", "backupTargetURL")
+	t.secret, _, _ = unstructured.NestedString(bt.Object, "spec", "credentialSecret")
+	t.requested, _, _ = unstructured.NestedString(bt.Object, "spec", "syncRequestedAt")
+	t.available, _, _ = unstructured.NestedBool(bt.Object, "status", "available")
+	poll, _, _ := unstructured.NestedString(bt.Object, "spec", "pollInterval")
+	t.poll, _ = time.ParseDuration(poll)
+	var secret *corev1.Secret
+	rv := ""
+	if t.secret != "" {
+		secret, err = l.m.cs.CoreV1().Secrets(l.m.ns).Get(ctx, t.secret, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+		if err == nil {
+			rv = secret.ResourceVersion
+			t.creds = backuptarget.Credentials{}
+			for k, v := range secret.Data {
+				t.creds[k] = string(v)
+			}
+		}
+	}
+	t.problem = l.m.backupStoreProblem(t.url, t.secret, func(string) (*corev1.Secret, error) {
+		if secret == nil {
+			return nil, apierrors.NewNotFound(corev1.Resource("secrets"), t.secret)
+		}
+		return secret, nil
+	})
+	t.key = t.url + "\x00" + t.secret + "\x00" + rv
+	return t, nil
+}
+
+// syncTarget is Longhorn's backup target controller: it checks the store (a cheap listing,
+// like upstream's system-backup listing) whenever the URL or the credentials change, when
+// spec.syncRequestedAt changes and every pollInterval, reports availability with the
+// driver's message, pulls backups it does not know into Backup and BackupVolume objects,
+// then sets status.lastSyncedAt (controller/backup_target_controller.go reconcile).
+func (l *loop) syncTarget(ctx context.Context) error {
+	t, err := l.readTarget(ctx)
+	if err != nil || t == nil {
 		return err
 	}
-	requested, _, _ := unstructured.NestedString(bt.Object, "spec", "syncRequestedAt")
-	poll, _, _ := unstructured.NestedString(bt.Object, "spec", "pollInterval")
-	every, err := time.ParseDuration(poll)
-	if err != nil || every <= 0 {
-		every = 0
+	due := t.key != l.targetKey || t.requested != l.requestedAt || (t.poll > 0 && time.Since(l.checkedAt) >= t.poll)
+	if t.problem != "" {
+		l.targetKey, l.requestedAt = t.key, t.requested
+		return l.setTargetStatus(ctx, false, t.problem, false)
 	}
-	due := requested != l.syncedAt || (every > 0 && time.Since(l.pulledAt) >= every)
 	if !due {
 		return nil
+	}
+	l.targetKey, l.requestedAt, l.checkedAt = t.key, t.requested, time.Now()
+	if err := lhdata.CheckTarget(ctx, t.creds, t.url); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.m.logf("backup target %s unavailable: %v", t.url, err)
+		return l.setTargetStatus(ctx, false, err.Error(), false)
+	}
+	if err := l.setTargetStatus(ctx, true, "", false); err != nil {
+		return err
+	}
+	if err := l.pull(ctx, t); err != nil {
+		l.targetKey = "" // try again next round
+		return err
+	}
+	return l.setTargetStatus(ctx, true, "", true)
+}
+
+func (l *loop) setTargetStatus(ctx context.Context, available bool, msg string, synced bool) error {
+	return l.updateStatus(ctx, BackupTargetGVR, DefaultBackupTarget, func(st map[string]any) bool {
+		oldAvail, hasAvail := st["available"].(bool)
+		oldMsg := ""
+		if conds, _ := st["conditions"].([]any); len(conds) > 0 {
+			if c, ok := conds[0].(map[string]any); ok {
+				oldMsg, _ = c["message"].(string)
+			}
+		}
+		if hasAvail && oldAvail == available && oldMsg == msg && !synced {
+			return false
+		}
+		st["available"], st["ownerID"] = available, "node-1"
+		if !hasAvail || oldAvail != available || oldMsg != msg {
+			if available {
+				st["conditions"] = []any{map[string]any{"type": "Unavailable", "status": "False", "reason": "", "message": "", "lastTransitionTime": now()}}
+			} else {
+				st["conditions"] = []any{map[string]any{"type": "Unavailable", "status": "True", "reason": "Unavailable", "message": msg, "lastTransitionTime": now()}}
+			}
+		}
+		if synced {
+			st["lastSyncedAt"] = now()
+		}
+		return true
+	})
+}
+
+// pull creates Backup objects for the store's backups the cluster does not know, with their
+// status read from the backup config, and the BackupVolume of every volume in the store
+// (backup_volume_controller.go and backup_controller.go, for backups that already exist
+// remotely).
+func (l *loop) pull(ctx context.Context, t *target) error {
+	stored, err := lhdata.ListBackups(ctx, t.creds, t.url)
+	if err != nil {
+		return err
 	}
 	existing, err := l.res(BackupGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -390,125 +351,386 @@ func (l *backupLoop) pull(ctx context.Context) error {
 	for _, b := range existing.Items {
 		known[b.GetName()] = true
 	}
-	for _, b := range l.opts.Store.Backups(target) {
-		if !known[b.Name] {
-			created, err := l.res(BackupGVR).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-				"apiVersion": group + "/" + version, "kind": "Backup",
-				"metadata": map[string]any{"name": b.Name, "namespace": l.m.ns,
-					"labels": map[string]any{LabelBackupTarget: DefaultBackupTarget, LabelBackupVolume: b.Volume}},
-				"spec": map[string]any{"snapshotName": "", "labels": map[string]any{}},
-			}}, metav1.CreateOptions{})
-			if err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("backup %s: %w", b.Name, err)
-			}
-			if err == nil {
-				created.Object["status"] = completedStatus(b)
-				if _, err := l.res(BackupGVR).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-					return fmt.Errorf("backup %s status: %w", b.Name, err)
-				}
-				l.m.logf("pulled backup %s of volume %s from %s", b.Name, b.Volume, target)
-			}
+	volumes := map[string]bool{}
+	for _, b := range stored {
+		volumes[b.Volume] = true
+		if known[b.Name] {
+			continue
 		}
-		if err := l.ensureBackupVolume(ctx, b); err != nil {
+		info, err := lhdata.InspectBackup(ctx, t.creds, b.URL)
+		if err != nil {
+			continue // still being written, or unreadable: Longhorn skips it too
+		}
+		created, err := l.res(BackupGVR).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": group + "/" + version, "kind": "Backup",
+			"metadata": map[string]any{"name": b.Name, "namespace": l.m.ns, "finalizers": []any{finalizer},
+				"labels": map[string]any{LabelBackupTarget: DefaultBackupTarget, LabelBackupVolume: b.Volume}},
+			"spec": map[string]any{"snapshotName": "", "labels": map[string]any{}},
+		}}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("backup %s: %w", b.Name, err)
+		}
+		created.Object["status"] = completedStatus(info)
+		if _, err := l.res(BackupGVR).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("backup %s status: %w", b.Name, err)
+		}
+		l.m.logf("pulled backup %s of volume %s from %s", b.Name, b.Volume, t.url)
+	}
+	for _, vol := range sortedNames(volumes) {
+		if err := l.syncBackupVolume(ctx, t, vol); err != nil {
 			return err
 		}
 	}
-	// Like Longhorn's backup target controller: the listing is done, say when.
-	patch := fmt.Sprintf(`{"status":{"lastSyncedAt":%q}}`, time.Now().UTC().Format(time.RFC3339))
-	if _, err := l.res(BackupTargetGVR).Patch(ctx, DefaultBackupTarget, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
-		return fmt.Errorf("backup target %s status: %w", DefaultBackupTarget, err)
-	}
-	l.syncedAt, l.pulledAt = requested, time.Now()
 	return nil
 }
 
-// parseBackupURL splits <target>?backup=<name>&volume=<volume> (backupstore.DecodeBackupURL).
-func parseBackupURL(u string) (target, volume, name string, err error) {
-	target, query, ok := strings.Cut(u, "?")
-	if !ok {
-		return "", "", "", fmt.Errorf("invalid backup URL %q: no query", u)
+// completedStatus is a Backup's status from its config in the store
+// (controller/backup_controller.go, "the source of truth becomes the remote backup target").
+func completedStatus(info *backupstore.BackupInfo) map[string]any {
+	labels := map[string]any{}
+	for k, v := range info.Labels {
+		labels[k] = v
 	}
-	q, err := url.ParseQuery(query)
-	if err != nil {
-		return "", "", "", fmt.Errorf("invalid backup URL %q: %w", u, err)
+	return map[string]any{
+		"state": BackupStateCompleted, "progress": int64(100), "url": info.URL, "volumeName": info.VolumeName,
+		"volumeSize": strconv.FormatInt(info.VolumeSize, 10), "volumeCreated": info.VolumeCreated,
+		"snapshotName": info.SnapshotName, "snapshotCreatedAt": info.SnapshotCreated, "backupCreatedAt": info.Created,
+		"size": strconv.FormatInt(info.Size, 10), "labels": labels, "compressionMethod": info.CompressionMethod,
+		"newlyUploadDataSize": strconv.FormatInt(info.NewlyUploadedDataSize, 10), "reUploadedDataSize": strconv.FormatInt(info.ReUploadedDataSize, 10),
+		"backupTargetName": DefaultBackupTarget, "lastSyncedAt": now(), "ownerID": "node-1",
 	}
-	volume, name = q.Get("volume"), q.Get("backup")
-	if volume == "" || name == "" {
-		return "", "", "", fmt.Errorf("invalid backup URL %q: backup and volume are required", u)
-	}
-	return target, volume, name, nil
 }
 
-func (l *backupLoop) syncRestores(ctx context.Context) error {
-	list, err := l.res(VolumeGVR).List(ctx, metav1.ListOptions{})
+// syncBackupVolume creates the volume's BackupVolume (named after the volume) and fills its
+// status from the volume's config in the store and the newest Completed Backup object.
+func (l *loop) syncBackupVolume(ctx context.Context, t *target, volume string) error {
+	res := l.res(BackupVolumeGVR)
+	bv, err := res.Get(ctx, volume, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		bv, err = res.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": group + "/" + version, "kind": "BackupVolume",
+			"metadata": map[string]any{"name": volume, "namespace": l.m.ns,
+				"labels": map[string]any{LabelBackupTarget: DefaultBackupTarget, LabelBackupVolume: volume}},
+			"spec": map[string]any{"backupTargetName": DefaultBackupTarget, "volumeName": volume},
+		}}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("backup volume %s: %w", volume, err)
+	}
+	status := map[string]any{"ownerID": "node-1", "lastSyncedAt": now(), "lastBackupName": "", "lastBackupAt": ""}
+	info, err := lhdata.InspectVolume(ctx, t.creds, backupstore.EncodeBackupURL("", volume, t.url))
+	if err == nil {
+		labels := map[string]any{}
+		for k, v := range info.Labels {
+			labels[k] = v
+		}
+		status["size"] = strconv.FormatInt(info.Size, 10)
+		status["labels"] = labels
+		status["createdAt"] = info.Created
+		status["dataStored"] = strconv.FormatInt(info.DataStored, 10)
+		status["storageClassName"] = info.StorageClassname
+	}
+	if last := l.newestBackup(ctx, volume); last != nil {
+		status["lastBackupName"] = last.GetName()
+		status["lastBackupAt"], _, _ = unstructured.NestedString(last.Object, "status", "backupCreatedAt")
+	}
+	bv.Object["status"] = status
+	_, err = res.UpdateStatus(ctx, bv, metav1.UpdateOptions{})
+	return err
+}
+
+// newestBackup is the volume's newest Completed Backup object not being deleted.
+func (l *loop) newestBackup(ctx context.Context, volume string) *unstructured.Unstructured {
+	list, err := l.res(BackupGVR).List(ctx, metav1.ListOptions{LabelSelector: LabelBackupVolume + "=" + volume})
+	if err != nil {
+		return nil
+	}
+	var best *unstructured.Unstructured
+	bestAt := ""
+	for i := range list.Items {
+		b := &list.Items[i]
+		state, _, _ := unstructured.NestedString(b.Object, "status", "state")
+		at, _, _ := unstructured.NestedString(b.Object, "status", "backupCreatedAt")
+		if state != BackupStateCompleted || b.GetDeletionTimestamp() != nil {
+			continue
+		}
+		if best == nil || at > bestAt || (at == bestAt && b.GetName() > best.GetName()) {
+			best, bestAt = b, at
+		}
+	}
+	return best
+}
+
+// targetMessage is the Unavailable condition's message of BackupTarget "default".
+func (l *loop) targetMessage(ctx context.Context) string {
+	bt, err := l.res(BackupTargetGVR).Get(ctx, DefaultBackupTarget, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	conds, _, _ := unstructured.NestedSlice(bt.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Unavailable" && m["status"] == "True" {
+			msg, _ := m["message"].(string)
+			return msg
+		}
+	}
+	return ""
+}
+
+// ---------------------------------------------------------------- Backups
+
+// syncBackups performs requested backups and deletes deleted ones from the store.
+func (l *loop) syncBackups(ctx context.Context) error {
+	list, err := l.res(BackupGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for i := range list.Items {
-		v := &list.Items[i]
-		from, _, _ := unstructured.NestedString(v.Object, "spec", "fromBackup")
-		if from == "" {
+		b := &list.Items[i]
+		name := b.GetName()
+		if b.GetDeletionTimestamp() != nil {
+			if retryAt, failed := l.deleteFailed[name]; !failed || time.Since(retryAt) > 2*time.Second {
+				l.goWork("backup/"+name, func() { l.deleteBackup(b) })
+			}
 			continue
 		}
-		if err := l.syncRestore(ctx, v, from); err != nil {
-			return fmt.Errorf("volume %s: %w", v.GetName(), err)
+		if err := l.ensureFinalizer(ctx, BackupGVR, b); err != nil {
+			errs = append(errs, fmt.Errorf("backup %s: %w", name, err))
+			continue
 		}
+		state, _, _ := unstructured.NestedString(b.Object, "status", "state")
+		synced, _, _ := unstructured.NestedString(b.Object, "status", "lastSyncedAt")
+		snap, _, _ := unstructured.NestedString(b.Object, "spec", "snapshotName")
+		// A Backup with a snapshot that was never synced is a request to back up; others
+		// exist in the store already (backup_controller.go).
+		if snap == "" || synced != "" || state == BackupStateCompleted || state == BackupStateError {
+			continue
+		}
+		l.goWork("backup/"+name, func() { l.performBackup(b, snap) })
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-func (l *backupLoop) syncRestore(ctx context.Context, v *unstructured.Unstructured, from string) error {
-	status, _, _ := unstructured.NestedMap(v.Object, "status")
-	required, hasRequired := status["restoreRequired"].(bool)
-	key := "restore/" + v.GetName()
-	now := time.Now().UTC().Format(time.RFC3339)
-	if hasRequired && !required {
-		return nil // restored
+// performBackup backs the snapshot up with lhdata and records the outcome in the Backup's
+// status, its BackupVolume and the volume's lastBackup.
+func (l *loop) performBackup(b *unstructured.Unstructured, snap string) {
+	ctx := l.ctx
+	name := b.GetName()
+	// Re-read: a list taken before an earlier run of this finished may have brought us here.
+	b, err := l.res(BackupGVR).Get(ctx, name, metav1.GetOptions{})
+	if err != nil || b.GetDeletionTimestamp() != nil {
+		return
 	}
-	if robustness, _ := status["robustness"].(string); robustness == Faulted {
-		return nil
+	if state, _, _ := unstructured.NestedString(b.Object, "status", "state"); state == BackupStateCompleted || state == BackupStateError {
+		return
 	}
-	if !hasRequired {
-		target, vol, name, err := parseBackupURL(from)
-		var b StoredBackup
-		found := false
+	vol := b.GetLabels()[LabelBackupVolume]
+	if vol == "" {
+		vol, _, _ = unstructured.NestedString(b.Object, "status", "volumeName")
+	}
+	fail := func(msg string) {
+		if ctx.Err() != nil {
+			return // the manager stops: the next one picks the backup up
+		}
+		l.m.logf("backup %s of volume %s failed: %s", name, vol, msg)
+		if err := l.updateStatus(ctx, BackupGVR, name, func(st map[string]any) bool {
+			st["state"], st["error"], st["volumeName"], st["snapshotName"], st["lastSyncedAt"] = BackupStateError, msg, vol, snap, now()
+			return true
+		}); err != nil && ctx.Err() == nil {
+			l.m.logf("backup %s status: %v", name, err)
+		}
+	}
+	v, err := l.res(VolumeGVR).Get(ctx, vol, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		fail(fmt.Errorf("cannot find the corresponding volume: %w", err).Error())
+		return
+	}
+	if err != nil {
+		return
+	}
+	t, err := l.readTarget(ctx)
+	if err != nil {
+		return
+	}
+	if t == nil || !t.available {
+		msg := fmt.Sprintf("backup target %s is not available", DefaultBackupTarget)
+		if why := l.targetMessage(ctx); why != "" {
+			msg += ": " + why
+		}
+		fail(msg)
+		return
+	}
+	if !l.data.HasSnapshot(vol, snap) {
+		s, err := l.res(SnapshotGVR).Get(ctx, snap, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			fail(fmt.Sprintf("snapshot %s of volume %s not found", snap, vol))
+		}
 		if err == nil {
-			b, found = l.opts.Store.find(target, vol, name)
-		}
-		if !found {
-			msg := fmt.Sprintf("backup %s of volume %s not found in %s", name, vol, target)
-			if err != nil {
-				msg = err.Error()
+			if msg, _, _ := unstructured.NestedString(s.Object, "status", "error"); msg != "" {
+				fail(fmt.Sprintf("snapshot %s of volume %s failed: %s", snap, vol, msg))
 			}
-			return l.m.setVolumeStatus(ctx, v, map[string]any{
-				"state": "detached", "robustness": Faulted, "restoreRequired": true, "restoreInitiated": true, "currentNodeID": "",
-				"conditions": []any{restoreCondition("False", "RestoreFailure", "All replica restore failed and the volume became Faulted: "+msg, now)},
-			})
 		}
-		l.started[key] = time.Now()
-		return l.m.setVolumeStatus(ctx, v, map[string]any{
-			"state": "attached", "robustness": Healthy, "restoreRequired": true, "restoreInitiated": true, "currentNodeID": "node-1",
-			"lastBackup": b.Name, "lastBackupAt": b.Created.UTC().Format(time.RFC3339),
-			"conditions": []any{restoreCondition("True", "RestoreInProgress", "", now)},
-		})
+		return // Longhorn waits for the snapshot ("Waiting for the snapshot %v to be ready")
 	}
-	begun, ok := l.started[key]
-	if !ok {
-		l.started[key] = time.Now() // the manager restarted during the restore: it resumes
-		return nil
-	}
-	if time.Since(begun) < l.opts.RestoreDuration {
-		return nil
-	}
-	delete(l.started, key)
 	size, _, _ := unstructured.NestedString(v.Object, "spec", "size")
-	l.m.logf("volume %s restored from %s", v.GetName(), from)
-	return l.m.setVolumeStatus(ctx, v, map[string]any{
-		"state": "detached", "robustness": "unknown", "restoreRequired": false, "currentNodeID": "", "actualSize": parseInt(size) / 4,
-		"conditions": []any{restoreCondition("False", "", "", now)},
-	})
+	labels, _, _ := unstructured.NestedStringMap(b.Object, "spec", "labels")
+	snapCreated := ""
+	if s, err := l.res(SnapshotGVR).Get(ctx, snap, metav1.GetOptions{}); err == nil {
+		snapCreated, _, _ = unstructured.NestedString(s.Object, "status", "creationTime")
+	}
+	if err := l.updateStatus(ctx, BackupGVR, name, func(st map[string]any) bool {
+		st["state"], st["progress"], st["volumeName"], st["volumeSize"], st["snapshotName"] = BackupStateInProgress, int64(0), vol, size, snap
+		st["snapshotCreatedAt"], st["backupTargetName"], st["ownerID"] = snapCreated, DefaultBackupTarget, "node-1"
+		return true
+	}); err != nil {
+		return
+	}
+	url, err := l.data.Backup(ctx, t.creds, t.url, vol, snap, name, labels)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	info, err := lhdata.InspectBackup(ctx, t.creds, url)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	l.m.logf("backup %s of volume %s completed: %s", name, vol, url)
+	if err := l.updateStatus(ctx, BackupGVR, name, func(st map[string]any) bool {
+		for k, v := range completedStatus(info) {
+			st[k] = v
+		}
+		delete(st, "error")
+		return true
+	}); err != nil {
+		return
+	}
+	if err := l.syncBackupVolume(ctx, t, vol); err != nil && ctx.Err() == nil {
+		l.m.logf("backup volume %s: %v", vol, err)
+	}
+	if err := l.updateStatus(ctx, VolumeGVR, vol, func(st map[string]any) bool {
+		st["lastBackup"], st["lastBackupAt"] = name, info.Created
+		return true
+	}); err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
+		l.m.logf("volume %s status: %v", vol, err)
+	}
 }
 
-func restoreCondition(status, reason, message, now string) map[string]any {
-	return map[string]any{"type": "Restore", "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
+// deleteBackup is the deletion branch of Longhorn's backup controller: the backup goes from
+// the store (unless the target is unavailable or the object is labelled
+// delete-custom-resource-only), then the finalizer, and the BackupVolume follows.
+func (l *loop) deleteBackup(b *unstructured.Unstructured) {
+	ctx := l.ctx
+	name := b.GetName()
+	b, err := l.res(BackupGVR).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return // gone already (an earlier run finished)
+	}
+	vol := b.GetLabels()[LabelBackupVolume]
+	url, _, _ := unstructured.NestedString(b.Object, "status", "url")
+	t, err := l.readTarget(ctx)
+	if err != nil {
+		return
+	}
+	if url != "" && t != nil && t.available && b.GetLabels()[labelDeleteCROnly] == "" {
+		if err := lhdata.DeleteBackup(ctx, t.creds, url); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			l.mu.Lock()
+			l.deleteFailed[name] = time.Now()
+			l.mu.Unlock()
+			msg := fmt.Sprintf("Failed to delete the backup %v in the backupstore, err %v", url, err)
+			l.m.logf("%s", msg)
+			_ = l.updateStatus(ctx, BackupGVR, name, func(st map[string]any) bool { //nolint:errcheck // retried next round
+				st["state"], st["error"] = BackupStateError, msg
+				return true
+			})
+			return
+		}
+		l.m.logf("deleted backup %s of volume %s from %s", name, vol, t.url)
+	}
+	l.mu.Lock()
+	delete(l.deleteFailed, name)
+	l.mu.Unlock()
+	if err := l.removeFinalizer(ctx, BackupGVR, name); err != nil {
+		return
+	}
+	if vol != "" && t != nil && t.available {
+		if err := l.syncBackupVolume(ctx, t, vol); err != nil && ctx.Err() == nil {
+			l.m.logf("backup volume %s: %v", vol, err)
+		}
+	}
+}
+
+// ---------------------------------------------------------------- Snapshots
+
+// syncSnapshots takes the snapshots Snapshot objects ask for (spec.createSnapshot) and
+// deletes the data of deleted ones (controller/snapshot_controller.go).
+func (l *loop) syncSnapshots(ctx context.Context) error {
+	list, err := l.res(SnapshotGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := range list.Items {
+		s := &list.Items[i]
+		name := s.GetName()
+		vol, _, _ := unstructured.NestedString(s.Object, "spec", "volume")
+		if s.GetDeletionTimestamp() != nil {
+			if err := l.data.DeleteSnapshot(vol, name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := l.removeFinalizer(ctx, SnapshotGVR, name); err != nil {
+				errs = append(errs, fmt.Errorf("snapshot %s: %w", name, err))
+			}
+			continue
+		}
+		if err := l.ensureFinalizer(ctx, SnapshotGVR, s); err != nil {
+			errs = append(errs, fmt.Errorf("snapshot %s: %w", name, err))
+			continue
+		}
+		if ready, _, _ := unstructured.NestedBool(s.Object, "status", "readyToUse"); ready {
+			continue
+		}
+		if msg, _, _ := unstructured.NestedString(s.Object, "status", "error"); msg != "" {
+			continue
+		}
+		create, _, _ := unstructured.NestedBool(s.Object, "spec", "createSnapshot")
+		status := map[string]any{"ownerID": "node-1"}
+		switch {
+		case !l.data.Exists(vol):
+			if _, err := l.res(VolumeGVR).Get(ctx, vol, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				status["error"] = fmt.Sprintf("volume %s not found", vol)
+				break
+			}
+			continue // its data is being created or restored
+		case l.data.HasSnapshot(vol, name):
+		case create:
+			if err := l.data.Snapshot(vol, name); err != nil {
+				status["error"] = err.Error()
+			}
+		default:
+			continue // an engine snapshot not taken yet
+		}
+		if _, failed := status["error"]; !failed {
+			size, _ := l.data.Size(vol)
+			status["readyToUse"], status["userCreated"], status["creationTime"] = true, create, now()
+			status["restoreSize"], status["size"] = size, l.data.Allocated(vol, name)
+		}
+		if err := l.updateStatus(ctx, SnapshotGVR, name, func(st map[string]any) bool {
+			for k, v := range status {
+				st[k] = v
+			}
+			return true
+		}); err != nil {
+			errs = append(errs, fmt.Errorf("snapshot %s status: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -32,6 +32,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/talforge/talforge/internal/testenv/lhdata"
 )
 
 // Names shared with the chart and with the real Longhorn.
@@ -77,6 +79,12 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Resync is the period of a full reconcile besides watch events (default 300 ms).
 	Resync time.Duration
+	// Data holds the volumes' data. With it the Manager is backed by real data and a real
+	// backup store: RunBackups must run beside Run, it decides the backup target's
+	// availability by reaching the store and performs snapshots, backups, restores, clones
+	// and provisioning. Without it there is no data path, the backup target's availability
+	// is judged from its URL and Secret alone and backups can only be simulated.
+	Data *lhdata.Store
 }
 
 // Manager is the fake longhorn-manager.
@@ -87,6 +95,7 @@ type Manager struct {
 	logf   func(string, ...any)
 	resync time.Duration
 	kick   chan struct{}
+	data   *lhdata.Store
 
 	cms     corelisters.ConfigMapLister
 	secrets corelisters.SecretLister
@@ -106,6 +115,10 @@ type Manager struct {
 
 // New connects to the apiserver of cfg.
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
+	// The apiserver warns on every write of Longhorn's finalizer "longhorn.io" (not
+	// domain-qualified with a path); upstream lives with it, tests need not read it.
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = rest.NoWarnings{}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -114,7 +127,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cs: cs, dyn: dyn, ns: opts.Namespace, logf: opts.Logf, resync: opts.Resync, kick: make(chan struct{}, 1)}
+	m := &Manager{cs: cs, dyn: dyn, ns: opts.Namespace, logf: opts.Logf, resync: opts.Resync, kick: make(chan struct{}, 1), data: opts.Data}
 	if m.ns == "" {
 		m.ns = Namespace
 	}
@@ -127,7 +140,11 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// Start runs a Manager for the test's duration.
+// Data is the volume data (Options.Data; nil without). Tests write and read volume bytes
+// through it.
+func (m *Manager) Data() *lhdata.Store { return m.data }
+
+// Start runs a Manager without a data path (no Options.Data) for the test's duration.
 func Start(t testing.TB, cfg *rest.Config) *Manager {
 	t.Helper()
 	m, err := New(cfg, Options{Logf: func(f string, a ...any) { t.Logf("lhmanager: "+f, a...) }})
@@ -226,8 +243,8 @@ func (m *Manager) SetRolloutPaused(paused bool) {
 	m.poke()
 }
 
-// SetBackupStoreError makes the backup store answer with msg (e.g. an S3 AccessDenied);
-// "" restores normal behaviour.
+// SetBackupStoreError makes the backup target unavailable with msg (e.g. an S3
+// AccessDenied) whatever the store says; "" restores normal behaviour.
 func (m *Manager) SetBackupStoreError(msg string) {
 	m.mu.Lock()
 	m.storeError = msg
@@ -281,6 +298,9 @@ func (m *Manager) syncJobs(ctx context.Context) error {
 				m.event(ctx, &corev1.ObjectReference{Kind: "Job", APIVersion: "batch/v1", Name: j.Name, Namespace: j.Namespace, UID: j.UID},
 					corev1.EventTypeWarning, "FailedUninstall", failure)
 			} else if err := m.deleteAllVolumes(ctx); err != nil {
+				errs = append(errs, err)
+				continue
+			} else if err := m.keepRemoteBackups(ctx); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -654,13 +674,16 @@ func (m *Manager) syncBackupTarget(ctx context.Context) error {
 		}
 		m.appliedResourceRV = cm.ResourceVersion
 	}
+	if m.data != nil {
+		return nil // RunBackups reaches the store and reports availability
+	}
 	return m.updateBackupTargetStatus(ctx, bt)
 }
 
 func (m *Manager) updateBackupTargetStatus(ctx context.Context, bt *unstructured.Unstructured) error {
 	url, _, _ := unstructured.NestedString(bt.Object, "spec", "backupTargetURL")
 	secret, _, _ := unstructured.NestedString(bt.Object, "spec", "credentialSecret")
-	problem := m.backupStoreProblem(url, secret)
+	problem := m.backupStoreProblem(url, secret, m.secrets.Secrets(m.ns).Get)
 	available := problem == ""
 	oldAvail, _, _ := unstructured.NestedBool(bt.Object, "status", "available")
 	oldConds, _, _ := unstructured.NestedSlice(bt.Object, "status", "conditions")
@@ -692,8 +715,10 @@ func (m *Manager) updateBackupTargetStatus(ctx context.Context, bt *unstructured
 // credentialKeys are the Secret keys Longhorn refuses with surrounding whitespace.
 var credentialKeys = []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINTS", "AWS_CERT", "AWS_IAM_ROLE_ARN", "VIRTUAL_HOSTED_STYLE"}
 
-// backupStoreProblem says why the backup store cannot be used, or "" when it can.
-func (m *Manager) backupStoreProblem(url, secretName string) string {
+// backupStoreProblem says why the backup store cannot be used before trying it (the URL's
+// form, the credential Secret), or "" when nothing stands in the way; getSecret reads the
+// Secret from the namespace.
+func (m *Manager) backupStoreProblem(url, secretName string, getSecret func(name string) (*corev1.Secret, error)) string {
 	if url == "" {
 		return "backup target URL is empty"
 	}
@@ -716,7 +741,7 @@ func (m *Manager) backupStoreProblem(url, secretName string) string {
 		return fmt.Sprintf("url %s contains an invalid character", url)
 	}
 	if secretName != "" {
-		sec, err := m.secrets.Secrets(m.ns).Get(secretName)
+		sec, err := getSecret(secretName)
 		if apierrors.IsNotFound(err) {
 			// the apiserver's wording (the lister says "secret")
 			err = apierrors.NewNotFound(corev1.Resource("secrets"), secretName)
@@ -743,7 +768,9 @@ func (m *Manager) backupStoreProblem(url, secretName string) string {
 		if len(bad) > 0 {
 			return "credential validation error(s): " + strings.Join(bad, "; ")
 		}
-		if scheme == "s3" && len(sec.Data["AWS_IAM_ROLE_ARN"]) == 0 {
+		// Without a data path nothing tries the keys; with one the S3 driver reports what is
+		// missing, as in Longhorn.
+		if m.data == nil && scheme == "s3" && len(sec.Data["AWS_IAM_ROLE_ARN"]) == 0 {
 			for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
 				if len(sec.Data[k]) == 0 {
 					return fmt.Sprintf("credential secret %s/%s has no %s", m.ns, secretName, k)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -28,9 +29,23 @@ import (
 	"github.com/talforge/talforge/internal/testenv/lhchart"
 )
 
-var kube kubeenv.Shared
+var (
+	kube kubeenv.Shared
+	s3   sharedS3
+)
 
-func TestMain(m *testing.M) { os.Exit(kube.Run(m)) }
+func TestMain(m *testing.M) {
+	// backupstore logs every config it reads at info level; keep failures readable.
+	logrus.SetLevel(logrus.WarnLevel)
+	code := kube.Run(m)
+	if err := s3.stop(); err != nil {
+		os.Stderr.WriteString("stop S3 server: " + err.Error() + "\n")
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // helmEnv drives the real Helm SDK against the test apiserver and the test repository.
 type helmEnv struct {

@@ -86,11 +86,15 @@ spec:
     numberOfReplicas: {type: integer}
     frontend: {type: string}
     dataEngine: {type: string, enum: [v1, v2]}
+    accessMode: {type: string}
+    staleReplicaTimeout: {type: integer}
     backupTargetName: {type: string}
     fromBackup: {type: string}
+    dataSource: {type: string}
 status:
   type: object
   properties:
+    ownerID: {type: string}
     state: {type: string}
     robustness: {type: string}
     currentNodeID: {type: string}
@@ -101,9 +105,31 @@ status:
     restoreInitiated: {type: boolean}
     isStandby: {type: boolean}
     actualSize: {type: integer}
+    cloneStatus:
+      type: object
+      properties:
+        sourceVolume: {type: string}
+        snapshot: {type: string}
+        state: {type: string}
     kubernetesStatus:
       type: object
-      x-kubernetes-preserve-unknown-fields: true
+      properties:
+        namespace: {type: string}
+        pvcName: {type: string}
+        pvName: {type: string}
+        pvStatus: {type: string}
+        lastPVCRefAt: {type: string}
+        lastPodRefAt: {type: string}
+        workloadsStatus:
+          type: array
+          nullable: true
+          items:
+            type: object
+            properties:
+              podName: {type: string}
+              podStatus: {type: string}
+              workloadName: {type: string}
+              workloadType: {type: string}
     {{- include "lhchart.conditions" . | nindent 4 }}
 {{- end -}}
 
@@ -143,6 +169,13 @@ status:
     lastBackupName: {type: string}
     lastBackupAt: {type: string}
     size: {type: string}
+    labels:
+      type: object
+      nullable: true
+      additionalProperties: {type: string}
+    createdAt: {type: string}
+    dataStored: {type: string}
+    storageClassName: {type: string}
     ownerID: {type: string}
     lastSyncedAt: {type: string, format: date-time, nullable: true}
 {{- end -}}
@@ -153,22 +186,33 @@ spec:
   properties:
     snapshotName: {type: string}
     backupMode: {type: string}
+    syncRequestedAt: {type: string, format: date-time, nullable: true}
     labels:
       type: object
+      nullable: true
       additionalProperties: {type: string}
 status:
   type: object
   properties:
+    ownerID: {type: string}
     state: {type: string}
     url: {type: string}
     volumeName: {type: string}
     volumeSize: {type: string}
+    volumeCreated: {type: string}
     snapshotName: {type: string}
     snapshotCreatedAt: {type: string}
     size: {type: string}
+    labels:
+      type: object
+      nullable: true
+      additionalProperties: {type: string}
     backupCreatedAt: {type: string}
     progress: {type: integer}
     backupTargetName: {type: string}
+    compressionMethod: {type: string}
+    newlyUploadDataSize: {type: string}
+    reUploadedDataSize: {type: string}
     error: {type: string}
     lastSyncedAt: {type: string, format: date-time, nullable: true}
 {{- end -}}

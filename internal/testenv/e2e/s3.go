@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/talforge/talforge/internal/testenv/kubeenv"
+	"github.com/talforge/talforge/internal/testenv/s3server"
+)
+
+// Shared is one test control plane and one S3 server per test package, both started by the
+// first test that asks and stopped by Run after all tests ran:
+//
+//	var lab e2e.Shared
+//
+//	func TestMain(m *testing.M) { os.Exit(lab.Run(m)) }
+//
+//	func TestX(t *testing.T) { env := lab.Start(t, e2e.Options{}); ... }
+//
+// Each Env still starts from an empty control plane and empty buckets.
+type Shared struct {
+	kube kubeenv.Shared
+
+	once sync.Once
+	user s3server.User
+	srv  *s3server.Server
+	err  error
+}
+
+// Start builds an Env on the package's control plane and S3 server.
+func (s *Shared) Start(t testing.TB, opts Options) *Env {
+	t.Helper()
+	kube := s.kube.Get(t)
+	s.once.Do(func() {
+		s.user = newS3User()
+		s.srv, s.err = s3server.Launch(context.Background(), s3server.Options{Users: []s3server.User{s.user}})
+	})
+	if s.err != nil {
+		if errors.Is(s.err, s3server.ErrWeedMissing) && !s3server.Required() {
+			t.Skipf("skipping: %v (set %s=1 to make this a failure)", s.err, s3server.EnvRequire)
+		}
+		t.Fatalf("e2e: S3 server: %v", s.err)
+	}
+	return start(t, kube, s.srv, s.user, opts)
+}
+
+// Run runs the tests, then stops the S3 server and the control plane if they were started.
+func (s *Shared) Run(m *testing.M) int {
+	code := s.kube.Run(m)
+	if s.srv != nil {
+		if err := s.srv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: stop S3 server:", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	return code
+}
+
+// emptyS3 deletes everything the server's buckets hold. The buckets stay: SeaweedFS
+// allocates storage for a new bucket on its first write, which takes seconds.
+func emptyS3(ctx context.Context, srv *s3server.Server) error {
+	c := srv.Client(srv.AdminAccessKey, srv.AdminSecretKey)
+	buckets, err := c.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil {
+		return fmt.Errorf("list buckets: %w", err)
+	}
+	for _, b := range buckets.Buckets {
+		p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: b.Name})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("list bucket %s: %w", aws.ToString(b.Name), err)
+			}
+			if len(page.Contents) == 0 {
+				continue
+			}
+			objs := make([]s3types.ObjectIdentifier, 0, len(page.Contents))
+			for _, o := range page.Contents {
+				objs = append(objs, s3types.ObjectIdentifier{Key: o.Key})
+			}
+			if _, err := c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: b.Name, Delete: &s3types.Delete{Objects: objs, Quiet: aws.Bool(true)}}); err != nil {
+				return fmt.Errorf("empty bucket %s: %w", aws.ToString(b.Name), err)
+			}
+		}
+	}
+	return nil
+}
+
+// rxS3Bucket finds the buckets of s3:// URLs in a profile (s3://bucket@region/path or
+// s3://bucket/path, backupstore s3/s3.go).
+var rxS3Bucket = regexp.MustCompile(`s3://([a-z0-9][a-z0-9.-]*[a-z0-9])[@/]`)
+
+// createBuckets creates the buckets the profile's backup targets name: the account the
+// profile was written for has them.
+func (e *Env) createBuckets(ctx context.Context, profile string) error {
+	for _, m := range rxS3Bucket.FindAllStringSubmatch(profile, -1) {
+		if err := e.S3.CreateBucket(ctx, m[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
