@@ -26,6 +26,8 @@ type lifecycleOptions struct {
 	verbose     bool
 	chartCache  string
 	helmTimeout time.Duration
+	// skipPreflight leaves out the backup-target check before Longhorn installs and upgrades.
+	skipPreflight bool
 }
 
 func newLifecycleOptions(o *rootOptions) *lifecycleOptions {
@@ -38,6 +40,7 @@ func (l *lifecycleOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&l.verbose, "verbose", "v", false, "also print every stage's own progress (Proxmox tasks, Talos observations, Helm) to stderr")
 	cmd.Flags().StringVar(&l.chartCache, "chart-cache", "", "Longhorn chart cache directory (default: <user cache dir>/talforge/charts)")
 	cmd.Flags().DurationVar(&l.helmTimeout, "helm-timeout", 15*time.Minute, "limit for each Helm action, hooks included")
+	cmd.Flags().BoolVar(&l.skipPreflight, "skip-preflight", false, "do not check the S3 backup target (keys, bucket, region, write/read/delete) before Longhorn is installed or upgraded")
 }
 
 // options turns the flags into lifecycle options; progress lines go to w.
@@ -55,6 +58,10 @@ func (l *lifecycleOptions) options(w io.Writer) (lifecycle.Options, error) {
 	}
 	topts := l.talos.runnerOptions()
 	topts.Progress = nil
+	var preflight func(context.Context, string, map[string]string) error
+	if !l.skipPreflight {
+		preflight = backupPreflight
+	}
 	return lifecycle.Options{
 		Profile:   path,
 		Renderers: renderers(),
@@ -70,7 +77,8 @@ func (l *lifecycleOptions) options(w io.Writer) (lifecycle.Options, error) {
 		Proxmox: proxmox.Options{Parallelism: l.pve.parallelism},
 		Talos:   topts,
 		Longhorn: longhorn.Options{ChartCacheDir: l.chartCache, HelmTimeout: l.helmTimeout,
-			BackupTargetTimeout: min(l.talos.timeout, 5*time.Minute), HealthTimeout: l.talos.timeout, Poll: l.talos.pollInterval},
+			BackupTargetTimeout: min(l.talos.timeout, 5*time.Minute), HealthTimeout: l.talos.timeout, Poll: l.talos.pollInterval,
+			Preflight: preflight},
 		Restore: restore.Options{Poll: l.talos.pollInterval, BackupTimeout: max(l.talos.timeout, time.Hour), RestoreTimeout: max(l.talos.timeout, time.Hour),
 			SyncTimeout: min(l.talos.timeout, 5*time.Minute)},
 	}, nil

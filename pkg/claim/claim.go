@@ -38,7 +38,7 @@ func (r Resolution) String() string { return r.Namespace + "/" + r.Claim }
 // Resolve follows namespace/name to its Longhorn volume: PVC spec.volumeName → PV → CSI
 // volumeHandle. static is the profile's optional Longhorn volume name for a statically
 // provisioned volume; it is the answer while the claim does not exist, and a bound claim
-// must agree with it.
+// must agree with it. A claim that exists but is not bound has no volume.
 func Resolve(ctx context.Context, cs kubernetes.Interface, namespace, name, static string) (Resolution, error) {
 	r := Resolution{Namespace: namespace, Claim: name}
 	pvc, err := cs.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, name, metav1.GetOptions{})
@@ -51,8 +51,7 @@ func Resolve(ctx context.Context, cs kubernetes.Interface, namespace, name, stat
 	}
 	r.Exists, r.Phase, r.PV = true, string(pvc.Status.Phase), pvc.Spec.VolumeName
 	if r.PV == "" {
-		r.Volume = static
-		return r, nil
+		return r, nil // not bound (yet): whatever the profile names, this claim has no data
 	}
 	pv, err := cs.CoreV1().PersistentVolumes().Get(ctx, r.PV, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

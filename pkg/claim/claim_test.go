@@ -48,6 +48,8 @@ func TestResolve(t *testing.T) {
 		{name: "no claim, static name", static: "traefik-data", want: Resolution{Namespace: "traefik", Claim: "traefik", Volume: "traefik-data"}},
 		{name: "pending claim", objs: []runtime.Object{pvc("traefik", "traefik", "")},
 			want: Resolution{Namespace: "traefik", Claim: "traefik", Exists: true, Phase: "Pending"}},
+		{name: "pending claim, static name", static: "traefik-data", objs: []runtime.Object{pvc("traefik", "traefik", "")},
+			want: Resolution{Namespace: "traefik", Claim: "traefik", Exists: true, Phase: "Pending"}},
 		{name: "another driver", objs: []runtime.Object{pvc("traefik", "traefik", "nfs-1"), pv("nfs-1", "nfs.csi.k8s.io", "x")},
 			wantErr: "CSI driver nfs.csi.k8s.io", is: ErrNotLonghorn},
 		{name: "in-tree volume", objs: []runtime.Object{pvc("traefik", "traefik", "hostpath"), pv("hostpath", "", "")},

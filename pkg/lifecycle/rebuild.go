@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/talforge/talforge/pkg/backuptarget"
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
@@ -48,12 +49,13 @@ type RebuildOptions struct {
 	Resume bool
 }
 
-// RestorePlan is one declared volume and what the old cluster lists as its latest backup.
+// RestorePlan is one declared claim and its latest backup.
 type RestorePlan struct {
-	Volume restore.Declared `json:"volume"`
-	// Latest is nil when it could not be looked up (the old cluster does not answer) or
-	// there is none yet (BackupFirst makes one).
-	Latest *restore.Backup `json:"latest,omitempty"`
+	Claim restore.Declared `json:"claim"`
+	// Latest is the claim's newest backup, read straight from the backup target (or, when the
+	// bucket cannot be read from here, as the old cluster lists it). nil when it could not be
+	// looked up or there is none yet (BackupFirst makes one).
+	Latest *backuptarget.Backup `json:"latest,omitempty"`
 }
 
 // RebuildPlan is what Rebuild will do.
@@ -194,12 +196,67 @@ func (r *run) planRebuild(ctx context.Context, ro RebuildOptions) (*RebuildPlan,
 		return nil, err
 	}
 	for _, d := range decl {
-		plan.Restore = append(plan.Restore, RestorePlan{Volume: d})
+		plan.Restore = append(plan.Restore, RestorePlan{Claim: d})
 	}
 	if ro.Resume || c.Longhorn == nil {
 		return plan, nil
 	}
+	r.latestFromTarget(ctx, plan)
 	return plan, r.lookAtOldCluster(ctx, ro, plan)
+}
+
+// latestFromTarget fills each claim's latest backup from the backup target itself, read
+// with Longhorn's backupstore library: it answers when the old cluster is gone.
+func (r *run) latestFromTarget(ctx context.Context, plan *RebuildPlan) {
+	l := r.cluster.Longhorn
+	if l == nil || l.Backup == nil || len(plan.Restore) == 0 {
+		return
+	}
+	listing, err := r.listBackupTarget(ctx)
+	if err != nil {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("the backup target cannot be read from here (%s): the old cluster's listing is used", shortError(err)))
+		return
+	}
+	for i := range plan.Restore {
+		d := plan.Restore[i].Claim
+		plan.Restore[i].Latest = latestOf(listing, d)
+	}
+}
+
+// latestOf is the newest backup of a declared claim in a listing: by the claim Longhorn
+// records, or by the statically declared volume name.
+func latestOf(listing *backuptarget.Listing, d restore.Declared) *backuptarget.Backup {
+	b := listing.LatestForClaim(d.Namespace, d.Claim)
+	if d.Name != "" {
+		if bv := listing.LatestForVolume(d.Name); bv != nil && (b == nil || bv.Created.After(b.Created)) {
+			b = bv
+		}
+	}
+	return b
+}
+
+// listBackupTarget reads the profile's backup target straight from S3.
+func (r *run) listBackupTarget(ctx context.Context) (*backuptarget.Listing, error) {
+	decrypt := r.opts.Longhorn.Decrypt
+	if decrypt == nil {
+		decrypt = sopsfile.DecryptFile
+	}
+	creds, err := longhorn.BackupCredentials(r.cluster, decrypt)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return backuptarget.List(lctx, r.cluster.Longhorn.Backup.Target, creds)
+}
+
+// fromCluster converts what a cluster's Backup object says into the backup target's terms.
+func fromCluster(b *restore.Backup) *backuptarget.Backup {
+	if b == nil {
+		return nil
+	}
+	return &backuptarget.Backup{Name: b.Name, URL: b.URL, Volume: b.Volume, Snapshot: b.Snapshot, Created: b.Created,
+		Size: b.Size, VolumeSize: b.VolumeSize, Claim: b.Claim}
 }
 
 // lookAtOldCluster checks, while the old cluster still answers, that Longhorn runs the
@@ -256,33 +313,40 @@ func (r *run) lookAtOldCluster(ctx context.Context, ro RebuildOptions, plan *Reb
 	if err != nil {
 		return unreachable(shortError(err))
 	}
-	exists := map[string]bool{}
 	for _, v := range vols {
-		exists[v.Name] = true
 		if ro.BackupFirst {
 			plan.BackupFirst = append(plan.BackupFirst, v.Name)
 		}
 	}
-	backups, err := rc.Backups(lctx)
-	if err != nil {
-		return unreachable(shortError(err))
-	}
 	var lost []string
 	for i := range plan.Restore {
-		name := plan.Restore[i].Volume.Name
-		if bs := backups[name]; len(bs) > 0 {
-			plan.Restore[i].Latest = &bs[0]
+		rp := &plan.Restore[i]
+		if rp.Latest == nil {
+			b, err := rc.LatestForClaim(lctx, rp.Claim.Namespace, rp.Claim.Claim, rp.Claim.Name)
+			if err != nil {
+				return unreachable(shortError(err))
+			}
+			rp.Latest = fromCluster(b)
+		}
+		if rp.Latest != nil {
 			continue
 		}
-		if !(ro.BackupFirst && exists[name]) {
-			lost = append(lost, name)
+		if !(ro.BackupFirst && r.claimHasVolume(lctx, rc, rp.Claim)) {
+			lost = append(lost, rp.Claim.String())
 		}
 	}
 	if len(lost) > 0 {
-		return fmt.Errorf("declared volume(s) %s have no backup in %s: a rebuild would lose them; back them up first (--backup-first backs up every volume before destroying)",
+		return fmt.Errorf("declared claim(s) %s have no backup in %s: a rebuild would lose them; back them up first (--backup-first backs up every volume before destroying)",
 			strings.Join(lost, ", "), backupTarget(l))
 	}
 	return nil
+}
+
+// claimHasVolume reports whether the claim is bound to a Longhorn volume on the old cluster
+// (so --backup-first will back it up).
+func (r *run) claimHasVolume(ctx context.Context, rc *restore.Client, d restore.Declared) bool {
+	v, err := rc.ClaimVolume(ctx, d)
+	return err == nil && v != ""
 }
 
 func backupTarget(l *profile.Longhorn) string {
@@ -324,9 +388,10 @@ func (r *run) printRebuildPlan(plan *RebuildPlan, ro RebuildOptions) {
 	for _, rp := range plan.Restore {
 		from := "its latest backup"
 		if rp.Latest != nil {
-			from = fmt.Sprintf("its latest backup (now %s, %s)", rp.Latest.Name, rp.Latest.Created.UTC().Format(time.RFC3339))
+			from = fmt.Sprintf("its latest backup (now %s of volume %s, %s, %s old, %s)", rp.Latest.Name, rp.Latest.Volume,
+				rp.Latest.Created.UTC().Format(time.RFC3339), formatAge(r.opts.Now().Sub(rp.Latest.Created)), formatBytes(rp.Latest.VolumeSize))
 		}
-		fmt.Fprintf(w, "  + restore volume %s from %s into PV %s and PVC %s/%s\n", rp.Volume.Name, from, rp.Volume.Name, rp.Volume.Namespace, rp.Volume.Claim)
+		fmt.Fprintf(w, "  + restore claim %s from %s, bound before any workload starts\n", rp.Claim, from)
 	}
 	for _, n := range plan.Notes {
 		fmt.Fprintf(w, "  # %s\n", n)
@@ -357,8 +422,9 @@ func (r *run) backupFirst(ctx context.Context, plan *RebuildPlan) ([]restore.Bac
 		p.node(v, "backup %s completed", b.Name)
 		out = append(out, *b)
 		for i := range plan.Restore {
-			if plan.Restore[i].Volume.Name == v {
-				plan.Restore[i].Latest = b
+			d := plan.Restore[i].Claim
+			if b.ClaimName() == d.String() || (d.Name != "" && d.Name == v) {
+				plan.Restore[i].Latest = fromCluster(b)
 			}
 		}
 	}
@@ -419,13 +485,15 @@ func (r *run) restore(ctx context.Context) ([]restore.Result, error) {
 		return nil, phaseError(ctx, PhaseRestore, err)
 	}
 	results, err := rc.RestoreAll(ctx, decl, func(res restore.Result) {
-		p.seen(res.Volume.Name)
+		name := res.Claim.String()
+		p.seen(name)
 		switch res.Action {
 		case restore.ActionExists:
-			p.node(res.Volume.Name, "exists, left as it is; PV %s, PVC %s/%s %s", res.PV, res.Volume.Namespace, res.Volume.Claim, res.PVC)
+			p.node(name, "exists, bound to volume %s, left as it is", res.Volume)
 		default:
-			p.node(res.Volume.Name, "%s from %s in %s; PV %s, PVC %s/%s %s", res.Action, res.Backup.Name, formatDuration(res.Took),
-				res.PV, res.Volume.Namespace, res.Volume.Claim, res.PVC)
+			b := res.Backup
+			p.node(name, "%s from backup %s (%s old, %s) in %s into volume %s; PV %s, PVC %s", res.Action, b.Name,
+				formatAge(r.opts.Now().Sub(b.Created)), formatBytes(b.VolumeSize), formatDuration(res.Took), res.Volume, res.PV, res.PVC)
 		}
 	})
 	if err != nil {
@@ -437,6 +505,6 @@ func (r *run) restore(ctx context.Context) ([]restore.Result, error) {
 			restored++
 		}
 	}
-	r.record(p, restored > 0, "%d volume(s) restored and bound to their claims", len(results))
+	r.record(p, restored > 0, "%d claim(s) restored and bound", len(results))
 	return results, nil
 }

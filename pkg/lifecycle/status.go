@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/talforge/talforge/pkg/backuptarget"
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
@@ -62,15 +63,19 @@ type BackupTargetStatus struct {
 	Message   string `json:"message,omitempty"`
 }
 
-// VolumeStatus is one Longhorn volume, declared by the profile or found in the cluster.
+// VolumeStatus is one claim the profile declares, or a Longhorn volume found in the cluster.
 type VolumeStatus struct {
-	Name       string          `json:"name"`
-	Declared   bool            `json:"declared"`
-	Exists     bool            `json:"exists"`
-	State      string          `json:"state,omitempty"`
-	Robustness string          `json:"robustness,omitempty"`
-	Claim      string          `json:"claim,omitempty"`
-	LastBackup *restore.Backup `json:"lastBackup,omitempty"`
+	// Claim is namespace/name of the declared claim ("" for a volume the profile does not
+	// declare).
+	Claim    string `json:"claim,omitempty"`
+	Declared bool   `json:"declared"`
+	// Volume is the Longhorn volume behind the claim ("" when the claim is not bound).
+	Volume     string `json:"volume,omitempty"`
+	Exists     bool   `json:"exists"`
+	State      string `json:"state,omitempty"`
+	Robustness string `json:"robustness,omitempty"`
+	// LastBackup is the newest backup, read straight from the backup target.
+	LastBackup *backuptarget.Backup `json:"lastBackup,omitempty"`
 }
 
 // LonghornStatus is Longhorn on the cluster.
@@ -120,11 +125,49 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 	}
 	if c.Longhorn != nil {
 		st.Longhorn = &LonghornStatus{ProfileVersion: c.Longhorn.Version, Volumes: []VolumeStatus{}}
-		if kc != nil && st.Kubernetes != "" {
-			st.observeLonghorn(ctx, opts, c, kc)
+		decl, _ := restore.Declarations(c) //nolint:errcheck // the profile validated
+		for _, d := range decl {
+			st.Longhorn.Volumes = append(st.Longhorn.Volumes, VolumeStatus{Claim: d.String(), Declared: true, Volume: d.Name})
 		}
+		if kc != nil && st.Kubernetes != "" {
+			st.observeLonghorn(ctx, opts, c, kc, decl)
+		}
+		st.observeBackups(ctx, opts, c, decl)
 	}
 	return st, nil
+}
+
+// observeBackups reads the backup target straight from S3 — it answers when the cluster does
+// not — and shows each claim's and volume's newest backup.
+func (st *StatusReport) observeBackups(ctx context.Context, opts Options, c *profile.Cluster, decl []restore.Declared) {
+	if c.Longhorn.Backup == nil {
+		return
+	}
+	decrypt := opts.Longhorn.Decrypt
+	if decrypt == nil {
+		decrypt = sopsfile.DecryptFile
+	}
+	creds, err := longhorn.BackupCredentials(c, decrypt)
+	if err != nil {
+		st.problem("backup target: %v", err)
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	listing, err := backuptarget.List(lctx, c.Longhorn.Backup.Target, creds)
+	if err != nil {
+		st.problem("backup target %s: %v", c.Longhorn.Backup.Target, err)
+		return
+	}
+	vs := st.Longhorn.Volumes
+	for i := range vs {
+		if i < len(decl) && vs[i].Declared {
+			vs[i].LastBackup = latestOf(listing, decl[i])
+		}
+		if vs[i].LastBackup == nil && vs[i].Volume != "" {
+			vs[i].LastBackup = listing.LatestForVolume(vs[i].Volume)
+		}
+	}
 }
 
 func (st *StatusReport) problem(format string, args ...any) {
@@ -256,7 +299,7 @@ func (st *StatusReport) observeKube(ctx context.Context, kc []byte, timeout time
 	}
 }
 
-func (st *StatusReport) observeLonghorn(ctx context.Context, opts Options, c *profile.Cluster, kc []byte) {
+func (st *StatusReport) observeLonghorn(ctx context.Context, opts Options, c *profile.Cluster, kc []byte, decl []restore.Declared) {
 	ls := st.Longhorn
 	lo := opts.Longhorn
 	lo.Kubeconfig, lo.Log = kc, io.Discard
@@ -290,35 +333,31 @@ func (st *StatusReport) observeLonghorn(ctx context.Context, opts Options, c *pr
 		st.problem("Longhorn volumes: %v", err)
 		return
 	}
-	backups, err := rc.Backups(ctx)
-	if err != nil {
-		st.problem("Longhorn backups: %v", err)
+	byVolume := map[string]*VolumeStatus{}
+	for i, d := range decl {
+		vs := &ls.Volumes[i]
+		name, err := rc.ClaimVolume(ctx, d)
+		if err != nil {
+			st.problem("claim %s: %v", d, err)
+			continue
+		}
+		if name != "" {
+			vs.Volume, byVolume[name] = name, vs
+		}
 	}
-	decl, _ := restore.Declarations(c) //nolint:errcheck // the profile validated
-	byName := map[string]*VolumeStatus{}
-	for _, d := range decl {
-		ls.Volumes = append(ls.Volumes, VolumeStatus{Name: d.Name, Declared: true, Claim: d.Namespace + "/" + d.Claim})
-	}
-	for i := range ls.Volumes {
-		byName[ls.Volumes[i].Name] = &ls.Volumes[i]
-	}
+	var undeclared []VolumeStatus // appended after the loop: byVolume points into ls.Volumes
 	for _, v := range vols {
-		vs, ok := byName[v.Name]
+		vs, ok := byVolume[v.Name]
 		if !ok {
-			ls.Volumes = append(ls.Volumes, VolumeStatus{Name: v.Name})
-			vs = &ls.Volumes[len(ls.Volumes)-1]
-			byName[v.Name] = vs
+			undeclared = append(undeclared, VolumeStatus{Volume: v.Name})
+			vs = &undeclared[len(undeclared)-1]
 		}
 		vs.Exists, vs.State, vs.Robustness = true, v.State, v.Robustness
 		if v.Restoring {
 			vs.State += " (restoring)"
 		}
 	}
-	for i := range ls.Volumes {
-		if bs := backups[ls.Volumes[i].Name]; len(bs) > 0 {
-			ls.Volumes[i].LastBackup = &bs[0]
-		}
-	}
+	ls.Volumes = append(ls.Volumes, undeclared...)
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -386,17 +425,21 @@ func (st *StatusReport) Print(w io.Writer) {
 		if len(ls.Volumes) > 0 {
 			fmt.Fprintln(w)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VOLUME\tDECLARED\tSTATE\tCLAIM\tLAST BACKUP")
+			fmt.Fprintln(tw, "CLAIM\tVOLUME\tSTATE\tLAST BACKUP")
 			for _, v := range ls.Volumes {
 				state := "missing"
 				if v.Exists {
 					state = v.State + "/" + v.Robustness
 				}
-				last := "never"
+				last := "none in the backup target"
 				if b := v.LastBackup; b != nil {
-					last = b.Name + " " + b.Created.UTC().Format(time.RFC3339)
+					last = fmt.Sprintf("%s %s (%s)", b.Name, b.Created.UTC().Format(time.RFC3339), formatBytes(b.VolumeSize))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, map[bool]string{true: "yes", false: "no"}[v.Declared], state, orDash(v.Claim), last)
+				claim := orDash(v.Claim)
+				if !v.Declared {
+					claim = "(not declared)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", claim, orDash(v.Volume), state, last)
 			}
 			tw.Flush() //nolint:errcheck // as above
 		}

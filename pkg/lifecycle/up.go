@@ -114,7 +114,11 @@ func vols(c *profile.Cluster) []string {
 	}
 	var out []string
 	for _, v := range c.Longhorn.Volumes {
-		out = append(out, v.Name)
+		claim := v.Claim
+		if claim == "" {
+			claim = v.Name
+		}
+		out = append(out, v.Namespace+"/"+claim)
 	}
 	return out
 }

@@ -80,7 +80,7 @@ func TestDriftDetectedAndReconciled(t *testing.T) {
 		"Secret longhorn-backup-credentials data",
 		"Setting default-replica-count value",
 		"StorageClass longhorn-retain ",
-		"Volume traefik label recurring-job-group.longhorn.io/critical",
+		"Volume traefik (claim traefik/traefik) label recurring-job-group.longhorn.io/critical",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("drift =\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))

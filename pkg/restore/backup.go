@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/talforge/talforge/pkg/backuptarget"
 )
 
 // Backup is one Longhorn backup of a volume, as the Backup object reports it.
@@ -28,6 +31,19 @@ type Backup struct {
 	VolumeSize int64 `json:"volumeSize,omitempty"`
 	// Snapshot is the snapshot the backup was taken from.
 	Snapshot string `json:"snapshot,omitempty"`
+	// Size is the data the backup holds, in bytes (status.size).
+	Size int64 `json:"size,omitempty"`
+	// Claim is the claim the volume was bound to when it was backed up, from the backup label
+	// KubernetesStatus that Longhorn sets (nil for a volume that was never bound).
+	Claim *backuptarget.KubernetesStatus `json:"claim,omitempty"`
+}
+
+// ClaimName is the claim as namespace/name, or "" when the backup records none.
+func (b *Backup) ClaimName() string {
+	if b == nil || b.Claim == nil {
+		return ""
+	}
+	return b.Claim.Namespace + "/" + b.Claim.PVCName
 }
 
 func backupFrom(u *unstructured.Unstructured) Backup {
@@ -43,6 +59,12 @@ func backupFrom(u *unstructured.Unstructured) Backup {
 		b.Created = t.UTC()
 	}
 	b.VolumeSize, _ = strconv.ParseInt(s("volumeSize"), 10, 64)
+	b.Size, _ = strconv.ParseInt(s("size"), 10, 64)
+	labels, _, _ := unstructured.NestedStringMap(u.Object, "status", "labels")
+	if len(labels) == 0 {
+		labels, _, _ = unstructured.NestedStringMap(u.Object, "spec", "labels")
+	}
+	b.Claim, _ = backuptarget.ParseKubernetesStatus(labels)
 	return b
 }
 
@@ -86,6 +108,29 @@ func (c *Client) Latest(ctx context.Context, volume string) (*Backup, error) {
 		return &bs[0], nil
 	}
 	return nil, nil
+}
+
+// LatestForClaim returns the newest Completed backup recorded for the claim namespace/name,
+// across every backup volume: a claim re-created after a rebuild is a new volume (pvc-<uid>),
+// and Longhorn records the claim in each backup's KubernetesStatus label, which is how its UI
+// offers "use previous PVC name". static, the profile's optional Longhorn volume name, also
+// matches backups of that volume. nil when there is none.
+func (c *Client) LatestForClaim(ctx context.Context, namespace, name, static string) (*Backup, error) {
+	all, err := c.Backups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var latest *Backup
+	for vol, bs := range all {
+		for i := range bs {
+			b := &bs[i]
+			match := (b.Claim != nil && b.Claim.Namespace == namespace && b.Claim.PVCName == name) || (static != "" && vol == static)
+			if match && (latest == nil || b.Created.After(latest.Created) || (b.Created.Equal(latest.Created) && b.Name > latest.Name)) {
+				latest = b
+			}
+		}
+	}
+	return latest, nil
 }
 
 // RequestSync asks Longhorn to list the backup target again now rather than at its next
@@ -135,9 +180,22 @@ func (c *Client) patchSyncRequest(ctx context.Context, at time.Time) error {
 }
 
 // BackupVolume takes an on-demand backup of a volume and waits until Longhorn reports it
-// Completed: a Snapshot, then a Backup of that snapshot labelled with the volume.
+// Completed: a Snapshot, then a Backup of that snapshot labelled with the volume and, like
+// every backup Longhorn's own API makes, with the claim the volume is bound to (label
+// KubernetesStatus), so the backup can be found by its claim after a rebuild.
 func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, error) {
-	if _, err := c.lh(volumeGVR).Get(ctx, volume, metav1.GetOptions{}); err != nil {
+	b, err := c.backup(ctx, volume, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// backup is BackupVolume with extra labels on the Snapshot and Backup objects (a DR test marks
+// what it creates, so that it deletes only that).
+func (c *Client) backup(ctx context.Context, volume string, extra map[string]string) (*Backup, error) {
+	vol, err := c.lh(volumeGVR).Get(ctx, volume, metav1.GetOptions{})
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("there is no Longhorn volume %s", volume)
 		}
@@ -145,15 +203,25 @@ func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, erro
 	}
 	suffix := randomSuffix(16)
 	snapName, backupName := "talforge-"+suffix, "backup-"+suffix
+	objLabels := func(more map[string]any) map[string]any {
+		m := map[string]any{managedByLabel: managedBy}
+		for k, v := range extra {
+			m[k] = v
+		}
+		for k, v := range more {
+			m[k] = v
+		}
+		return m
+	}
 	snap := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "longhorn.io/v1beta2", "kind": "Snapshot",
-		"metadata": map[string]any{"name": snapName, "namespace": Namespace, "labels": map[string]any{managedByLabel: managedBy}},
+		"metadata": map[string]any{"name": snapName, "namespace": Namespace, "labels": objLabels(nil)},
 		"spec":     map[string]any{"volume": volume, "createSnapshot": true},
 	}}
 	if _, err := c.lh(snapshotGVR).Create(ctx, snap, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("volume %s: create snapshot %s: %w", volume, snapName, err)
 	}
-	err := c.poll(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: snapshot %s", volume, snapName), func() (bool, string, error) {
+	err = c.poll(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: snapshot %s", volume, snapName), func() (bool, string, error) {
 		u, err := c.lh(snapshotGVR).Get(ctx, snapName, metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
@@ -165,16 +233,20 @@ func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, erro
 		return ready, "not ready to use yet", nil
 	})
 	if err != nil {
-		return nil, err
+		return &Backup{Volume: volume, Snapshot: snapName}, err
+	}
+	specLabels := map[string]any{managedByLabel: managedBy}
+	if ks, ok := kubernetesStatus(vol); ok {
+		specLabels[backuptarget.KubernetesStatusLabel] = ks
 	}
 	b := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
-		"metadata": map[string]any{"name": backupName, "namespace": Namespace, "labels": map[string]any{
-			labelBackupVolume: volume, labelBackupTarget: defaultBackupTarget, managedByLabel: managedBy}},
-		"spec": map[string]any{"snapshotName": snapName, "labels": map[string]any{managedByLabel: managedBy}},
+		"metadata": map[string]any{"name": backupName, "namespace": Namespace, "labels": objLabels(map[string]any{
+			labelBackupVolume: volume, labelBackupTarget: defaultBackupTarget})},
+		"spec": map[string]any{"snapshotName": snapName, "labels": specLabels},
 	}}
 	if _, err := c.lh(backupGVR).Create(ctx, b, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("volume %s: create backup %s: %w", volume, backupName, err)
+		return &Backup{Volume: volume, Snapshot: snapName}, fmt.Errorf("volume %s: create backup %s: %w", volume, backupName, err)
 	}
 	c.logf("volume %s: backing up snapshot %s as %s", volume, snapName, backupName)
 	var got Backup
@@ -196,12 +268,38 @@ func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, erro
 		return false, fmt.Sprintf("%s, %d%%", got.State, progress), nil
 	})
 	if err != nil {
-		return nil, err
+		return &Backup{Volume: volume, Snapshot: snapName, Name: backupName}, err
 	}
 	if got.Volume == "" {
 		got.Volume = volume
 	}
+	if got.Snapshot == "" {
+		got.Snapshot = snapName
+	}
 	return &got, nil
+}
+
+// kubernetesStatus renders a volume's status.kubernetesStatus as Longhorn's API puts it in
+// the KubernetesStatus backup label (longhorn-manager api/snapshot.go: json.Marshal of the
+// struct, only when it is not empty).
+func kubernetesStatus(vol *unstructured.Unstructured) (string, bool) {
+	m, ok, _ := unstructured.NestedMap(vol.Object, "status", "kubernetesStatus")
+	if !ok || len(m) == 0 {
+		return "", false
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return "", false
+	}
+	var ks backuptarget.KubernetesStatus
+	if err := json.Unmarshal(raw, &ks); err != nil || (ks.Namespace == "" && ks.PVName == "") {
+		return "", false
+	}
+	out, err := json.Marshal(ks)
+	if err != nil {
+		return "", false
+	}
+	return string(out), true
 }
 
 // Volume is what Longhorn reports about one of its volumes.

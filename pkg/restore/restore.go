@@ -14,17 +14,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/talforge/talforge/pkg/claim"
 	"github.com/talforge/talforge/pkg/profile"
 )
 
-// Declared is a volume the profile declares (longhorn.volumes), resolved against its
+// Declared is a claim the profile declares (longhorn.volumes), resolved against its
 // StorageClass.
 type Declared struct {
-	// Name is the Longhorn volume's and the PersistentVolume's name.
-	Name string `json:"name"`
-	// Namespace and Claim name the PersistentVolumeClaim bound to it.
-	Namespace    string `json:"namespace"`
-	Claim        string `json:"claim"`
+	// Namespace and Claim name the PersistentVolumeClaim that holds the data.
+	Namespace string `json:"namespace"`
+	Claim     string `json:"claim"`
+	// Name is the Longhorn volume's name for a statically provisioned volume (the profile's
+	// optional longhorn.volumes[].name); empty for a volume a StorageClass provisions, whose
+	// name is found through the claim.
+	Name         string `json:"name,omitempty"`
 	StorageClass string `json:"storageClass"`
 	// Size in bytes.
 	Size     int64  `json:"size"`
@@ -34,7 +37,10 @@ type Declared struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// Declarations resolves the profile's declared volumes, in profile order.
+// String names the claim as kubectl does.
+func (d Declared) String() string { return d.Namespace + "/" + d.Claim }
+
+// Declarations resolves the profile's declared claims, in profile order.
 func Declarations(c *profile.Cluster) ([]Declared, error) {
 	l := c.Longhorn
 	if l == nil {
@@ -90,10 +96,12 @@ const (
 	ActionExists Action = "exists"
 )
 
-// Result reports one declared volume.
+// Result reports one declared claim.
 type Result struct {
-	Volume Declared `json:"volume"`
-	Action Action   `json:"action"`
+	Claim Declared `json:"claim"`
+	// Volume is the Longhorn volume (and PersistentVolume) that holds the claim's data.
+	Volume string `json:"volume"`
+	Action Action `json:"action"`
 	// Backup is the backup it was restored from (nil for ActionExists).
 	Backup *Backup `json:"backup,omitempty"`
 	// Took is the time from asking for the restore to Longhorn reporting it done.
@@ -123,54 +131,120 @@ func (c *Client) RestoreAll(ctx context.Context, ds []Declared, done func(Result
 	return out, nil
 }
 
-// Restore brings one declared volume back: the Volume from its latest backup (unless it
-// exists), then its PersistentVolume and the claim bound to it by name.
+// claimAnnotation marks a Volume that talforge restores for a claim, so that an interrupted
+// restore is found again before its claim exists.
+const claimAnnotation = "talforge.dev/claim"
+
+// Restore brings one declared claim back. A claim that exists and is bound is left as it is
+// (it already has its data, restored by an earlier run or provisioned by its workload).
+// Otherwise the claim's latest backup — found by the claim Longhorn records in every backup
+// (label KubernetesStatus), across all backup volumes — is restored into a Longhorn volume
+// named as the backed-up one was (so its PersistentVolume keeps its old name), then a
+// PersistentVolume and the claim bound to it by name.
 func (c *Client) Restore(ctx context.Context, d Declared) (*Result, error) {
 	start := c.opts.Now()
-	res := &Result{Volume: d}
-	v, err := c.lh(volumeGVR).Get(ctx, d.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		b, err := c.waitForBackup(ctx, d.Name)
+	res := &Result{Claim: d}
+	r, err := claim.Resolve(ctx, c.cs, d.Namespace, d.Claim, d.Name)
+	if err != nil {
+		return nil, err
+	}
+	if r.Exists {
+		if r.Volume == "" {
+			return nil, fmt.Errorf("PersistentVolumeClaim %s exists with no volume yet (%s): a workload created it before the restore; "+
+				"scale the workload down, delete the claim and run again", d, r.Phase)
+		}
+		res.Volume = r.Volume
+		v, err := c.lh(volumeGVR).Get(ctx, r.Volume, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("claim %s: Longhorn volume %s: %w", d, r.Volume, err)
+		}
+		from, _, _ := unstructured.NestedString(v.Object, "spec", "fromBackup")
+		if from == "" {
+			res.Action, res.PV, res.PVC = ActionExists, "exists", "exists"
+			c.logf("claim %s exists, bound to volume %s that was not restored from a backup: left as it is", d, r.Volume)
+			return res, nil
+		}
+		res.Action, res.Backup = ActionAlreadyRestored, c.backupForURL(ctx, r.Volume, from)
+		if err := c.waitRestored(ctx, r.Volume); err != nil {
+			return nil, err
+		}
+		res.PV, res.PVC = "exists", "exists"
+		return res, nil
+	}
+
+	name, from, err := c.pendingRestore(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if name != "" {
+		res.Volume, res.Action, res.Backup = name, ActionAlreadyRestored, c.backupForURL(ctx, name, from)
+	} else {
+		b, err := c.waitForBackup(ctx, d)
 		if err != nil {
 			return nil, err
 		}
-		res.Backup, res.Action = b, ActionRestored
-		if err := c.createFromBackup(ctx, d, b); err != nil {
+		name = restoreName(d, b)
+		if _, err := c.lh(volumeGVR).Get(ctx, name, metav1.GetOptions{}); err == nil {
+			return nil, fmt.Errorf("claim %s: a Longhorn volume %s exists already and is not bound to the claim: "+
+				"talforge restores into a volume named after the backed-up one and never overwrites a volume; rename or delete it and run again", d, name)
+		} else if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("claim %s: volume %s: %w", d, name, err)
+		}
+		res.Volume, res.Backup, res.Action = name, b, ActionRestored
+		if err := c.createFromBackup(ctx, name, d, b, map[string]any{claimAnnotation: d.String()}); err != nil {
 			return nil, err
 		}
-		c.logf("volume %s: restoring from backup %s (%s)", d.Name, b.Name, b.Created.Format(time.RFC3339))
-	case err != nil:
-		return nil, fmt.Errorf("volume %s: %w", d.Name, err)
-	default:
-		from, _, _ := unstructured.NestedString(v.Object, "spec", "fromBackup")
-		if from == "" {
-			res.Action = ActionExists
-			c.logf("volume %s exists and was not restored from a backup: left as it is", d.Name)
-			break
-		}
-		res.Action = ActionAlreadyRestored
-		res.Backup = c.backupForURL(ctx, d.Name, from)
+		c.logf("claim %s: restoring volume %s from backup %s (%s)", d, name, b.Name, b.Created.Format(time.RFC3339))
 	}
-	if res.Action != ActionExists {
-		if err := c.waitRestored(ctx, d.Name); err != nil {
-			return nil, err
-		}
-		res.Took = c.opts.Now().Sub(start)
-	}
-	if res.PV, err = c.ensurePV(ctx, d); err != nil {
+	if err := c.waitRestored(ctx, name); err != nil {
 		return nil, err
 	}
-	if res.PVC, err = c.ensurePVC(ctx, d); err != nil {
+	res.Took = c.opts.Now().Sub(start)
+	if res.PV, err = c.ensurePV(ctx, name, d, nil); err != nil {
+		return nil, err
+	}
+	if res.PVC, err = c.ensurePVC(ctx, name, d, nil); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// waitForBackup finds the volume's latest backup. It first has Longhorn list the backup target
+// restoreName is the volume a claim's backup is restored into: the declared static name, else
+// the PersistentVolume the claim was bound to when it was backed up (Longhorn names a CSI
+// volume after its PV), else the backed-up volume's name.
+func restoreName(d Declared, b *Backup) string {
+	switch {
+	case d.Name != "":
+		return d.Name
+	case b.Claim != nil && b.Claim.PVName != "":
+		return b.Claim.PVName
+	}
+	return b.Volume
+}
+
+// pendingRestore finds a Volume an earlier, interrupted run created from a backup for the
+// claim: its name and spec.fromBackup.
+func (c *Client) pendingRestore(ctx context.Context, d Declared) (string, string, error) {
+	list, err := c.lh(volumeGVR).List(ctx, metav1.ListOptions{LabelSelector: managedByLabel + "=" + managedBy})
+	if err != nil {
+		return "", "", fmt.Errorf("claim %s: list Longhorn volumes: %w", d, err)
+	}
+	for i := range list.Items {
+		u := &list.Items[i]
+		if u.GetAnnotations()[claimAnnotation] != d.String() {
+			continue
+		}
+		if from, _, _ := unstructured.NestedString(u.Object, "spec", "fromBackup"); from != "" {
+			return u.GetName(), from, nil
+		}
+	}
+	return "", "", nil
+}
+
+// waitForBackup finds the claim's latest backup. It first has Longhorn list the backup target
 // again and waits for that listing to finish: a fresh cluster pulls backups from the bucket one
 // by one, and choosing before the listing is complete could restore an older backup.
-func (c *Client) waitForBackup(ctx context.Context, volume string) (*Backup, error) {
+func (c *Client) waitForBackup(ctx context.Context, d Declared) (*Backup, error) {
 	requested, err := c.requestSync(ctx)
 	if err != nil {
 		return nil, err
@@ -178,18 +252,18 @@ func (c *Client) waitForBackup(ctx context.Context, volume string) (*Backup, err
 
 	var latest *Backup
 
-	err = c.poll(ctx, c.opts.SyncTimeout, fmt.Sprintf("volume %s: find its latest backup", volume), func() (bool, string, error) {
+	err = c.poll(ctx, c.opts.SyncTimeout, fmt.Sprintf("claim %s: find its latest backup", d), func() (bool, string, error) {
 		if done, why, err := c.synced(ctx, requested); !done || err != nil {
 			return false, why, err
 		}
 
-		b, err := c.Latest(ctx, volume)
+		b, err := c.LatestForClaim(ctx, d.Namespace, d.Claim, d.Name)
 		if err != nil {
 			return false, "", err
 		}
 
 		if b == nil {
-			return false, "Longhorn lists no completed backup of it yet", nil
+			return false, "Longhorn lists no completed backup recorded for this claim yet", nil
 		}
 
 		latest = b
@@ -197,7 +271,7 @@ func (c *Client) waitForBackup(ctx context.Context, volume string) (*Backup, err
 		return true, "", nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w (check that longhorn.backup.target is the bucket the old cluster backed up to, and `talforge status` for the backup target)", ErrNoBackup, err)
+		return nil, fmt.Errorf("%w: %w (check that longhorn.backup.target is the bucket the old cluster backed up to; `talforge backup list` shows which claims it has backups of)", ErrNoBackup, err)
 	}
 
 	return latest, nil
@@ -215,26 +289,32 @@ func (c *Client) backupForURL(ctx context.Context, volume, url string) *Backup {
 	return &Backup{Volume: volume, URL: url}
 }
 
-func (c *Client) createFromBackup(ctx context.Context, d Declared, b *Backup) error {
+// createFromBackup creates the Volume name restored from b, with d's replicas and labels.
+// AlreadyExists is an error: a volume of that name is not one this call created.
+func (c *Client) createFromBackup(ctx context.Context, name string, d Declared, b *Backup, annotations map[string]any) error {
 	size := max(d.Size, b.VolumeSize)
-	if b.VolumeSize > d.Size {
-		c.logf("volume %s: the backup is of a %d-byte volume, larger than the declared %d bytes: restoring at the backup's size", d.Name, b.VolumeSize, d.Size)
+	if b.VolumeSize > d.Size && d.Size > 0 {
+		c.logf("volume %s: the backup is of a %d-byte volume, larger than the declared %d bytes: restoring at the backup's size", name, b.VolumeSize, d.Size)
 	}
 	labels := map[string]any{managedByLabel: managedBy}
 	for k, v := range d.Labels {
 		labels[k] = v
 	}
+	meta := map[string]any{"name": name, "namespace": Namespace, "labels": labels}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "longhorn.io/v1beta2", "kind": "Volume",
-		"metadata": map[string]any{"name": d.Name, "namespace": Namespace, "labels": labels},
+		"metadata": meta,
 		"spec": map[string]any{
 			"size": strconv.FormatInt(size, 10), "numberOfReplicas": int64(d.Replicas), "frontend": "blockdev",
 			"dataEngine": "v1", "accessMode": "rwo", "fromBackup": b.URL, "backupTargetName": defaultBackupTarget,
 			"staleReplicaTimeout": int64(30),
 		},
 	}}
-	if _, err := c.lh(volumeGVR).Create(ctx, u, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("volume %s: create from backup %s: %w", d.Name, b.Name, err)
+	if _, err := c.lh(volumeGVR).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("volume %s: create from backup %s: %w", name, b.Name, err)
 	}
 	return nil
 }
@@ -289,8 +369,8 @@ func (c *Client) ensureNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-func (c *Client) volumeSize(ctx context.Context, d Declared) int64 {
-	u, err := c.lh(volumeGVR).Get(ctx, d.Name, metav1.GetOptions{})
+func (c *Client) volumeSize(ctx context.Context, name string, d Declared) int64 {
+	u, err := c.lh(volumeGVR).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return d.Size
 	}
@@ -301,27 +381,28 @@ func (c *Client) volumeSize(ctx context.Context, d Declared) int64 {
 	return d.Size
 }
 
-// ensurePV creates the volume's PersistentVolume, pre-bound to the declared claim.
-func (c *Client) ensurePV(ctx context.Context, d Declared) (string, error) {
+// ensurePV creates the volume's PersistentVolume (named as the volume, as Longhorn's CSI
+// driver names them), pre-bound to the declared claim.
+func (c *Client) ensurePV(ctx context.Context, name string, d Declared, extra map[string]string) (string, error) {
 	pvs := c.cs.CoreV1().PersistentVolumes()
-	live, err := pvs.Get(ctx, d.Name, metav1.GetOptions{})
+	live, err := pvs.Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
-		if live.Spec.CSI == nil || live.Spec.CSI.Driver != csiDriver || live.Spec.CSI.VolumeHandle != d.Name {
-			return "", fmt.Errorf("PersistentVolume %s exists but is not the Longhorn volume %s: delete it or rename the volume in the profile", d.Name, d.Name)
+		if live.Spec.CSI == nil || live.Spec.CSI.Driver != csiDriver || live.Spec.CSI.VolumeHandle != name {
+			return "", fmt.Errorf("PersistentVolume %s exists but is not the Longhorn volume %s: delete it and run again", name, name)
 		}
 		if ref := live.Spec.ClaimRef; ref != nil && (ref.Namespace != d.Namespace || ref.Name != d.Claim) {
-			return "", fmt.Errorf("PersistentVolume %s is bound to the claim %s/%s, not to %s/%s as the profile declares", d.Name, ref.Namespace, ref.Name, d.Namespace, d.Claim)
+			return "", fmt.Errorf("PersistentVolume %s is bound to the claim %s/%s, not to %s as the profile declares", name, ref.Namespace, ref.Name, d)
 		}
 		return "exists", nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("read PersistentVolume %s: %w", d.Name, err)
+		return "", fmt.Errorf("read PersistentVolume %s: %w", name, err)
 	}
-	size := resource.NewQuantity(c.volumeSize(ctx, d), resource.BinarySI)
+	size := resource.NewQuantity(c.volumeSize(ctx, name, d), resource.BinarySI)
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        d.Name,
-			Labels:      map[string]string{managedByLabel: managedBy},
+			Name:        name,
+			Labels:      withLabels(extra),
 			Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": csiDriver},
 		},
 		Spec: corev1.PersistentVolumeSpec{
@@ -334,45 +415,45 @@ func (c *Client) ensurePV(ctx context.Context, d Declared) (string, error) {
 				APIVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: d.Namespace, Name: d.Claim,
 			},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-				Driver: csiDriver, VolumeHandle: d.Name, FSType: d.FSType,
+				Driver: csiDriver, VolumeHandle: name, FSType: d.FSType,
 				VolumeAttributes: map[string]string{"numberOfReplicas": strconv.Itoa(d.Replicas), "staleReplicaTimeout": "30"},
 			}},
 		},
 	}
 	if _, err := pvs.Create(ctx, pv, metav1.CreateOptions{FieldManager: managedBy}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("create PersistentVolume %s: %w", d.Name, err)
+		return "", fmt.Errorf("create PersistentVolume %s: %w", name, err)
 	}
 	return "created", nil
 }
 
 // ensurePVC creates the declared claim with spec.volumeName = the volume.
-func (c *Client) ensurePVC(ctx context.Context, d Declared) (string, error) {
+func (c *Client) ensurePVC(ctx context.Context, name string, d Declared, extra map[string]string) (string, error) {
 	if err := c.ensureNamespace(ctx, d.Namespace); err != nil {
 		return "", err
 	}
 	pvcs := c.cs.CoreV1().PersistentVolumeClaims(d.Namespace)
 	live, err := pvcs.Get(ctx, d.Claim, metav1.GetOptions{})
 	if err == nil {
-		if live.Spec.VolumeName != d.Name {
+		if live.Spec.VolumeName != name {
 			bound := live.Spec.VolumeName
 			if bound == "" {
 				bound = "no volume yet"
 			}
 			return "", fmt.Errorf("PersistentVolumeClaim %s/%s exists with %s instead of the restored volume %s: "+
-				"a workload created it before the restore; scale the workload down, delete the claim and run again", d.Namespace, d.Claim, bound, d.Name)
+				"a workload created it before the restore; scale the workload down, delete the claim and run again", d.Namespace, d.Claim, bound, name)
 		}
 		return "exists", nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("read PersistentVolumeClaim %s/%s: %w", d.Namespace, d.Claim, err)
 	}
-	size := resource.NewQuantity(c.volumeSize(ctx, d), resource.BinarySI)
+	size := resource.NewQuantity(c.volumeSize(ctx, name, d), resource.BinarySI)
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: d.Claim, Namespace: d.Namespace, Labels: map[string]string{managedByLabel: managedBy}},
+		ObjectMeta: metav1.ObjectMeta{Name: d.Claim, Namespace: d.Namespace, Labels: withLabels(extra)},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			StorageClassName: new(d.StorageClass),
-			VolumeName:       d.Name,
+			VolumeName:       name,
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *size}},
 		},
 	}
@@ -380,4 +461,28 @@ func (c *Client) ensurePVC(ctx context.Context, d Declared) (string, error) {
 		return "", fmt.Errorf("create PersistentVolumeClaim %s/%s: %w", d.Namespace, d.Claim, err)
 	}
 	return "created", nil
+}
+
+// withLabels is talforge's managed-by label plus extra.
+func withLabels(extra map[string]string) map[string]string {
+	m := map[string]string{managedByLabel: managedBy}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+// ClaimVolume is the Longhorn volume behind a declared claim on this cluster, "" when the
+// claim is not bound to one.
+func (c *Client) ClaimVolume(ctx context.Context, d Declared) (string, error) {
+	r, err := claim.Resolve(ctx, c.cs, d.Namespace, d.Claim, d.Name)
+	if err != nil {
+		return "", err
+	}
+	if !r.Exists && d.Name != "" {
+		if _, err := c.lh(volumeGVR).Get(ctx, d.Name, metav1.GetOptions{}); err != nil {
+			return "", nil //nolint:nilerr // a static volume that does not exist is "no volume"
+		}
+	}
+	return r.Volume, nil
 }
