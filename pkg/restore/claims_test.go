@@ -2,9 +2,9 @@ package restore_test
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
