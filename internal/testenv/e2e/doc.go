@@ -16,8 +16,9 @@
 //     (lhmanager) with its data path: volume data in files (lhdata), backed up to and
 //     restored from a real S3 server (s3server, SeaweedFS) with Longhorn's own backupstore
 //     library. The S3 server and its buckets outlive every cluster; Project creates the
-//     buckets the profile names and writes the S3 user's keys and endpoint as the backup
-//     credentials. The volume data lives on the nodes' Longhorn data disks: it survives a
+//     buckets the profile names and an S3 user holding exactly the IAM policy `talforge
+//     iam-policy` writes for the profile (SeaweedFS evaluates it per request), and writes
+//     that user's keys and the endpoint as the backup credentials. The volume data lives on the nodes' Longhorn data disks: it survives a
 //     cluster loss when one of those disks was kept (destroy --keep-data-disks) and is gone
 //     when every VM was deleted with its disks;
 //   - the parts of kube-controller-manager restores rely on: a PersistentVolume pre-bound to a

@@ -66,8 +66,9 @@ type Env struct {
 	Repo *helmrepo.Repo
 	// S3 is the S3 server behind every backup target; its buckets outlive every cluster.
 	S3 *s3server.Server
-	// S3User is the identity whose keys Project writes into the credentials file (read,
-	// write and list on every bucket).
+	// S3User reads, writes and lists every bucket: the test's own view of the store
+	// (Backups, S3Credentials). Projects get users of their own, holding only talforge's
+	// policy (Project.S3User).
 	S3User s3server.User
 	// TalosPort is the Talos API port of every node.
 	TalosPort int
@@ -126,7 +127,7 @@ func Start(t testing.TB, kube *kubeenv.ControlPlane, opts Options) *Env {
 	return start(t, kube, srv, user, opts)
 }
 
-// newS3User is the identity of the credentials file: any bucket, since profiles name theirs.
+// newS3User is Env.S3User: any bucket, since profiles name theirs.
 func newS3User() s3server.User {
 	return s3server.NewUser("talforge-e2e", "Read", "Write", "List")
 }
@@ -253,14 +254,15 @@ func (e *Env) Data() *lhdata.Store {
 	return e.data
 }
 
-// S3Credentials are the keys Project writes into the credentials file, with the server's
-// endpoint: the data of Longhorn's credential Secret.
+// S3Credentials are S3User's keys with the server's endpoint, in the shape of Longhorn's
+// credential Secret. A project's credentials file holds its own user's keys instead
+// (Project.S3User).
 func (e *Env) S3Credentials() backuptarget.Credentials {
 	return e.S3.Credentials(e.S3User)
 }
 
 // Backups lists the backups in a backup target (e.g. s3://bucket@region/) with Longhorn's
-// library, as a new cluster would find them.
+// library, as a new cluster would find them (with S3User's keys, so it sees any target).
 func (e *Env) Backups(ctx context.Context, target string) ([]lhdata.StoredBackup, error) {
 	return lhdata.ListBackups(ctx, e.S3Credentials(), target)
 }

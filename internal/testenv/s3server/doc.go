@@ -11,7 +11,10 @@
 // and a denied operation are refused by the server itself, as AWS would. A user's grants
 // are either SeaweedFS actions ([ActionsFromIAMPolicy] derives them from the IAM policy
 // talforge writes for Longhorn) or an IAM policy document attached as is
-// ([User.Policy]), which SeaweedFS evaluates per S3 operation.
+// ([User.Policy]), which SeaweedFS evaluates per S3 operation. [Server.AddUser] creates
+// a user with such a policy on the running server, through the AWS IAM API SeaweedFS
+// serves on the S3 port (CreateUser, PutUserPolicy, CreateAccessKey), so a test can hand
+// each project a user of its own.
 //
 // SeaweedFS differs from AWS S3 in ways tests must allow for: it accepts a SigV4
 // signature for any region (the scope's region is not checked), GetBucketLocation answers

@@ -306,6 +306,10 @@ func miniArgs(dataDir, cfgPath string, ports []int) []string {
 		"-webdav=false", "-webdav.port=" + p(portWebDAV),
 		// The admin server (maintenance workers) always runs; only its UI is optional.
 		"-admin.ui=false", "-admin.port=" + p(portAdmin), "-admin.port.grpc=" + p(portAdminGRPC), "-admin.port.legacy=0",
+		// The embedded IAM API (on by default, read-only by default) takes writes, so
+		// AddUser can create users at run time; managing one's own keys needs an iam:
+		// grant, as in AWS (weed/s3api/s3api_embedded_iam.go AuthorizeIamAction).
+		"-s3.iam.readOnly=false", "-s3.iam.selfServiceRequiresGrant=true",
 		// Catalog servers the S3 gateway starts by default.
 		"-s3.port.iceberg=0", "-s3.port.lance=0",
 		// HTTP unix sockets default to /tmp/seaweedfs-*-<port>.sock; the gRPC ones cannot

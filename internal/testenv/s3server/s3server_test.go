@@ -277,6 +277,102 @@ func TestAttachedPolicyWithoutDelete(t *testing.T) {
 	}
 }
 
+// TestAddUser: users created on the running server through its IAM API hold exactly their
+// policy, evaluated per operation: the one without s3:DeleteObject may write but not
+// delete, the scoped one nothing outside its path, the one without a policy nothing at
+// all; the identities of the config file keep working.
+func TestAddUser(t *testing.T) {
+	t.Parallel()
+	srv := shared.Get(t)
+	c := ctx(t)
+	scoped, err := talforgePolicy("s3://" + bucket + "@eu-central-1/added-scoped/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		policy []byte
+		prefix string // where the user may write
+		delete bool   // and delete
+	}{
+		{"added-full", policyUser.Policy, "added-full/", true},
+		{"added-no-delete", noDeleteUser.Policy, "added-no-delete/", false},
+		{"added-scoped", scoped, "added-scoped/", true},
+		{"added-nothing", nil, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := srv.AddUser(c, tc.name, tc.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(u.AccessKey, "AKIA") || len(u.AccessKey) != 20 || len(u.SecretKey) != 40 || u.Name != tc.name || !bytes.Equal(u.Policy, tc.policy) {
+				t.Errorf("AddUser = %+v, want AWS-shaped keys, the name and the policy", u)
+			}
+			cl := srv.Client(u.AccessKey, u.SecretKey)
+			key := tc.prefix + "x"
+			err = put(c, cl, key, "x")
+			if tc.prefix == "" {
+				if apiCode(err) != "AccessDenied" {
+					t.Errorf("PutObject without a policy: err = %v, want AccessDenied", err)
+				}
+				_, err := cl.ListObjectsV2(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+				if apiCode(err) != "AccessDenied" {
+					t.Errorf("ListObjectsV2 without a policy: err = %v, want AccessDenied", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("PutObject %s: %v", key, err)
+			}
+			if _, err := cl.GetObject(c, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
+				t.Errorf("GetObject %s: %v", key, err)
+			}
+			if _, err := cl.ListObjectsV2(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(tc.prefix)}); err != nil {
+				t.Errorf("ListObjectsV2: %v", err)
+			}
+			_, err = cl.DeleteObject(c, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+			if tc.delete && err != nil {
+				t.Errorf("DeleteObject %s: %v", key, err)
+			}
+			if !tc.delete && apiCode(err) != "AccessDenied" {
+				t.Errorf("DeleteObject %s without s3:DeleteObject: err = %v, want AccessDenied", key, err)
+			}
+			if err := put(c, cl, "elsewhere/"+tc.name, "x"); tc.name == "added-scoped" && apiCode(err) != "AccessDenied" {
+				t.Errorf("PutObject outside the target path: err = %v, want AccessDenied", err)
+			}
+			_, err = cl.CreateBucket(c, &s3.CreateBucketInput{Bucket: aws.String(tc.name + "-bucket")})
+			if apiCode(err) != "AccessDenied" {
+				t.Errorf("CreateBucket: err = %v, want AccessDenied", err)
+			}
+		})
+	}
+	t.Run("config file identities unaffected", func(t *testing.T) {
+		if err := put(c, srv.Client(backupUser.AccessKey, backupUser.SecretKey), "after-add-user/x", "x"); err != nil {
+			t.Errorf("PutObject by a user of the config file: %v", err)
+		}
+		if err := put(c, srv.Client(nobody.AccessKey, nobody.SecretKey), "after-add-user/y", "x"); apiCode(err) != "AccessDenied" {
+			t.Errorf("PutObject by nobody: err = %v, want AccessDenied", err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		var iamErr *IAMError
+		if _, err := srv.AddUser(c, "added-full", policyUser.Policy); !errors.As(err, &iamErr) || iamErr.Code != "EntityAlreadyExists" {
+			t.Errorf("AddUser of an existing name: err = %v, want IAM EntityAlreadyExists", err)
+		}
+		if _, err := srv.AddUser(c, "added-bad-policy", []byte(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:Frobnicate"],"Resource":["arn:aws:s3:::x"]}]}`)); !errors.As(err, &iamErr) || iamErr.Code != "MalformedPolicyDocument" {
+			t.Errorf("AddUser with an unknown action: err = %v, want IAM MalformedPolicyDocument", err)
+		}
+		for _, name := range []string{"", adminName, "has space", strings.Repeat("x", 65)} {
+			if _, err := srv.AddUser(c, name, nil); err == nil {
+				t.Errorf("AddUser(%q) succeeded", name)
+			}
+		}
+		if _, err := srv.AddUser(c, "added-not-json", []byte(`{`)); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+			t.Errorf("AddUser with a policy that is not JSON: err = %v", err)
+		}
+	})
+}
+
 // TestUserWithoutGrants: a known identity with no actions and no policy is authenticated
 // and then refused everything.
 func TestUserWithoutGrants(t *testing.T) {
