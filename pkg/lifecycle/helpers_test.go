@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -23,7 +27,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/talforge/talforge/internal/testenv/e2e"
-	"github.com/talforge/talforge/internal/testenv/kubeenv"
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/generate"
 	"github.com/talforge/talforge/pkg/lifecycle"
@@ -33,9 +36,9 @@ import (
 	"github.com/talforge/talforge/pkg/restore"
 )
 
-var kube kubeenv.Shared
+var shared e2e.Shared
 
-func TestMain(m *testing.M) { os.Exit(kube.Run(m)) }
+func TestMain(m *testing.M) { os.Exit(shared.Run(m)) }
 
 // homelab is the reference homelab on loopback addresses: one schedulable control plane and
 // one worker on Proxmox, Longhorn with S3 backups, the Traefik volume declared for restores.
@@ -67,7 +70,7 @@ longhorn:
   storageClasses:
     - {name: longhorn-traefik-backup, reclaimPolicy: Retain, replicas: 2, recurringJobGroups: [traefik-only]}
   volumes:
-    - {name: traefik-data, namespace: traefik, claim: traefik, size: 1Gi, storageClass: longhorn-traefik-backup, recurringJobGroups: [traefik-only]}
+    - {namespace: traefik, claim: traefik, size: 1Gi, storageClass: longhorn-traefik-backup, recurringJobGroups: [traefik-only]}
 `
 
 var labAddresses = []string{"127.0.71.11", "127.0.71.21"}
@@ -84,7 +87,7 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	env := e2e.Start(t, kube.Get(t), e2e.Options{Addresses: labAddresses})
+	env := shared.Start(t, e2e.Options{Addresses: labAddresses})
 	l := &lab{t: t, env: env, proj: env.Project(t, "lab", homelab), charts: t.TempDir(), out: &syncBuffer{},
 		cs: kubernetes.NewForConfigOrDie(env.Kube.Config), dyn: dynamic.NewForConfigOrDie(env.Kube.Config)}
 	t.Cleanup(func() {
@@ -334,4 +337,44 @@ func (s *syncBuffer) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b.Reset()
+}
+
+// claim creates namespace/name with the StorageClass, as a workload's manifest would, and
+// returns the volume Longhorn's CSI driver provisioned for it (pvc-<uid>).
+func (l *lab) claim(ctx context.Context, namespace, name, class string) string {
+	l.t.Helper()
+	if _, err := l.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		l.t.Fatal(err)
+	}
+	pvc, err := l.cs.CoreV1().PersistentVolumeClaims(namespace).Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &class,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	want := "pvc-" + string(pvc.UID)
+	waitFor(l.t, "claim "+namespace+"/"+name+" bound to "+want, func() bool {
+		got, err := l.cs.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.ClaimBound && got.Spec.VolumeName == want
+	})
+	return want
+}
+
+// fill writes random bytes into the volume and returns its whole content.
+func (l *lab) fill(volume string) []byte {
+	l.t.Helper()
+	for _, off := range []int64{0, 5 << 20, 33 << 20} {
+		p := make([]byte, 512<<10)
+		_, _ = rand.Read(p)
+		if err := l.env.Data().Write(volume, off, p); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	b, err := l.env.Data().ReadAll(volume)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return b
 }

@@ -14,33 +14,36 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/talforge/talforge/pkg/backuptarget"
 	"github.com/talforge/talforge/pkg/lifecycle"
+	"github.com/talforge/talforge/pkg/restore"
 )
 
-// TestRebuildFromGitRestoresDeclaredVolumes is the disaster-recovery story end to end:
-// refusals that protect data first, then a tabula-rasa rebuild that backs the volumes up,
-// destroys the VMs (keeping the data disks), re-creates them with the same MACs and IPs and
-// the byte-identical secrets bundle, bootstraps a new etcd on an empty Kubernetes API,
-// installs Longhorn with the same backup target and restores the declared volume into a
-// Volume, PV and PVC bound by name. Status, plan, up and dr-test then agree it is all there.
+// TestRebuildFromGitRestoresDeclaredVolumes is the disaster-recovery story end to end, on a
+// real cluster's terms: Traefik's claim gets a dynamically provisioned volume (pvc-<uid>) and
+// data; refusals that protect data come first; the nightly RecurringJob writes its backup into
+// the real S3 server with Longhorn's own backupstore code; a tabula-rasa rebuild destroys every
+// VM and its disks, re-creates them with the same MACs and IPs and the byte-identical secrets
+// bundle, bootstraps a new etcd on an empty Kubernetes API, installs Longhorn with the same
+// backup target and restores the claim from S3: the same namespace/claim is bound to a volume
+// named as before whose bytes equal the original. Status, plan, up and dr-test then agree.
 func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 	l := newLab(t)
 	ctx := t.Context()
 	l.up(ctx, l.options())
-	if err := l.env.Manager().CreateVolume(ctx, "traefik-data", map[string]string{"recurring-job-group.longhorn.io/traefik-only": "enabled"}); err != nil {
-		t.Fatal(err)
+	vol := l.claim(ctx, "traefik", "traefik", "longhorn-traefik-backup")
+	data := l.fill(vol)
+	if v, err := l.dyn.Resource(volumeGVR).Namespace("longhorn-system").Get(ctx, vol, metav1.GetOptions{}); err != nil ||
+		v.GetLabels()["recurring-job-group.longhorn.io/traefik-only"] != "enabled" {
+		t.Fatalf("volume %s must join the nightly job's group: %v %v", vol, err, v)
 	}
 	before := l.vms()
 	bundle := l.bundle()
-	dataDisks := map[string]string{}
-	for _, vm := range l.env.PVE.VMs() {
-		dataDisks[vm.Name()], _, _ = strings.Cut(vm.Config["scsi1"], ",")
-	}
 
-	// Refused: the declared volume has never been backed up, so a rebuild would lose it.
+	// Refused: the declared claim has never been backed up, so a rebuild would lose it.
 	l.env.PVE.ResetLog()
 	_, err := lifecycle.Rebuild(ctx, l.options(), lifecycle.RebuildOptions{Yes: true})
-	if err == nil || !strings.Contains(err.Error(), "declared volume(s) traefik-data have no backup in s3://lab-longhorn@eu-central-1/") {
+	if err == nil || !strings.Contains(err.Error(), "declared claim(s) traefik/traefik have no backup in s3://lab-longhorn@eu-central-1/") {
 		t.Fatalf("rebuild without a backup: %v", err)
 	}
 	// Refused: the typed confirmation is not the cluster name.
@@ -52,14 +55,28 @@ func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 	if m := l.env.PVE.MutatingRequests(); len(m) > 0 || l.env.Resets() != 0 {
 		t.Fatalf("a refused rebuild changed something: %v", m)
 	}
-	if got := l.env.Store.Backups("s3://lab-longhorn@eu-central-1/"); len(got) != 0 {
-		t.Fatalf("a refused rebuild backed up: %v", got)
+	if got, err := l.env.Backups(ctx, "s3://lab-longhorn@eu-central-1/"); err != nil || len(got) != 0 {
+		t.Fatalf("a refused rebuild backed up: %v (%v)", got, err)
+	}
+
+	// The nightly backup, as its CronJob would run it, lands in the bucket in Longhorn's
+	// layout, with the claim recorded; talforge reads and verifies it straight from S3.
+	if err := l.env.Manager().RunRecurringJob(ctx, "nightly-s3-backup"); err != nil {
+		t.Fatal(err)
+	}
+	report, err := backuptarget.Verify(ctx, "s3://lab-longhorn@eu-central-1/", l.env.S3Credentials(), backuptarget.VerifyOptions{ReadData: true})
+	if err != nil || !report.OK() || report.Backups != 1 || report.BytesRead == 0 {
+		t.Fatalf("backup verify --read-data: %v %+v", err, report)
+	}
+	backup := report.Listing.LatestForClaim("traefik", "traefik")
+	if backup == nil || backup.Volume != vol {
+		t.Fatalf("the bucket has no backup of traefik/traefik: %+v", report.Listing)
 	}
 
 	l.out.Reset()
 	var prompt string
 	start := time.Now()
-	res, err := lifecycle.Rebuild(ctx, l.options(), lifecycle.RebuildOptions{BackupFirst: true, KeepDataDisks: true,
+	res, err := lifecycle.Rebuild(ctx, l.options(), lifecycle.RebuildOptions{
 		Confirm: func(p string) (string, error) { prompt = p; return "lab\n", nil }})
 	t.Logf("rebuild took %s:\n%s", time.Since(start).Round(time.Millisecond), l.out.String())
 	if err != nil {
@@ -87,8 +104,9 @@ func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 		disk, _, _ := strings.Cut(vm.Config["scsi1"], ",")
 		if strings.Contains(vm.Config["tags"], "talforge-parked") {
 			t.Errorf("holder VM %s left behind", vm.Name())
-		} else if disk != dataDisks[vm.Name()] {
-			t.Errorf("VM %s data disk %q, want the kept %q", vm.Name(), disk, dataDisks[vm.Name()])
+		}
+		if disk == "" {
+			t.Errorf("VM %s has no data disk", vm.Name())
 		}
 	}
 	if !bytes.Equal(l.bundle(), bundle) {
@@ -99,33 +117,35 @@ func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 		t.Errorf("the new etcd got %d Bootstrap calls", l.env.BootstrapCalls())
 	}
 
-	// The volume came back from the backup taken first, into a PV and PVC bound by name.
-	if len(res.Backups) != 1 || res.Backups[0].Volume != "traefik-data" {
-		t.Fatalf("backups taken first: %+v", res.Backups)
-	}
-	backup := res.Backups[0]
-	if len(res.Restored) != 1 || res.Restored[0].Backup == nil || res.Restored[0].Backup.Name != backup.Name {
+	// The claim came back from the nightly backup, into a volume and PV named as before, bound
+	// to the same claim, with the same bytes.
+	if len(res.Backups) != 0 || len(res.Restored) != 1 || res.Restored[0].Backup == nil || res.Restored[0].Backup.Name != backup.Name ||
+		res.Restored[0].Volume != vol || res.Restored[0].Action != restore.ActionRestored {
 		t.Fatalf("restored: %+v", res.Restored)
 	}
-	v, err := l.dyn.Resource(volumeGVR).Namespace("longhorn-system").Get(ctx, "traefik-data", metav1.GetOptions{})
+	v, err := l.dyn.Resource(volumeGVR).Namespace("longhorn-system").Get(ctx, vol, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	from, _, _ := unstructured.NestedString(v.Object, "spec", "fromBackup")
 	required, _, _ := unstructured.NestedBool(v.Object, "status", "restoreRequired")
 	if from != backup.URL || required || v.GetLabels()["recurring-job-group.longhorn.io/traefik-only"] != "enabled" {
-		t.Errorf("volume traefik-data: fromBackup %q (want %q), restoreRequired %v, labels %v", from, backup.URL, required, v.GetLabels())
+		t.Errorf("volume %s: fromBackup %q (want %q), restoreRequired %v, labels %v", vol, from, backup.URL, required, v.GetLabels())
 	}
-	pv, err := l.cs.CoreV1().PersistentVolumes().Get(ctx, "traefik-data", metav1.GetOptions{})
-	if err != nil || pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.Namespace != "traefik" || pv.Spec.ClaimRef.Name != "traefik" || pv.Spec.CSI.VolumeHandle != "traefik-data" {
-		t.Fatalf("PV traefik-data: %v %+v", err, pv)
+	pv, err := l.cs.CoreV1().PersistentVolumes().Get(ctx, vol, metav1.GetOptions{})
+	if err != nil || pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.Namespace != "traefik" || pv.Spec.ClaimRef.Name != "traefik" || pv.Spec.CSI.VolumeHandle != vol {
+		t.Fatalf("PV %s: %v %+v", vol, err, pv)
 	}
-	waitFor(t, "PVC traefik/traefik bound to traefik-data", func() bool {
+	waitFor(t, "PVC traefik/traefik bound to "+vol, func() bool {
 		pvc, err := l.cs.CoreV1().PersistentVolumeClaims("traefik").Get(ctx, "traefik", metav1.GetOptions{})
-		return err == nil && pvc.Spec.VolumeName == "traefik-data" && pvc.Status.Phase == corev1.ClaimBound
+		return err == nil && pvc.Spec.VolumeName == vol && pvc.Status.Phase == corev1.ClaimBound
 	})
-	for _, want := range []string{"- destroy VM lab-cp-1", "keeping its data disk", "+ back up volume traefik-data now", "+ re-create lab-worker-1 (worker) with IP 127.0.71.21 and MAC " + before["lab-worker-1"].MAC,
-		"backup     traefik-data", "destroy    lab-cp-1      destroyed, data disk kept in lab-cp-1-parked", "restore    traefik-data  restored from " + backup.Name} {
+	if got, err := l.env.Data().ReadAll(vol); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the restored volume's bytes differ from the original (%v)", err)
+	}
+	for _, want := range []string{"- destroy VM lab-cp-1", "deleting its data disk", "+ re-create lab-worker-1 (worker) with IP 127.0.71.21 and MAC " + before["lab-worker-1"].MAC,
+		"+ restore claim traefik/traefik from its latest backup (now " + backup.Name + " of volume " + vol,
+		"destroy    lab-cp-1", "restore    traefik/traefik  restored from backup " + backup.Name} {
 		if !strings.Contains(l.out.String(), want) {
 			t.Errorf("rebuild progress lacks %q", want)
 		}
@@ -160,9 +180,8 @@ func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 				Available bool
 			}
 			Volumes []struct {
-				Name             string
+				Claim, Volume    string
 				Declared, Exists bool
-				Claim            string
 				LastBackup       *struct{ Name string }
 			}
 		}
@@ -182,14 +201,14 @@ func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 	}
 	lh := doc.Longhorn
 	if !lh.Installed || lh.Version != "1.10.2" || lh.BackupTarget.URL != "s3://lab-longhorn@eu-central-1/" || !lh.BackupTarget.Available ||
-		len(lh.Volumes) != 1 || !lh.Volumes[0].Declared || !lh.Volumes[0].Exists || lh.Volumes[0].Claim != "traefik/traefik" ||
+		len(lh.Volumes) != 1 || !lh.Volumes[0].Declared || !lh.Volumes[0].Exists || lh.Volumes[0].Claim != "traefik/traefik" || lh.Volumes[0].Volume != vol ||
 		lh.Volumes[0].LastBackup == nil || lh.Volumes[0].LastBackup.Name != backup.Name {
 		t.Errorf("status of Longhorn: %+v", lh)
 	}
 	var human bytes.Buffer
 	st.Print(&human)
 	for _, want := range []string{"lab-cp-1      controlplane  127.0.71.11", "configured, running", "member", "Ready=True",
-		"Backups:      s3://lab-longhorn@eu-central-1/ available", "traefik-data  yes", "traefik/traefik  " + backup.Name} {
+		"Backups:      s3://lab-longhorn@eu-central-1/ available", "traefik/traefik  " + vol + "  ", backup.Name} {
 		if !strings.Contains(human.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, human.String())
 		}
@@ -206,11 +225,14 @@ func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 
 	// The reference homelab's last step: prove the restore works on the live cluster.
 	l.out.Reset()
-	results, err := lifecycle.DRTest(ctx, l.options(), lifecycle.DRTestOptions{})
-	if err != nil || len(results) != 1 || !results[0].OK() || results[0].RestoreTook <= 0 {
-		t.Fatalf("dr-test: %v %+v", err, results)
+	results, err := lifecycle.DRTest(ctx, l.options(), lifecycle.DRTestOptions{VerifyData: true})
+	if err != nil || len(results) != 1 || !results[0].OK() || !results[0].DataVerified || results[0].RestoreTook <= 0 {
+		for _, r := range results {
+			t.Logf("dr-test result %+v", *r)
+		}
+		t.Fatalf("dr-test: %v", err)
 	}
-	if !strings.Contains(l.out.String(), "dr-test    traefik-data  PASS: backup "+results[0].Backup.Name) || !strings.Contains(l.out.String(), "3/3 checks passed") {
+	if !strings.Contains(l.out.String(), "dr-test    traefik/traefik  PASS: backup "+results[0].Backup.Name) || !strings.Contains(l.out.String(), "data compared, 5/5 checks passed") {
 		t.Errorf("dr-test progress:\n%s", l.out.String())
 	}
 }
@@ -232,9 +254,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestRebuildResumesAfterAnInterrupt(t *testing.T) {
 	l := newLab(t)
 	l.up(t.Context(), l.options())
-	if err := l.env.Manager().CreateVolume(t.Context(), "traefik-data", nil); err != nil {
-		t.Fatal(err)
-	}
+	vol := l.claim(t.Context(), "traefik", "traefik", "longhorn-traefik-backup")
+	data := l.fill(vol)
 	before, bundle := l.vms(), l.bundle()
 
 	kill := func(phase string, after time.Duration, ro lifecycle.RebuildOptions) {
@@ -282,8 +303,12 @@ func TestRebuildResumesAfterAnInterrupt(t *testing.T) {
 	if len(res.Restored) != 1 || res.Restored[0].Backup == nil || res.Restored[0].PV != "exists" && res.Restored[0].PV != "created" {
 		t.Fatalf("restored %+v", res.Restored)
 	}
-	if _, err := l.cs.CoreV1().PersistentVolumeClaims("traefik").Get(t.Context(), "traefik", metav1.GetOptions{}); err != nil {
-		t.Errorf("claim: %v", err)
+	if pvc, err := l.cs.CoreV1().PersistentVolumeClaims("traefik").Get(t.Context(), "traefik", metav1.GetOptions{}); err != nil || pvc.Spec.VolumeName != vol {
+		t.Errorf("claim: %v %+v", err, pvc)
+	}
+	// The data disks were kept: the volume's replicas, and its bytes, are still the original.
+	if got, err := l.env.Data().ReadAll(vol); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("volume %s after the rebuild differs from the original (%v)", vol, err)
 	}
 	if l.env.BootstrapCalls() != 1 {
 		t.Errorf("the new etcd got %d Bootstrap calls", l.env.BootstrapCalls())

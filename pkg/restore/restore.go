@@ -292,9 +292,14 @@ func (c *Client) backupForURL(ctx context.Context, volume, url string) *Backup {
 // createFromBackup creates the Volume name restored from b, with d's replicas and labels.
 // AlreadyExists is an error: a volume of that name is not one this call created.
 func (c *Client) createFromBackup(ctx context.Context, name string, d Declared, b *Backup, annotations map[string]any) error {
-	size := max(d.Size, b.VolumeSize)
-	if b.VolumeSize > d.Size && d.Size > 0 {
-		c.logf("volume %s: the backup is of a %d-byte volume, larger than the declared %d bytes: restoring at the backup's size", name, b.VolumeSize, d.Size)
+	// The restored volume has the backed-up volume's size, as Longhorn's UI restores it: the
+	// data and its filesystem are that size. The declared size is what a new claim asks for.
+	size := b.VolumeSize
+	switch {
+	case size <= 0:
+		size = d.Size
+	case d.Size > 0 && size != d.Size:
+		c.logf("volume %s: the backup is of a %d-byte volume, the profile declares %d bytes: restoring at the backup's size (expand the claim afterwards to grow it)", name, size, d.Size)
 	}
 	labels := map[string]any{managedByLabel: managedBy}
 	for k, v := range d.Labels {
@@ -369,13 +374,15 @@ func (c *Client) ensureNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
+// volumeSize is the Longhorn volume's size, which its PV and claim state (the declared size
+// when the volume cannot be read).
 func (c *Client) volumeSize(ctx context.Context, name string, d Declared) int64 {
 	u, err := c.lh(volumeGVR).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return d.Size
 	}
 	s, _, _ := unstructured.NestedString(u.Object, "spec", "size")
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > d.Size {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
 		return n
 	}
 	return d.Size
