@@ -31,8 +31,8 @@ const (
 )
 
 // The S3 users of the tests. Each holds exactly the IAM policy `talforge iam-policy` writes
-// for a target (pkg/longhorn IAMPolicy), turned into SeaweedFS actions, so a policy too
-// tight for Longhorn's library fails these tests.
+// for a target (pkg/longhorn IAMPolicy), evaluated per request by SeaweedFS's own policy
+// engine, so a policy too tight for Longhorn's library fails these tests.
 var (
 	// policyUser: the policy for the bucket root.
 	policyUser s3server.User
@@ -40,8 +40,7 @@ var (
 	pathUser s3server.User
 	// missingBucketUser: the policy for a bucket that does not exist.
 	missingBucketUser s3server.User
-	// noWriteUser: the bucket-root policy without s3:PutObject (and without
-	// s3:DeleteObject, which SeaweedFS cannot grant apart from writing).
+	// noWriteUser: the bucket-root policy without s3:PutObject.
 	noWriteUser s3server.User
 )
 
@@ -59,16 +58,13 @@ func TestMain(m *testing.M) {
 		{&policyUser, "longhorn", rootTarget, nil},
 		{&pathUser, "cluster-a", pathTarget, nil},
 		{&missingBucketUser, "elsewhere", missingTarget, nil},
-		{&noWriteUser, "no-write", rootTarget, []string{"s3:PutObject", "s3:DeleteObject"}},
+		{&noWriteUser, "no-write", rootTarget, []string{"s3:PutObject"}},
 	}
 	for _, x := range users {
 		policy, err := iamPolicy(x.target, x.drop...)
 		if err == nil {
-			var actions []string
-			bucket, _ := backuptarget.ParseURL(x.target)
-			if actions, err = s3server.ActionsFromIAMPolicy(policy, bucket.Bucket); err == nil {
-				*x.u = s3server.NewUser(x.name, actions...)
-			}
+			*x.u = s3server.NewUser(x.name)
+			x.u.Policy = policy
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "policy for %s: %v\n", x.name, err)
