@@ -47,6 +47,9 @@ type RebuildOptions struct {
 	// Resume continues an interrupted rebuild whose VMs are already destroyed: no backup, no
 	// destroy.
 	Resume bool
+	// AcceptDataLoss destroys the VMs even when a declared claim has no backup in S3 that
+	// talforge could verify and the data disks are not kept: that claim's data is gone.
+	AcceptDataLoss bool
 }
 
 // RestorePlan is one declared claim and its latest backup.
@@ -56,6 +59,9 @@ type RestorePlan struct {
 	// bucket cannot be read from here, as the old cluster lists it). nil when it could not be
 	// looked up or there is none yet (BackupFirst makes one).
 	Latest *backuptarget.Backup `json:"latest,omitempty"`
+	// Proven reports that Latest was read from the bucket itself and its backup config and
+	// every block it references are there (backuptarget.Verify).
+	Proven bool `json:"proven"`
 }
 
 // RebuildPlan is what Rebuild will do.
@@ -121,6 +127,11 @@ func Rebuild(ctx context.Context, opts Options, ro RebuildOptions) (*RebuildResu
 			if res.Backups, err = r.backupFirst(ctx, plan); err != nil {
 				return res, err
 			}
+		}
+		// Checked again right before anything is destroyed: the backups taken first, and
+		// what the bucket holds now.
+		if err := r.requireProvenBackups(ctx, plan, ro); err != nil {
+			return res, phaseError(ctx, PhasePlan, err)
 		}
 		if err := r.destroy(ctx, plan); err != nil {
 			return res, err
@@ -202,7 +213,83 @@ func (r *run) planRebuild(ctx context.Context, ro RebuildOptions) (*RebuildPlan,
 		return plan, nil
 	}
 	r.latestFromTarget(ctx, plan)
-	return plan, r.lookAtOldCluster(ctx, ro, plan)
+	if err := r.lookAtOldCluster(ctx, ro, plan); err != nil {
+		return plan, err
+	}
+	if !ro.BackupFirst {
+		// Refuse before asking for a confirmation; with BackupFirst the backups are made
+		// after it, and checked before the destroy.
+		if err := r.requireProvenBackups(ctx, plan, ro); err != nil {
+			return plan, err
+		}
+	}
+	return plan, nil
+}
+
+// requireProvenBackups refuses to go on to the destroy unless every declared claim has a
+// backup that the bucket itself holds whole (its config and every block it references), or
+// its data survives on kept data disks, or the user accepted the loss by name. The old
+// cluster's word is not enough: it may be unreachable, or list backups the bucket lost.
+func (r *run) requireProvenBackups(ctx context.Context, plan *RebuildPlan, ro RebuildOptions) error {
+	l := r.cluster.Longhorn
+	if l == nil || len(plan.Restore) == 0 || ro.KeepDataDisks {
+		return nil
+	}
+	why := ""
+	listing, err := r.listBackupTarget(ctx)
+	if err != nil {
+		why = "the backup target cannot be read: " + shortError(err)
+	}
+	var unproven []string
+	for i := range plan.Restore {
+		rp := &plan.Restore[i]
+		rp.Proven = false
+		if listing != nil {
+			if b := latestOf(listing, rp.Claim); b != nil {
+				rp.Latest = b
+				rp.Proven = r.verifyBackup(ctx, b) == nil
+			}
+		}
+		if !rp.Proven {
+			unproven = append(unproven, rp.Claim.String())
+		}
+	}
+	if len(unproven) == 0 {
+		return nil
+	}
+	if why == "" {
+		why = "no complete backup of them is in " + backupTarget(l) + " (`talforge backup verify` shows what is there)"
+	}
+	if ro.AcceptDataLoss {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("--accept-data-loss: the data of %s is destroyed with the VMs (%s)", strings.Join(unproven, ", "), why))
+		return nil
+	}
+	return fmt.Errorf("declared claim(s) %s have no backup talforge could verify in S3: %s; a rebuild would destroy their only copy. "+
+		"Back them up (--backup-first), keep the data disks (--keep-data-disks), or pass --accept-data-loss to destroy the data",
+		strings.Join(unproven, ", "), why)
+}
+
+// verifyBackup checks one backup in the bucket: its volume's and its own config parse and
+// every block it references exists (sizes, not content).
+func (r *run) verifyBackup(ctx context.Context, b *backuptarget.Backup) error {
+	decrypt := r.opts.Longhorn.Decrypt
+	if decrypt == nil {
+		decrypt = sopsfile.DecryptFile
+	}
+	creds, err := longhorn.BackupCredentials(r.cluster, decrypt)
+	if err != nil {
+		return err
+	}
+	report, err := backuptarget.Verify(ctx, r.cluster.Longhorn.Backup.Target, creds, backuptarget.VerifyOptions{Volumes: []string{b.Volume}})
+	if err != nil {
+		return err
+	}
+	for _, p := range report.Problems {
+		if p.Backup == "" || p.Backup == b.Name {
+			return fmt.Errorf("backup %s of volume %s: %s", b.Name, b.Volume, p)
+		}
+	}
+	return nil
 }
 
 // latestFromTarget fills each claim's latest backup from the backup target itself, read

@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -312,5 +316,77 @@ func TestRebuildResumesAfterAnInterrupt(t *testing.T) {
 	}
 	if l.env.BootstrapCalls() != 1 {
 		t.Errorf("the new etcd got %d Bootstrap calls", l.env.BootstrapCalls())
+	}
+}
+
+// TestRebuildRefusesWithoutProvenBackups: when the old cluster cannot be asked (here: no
+// kubeconfig), a rebuild must not destroy the only copy of a declared claim's data. It
+// refuses, even with --yes, until the bucket itself holds a whole backup of the claim; a
+// backup with a missing block is no backup; --keep-data-disks or --accept-data-loss (by name)
+// are the only ways past.
+func TestRebuildRefusesWithoutProvenBackups(t *testing.T) {
+	l := newLab(t)
+	ctx := t.Context()
+	l.up(ctx, l.options())
+	vol := l.claim(ctx, "traefik", "traefik", "longhorn-traefik-backup")
+	l.fill(vol)
+	kubeconfig := filepath.Join(l.proj.Root, "clusters", "lab", "kubeconfig.sops.yaml")
+	if err := os.Rename(kubeconfig, kubeconfig+".away"); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(what, want string, ro lifecycle.RebuildOptions) {
+		t.Helper()
+		l.env.PVE.ResetLog()
+		_, err := lifecycle.Rebuild(ctx, l.options(), ro)
+		if err == nil || !strings.Contains(err.Error(), "declared claim(s) traefik/traefik have no backup talforge could verify in S3") ||
+			!strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--accept-data-loss") {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if m := l.env.PVE.MutatingRequests(); len(m) > 0 || l.env.Resets() != 0 {
+			t.Fatalf("%s: a refused rebuild changed something: %v", what, m)
+		}
+	}
+	refused("no backup at all", "no complete backup of them is in s3://lab-longhorn@eu-central-1/", lifecycle.RebuildOptions{Yes: true})
+
+	// A backup whose block the bucket lost does not count.
+	restoreKubeconfig := func() {
+		if err := os.Rename(kubeconfig+".away", kubeconfig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restoreKubeconfig()
+	if err := l.env.Manager().RunRecurringJob(ctx, "nightly-s3-backup"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(kubeconfig, kubeconfig+".away"); err != nil {
+		t.Fatal(err)
+	}
+	admin := l.env.S3.Client(l.env.S3.AdminAccessKey, l.env.S3.AdminSecretKey)
+	objs, err := admin.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("lab-longhorn"), Prefix: aws.String("backupstore/volumes/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := ""
+	for _, o := range objs.Contents {
+		if strings.HasSuffix(*o.Key, ".blk") {
+			if _, err := admin.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("lab-longhorn"), Key: o.Key}); err != nil {
+				t.Fatal(err)
+			}
+			deleted = *o.Key
+			break
+		}
+	}
+	if deleted == "" {
+		t.Fatalf("no block in the bucket: %+v", objs.Contents)
+	}
+	refused("a block missing", "", lifecycle.RebuildOptions{Yes: true})
+
+	// By name, the loss is accepted (the confirmation is then asked: answered wrong here, so
+	// nothing is destroyed); kept data disks need no backup.
+	for _, ro := range []lifecycle.RebuildOptions{{AcceptDataLoss: true}, {KeepDataDisks: true}} {
+		ro.Confirm = func(string) (string, error) { return "no\n", nil }
+		if _, err := lifecycle.Rebuild(ctx, l.options(), ro); !errors.Is(err, lifecycle.ErrNotConfirmed) {
+			t.Fatalf("rebuild %+v: %v, want it to reach the confirmation", ro, err)
+		}
 	}
 }

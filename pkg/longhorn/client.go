@@ -426,6 +426,13 @@ func (cl *Client) apply(ctx context.Context, gvr schema.GroupVersionResource, ob
 // so a changed one is deleted and created again (existing volumes keep their PVs).
 func (cl *Client) applyStorageClass(ctx context.Context, sc *unstructured.Unstructured) error {
 	live, err := cl.cs.StorageV1().StorageClasses().Get(ctx, sc.GetName(), metav1.GetOptions{})
+	if err == nil && live.Labels[ManagedByLabel] != managedBy {
+		// Someone else's StorageClass: re-creating it would change what its volumes get, and
+		// applying over it would take it over. Neither is talforge's to decide.
+		return fmt.Errorf("StorageClass %s exists and talforge did not create it (no label %s=%s, provisioner %s): "+
+			"give the profile's StorageClass another name (longhorn.storageClasses), or delete or label that StorageClass yourself if it is meant to be talforge's",
+			sc.GetName(), ManagedByLabel, managedBy, live.Provisioner)
+	}
 	if err == nil && storageClassDiffers(sc, live) {
 		cl.logf("StorageClass %s changed: re-creating it (existing volumes are not affected)", sc.GetName())
 		if err := cl.cs.StorageV1().StorageClasses().Delete(ctx, sc.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {

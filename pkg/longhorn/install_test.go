@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -440,5 +441,31 @@ func TestBackupTargetUnavailableSaysWhy(t *testing.T) {
 	e.mgr.SetBackupStoreError("")
 	if _, err := e.client().Install(e.ctx); err != nil {
 		t.Fatalf("install once the store answers: %v", err)
+	}
+}
+
+// TestForeignStorageClassIsNeverReplaced: a StorageClass of the profile's name that talforge
+// did not create (another provisioner's, or a hand-made one) is neither deleted nor taken
+// over: the install says what to do and leaves it exactly as it was.
+func TestForeignStorageClassIsNeverReplaced(t *testing.T) {
+	e := newEnv(t, "1.10.2")
+	retain := corev1.PersistentVolumeReclaimRetain
+	foreign, err := e.cs.StorageV1().StorageClasses().Create(e.ctx, &storagev1.StorageClass{
+		ObjectMeta:    metav1.ObjectMeta{Name: "longhorn-retain"},
+		Provisioner:   "nfs.csi.k8s.io",
+		ReclaimPolicy: &retain,
+		Parameters:    map[string]string{"server": "nas.lan"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client().Install(e.ctx)
+	if err == nil || !strings.Contains(err.Error(), "StorageClass longhorn-retain exists and talforge did not create it") ||
+		!strings.Contains(err.Error(), "provisioner nfs.csi.k8s.io") {
+		t.Fatalf("install over a foreign StorageClass: %v", err)
+	}
+	got, err := e.cs.StorageV1().StorageClasses().Get(e.ctx, "longhorn-retain", metav1.GetOptions{})
+	if err != nil || got.UID != foreign.UID || got.Provisioner != "nfs.csi.k8s.io" || got.Parameters["server"] != "nas.lan" || got.Labels[ManagedByLabel] != "" {
+		t.Fatalf("the foreign StorageClass was changed: %v %+v", err, got)
 	}
 }
