@@ -3,9 +3,6 @@ package e2e
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,11 +11,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 	"github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/talforge/talforge/internal/testenv/lhdata"
+	"github.com/talforge/talforge/internal/testenv/s3server"
 	"github.com/talforge/talforge/pkg/backuptarget"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
@@ -109,7 +106,7 @@ func TestProjectUserHoldsTalforgePolicy(t *testing.T) {
 	// userWithout adds a user holding talforge's policy minus one action.
 	userWithout := func(t *testing.T, action string) backuptarget.Credentials {
 		t.Helper()
-		p, err := withoutAction(policy, action)
+		p, err := s3server.PolicyWithoutAction(policy, action)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +139,7 @@ func TestProjectUserHoldsTalforgePolicy(t *testing.T) {
 		// Only the target's path: the policy grants nothing on the rest of the bucket.
 		cl := env.S3.Client(creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
 		_, err = cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("pol-longhorn"), Key: aws.String("cluster-b/x"), Body: strings.NewReader("x")})
-		if s3Code(err) != "AccessDenied" {
+		if s3server.ErrorCode(err) != "AccessDenied" {
 			t.Errorf("PutObject outside the target's path: err = %v, want AccessDenied", err)
 		}
 	})
@@ -186,7 +183,7 @@ func TestProjectUserHoldsTalforgePolicy(t *testing.T) {
 				cfg = aws.ToString(o.Key)
 			}
 		}
-		if _, err := cl.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("pol-longhorn"), Key: aws.String(cfg)}); cfg == "" || s3Code(err) != "AccessDenied" {
+		if _, err := cl.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("pol-longhorn"), Key: aws.String(cfg)}); cfg == "" || s3server.ErrorCode(err) != "AccessDenied" {
 			t.Errorf("DeleteObject %q without s3:DeleteObject: err = %v, want AccessDenied", cfg, err)
 		}
 	})
@@ -199,38 +196,4 @@ func listBackups(t *testing.T, creds backuptarget.Credentials, target string) []
 		t.Fatal(err)
 	}
 	return got
-}
-
-// s3Code is the S3 error code of err ("" when it carries none).
-func s3Code(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-// withoutAction returns the IAM policy with action removed from every statement.
-func withoutAction(policy []byte, action string) ([]byte, error) {
-	var doc struct {
-		Version   string
-		Statement []struct {
-			Sid, Effect      string
-			Action, Resource []string
-		}
-	}
-	if err := json.Unmarshal(policy, &doc); err != nil {
-		return nil, err
-	}
-	found := false
-	for i := range doc.Statement {
-		if j := slices.Index(doc.Statement[i].Action, action); j >= 0 {
-			doc.Statement[i].Action = slices.Delete(doc.Statement[i].Action, j, j+1)
-			found = true
-		}
-	}
-	if !found {
-		return nil, fmt.Errorf("the policy grants no %s:\n%s", action, policy)
-	}
-	return json.Marshal(doc)
 }

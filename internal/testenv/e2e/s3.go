@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"regexp"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/talforge/talforge/internal/testenv/kubeenv"
 	"github.com/talforge/talforge/internal/testenv/s3server"
+	"github.com/talforge/talforge/internal/testenv/testproc"
 )
 
 // Shared is one test control plane and one S3 server per test package, both started by the
@@ -29,42 +27,33 @@ import (
 // Each Env still starts from an empty control plane and empty buckets.
 type Shared struct {
 	kube kubeenv.Shared
-
-	once sync.Once
-	user s3server.User
-	srv  *s3server.Server
-	err  error
+	s3   testproc.Shared[s3Lab]
 }
+
+// s3Lab is the shared S3 server with the user an Env reads and writes as.
+type s3Lab struct {
+	srv  *s3server.Server
+	user s3server.User
+}
+
+// s3Requirement is s3server's: skip without weed unless TALFORGE_REQUIRE_S3=1.
+var s3Requirement = testproc.Requirement{Prefix: "e2e: S3 server", Missing: s3server.ErrWeedMissing, RequireEnv: s3server.EnvRequire}
 
 // Start builds an Env on the package's control plane and S3 server.
 func (s *Shared) Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	kube := s.kube.Get(t)
-	s.once.Do(func() {
-		s.user = newS3User()
-		s.srv, s.err = s3server.Launch(context.Background(), s3server.Options{Users: []s3server.User{s.user}})
+	lab := s.s3.Get(t, s3Requirement, func() (s3Lab, error) {
+		user := newS3User()
+		srv, err := s3server.Launch(context.Background(), s3server.Options{Users: []s3server.User{user}})
+		return s3Lab{srv: srv, user: user}, err
 	})
-	if s.err != nil {
-		if errors.Is(s.err, s3server.ErrWeedMissing) && !s3server.Required() {
-			t.Skipf("skipping: %v (set %s=1 to make this a failure)", s.err, s3server.EnvRequire)
-		}
-		t.Fatalf("e2e: S3 server: %v", s.err)
-	}
-	return start(t, kube, s.srv, s.user, opts)
+	return start(t, kube, lab.srv, lab.user, opts)
 }
 
 // Run runs the tests, then stops the S3 server and the control plane if they were started.
 func (s *Shared) Run(m *testing.M) int {
-	code := s.kube.Run(m)
-	if s.srv != nil {
-		if err := s.srv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: stop S3 server:", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	return code
+	return s.s3.StopAfter(s.kube.Run(m), "e2e: stop S3 server", func(lab s3Lab) error { return lab.srv.Stop() })
 }
 
 // emptyS3 deletes everything the server's buckets hold. The buckets stay: SeaweedFS

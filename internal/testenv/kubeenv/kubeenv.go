@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/user"
@@ -20,6 +19,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/talforge/talforge/internal/testenv/testproc"
 )
 
 // Versions built by scripts/kube-testenv.sh. The assets directory name is derived from
@@ -117,8 +118,8 @@ type ControlPlane struct {
 
 	runDir   string
 	etcdData string
-	etcd     *process
-	api      *process
+	etcd     *testproc.Process
+	api      *testproc.Process
 }
 
 // Launch starts a fresh control plane. A port taken between choosing and binding is
@@ -135,21 +136,8 @@ func Launch(ctx context.Context, opts Options) (*ControlPlane, error) {
 		opts.ReadyTimeout = 90 * time.Second
 	}
 	removeStaleEtcdDirs()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		cp, err := launchOnce(ctx, opts)
-		if err == nil {
-			return cp, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errPortRace) || ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, lastErr
+	return testproc.RetryPortRace(ctx, func(ctx context.Context) (*ControlPlane, error) { return launchOnce(ctx, opts) })
 }
-
-var errPortRace = errors.New("port taken between choosing and binding")
 
 func launchOnce(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	runDir, err := os.MkdirTemp("", "talforge-kubeenv-")
@@ -171,7 +159,7 @@ func launchOnce(ctx context.Context, opts Options) (_ *ControlPlane, err error) 
 	if err := certs.write(pkiDir); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := testproc.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -184,40 +172,48 @@ func launchOnce(ctx context.Context, opts Options) (_ *ControlPlane, err error) 
 	}
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	cp.etcd, err = startProcess("etcd", filepath.Join(opts.AssetsDir, "etcd"), []string{
-		"--name=talforge-testenv",
-		"--data-dir=" + cp.etcdData,
-		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
-		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
-		"--initial-cluster=talforge-testenv=" + peerURL,
-		"--unsafe-no-fsync",
-		"--log-level=warn",
-	}, filepath.Join(runDir, "etcd.log"))
+	cp.etcd, err = testproc.Start(ctx, testproc.Spec{
+		Name: "etcd", Path: filepath.Join(opts.AssetsDir, "etcd"), Env: childEnv(),
+		LogPath: filepath.Join(runDir, "etcd.log"),
+		Args: []string{
+			"--name=talforge-testenv",
+			"--data-dir=" + cp.etcdData,
+			"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
+			"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+			"--initial-cluster=talforge-testenv=" + peerURL,
+			"--unsafe-no-fsync",
+			"--log-level=warn",
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
 
 	p := func(f string) string { return filepath.Join(pkiDir, f) }
-	cp.api, err = startProcess("kube-apiserver", filepath.Join(opts.AssetsDir, "kube-apiserver"), []string{
-		// Loopback only. --advertise-address=127.0.0.1 needs the endpoint reconciler off:
-		// it refuses loopback addresses, and without an explicit address the apiserver
-		// would advertise the host's eth0 address.
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(apiPort),
-		"--endpoint-reconciler-type=none",
-		"--etcd-servers=" + etcdURL,
-		"--cert-dir=" + filepath.Join(runDir, "apiserver-certs"),
-		"--tls-cert-file=" + p(serverCertFile), "--tls-private-key-file=" + p(serverKeyFile),
-		"--client-ca-file=" + p(caFile),
-		"--authorization-mode=RBAC", "--anonymous-auth=false",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + p(saPubFile), "--service-account-signing-key-file=" + p(saKeyFile),
-		"--service-cluster-ip-range=10.96.0.0/16",
-		// No controller-manager creates the "default" ServiceAccount, so with this plugin
-		// every Pod/Job would be rejected (envtest does the same).
-		"--disable-admission-plugins=ServiceAccount",
-		"--allow-privileged=true", "--profiling=false",
-	}, filepath.Join(runDir, "apiserver.log"))
+	cp.api, err = testproc.Start(ctx, testproc.Spec{
+		Name: "kube-apiserver", Path: filepath.Join(opts.AssetsDir, "kube-apiserver"), Env: childEnv(),
+		LogPath: filepath.Join(runDir, "apiserver.log"),
+		Args: []string{
+			// Loopback only. --advertise-address=127.0.0.1 needs the endpoint reconciler off:
+			// it refuses loopback addresses, and without an explicit address the apiserver
+			// would advertise the host's eth0 address.
+			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(apiPort),
+			"--endpoint-reconciler-type=none",
+			"--etcd-servers=" + etcdURL,
+			"--cert-dir=" + filepath.Join(runDir, "apiserver-certs"),
+			"--tls-cert-file=" + p(serverCertFile), "--tls-private-key-file=" + p(serverKeyFile),
+			"--client-ca-file=" + p(caFile),
+			"--authorization-mode=RBAC", "--anonymous-auth=false",
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file=" + p(saPubFile), "--service-account-signing-key-file=" + p(saKeyFile),
+			"--service-cluster-ip-range=10.96.0.0/16",
+			// No controller-manager creates the "default" ServiceAccount, so with this plugin
+			// every Pod/Job would be rejected (envtest does the same).
+			"--disable-admission-plugins=ServiceAccount",
+			"--allow-privileged=true", "--profiling=false",
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +236,14 @@ func launchOnce(ctx context.Context, opts Options) (_ *ControlPlane, err error) 
 	return cp, nil
 }
 
+// childEnv is the test's environment without ETCD_* variables: etcd reads every one of
+// them as a flag and refuses to start on one it does not know.
+func childEnv() []string {
+	return testproc.Environ(func(name string) bool { return strings.HasPrefix(name, "ETCD_") })
+}
+
+// bindRace matches the complaint of etcd or kube-apiserver about a port taken since
+// FreePorts chose it.
 var bindRace = regexp.MustCompile(`address already in use`)
 
 func (cp *ControlPlane) waitReady(ctx context.Context, certs *pki, timeout time.Duration) error {
@@ -259,13 +263,9 @@ func (cp *ControlPlane) waitReady(ctx context.Context, certs *pki, timeout time.
 	deadline := time.Now().Add(timeout)
 	lastStatus := "no answer"
 	for {
-		for _, pr := range []*process{cp.etcd, cp.api} {
-			if pr.exited() {
-				tail := pr.logTail(25)
-				if bindRace.MatchString(tail) {
-					return fmt.Errorf("%s: %w", pr.name, errPortRace)
-				}
-				return fmt.Errorf("%s exited during start-up (%v); last log lines:\n%s", pr.name, pr.waitErr, tail)
+		for _, pr := range []*testproc.Process{cp.etcd, cp.api} {
+			if err := pr.StartupErr(25, bindRace); err != nil {
+				return err
 			}
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, cp.Host+"/readyz", nil)
@@ -280,7 +280,7 @@ func (cp *ControlPlane) waitReady(ctx context.Context, certs *pki, timeout time.
 			lastStatus = err.Error()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kube-apiserver not ready after %s (last /readyz: %s); last log lines:\n%s", timeout, lastStatus, cp.api.logTail(25))
+			return fmt.Errorf("kube-apiserver not ready after %s (last /readyz: %s); last log lines:\n%s", timeout, lastStatus, cp.api.LogTail(25))
 		}
 		select {
 		case <-ctx.Done():
@@ -299,10 +299,10 @@ func (cp *ControlPlane) Stop() error {
 	var errs []error
 	// The apiserver first: with etcd gone it ignores SIGTERM for a long time. Its state
 	// is throw-away, so the grace period is short.
-	if err := cp.api.stop(3 * time.Second); err != nil {
+	if err := cp.api.Stop(3 * time.Second); err != nil {
 		errs = append(errs, err)
 	}
-	if err := cp.etcd.stop(3 * time.Second); err != nil {
+	if err := cp.etcd.Stop(3 * time.Second); err != nil {
 		errs = append(errs, err)
 	}
 	cp.api, cp.etcd = nil, nil
@@ -328,25 +328,6 @@ func kubeconfig(host string, certs *pki) ([]byte, error) {
 	cfg.Contexts["talforge-testenv"] = &clientcmdapi.Context{Cluster: "talforge-testenv", AuthInfo: "admin", Namespace: "default"}
 	cfg.CurrentContext = "talforge-testenv"
 	return clientcmd.Write(*cfg)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 const etcdDirPrefix = "talforge-etcd-"

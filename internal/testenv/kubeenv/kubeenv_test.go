@@ -22,6 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/talforge/talforge/internal/testenv/testproc"
 )
 
 func TestPKIChainsAndNames(t *testing.T) {
@@ -162,7 +164,7 @@ func TestStopLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pids := []int{cp.etcd.pid, cp.api.pid}
+	pids := []int{cp.etcd.Pid(), cp.api.Pid()}
 	paths := []string{cp.runDir, cp.etcdData}
 	if err := cp.Stop(); err != nil {
 		t.Fatal(err)
@@ -171,7 +173,7 @@ func TestStopLeavesNothing(t *testing.T) {
 		t.Errorf("second Stop: %v", err)
 	}
 	for _, pid := range pids {
-		if alive(pid) {
+		if testproc.Alive(pid) {
 			t.Errorf("pid %d still alive after Stop", pid)
 		}
 	}
@@ -215,10 +217,10 @@ func TestCrashedTestBinaryLeaksNoProcess(t *testing.T) {
 			}
 			deadline := time.Now().Add(10 * time.Second)
 			for _, pid := range pids {
-				for alive(pid) && time.Now().Before(deadline) {
+				for testproc.Alive(pid) && time.Now().Before(deadline) {
 					time.Sleep(50 * time.Millisecond)
 				}
-				if alive(pid) {
+				if testproc.Alive(pid) {
 					t.Errorf("pid %d outlived the crashed test binary", pid)
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
@@ -241,25 +243,11 @@ func crashHelper() {
 		fmt.Println("launch:", err)
 		os.Exit(3)
 	}
-	fmt.Printf("PIDS %d %d\n", cp.etcd.pid, cp.api.pid)
+	fmt.Printf("PIDS %d %d\n", cp.etcd.Pid(), cp.api.Pid())
 	if os.Getenv(crashHelperEnv) == "panic" {
 		panic("simulated test panic")
 	}
 	os.Exit(1)
-}
-
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// state is the field after the ")" that closes the command name
-	i := strings.LastIndexByte(string(stat), ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // Tests elsewhere point HOME at a temporary directory; the cache is still found through

@@ -352,10 +352,7 @@ func (o *restoreOps) GetStopChan() chan struct{} { return o.stop }
 // config, and the blocks no other backup of the volume uses), as Longhorn's backup
 // controller does when a Backup object is deleted.
 func DeleteBackup(ctx context.Context, creds backuptarget.Credentials, backupURL string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := backuptarget.WithEnv(creds, func() error { return backupstore.DeleteDeltaBlockBackup(backupURL) }); err != nil {
+	if err := inStore(ctx, creds, func() error { return backupstore.DeleteDeltaBlockBackup(backupURL) }); err != nil {
 		return fmt.Errorf("delete backup %s: %w", backupURL, err)
 	}
 	return nil
@@ -364,15 +361,7 @@ func DeleteBackup(ctx context.Context, creds backuptarget.Credentials, backupURL
 // InspectBackup reads a backup's config (backupstore.InspectBackup): labels, sizes, times,
 // the volume's size. A backup still being written is an error.
 func InspectBackup(ctx context.Context, creds backuptarget.Credentials, backupURL string) (*backupstore.BackupInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var info *backupstore.BackupInfo
-	err := backuptarget.WithEnv(creds, func() error {
-		var err error
-		info, err = backupstore.InspectBackup(backupURL)
-		return err
-	})
+	info, err := query(ctx, creds, func() (*backupstore.BackupInfo, error) { return backupstore.InspectBackup(backupURL) })
 	if err != nil {
 		return nil, fmt.Errorf("inspect backup %s: %w", backupURL, err)
 	}
@@ -390,15 +379,7 @@ type StoredBackup struct {
 // by volume and name. Backups still being written are listed too; InspectBackup tells them
 // apart.
 func ListBackups(ctx context.Context, creds backuptarget.Credentials, targetURL string) ([]StoredBackup, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var vols map[string]*backupstore.VolumeInfo
-	err := backuptarget.WithEnv(creds, func() error {
-		var err error
-		vols, err = backupstore.List("", targetURL, false)
-		return err
-	})
+	vols, err := query(ctx, creds, func() (map[string]*backupstore.VolumeInfo, error) { return backupstore.List("", targetURL, false) })
 	if err != nil {
 		return nil, fmt.Errorf("list backups in %s: %w", targetURL, err)
 	}
@@ -425,10 +406,7 @@ func ListBackups(ctx context.Context, creds backuptarget.Credentials, targetURL 
 // reconcile, ListSystemBackup). The error carries the driver's message, wrapped as Longhorn
 // wraps it.
 func CheckTarget(ctx context.Context, creds backuptarget.Credentials, targetURL string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	err := backuptarget.WithEnv(creds, func() error {
+	err := inStore(ctx, creds, func() error {
 		_, err := systembackup.List(targetURL)
 		return err
 	})
@@ -441,17 +419,30 @@ func CheckTarget(ctx context.Context, creds backuptarget.Credentials, targetURL 
 // InspectVolume reads a volume's config in the store (backupstore.InspectVolume): its
 // size, labels, last backup. volumeURL is <target>?volume=<name>.
 func InspectVolume(ctx context.Context, creds backuptarget.Credentials, volumeURL string) (*backupstore.VolumeInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var info *backupstore.VolumeInfo
-	err := backuptarget.WithEnv(creds, func() error {
-		var err error
-		info, err = backupstore.InspectVolume(volumeURL)
-		return err
-	})
+	info, err := query(ctx, creds, func() (*backupstore.VolumeInfo, error) { return backupstore.InspectVolume(volumeURL) })
 	if err != nil {
 		return nil, fmt.Errorf("inspect backup volume %s: %w", volumeURL, err)
 	}
 	return info, nil
+}
+
+// inStore runs f with creds in the environment, where backupstore's S3 driver reads them
+// (see the package comment), unless ctx has ended: backupstore's calls take no context,
+// so a cancelled test stops here or not at all.
+func inStore(ctx context.Context, creds backuptarget.Credentials, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return backuptarget.WithEnv(creds, f)
+}
+
+// query is inStore for a call with a result.
+func query[T any](ctx context.Context, creds backuptarget.Credentials, f func() (T, error)) (T, error) {
+	var v T
+	err := inStore(ctx, creds, func() error {
+		var err error
+		v, err = f()
+		return err
+	})
+	return v, err
 }

@@ -294,12 +294,16 @@ func TestDataPathAgainstS3(t *testing.T) {
 	if info, err := lhdata.InspectBackup(ctx, e.cred, wantURL); err != nil || info.Labels["app"] != "blog" {
 		t.Errorf("backup config: %+v, %v", info, err)
 	}
-	if bv := e.get(BackupVolumeGVR, "vol-a"); str(bv, "status", "lastBackupName") != "backup-a1" {
-		t.Errorf("BackupVolume vol-a: %v", bv.Object["status"])
-	}
-	if v := e.get(VolumeGVR, "vol-a"); str(v, "status", "lastBackup") != "backup-a1" {
-		t.Errorf("vol-a lastBackup %q", str(v, "status", "lastBackup"))
-	}
+	// The manager updates the BackupVolume and the volume's lastBackup right after it marks
+	// the Backup Completed (as Longhorn's backup controller does): wait for them.
+	waitFor(t, "BackupVolume vol-a and volume vol-a point at backup-a1", func() (bool, string) {
+		bv, err := e.dyn.Resource(BackupVolumeGVR).Namespace(Namespace).Get(e.ctx, "vol-a", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		got := str(bv, "status", "lastBackupName") + " " + str(e.get(VolumeGVR, "vol-a"), "status", "lastBackup")
+		return got == "backup-a1 backup-a1", got
+	})
 
 	// Restore: the same bytes; no KubernetesStatus label, so no claim to offer.
 	e.restored("vol-r", wantURL)

@@ -337,6 +337,22 @@ func jobFinished(j *batchv1.Job) bool {
 // finishJob sets the status the Job controller would set after its pod succeeded, or
 // after the pod failed backoffLimit+1 times when failure is not empty.
 func (m *Manager) finishJob(ctx context.Context, j *batchv1.Job, failure string) error {
+	if failure == "" {
+		return updateJobFinished(ctx, m.cs, j, 0, "")
+	}
+	backoff := int32(6)
+	if j.Spec.BackoffLimit != nil {
+		backoff = *j.Spec.BackoffLimit
+	}
+	m.logf("job %s failed: %s", j.Name, failure)
+	return updateJobFinished(ctx, m.cs, j, backoff+1, "Job has reached the specified backoff limit")
+}
+
+// updateJobFinished writes the status the Job controller writes when j ends: Complete
+// with one succeeded pod when failMsg is empty, else Failed after failedPods failed pods
+// with failMsg as the message of its conditions (the conditions and reasons of
+// k8s.io/kubernetes pkg/controller/job/job_controller.go).
+func updateJobFinished(ctx context.Context, cs kubernetes.Interface, j *batchv1.Job, failedPods int32, failMsg string) error {
 	j = j.DeepCopy()
 	now := metav1.Now()
 	if j.Status.StartTime == nil { // immutable once set
@@ -344,27 +360,21 @@ func (m *Manager) finishJob(ctx context.Context, j *batchv1.Job, failure string)
 	}
 	zero := int32(0)
 	j.Status.Active, j.Status.Ready = 0, &zero
-	if failure == "" {
+	if failMsg == "" {
 		j.Status.Succeeded = 1
 		j.Status.CompletionTime = &now
 		j.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"},
-			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"},
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: batchv1.JobReasonCompletionsReached, Message: "Reached expected number of succeeded pods"},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: batchv1.JobReasonCompletionsReached, Message: "Reached expected number of succeeded pods"},
 		}
 	} else {
-		backoff := int32(6)
-		if j.Spec.BackoffLimit != nil {
-			backoff = *j.Spec.BackoffLimit
-		}
-		j.Status.Failed = backoff + 1
-		msg := "Job has reached the specified backoff limit"
+		j.Status.Failed = failedPods
 		j.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: "BackoffLimitExceeded", Message: msg},
-			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: "BackoffLimitExceeded", Message: msg},
+			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: batchv1.JobReasonBackoffLimitExceeded, Message: failMsg},
+			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now, Reason: batchv1.JobReasonBackoffLimitExceeded, Message: failMsg},
 		}
-		m.logf("job %s failed: %s", j.Name, failure)
 	}
-	_, err := m.cs.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, j, metav1.UpdateOptions{})
+	_, err := cs.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, j, metav1.UpdateOptions{})
 	return err
 }
 

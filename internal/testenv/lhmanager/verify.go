@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -126,28 +125,7 @@ func (l *loop) claimChecksum(ctx context.Context, namespace, claim string) (sum 
 // finishVerifyJob records the pod's exit as the Job controller would: Complete with one
 // succeeded pod, or Failed with one failed pod and the failure as the condition's message.
 func (l *loop) finishVerifyJob(ctx context.Context, j *batchv1.Job, failure string) error {
-	j = j.DeepCopy()
-	t := metav1.Now()
-	if j.Status.StartTime == nil {
-		j.Status.StartTime = &t
-	}
-	zero := int32(0)
-	j.Status.Active, j.Status.Ready = 0, &zero
-	if failure == "" {
-		j.Status.Succeeded = 1
-		j.Status.CompletionTime = &t
-		j.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastProbeTime: t, LastTransitionTime: t, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"},
-			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastProbeTime: t, LastTransitionTime: t, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"},
-		}
-	} else {
-		j.Status.Failed = 1
-		j.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, LastProbeTime: t, LastTransitionTime: t, Reason: "BackoffLimitExceeded", Message: failure},
-			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, LastProbeTime: t, LastTransitionTime: t, Reason: "BackoffLimitExceeded", Message: failure},
-		}
-	}
-	if _, err := l.m.cs.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+	if err := updateJobFinished(ctx, l.m.cs, j, 1, failure); err != nil {
 		return fmt.Errorf("job %s/%s status: %w", j.Namespace, j.Name, err)
 	}
 	return nil

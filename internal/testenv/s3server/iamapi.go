@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 )
 
 // addUserTimeout bounds AddUser's wait for the new identity to be effective. The IAM
@@ -101,8 +100,7 @@ func (s *Server) waitKnown(ctx context.Context, u User) error {
 	client := s3.New(s.Client(u.AccessKey, u.SecretKey).Options(), func(o *s3.Options) { o.RetryMaxAttempts = 1 })
 	for {
 		_, err := client.ListBuckets(ctx, &s3.ListBucketsInput{})
-		var ae smithy.APIError
-		if err == nil || (errors.As(err, &ae) && ae.ErrorCode() != "InvalidAccessKeyId") {
+		if code := ErrorCode(err); err == nil || (code != "" && code != "InvalidAccessKeyId") {
 			return nil
 		}
 		select {

@@ -185,3 +185,43 @@ func resourceScope(res, bucket string) (scope string, isObject, ok bool, err err
 	}
 	return bucket + "/" + key, true, true, nil
 }
+
+// PolicyWithoutAction returns the IAM policy document with action removed from the
+// Action of every statement, for a user that holds a policy minus one grant (a test of
+// what breaks without s3:DeleteObject). Everything else in the document is kept; action
+// names compare case-insensitively, as IAM's do. A policy that names action nowhere is
+// an error: the test would not be testing what it says.
+func PolicyWithoutAction(policyJSON []byte, action string) ([]byte, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(policyJSON, &doc); err != nil {
+		return nil, fmt.Errorf("iam policy: %w", err)
+	}
+	var statements oneOrMany[map[string]json.RawMessage]
+	if err := json.Unmarshal(doc["Statement"], &statements); err != nil {
+		return nil, fmt.Errorf("iam policy: Statement: %w", err)
+	}
+	found := false
+	for i, st := range statements {
+		raw, ok := st["Action"]
+		if !ok {
+			continue
+		}
+		var actions oneOrMany[string]
+		if err := json.Unmarshal(raw, &actions); err != nil {
+			return nil, fmt.Errorf("iam policy: statement %d: Action: %w", i, err)
+		}
+		kept := slices.DeleteFunc(slices.Clone(actions), func(a string) bool { return strings.EqualFold(a, action) })
+		if len(kept) == len(actions) {
+			continue
+		}
+		found = true
+		// Marshalling strings cannot fail.
+		st["Action"], _ = json.Marshal([]string(kept))
+	}
+	if !found {
+		return nil, fmt.Errorf("iam policy: grants no %s:\n%s", action, policyJSON)
+	}
+	// Marshalling what was just unmarshalled cannot fail.
+	doc["Statement"], _ = json.Marshal([]map[string]json.RawMessage(statements))
+	return json.Marshal(doc)
+}

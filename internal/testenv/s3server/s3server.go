@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+
+	"github.com/talforge/talforge/internal/testenv/testproc"
 )
 
 // WeedVersion is the SeaweedFS version scripts/tools.sh builds (its WEED_VERSION); the
@@ -136,7 +137,7 @@ type Server struct {
 	// Dir holds the server's data, config and log (weed.log); removed by Stop.
 	Dir string
 
-	proc    *process
+	proc    *testproc.Process
 	sockets []string
 }
 
@@ -162,21 +163,8 @@ func Launch(ctx context.Context, opts Options) (*Server, error) {
 	if err := validateUsers(opts.Users); err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := launchOnce(ctx, opts)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errPortRace) || ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, lastErr
+	return testproc.RetryPortRace(ctx, func(ctx context.Context) (*Server, error) { return launchOnce(ctx, opts) })
 }
-
-var errPortRace = errors.New("port taken between choosing and binding")
 
 // identity, credential and policy are the JSON shapes of iam_pb.Identity, Credential and
 // Policy (weed/pb/iam.proto), parsed with protojson by weed/filer/s3iam_conf.go.
@@ -243,13 +231,16 @@ func launchOnce(ctx context.Context, opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 
-	ports, err := freePorts(numPorts)
+	ports, err := testproc.FreePorts(numPorts)
 	if err != nil {
 		return nil, err
 	}
 	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", ports[portS3])
 	s.sockets = grpcSockets(ports)
-	s.proc, err = startProcess(opts.Weed, miniArgs(dataDir, cfgPath, ports), dir, filepath.Join(dir, "weed.log"), childEnv("HOME="+dir))
+	s.proc, err = testproc.Start(ctx, testproc.Spec{
+		Name: "weed", Path: opts.Weed, Args: miniArgs(dataDir, cfgPath, ports),
+		Env: childEnv("HOME=" + dir), Dir: dir, LogPath: filepath.Join(dir, "weed.log"),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +253,18 @@ func launchOnce(ctx context.Context, opts Options) (_ *Server, err error) {
 		}
 	}
 	return s, nil
+}
+
+// childEnv is the test's environment without the variables weed reads as configuration,
+// plus extra. Dropped: WEED_* (viper binds every one to a setting), AWS_ACCESS_KEY_ID /
+// AWS_SECRET_ACCESS_KEY (weed/s3api/auth_credentials.go loadEnvironmentVariableCredentials
+// turns them into an extra Admin identity), S3_* (S3_BUCKET, S3_EXTERNAL_URL are flag
+// fallbacks) and HOME (weed reads ~/.seaweedfs/*.toml; extra points it at the run dir).
+func childEnv(extra ...string) []string {
+	return testproc.Environ(func(name string) bool {
+		return strings.HasPrefix(name, "WEED_") || strings.HasPrefix(name, "AWS_") ||
+			strings.HasPrefix(name, "S3_") || name == "HOME"
+	}, extra...)
 }
 
 // Indexes into the ports miniArgs is given.
@@ -338,7 +341,7 @@ func grpcSockets(ports []int) []string {
 	return socks
 }
 
-// bindRace matches weed's complaints about a port taken since freePorts chose it.
+// bindRace matches weed's complaints about a port taken since FreePorts chose it.
 var bindRace = regexp.MustCompile(`address already in use|is not available on|reserved for gRPC calculation`)
 
 // probeBucket is created, written to and removed by waitReady.
@@ -379,12 +382,8 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 	for _, step := range steps {
 		for {
-			if s.proc.exited() {
-				tail := s.proc.logTail(30)
-				if bindRace.MatchString(tail) {
-					return errPortRace
-				}
-				return fmt.Errorf("weed exited during start-up (%v); last log lines:\n%s", s.proc.waitErr, tail)
+			if err := s.proc.StartupErr(30, bindRace); err != nil {
+				return err
 			}
 			// Short attempts: a request sent before the port listens fails at once, one
 			// sent during start-up may hang.
@@ -396,7 +395,7 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("SeaweedFS S3 gateway %s not ready after %s (last %s: %v); last log lines:\n%s",
-					s.Endpoint, timeout, step.name, err, s.proc.logTail(30))
+					s.Endpoint, timeout, step.name, err, s.proc.LogTail(30))
 			}
 			select {
 			case <-ctx.Done():
@@ -416,7 +415,7 @@ func (s *Server) Stop() error {
 	var errs []error
 	// SIGKILL at once: the data is throw-away, and a graceful weed mini shutdown takes
 	// ~1.5 s per server.
-	if err := s.proc.kill(); err != nil {
+	if err := s.proc.Stop(0); err != nil {
 		errs = append(errs, err)
 	}
 	s.proc = nil
@@ -442,14 +441,23 @@ func (s *Server) Stop() error {
 // not an error.
 func (s *Server) CreateBucket(ctx context.Context, name string) error {
 	_, err := s.Client(s.AdminAccessKey, s.AdminSecretKey).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
-	var ae smithy.APIError
-	if errors.As(err, &ae) && ae.ErrorCode() == "BucketAlreadyOwnedByYou" {
+	if ErrorCode(err) == "BucketAlreadyOwnedByYou" {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", name, err)
 	}
 	return nil
+}
+
+// ErrorCode is the S3 error code of err ("AccessDenied", "NoSuchKey"; "" when err carries
+// none, as a network error does).
+func ErrorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
 }
 
 // Credentials returns the keys of Longhorn's backup-target credential Secret for an
@@ -520,25 +528,6 @@ func checkAction(a string) error {
 		return fmt.Errorf("unknown SeaweedFS action %q (known: %s)", a, strings.Join(knownActions, ", "))
 	}
 	return nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 const (

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package s3server
+package testproc
 
 import "syscall"
 

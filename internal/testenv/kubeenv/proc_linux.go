@@ -1,9 +1,0 @@
-package kubeenv
-
-import "syscall"
-
-// sysProcAttr puts the child in its own process group (so stop reaches anything it
-// forks) and has the kernel SIGKILL it when the starting thread dies (see startProcess).
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
