@@ -188,7 +188,7 @@ type vmView struct {
 func (l *lab) vms() map[string]vmView {
 	out := map[string]vmView{}
 	for _, vm := range l.env.PVE.VMs() {
-		if strings.Contains(vm.Config["tags"], "talforge-parked") {
+		if strings.Contains(vm.Config["tags"], "talforge.parked.") {
 			continue
 		}
 		mac := ""
@@ -265,8 +265,8 @@ func (l *lab) assertUp() {
 	}
 	for _, n := range c.Nodes {
 		vm, ok := vms[n.Name]
-		if !ok || !vm.Running || vm.MAC != n.MAC || vm.IP != n.IP || !strings.Contains(vm.Tags, "talforge-lab") {
-			l.t.Errorf("VM %s: %+v, want running with MAC %s, IP %s, tag talforge-lab", n.Name, vm, n.MAC, n.IP)
+		if !ok || !vm.Running || vm.MAC != n.MAC || vm.IP != n.IP || !strings.Contains(vm.Tags, "talforge.node.lab") {
+			l.t.Errorf("VM %s: %+v, want running with MAC %s, IP %s, tag talforge.node.lab", n.Name, vm, n.MAC, n.IP)
 		}
 	}
 	if got := l.env.EtcdMembers(); !slices.Equal(got, []string{"lab-cp-1"}) {

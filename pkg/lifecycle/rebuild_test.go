@@ -106,7 +106,7 @@ func TestRebuildFromGitRestoresDeclaredVolumes(t *testing.T) {
 	}
 	for _, vm := range l.env.PVE.VMs() {
 		disk, _, _ := strings.Cut(vm.Config["scsi1"], ",")
-		if strings.Contains(vm.Config["tags"], "talforge-parked") {
+		if strings.Contains(vm.Config["tags"], "talforge.parked.") {
 			t.Errorf("holder VM %s left behind", vm.Name())
 		}
 		if disk == "" {

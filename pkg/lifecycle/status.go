@@ -105,7 +105,7 @@ type StatusReport struct {
 // What cannot be reached is reported in Problems rather than failing the whole report.
 func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 	opts = opts.withDefaults()
-	c, err := profile.Load(opts.Profile)
+	c, err := profile.LoadContext(ctx, opts.Profile)
 	if err != nil {
 		return nil, err
 	}
@@ -187,12 +187,11 @@ func (st *StatusReport) observeVMs(ctx context.Context, opts Options, c *profile
 		st.problem("Proxmox: %v", err)
 		return
 	}
-	owner := proxmox.OwnerTag(c.Metadata.Name)
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
 		n.VM = &VMStatus{State: "missing"}
 		for _, vm := range vms {
-			if vm.Name == n.Name && vm.HasTag(owner) && !vm.HasTag(proxmox.TagParked) {
+			if vm.Name == n.Name && vm.IsNodeOf(c.Metadata.Name) {
 				n.VM = &VMStatus{VMID: vm.VMID, Host: vm.Node, State: "stopped"}
 				if vm.Running {
 					n.VM.State = "running"

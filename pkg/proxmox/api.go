@@ -37,15 +37,16 @@ type API interface {
 	CloneVM(ctx context.Context, node string, template, newID int, params Params) (string, error)
 	// UpdateVM starts a qmconfig task (POST /nodes/{node}/qemu/{vmid}/config).
 	UpdateVM(ctx context.Context, node string, vmid int, params Params) (string, error)
-	// ResizeDisk grows a disk to size (PUT .../resize).
-	ResizeDisk(ctx context.Context, node string, vmid int, disk, size string) (string, error)
+	// ResizeDisk grows a disk to size (PUT .../resize); a non-empty digest makes PVE refuse
+	// the change if the VM's config changed since it was read.
+	ResizeDisk(ctx context.Context, node string, vmid int, disk, size, digest string) (string, error)
 	// StartVM and StopVM start qmstart / qmstop tasks.
 	StartVM(ctx context.Context, node string, vmid int) (string, error)
 	StopVM(ctx context.Context, node string, vmid int) (string, error)
 	// DeleteVM destroys a stopped VM and waits for the task.
 	DeleteVM(ctx context.Context, node string, vmid int, purge, destroyUnreferenced bool) error
 	// MoveDisk reassigns a disk to another VM on the same node (POST .../move_disk).
-	MoveDisk(ctx context.Context, node string, vmid int, disk string, targetVMID int, targetDisk string) (string, error)
+	MoveDisk(ctx context.Context, node string, vmid int, req MoveDiskRequest) (string, error)
 	// StorageContent lists volumes of a content type on a node's storage.
 	StorageContent(ctx context.Context, node, storage, content string) ([]StorageVolume, error)
 	// DownloadURL makes PVE fetch a file into a storage (POST .../download-url).
@@ -103,6 +104,19 @@ var rxWarnings = regexp.MustCompile(`^WARNINGS: \d+$`)
 // Succeeded reports a stopped task whose exit status is "OK" or "WARNINGS: n" (facts §1.3).
 func (s TaskStatus) Succeeded() bool {
 	return !s.Running && (s.ExitStatus == "OK" || rxWarnings.MatchString(s.ExitStatus))
+}
+
+// MoveDiskRequest reassigns a disk of a VM to another VM on the same node (move_disk with
+// target-vmid).
+type MoveDiskRequest struct {
+	Disk       string
+	TargetVMID int
+	TargetDisk string
+	// Digest and TargetDigest are the config digests of the source and the target VM as last
+	// checked. PVE compares them under both config locks and refuses the move if either
+	// config changed meanwhile (qemu-server src/PVE/API2/Qemu.pm move_vm_disk,
+	// $load_and_check_reassign_configs): ownership checked before the call cannot go stale.
+	Digest, TargetDigest string
 }
 
 // StorageVolume is a volume of a storage.
@@ -205,23 +219,36 @@ func isLockTimeout(msg string) bool {
 	return strings.Contains(msg, "can't lock file") && strings.Contains(msg, "got timeout")
 }
 
+// isDigestMismatch matches PVE's answers to a config digest that no longer matches: "detected
+// modified configuration - file changed by other user? Try again." (pve-common
+// src/PVE/Tools.pm assert_if_modified) and "checksum mismatch (file change by other user?)"
+// (qemu-server update_vm_api, resize_vm). Transient by PVE's own word: every step that sends a
+// digest re-reads the config and re-checks ownership before it tries again.
+func isDigestMismatch(msg string) bool {
+	return strings.Contains(msg, "detected modified configuration") || strings.Contains(msg, "checksum mismatch (file change by other user")
+}
+
 // Retryable reports whether an error is transient: config lock contention, 5xx answers
-// that are not a handler's verdict, dropped or refused connections, and tasks that failed
-// on the config lock.
+// that are not a handler's verdict, dropped or refused connections, tasks that failed on the
+// config lock, config digest mismatches, and a disk caught between the two VMs of a move.
 func Retryable(err error) bool {
 	if err == nil {
 		return false
 	}
 
+	if errors.Is(err, errMoveInFlight) {
+		return true
+	}
+
 	var te *TaskError
 	if errors.As(err, &te) {
-		return isLockTimeout(te.ExitStatus)
+		return isLockTimeout(te.ExitStatus) || isDigestMismatch(te.ExitStatus)
 	}
 
 	var ae *APIError
 	if errors.As(err, &ae) {
 		switch {
-		case isLockTimeout(ae.Message):
+		case isLockTimeout(ae.Message), isDigestMismatch(ae.Message):
 			return true
 		case ae.Status == 500:
 			m := strings.TrimSpace(ae.Message)

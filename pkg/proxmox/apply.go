@@ -181,18 +181,6 @@ func (e *Executor) Wait(ctx context.Context, upid string) error {
 	}
 }
 
-// run starts a task with retries and waits for it.
-func (e *Executor) run(ctx context.Context, vm, step string, start func(ctx context.Context) (string, error)) error {
-	return e.retry(ctx, vm, step, func(int) error {
-		upid, err := start(ctx)
-		if err != nil {
-			return err
-		}
-
-		return e.Wait(ctx, upid)
-	})
-}
-
 // VMResult is the outcome for one VM.
 type VMResult struct {
 	Name    string
@@ -400,13 +388,20 @@ func (e *Executor) applyVM(ctx context.Context, cluster string, vp VMPlan, r *VM
 
 		r.VMID = vp.VMID
 	case ActionUpdate:
-		if err := e.update(ctx, vp); err != nil {
+		if err := e.update(ctx, cluster, vp, false); err != nil {
 			return err
+		}
+
+		if vp.Parked != nil {
+			// an earlier run created the VM but did not get the kept disk across
+			if err := e.reattach(ctx, cluster, vp); err != nil {
+				return err
+			}
 		}
 	}
 
 	if vp.NeedsStart() {
-		if err := e.start(ctx, s, vp.VMID); err != nil {
+		if err := e.start(ctx, cluster, s, vp.VMID); err != nil {
 			return err
 		}
 
@@ -434,7 +429,6 @@ func (e *Executor) applyVM(ctx context.Context, cluster string, vp VMPlan, r *VM
 // connection) is recognised instead of duplicated.
 func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error {
 	s := vp.Spec
-	owner := OwnerTag(cluster)
 	cfg := Params{}
 
 	for k, v := range s.Config {
@@ -457,7 +451,7 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 			}
 
 			if vm != nil {
-				if vm.HasTag(owner) && vm.Name == s.Name || vm.Locked && vm.Name == "" {
+				if vm.IsNodeOf(cluster) && vm.Name == s.Name || vm.Locked && vm.Name == "" {
 					return e.waitUnlocked(ctx, s.Name, vp.VMID)
 				}
 
@@ -527,13 +521,13 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 		}
 
 		up := VMPlan{Spec: s, VMID: vp.VMID, Set: d.set, Delete: d.del, Resize: d.resize}
-		if err := e.update(ctx, up); err != nil {
+		if err := e.update(ctx, cluster, up, true); err != nil {
 			return err
 		}
 	}
 
 	if vp.Parked != nil {
-		if err := e.reattach(ctx, *vp); err != nil {
+		if err := e.reattach(ctx, cluster, *vp); err != nil {
 			return err
 		}
 	}
@@ -567,55 +561,182 @@ func (e *Executor) waitUnlocked(ctx context.Context, name string, vmid int) erro
 	}
 }
 
-// reattach moves a parked data disk into the new VM and removes the empty holder.
-func (e *Executor) reattach(ctx context.Context, vp VMPlan) error {
+// reattach moves a kept data disk from its holder onto scsi1 of the node's VM, checks that
+// scsi1 now holds that very volume (renamed by move_disk to the new VM), and only then deletes
+// the holder, which by then must hold no disk at all. Both VMs are re-checked (ownership tag and
+// name) on every attempt, and the move carries both config digests, so PVE itself refuses it if
+// either VM changed after the check.
+func (e *Executor) reattach(ctx context.Context, cluster string, vp VMPlan) error {
 	s, pk := vp.Spec, vp.Parked
-	e.emit(s.Name, "reattach", "%s from VM %d", pk.VolID, pk.HolderVMID)
+	nx := expect{cluster: cluster, kind: KindNode, name: s.Name, node: s.PVENode, vmid: vp.VMID}
+	hx := expect{cluster: cluster, kind: KindHolder, name: pk.HolderName, node: pk.HolderNode, vmid: pk.HolderVMID}
 
-	err := e.retry(ctx, s.Name, "reattach", func(attempt int) error {
-		if attempt > 0 {
-			cur, err := e.api.VMConfig(ctx, s.PVENode, vp.VMID)
-			if err != nil {
-				return err
-			}
+	if hx.name == "" {
+		hx.name = s.ParkedName()
+	}
 
-			if _, done := cur[SlotData]; done {
-				return nil
-			}
-		}
+	wrap := func(err error) error {
+		return fmt.Errorf("re-attaching kept data disk %s from VM %d: %w", pk.VolID, pk.HolderVMID, err)
+	}
 
-		upid, err := e.api.MoveDisk(ctx, pk.HolderNode, pk.HolderVMID, pk.Slot, vp.VMID, SlotData)
+	// The volumes the VM references before the move: the kept disk, renamed to this VM, must
+	// be none of them.
+	var before map[string]bool
+
+	if err := e.retry(ctx, s.Name, "reattach", func(int) error {
+		cfg, err := e.verify(ctx, nx)
 		if err != nil {
 			return err
 		}
 
-		return e.Wait(ctx, upid)
+		if d, busy := cfg[SlotData]; busy {
+			return fmt.Errorf("VM %d already has %s on %s, which is not the kept disk; the kept disk stays in holder VM %d (detach that disk, then re-run)",
+				vp.VMID, d, SlotData, pk.HolderVMID)
+		}
+
+		before = map[string]bool{}
+		for _, v := range heldVolumes(cfg) {
+			before[v] = true
+		}
+
+		return nil
+	}); err != nil {
+		return wrap(err)
+	}
+
+	e.emit(s.Name, "reattach", "%s from VM %d", pk.VolID, pk.HolderVMID)
+
+	err := e.retry(ctx, s.Name, "reattach", func(int) error {
+		// the source first: move_disk writes the source's config before the target's
+		hcfg, err := e.verifyIfExists(ctx, hx)
+		if err != nil {
+			return err
+		}
+
+		ncfg, err := e.verify(ctx, nx)
+		if err != nil {
+			return err
+		}
+
+		held := parseProp(hcfg[SlotData], "file")["file"]
+
+		switch {
+		case held == pk.VolID && ncfg[SlotData] != "":
+			// a move that finished between the two reads is no stranger's disk: look again
+			if again, err := e.verifyIfExists(ctx, hx); err != nil {
+				return err
+			} else if parseProp(again[SlotData], "file")["file"] != pk.VolID {
+				return fmt.Errorf("%w: the kept disk left holder VM %d while it was read", errMoveInFlight, pk.HolderVMID)
+			}
+
+			return fmt.Errorf("VM %d got %s on %s from someone else meanwhile; the kept disk stays in holder VM %d and nothing is deleted",
+				vp.VMID, ncfg[SlotData], SlotData, pk.HolderVMID)
+		case held == pk.VolID:
+			upid, err := e.api.MoveDisk(ctx, pk.HolderNode, pk.HolderVMID, MoveDiskRequest{Disk: pk.Slot, TargetVMID: vp.VMID, TargetDisk: SlotData,
+				Digest: hcfg["digest"], TargetDigest: ncfg["digest"]})
+			if err != nil {
+				return err
+			}
+
+			if err := e.Wait(ctx, upid); err != nil {
+				return err
+			}
+
+			if ncfg, err = e.verify(ctx, nx); err != nil {
+				return err
+			}
+		case held != "":
+			return fmt.Errorf("holder VM %d now holds %s on %s, not the kept disk %s of the plan; nothing is moved or deleted",
+				pk.HolderVMID, held, SlotData, pk.VolID)
+		case ncfg[SlotData] == "":
+			// neither holds it: a move between the source's and the target's config write
+			// (or gone elsewhere, which the last attempt reports)
+			return fmt.Errorf("%w: %s", errMoveInFlight, keptDiskAttached(ncfg, pk, vp.VMID, before))
+		}
+		// The kept disk left the holder: this attempt or an earlier one whose answer was lost
+		// moved it, or someone else did. Only the kept volume on scsi1 counts as success.
+		return keptDiskAttached(ncfg, pk, vp.VMID, before)
 	})
 	if err != nil {
-		return fmt.Errorf("re-attaching kept data disk %s from VM %d: %w", pk.VolID, pk.HolderVMID, err)
+		return wrap(err)
 	}
 
 	if s.DataDiskGiB > pk.SizeGiB {
-		if err := e.run(ctx, s.Name, "resize", func(ctx context.Context) (string, error) {
-			return e.api.ResizeDisk(ctx, s.PVENode, vp.VMID, SlotData, strconv.Itoa(s.DataDiskGiB)+"G")
-		}); err != nil {
-			return fmt.Errorf("growing %s to %dG: %w", SlotData, s.DataDiskGiB, err)
+		if err := e.resize(ctx, nx, SlotData, s.DataDiskGiB); err != nil {
+			return err
 		}
 	}
 
 	return e.retry(ctx, s.Name, "remove holder", func(int) error {
-		vm, err := e.findVM(ctx, pk.HolderVMID)
-		if err != nil || vm == nil {
+		hcfg, err := e.verifyIfExists(ctx, hx)
+		if err != nil || hcfg == nil {
 			return err
 		}
 
+		if vols := heldVolumes(hcfg); len(vols) > 0 {
+			return fmt.Errorf("holder VM %d still holds %s; it is not deleted", pk.HolderVMID, strings.Join(vols, ", "))
+		}
+
+		e.emit(s.Name, "remove holder", "VMID %d", pk.HolderVMID)
+
+		// no destroy-unreferenced-disks: the holder's name may be matched by volumes that are
+		// not in its config; only what it references (nothing) goes
 		return e.api.DeleteVM(ctx, pk.HolderNode, pk.HolderVMID, true, false)
 	})
 }
 
-// update sends the config change and grows disks.
-func (e *Executor) update(ctx context.Context, vp VMPlan) error {
+// errMoveInFlight marks a disk found in neither VM of a move_disk: PVE writes the source's
+// config, then the target's, so a move in progress looks like that for a moment. Retryable:
+// the next attempt looks again.
+var errMoveInFlight = errors.New("the disk is between two VMs (a move in progress?)")
+
+// keptDiskAttached checks that scsi1 of a VM is the kept volume after move_disk renamed it to
+// the VM (facts-dr-adopt-upgrade-fleet.md §6): a volume the VM did not reference before,
+// named for this VM, on the kept disk's storage, of its size, with its serial.
+func keptDiskAttached(cfg map[string]string, pk *ParkedDisk, vmid int, before map[string]bool) error {
+	d := parseProp(cfg[SlotData], "file")
+	f := d["file"]
+
+	var why string
+
+	switch {
+	case f == "":
+		return fmt.Errorf("the kept disk %s is no longer in holder VM %d, and VM %d has nothing on %s: it was moved elsewhere; nothing is deleted",
+			pk.VolID, pk.HolderVMID, vmid, SlotData)
+	case before[f]:
+		why = "the VM referenced it before the move"
+	case volumeOwner(f) != vmid:
+		why = fmt.Sprintf("it is not named for VM %d", vmid)
+	case volumeStorage(f) != volumeStorage(pk.VolID):
+		why = "it is on storage " + volumeStorage(f)
+	case pk.SizeGiB > 0 && diskGiB(d) != pk.SizeGiB:
+		why = fmt.Sprintf("it has %d GiB, the kept disk %d GiB", diskGiB(d), pk.SizeGiB)
+	case pk.Serial != "" && d["serial"] != pk.Serial:
+		why = fmt.Sprintf("its serial is %q, the kept disk's %q", d["serial"], pk.Serial)
+	default:
+		return nil
+	}
+
+	return fmt.Errorf("VM %d has %s on %s, which is not the kept disk %s (%s); holder VM %d is not deleted",
+		vmid, f, SlotData, pk.VolID, why, pk.HolderVMID)
+}
+
+// verifyIfExists is verify for a VM that may be gone (nil config, no error).
+func (e *Executor) verifyIfExists(ctx context.Context, x expect) (map[string]string, error) {
+	vm, err := e.findVM(ctx, x.vmid)
+	if err != nil || vm == nil {
+		return nil, err
+	}
+
+	return e.verify(ctx, x)
+}
+
+// update sends the config change and grows disks, each after re-checking that the VM is still
+// the cluster's node VM and with its config digest (PVE refuses the change if the config
+// changed after the check). fresh: the VM was just cloned and carries the template's tags.
+func (e *Executor) update(ctx context.Context, cluster string, vp VMPlan, fresh bool) error {
 	s := vp.Spec
+	x := expect{cluster: cluster, kind: KindNode, name: s.Name, node: s.PVENode, vmid: vp.VMID, fresh: fresh}
 
 	if len(vp.Set) > 0 || len(vp.Delete) > 0 {
 		p := Params{}
@@ -629,8 +750,20 @@ func (e *Executor) update(ctx context.Context, vp VMPlan) error {
 
 		e.emit(s.Name, "update", "%s", strings.Join(p.Keys(), ", "))
 
-		if err := e.run(ctx, s.Name, "update", func(ctx context.Context) (string, error) {
-			return e.api.UpdateVM(ctx, s.PVENode, vp.VMID, p)
+		if err := e.retry(ctx, s.Name, "update", func(int) error {
+			cfg, err := e.verify(ctx, x)
+			if err != nil {
+				return err
+			}
+
+			p["digest"] = cfg["digest"]
+
+			upid, err := e.api.UpdateVM(ctx, s.PVENode, vp.VMID, p)
+			if err != nil {
+				return err
+			}
+
+			return e.Wait(ctx, upid)
 		}); err != nil {
 			return fmt.Errorf("updating config: %w", err)
 		}
@@ -644,22 +777,42 @@ func (e *Executor) update(ctx context.Context, vp VMPlan) error {
 	sort.Strings(disks)
 
 	for _, d := range disks {
-		size := strconv.Itoa(vp.Resize[d]) + "G"
-		e.emit(s.Name, "resize", "%s to %s", d, size)
-
-		if err := e.run(ctx, s.Name, "resize", func(ctx context.Context) (string, error) {
-			return e.api.ResizeDisk(ctx, s.PVENode, vp.VMID, d, size)
-		}); err != nil {
-			return fmt.Errorf("growing %s to %s: %w", d, size, err)
+		if err := e.resize(ctx, x, d, vp.Resize[d]); err != nil {
+			return err
 		}
 	}
 
 	return nil
 }
 
+// resize grows a disk after re-checking ownership, with the config digest.
+func (e *Executor) resize(ctx context.Context, x expect, disk string, gib int) error {
+	size := strconv.Itoa(gib) + "G"
+	e.emit(x.name, "resize", "%s to %s", disk, size)
+
+	if err := e.retry(ctx, x.name, "resize", func(int) error {
+		cfg, err := e.verify(ctx, x)
+		if err != nil {
+			return err
+		}
+
+		upid, err := e.api.ResizeDisk(ctx, x.node, x.vmid, disk, size, cfg["digest"])
+		if err != nil {
+			return err
+		}
+
+		return e.Wait(ctx, upid)
+	}); err != nil {
+		return fmt.Errorf("growing %s to %s: %w", disk, size, err)
+	}
+
+	return nil
+}
+
 // start starts the VM and waits until PVE reports it running.
-func (e *Executor) start(ctx context.Context, s VMSpec, vmid int) error {
+func (e *Executor) start(ctx context.Context, cluster string, s VMSpec, vmid int) error {
 	e.emit(s.Name, "start", "VMID %d", vmid)
+	x := expect{cluster: cluster, kind: KindNode, name: s.Name, node: s.PVENode, vmid: vmid}
 
 	err := e.retry(ctx, s.Name, "start", func(attempt int) error {
 		if attempt > 0 {
@@ -671,6 +824,10 @@ func (e *Executor) start(ctx context.Context, s VMSpec, vmid int) error {
 			if vm != nil && vm.Running {
 				return nil
 			}
+		}
+
+		if _, err := e.verify(ctx, x); err != nil {
+			return err
 		}
 
 		upid, err := e.api.StartVM(ctx, s.PVENode, vmid)

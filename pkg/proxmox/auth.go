@@ -3,7 +3,6 @@ package proxmox
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,25 +28,59 @@ type Token struct {
 
 var rxTokenID = regexp.MustCompile(`^[^\s@!=]+@[A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]*$`)
 
-// ParseToken parses USER@REALM!TOKENID=SECRET. Errors never contain the secret.
+// ParseToken parses USER@REALM!TOKENID=SECRET. The id ends at the first '=' (none of its parts
+// may contain one), and the secret, a UUID that PVE generates, holds no '=' or space either.
+// Errors never quote the input: until the id has parsed, nobody knows where the secret starts
+// (a stray '=' or a space in place of '=' moves it into the "id"), so they describe what is
+// wrong instead; after, they name the id only.
 func ParseToken(s string) (Token, error) {
 	s = strings.TrimSpace(s)
 
-	i := strings.LastIndexByte(s, '=')
-	if i < 0 {
-		return Token{}, errors.New("API token: expected USER@REALM!TOKENID=SECRET, found no '=' before the secret")
+	id, secret, found := strings.Cut(s, "=")
+	if !found {
+		hint := ""
+		if strings.ContainsAny(s, " \t") {
+			hint = "; a space separates the id from the secret where '=' belongs"
+		}
+
+		return Token{}, fmt.Errorf("API token: expected USER@REALM!TOKENID=SECRET, found no '=' before the secret%s (the input is not shown)", hint)
 	}
 
-	id, secret := s[:i], s[i+1:]
 	if !rxTokenID.MatchString(id) {
-		return Token{}, fmt.Errorf("API token: the id %q is not USER@REALM!TOKENID (e.g. talforge@pve!provision)", id)
+		return Token{}, fmt.Errorf("API token: the part before the first '=' is not USER@REALM!TOKENID (e.g. talforge@pve!provision): %s (the input is not shown)", idProblem(id))
 	}
 
-	if secret == "" || strings.ContainsAny(secret, " \t\r\n") {
-		return Token{}, fmt.Errorf("API token %s: the secret after '=' is empty or contains spaces", id)
+	switch {
+	case secret == "":
+		return Token{}, fmt.Errorf("API token %s: the secret after '=' is empty", id)
+	case strings.ContainsAny(secret, " \t\r\n"):
+		return Token{}, fmt.Errorf("API token %s: the secret after '=' contains spaces", id)
+	case strings.Contains(secret, "="):
+		return Token{}, fmt.Errorf("API token %s: the secret after '=' contains another '=' (a PVE token secret is a UUID: is there a stray '=' at its end?)", id)
 	}
 
 	return Token{ID: id, secret: secret}, nil
+}
+
+// idProblem says what is wrong with a token id without quoting any of it.
+func idProblem(id string) string {
+	user, rest, hasAt := strings.Cut(id, "@")
+	_, tokenID, hasBang := strings.Cut(rest, "!")
+
+	switch {
+	case strings.ContainsAny(id, " \t\r\n"):
+		return "it contains a space (is there a space where '=' belongs?)"
+	case id == "":
+		return "it is empty"
+	case !hasAt || user == "":
+		return "it has no USER@ part"
+	case !hasBang:
+		return "it has no !TOKENID part"
+	case tokenID == "":
+		return "the TOKENID after '!' is empty"
+	default:
+		return "the realm or the TOKENID has a character PVE does not allow (letters, digits, '.', '-', '_'; a TOKENID starts with a letter)"
+	}
 }
 
 // NewToken builds a token from its parts.

@@ -15,6 +15,10 @@ type DestroyItem struct {
 	VM VMResource
 	// DataDisk is the volume in the data slot (scsi1), if any.
 	DataDisk string
+	// DataSizeGiB and DataSerial describe it, to recognise it in the holder after move_disk
+	// renamed it.
+	DataSizeGiB int
+	DataSerial  string
 	// Keep parks DataDisk in a holder VM before the VM is deleted.
 	Keep bool
 	// Holder is an existing holder VM for this node (0 = create one when keeping).
@@ -29,6 +33,9 @@ type DestroyPlan struct {
 	// asked to (IncludeParked), which deletes the kept disks too.
 	Holders       []VMResource
 	IncludeParked bool
+	// Skipped explains VMs whose tags mention the cluster but do not prove that it owns them;
+	// they are left alone.
+	Skipped []string
 }
 
 // DestroyOptions select what to destroy.
@@ -42,9 +49,15 @@ type DestroyOptions struct {
 	IncludeParked bool
 }
 
-// PlanDestroy finds the VMs carrying the cluster's ownership tag. VMs without it are never
-// part of the plan.
+// PlanDestroy finds the cluster's VMs by their ownership tags: node VMs tagged
+// talforge.node.<cluster>, and with IncludeParked the holders tagged talforge.parked.<cluster>
+// (see ParseOwnership for the older tags). VMs without them are never part of the plan; the
+// executor checks every VM again right before each change.
 func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptions) (*DestroyPlan, error) {
+	if err := CheckClusterName(cluster); err != nil {
+		return nil, err
+	}
+
 	api = retryingReads{api}
 
 	vms, err := api.ListVMs(ctx)
@@ -56,7 +69,6 @@ func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptio
 		return vms[i].Name < vms[j].Name || vms[i].Name == vms[j].Name && vms[i].VMID < vms[j].VMID
 	})
 
-	owner := OwnerTag(cluster)
 	only := map[string]bool{}
 
 	for _, n := range opts.Nodes {
@@ -68,21 +80,35 @@ func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptio
 	holders := map[string]VMResource{}
 
 	for _, vm := range vms {
-		if vm.HasTag(owner) && vm.HasTag(TagParked) {
+		if vm.IsHolderOf(cluster) {
 			holders[vm.Name] = vm
 		}
 	}
 
 	for _, vm := range vms {
-		if !vm.HasTag(owner) {
-			continue
-		}
+		o := vm.Ownership()
 
-		if vm.HasTag(TagParked) {
-			if opts.IncludeParked && (len(only) == 0 || only[strings.TrimSuffix(vm.Name, "-parked")]) {
+		switch {
+		case o.Ambiguous != "" && o.claims(cluster):
+			plan.Skipped = append(plan.Skipped, fmt.Sprintf("VM %d %q on %s is left alone: it %s (retag it by hand, see docs/proxmox.md)",
+				vm.VMID, vm.Name, vm.Node, o.Ambiguous))
+
+			continue
+		case o.Is(KindHolder, cluster):
+			node, ok := strings.CutSuffix(vm.Name, "-parked")
+			if !ok {
+				plan.Skipped = append(plan.Skipped, fmt.Sprintf("VM %d %q on %s is tagged %s but not named <node>-parked; it is left alone",
+					vm.VMID, vm.Name, vm.Node, HolderTag(cluster)))
+
+				continue
+			}
+
+			if opts.IncludeParked && (len(only) == 0 || only[node]) {
 				plan.Holders = append(plan.Holders, vm)
 			}
 
+			continue
+		case !o.Is(KindNode, cluster):
 			continue
 		}
 
@@ -98,8 +124,14 @@ func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptio
 			return nil, fmt.Errorf("VM %s (%d): reading config: %w", vm.Name, vm.VMID, err)
 		}
 
+		if err := nodeExpect(cluster, vm).check(cfg); err != nil {
+			plan.Skipped = append(plan.Skipped, fmt.Sprintf("VM %d %q on %s is left alone: it changed while it was read (%v)", vm.VMID, vm.Name, vm.Node, err))
+			continue
+		}
+
 		if d, ok := cfg[SlotData]; ok {
-			it.DataDisk = parseProp(d, "file")["file"]
+			dp := parseProp(d, "file")
+			it.DataDisk, it.DataSizeGiB, it.DataSerial = dp["file"], diskGiB(dp), dp["serial"]
 			it.Keep = opts.KeepDataDisks
 		}
 
@@ -109,9 +141,14 @@ func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptio
 				return nil, fmt.Errorf("VM %s (%d): reading config: %w", h.Name, h.VMID, err)
 			}
 
-			if _, busy := hcfg[SlotData]; busy {
-				return nil, fmt.Errorf("VM %s already holds a kept data disk of %s; re-provision to re-attach it before keeping another, "+
-					"or destroy without --keep-data-disks", h.Name, vm.Name)
+			if vols := heldVolumes(hcfg); len(vols) > 0 {
+				return nil, fmt.Errorf("VM %s already holds a kept data disk of %s (%s); re-provision to re-attach it before keeping another, "+
+					"or destroy without --keep-data-disks", h.Name, vm.Name, strings.Join(vols, ", "))
+			}
+
+			if h.Node != vm.Node {
+				return nil, fmt.Errorf("VM %s, the holder for %s's data disk, is on %s but %s is on %s; move_disk works on one host only: delete or migrate the holder",
+					h.Name, vm.Name, h.Node, vm.Name, vm.Node)
 			}
 
 			it.Holder = h.VMID
@@ -122,7 +159,7 @@ func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptio
 
 	for _, n := range opts.Nodes {
 		if !found[n] {
-			return nil, fmt.Errorf("no VM named %s carries the ownership tag %s", n, owner)
+			return nil, fmt.Errorf("no VM named %s carries the ownership tag %s", n, OwnerTag(cluster))
 		}
 	}
 
@@ -134,7 +171,7 @@ func (p *DestroyPlan) Empty() bool { return len(p.Items) == 0 && len(p.Holders) 
 
 // Print lists what destroy will do.
 func (p *DestroyPlan) Print(w io.Writer) {
-	fmt.Fprintf(w, "Destroy plan for cluster %s (only VMs tagged %s)\n\n", p.Cluster, OwnerTag(p.Cluster))
+	fmt.Fprintf(w, "Destroy plan for cluster %s (only VMs tagged %s or %s)\n\n", p.Cluster, OwnerTag(p.Cluster), HolderTag(p.Cluster))
 
 	for _, it := range p.Items {
 		fmt.Fprintf(w, "  - %s (VMID %d on %s) will be stopped and deleted with purge\n", it.VM.Name, it.VM.VMID, it.VM.Node)
@@ -149,6 +186,10 @@ func (p *DestroyPlan) Print(w io.Writer) {
 
 	for _, h := range p.Holders {
 		fmt.Fprintf(w, "  - %s (VMID %d on %s) holder of a kept data disk will be deleted WITH the disk\n", h.Name, h.VMID, h.Node)
+	}
+
+	for _, s := range p.Skipped {
+		fmt.Fprintf(w, "  # %s\n", s)
 	}
 
 	fmt.Fprintf(w, "\nDestroy: %d VM(s)", len(p.Items)+len(p.Holders))
@@ -207,7 +248,7 @@ func (e *Executor) Destroy(ctx context.Context, plan *DestroyPlan) error {
 
 	for j, h := range plan.Holders {
 		launch(len(plan.Items)+j, func() error {
-			if err := e.deleteVM(ctx, h); err != nil {
+			if err := e.deleteVM(ctx, holderExpect(plan.Cluster, h), true); err != nil {
 				return fmt.Errorf("VM %s (%d): %w", h.Name, h.VMID, err)
 			}
 
@@ -220,10 +261,14 @@ func (e *Executor) Destroy(ctx context.Context, plan *DestroyPlan) error {
 	return errors.Join(errs...)
 }
 
+// destroyVM stops a node VM, parks its data disk if asked to, and deletes it. Every step
+// re-reads the VM's config and re-checks that it is still the cluster's node VM of that name,
+// so a VM renamed, retagged or replaced after the plan (and the confirmation prompt) is left
+// alone.
 func (e *Executor) destroyVM(ctx context.Context, cluster string, it DestroyItem) error {
-	vm := it.VM
+	x := nodeExpect(cluster, it.VM)
 
-	if err := e.stop(ctx, vm); err != nil {
+	if err := e.stop(ctx, x); err != nil {
 		return err
 	}
 
@@ -233,19 +278,24 @@ func (e *Executor) destroyVM(ctx context.Context, cluster string, it DestroyItem
 		}
 	}
 
-	return e.deleteVM(ctx, vm)
+	return e.deleteVM(ctx, x, !it.Keep)
 }
 
-func (e *Executor) stop(ctx context.Context, vm VMResource) error {
-	return e.retry(ctx, vm.Name, "stop", func(int) error {
-		cur, err := e.findVM(ctx, vm.VMID)
+// stop stops a running VM after re-checking that it is still the one planned.
+func (e *Executor) stop(ctx context.Context, x expect) error {
+	return e.retry(ctx, x.name, "stop", func(int) error {
+		cur, err := e.findVM(ctx, x.vmid)
 		if err != nil || cur == nil || !cur.Running {
 			return err
 		}
 
-		e.emit(vm.Name, "stop", "VMID %d", vm.VMID)
+		if _, err := e.verify(ctx, x); err != nil {
+			return err
+		}
 
-		upid, err := e.api.StopVM(ctx, vm.Node, vm.VMID)
+		e.emit(x.name, "stop", "VMID %d", x.vmid)
+
+		upid, err := e.api.StopVM(ctx, x.node, x.vmid)
 		if err != nil {
 			return err
 		}
@@ -254,99 +304,164 @@ func (e *Executor) stop(ctx context.Context, vm VMResource) error {
 	})
 }
 
-func (e *Executor) deleteVM(ctx context.Context, vm VMResource) error {
-	if err := e.stop(ctx, vm); err != nil {
+// deleteVM stops and deletes (purges) a VM, re-checking right before each call that it is
+// still the one planned. With dataDisks false (the data disk was parked) it refuses to delete
+// a VM that references a data disk again.
+func (e *Executor) deleteVM(ctx context.Context, x expect, dataDisks bool) error {
+	if err := e.stop(ctx, x); err != nil {
 		return err
 	}
 
-	return e.retry(ctx, vm.Name, "delete", func(int) error {
-		cur, err := e.findVM(ctx, vm.VMID)
-		if err != nil || cur == nil {
+	return e.retry(ctx, x.name, "delete", func(int) error {
+		cfg, err := e.verifyIfExists(ctx, x)
+		if err != nil || cfg == nil {
 			return err // gone: an earlier attempt deleted it
 		}
 
-		e.emit(vm.Name, "delete", "VMID %d (purge, destroy unreferenced disks)", vm.VMID)
+		if d, ok := cfg[SlotData]; ok && !dataDisks {
+			return fmt.Errorf("%s holds %s again after its data disk was parked; the VM is not deleted", SlotData, d)
+		}
 
-		return e.api.DeleteVM(ctx, vm.Node, vm.VMID, true, true)
+		e.emit(x.name, "delete", "VMID %d (purge, destroy unreferenced disks)", x.vmid)
+
+		return e.api.DeleteVM(ctx, x.node, x.vmid, true, true)
 	})
 }
 
 // park moves the VM's data disk into its holder VM (created on demand on the same host), so
 // that deleting the VM leaves the disk alone: PVE deletes every disk a VM owns, unused ones
-// included, so a detached disk alone would not survive.
+// included, so a detached disk alone would not survive. Both VMs are re-checked before the
+// move, which carries both config digests; afterwards the holder must hold the disk (renamed
+// to the holder by move_disk) or the VM is not deleted.
 func (e *Executor) park(ctx context.Context, cluster string, it DestroyItem) error {
 	vm := it.VM
-	holder := it.Holder
+	x := nodeExpect(cluster, vm)
+	hx := expect{cluster: cluster, kind: KindHolder, name: ParkedName(vm.Name), node: vm.Node, vmid: it.Holder}
 
-	if holder == 0 {
-		e.allocMu.Lock()
-		id, err := e.freeID(ctx)
-		if err == nil {
-			e.reserved[id] = true
-		}
-		e.allocMu.Unlock()
-
+	if hx.vmid == 0 {
+		id, err := e.createHolder(ctx, cluster, vm)
 		if err != nil {
-			return fmt.Errorf("allocating a VMID for the data disk holder: %w", err)
+			return err
 		}
 
-		holder = id
-		cfg := Params{
-			"name":        ParkedName(vm.Name),
-			"memory":      "64",
-			"onboot":      "0",
-			"tags":        strings.Join([]string{TagManaged, OwnerTag(cluster), TagParked}, ";"),
-			"description": fmt.Sprintf("Holds the data disk of %s kept by talforge destroy --keep-data-disks; talforge provision re-attaches it.", vm.Name),
-		}
-
-		e.emit(vm.Name, "park", "creating holder VM %s (%d)", cfg["name"], holder)
-
-		if err := e.retry(ctx, vm.Name, "park", func(attempt int) error {
-			if attempt > 0 {
-				if cur, err := e.findVM(ctx, holder); err != nil || cur != nil {
-					if cur != nil {
-						return e.waitUnlocked(ctx, vm.Name, holder)
-					}
-
-					return err
-				}
-			}
-
-			upid, err := e.api.CreateVM(ctx, vm.Node, holder, cfg)
-			if err != nil {
-				return err
-			}
-
-			return e.Wait(ctx, upid)
-		}); err != nil {
-			return fmt.Errorf("creating the data disk holder: %w", err)
-		}
+		hx.vmid = id
 	}
 
-	e.emit(vm.Name, "park", "moving %s to VM %d", it.DataDisk, holder)
+	pk := &ParkedDisk{HolderVMID: hx.vmid, HolderNode: hx.node, HolderName: hx.name, Slot: SlotData, VolID: it.DataDisk,
+		SizeGiB: it.DataSizeGiB, Serial: it.DataSerial}
 
-	err := e.retry(ctx, vm.Name, "park", func(attempt int) error {
+	e.emit(vm.Name, "park", "moving %s to VM %d", it.DataDisk, hx.vmid)
+
+	err := e.retry(ctx, vm.Name, "park", func(int) error {
+		cfg, err := e.verify(ctx, x)
+		if err != nil {
+			return err
+		}
+
+		hcfg, err := e.verify(ctx, hx)
+		if err != nil {
+			return err
+		}
+
+		cur := parseProp(cfg[SlotData], "file")["file"]
+
+		switch {
+		case cur == "" && hcfg[SlotData] == "":
+			// neither holds it: a move between the source's and the target's config write (PVE
+			// writes the source first), or gone elsewhere, which the last attempt reports
+			return fmt.Errorf("%w: %s", errMoveInFlight, keptDiskAttached(hcfg, pk, hx.vmid, nil))
+		case cur == "":
+			// gone from the VM: an earlier attempt moved it (its answer was lost), or someone else did
+			return keptDiskAttached(hcfg, pk, hx.vmid, nil)
+		case cur != it.DataDisk:
+			return fmt.Errorf("%s now holds %s, not the data disk %s of the plan; the VM is not deleted", SlotData, cur, it.DataDisk)
+		case hcfg[SlotData] != "":
+			// a move that finished between the two reads is no stranger's disk: look again
+			if again, err := e.verify(ctx, x); err != nil {
+				return err
+			} else if again[SlotData] == "" {
+				return fmt.Errorf("%w: %s left VM %d while it was read", errMoveInFlight, it.DataDisk, vm.VMID)
+			}
+
+			return fmt.Errorf("holder VM %d got %s on %s meanwhile; %s stays in VM %d, which is not deleted", hx.vmid, hcfg[SlotData], SlotData, it.DataDisk, vm.VMID)
+		}
+
+		upid, err := e.api.MoveDisk(ctx, vm.Node, vm.VMID, MoveDiskRequest{Disk: SlotData, TargetVMID: hx.vmid, TargetDisk: SlotData,
+			Digest: cfg["digest"], TargetDigest: hcfg["digest"]})
+		if err != nil {
+			return err
+		}
+
+		if err := e.Wait(ctx, upid); err != nil {
+			return err
+		}
+
+		if hcfg, err = e.verify(ctx, hx); err != nil {
+			return err
+		}
+
+		return keptDiskAttached(hcfg, pk, hx.vmid, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("moving data disk %s to holder VM %d: %w", it.DataDisk, hx.vmid, err)
+	}
+
+	return nil
+}
+
+// createHolder creates the empty holder VM <node>-parked, tagged talforge.parked.<cluster>.
+func (e *Executor) createHolder(ctx context.Context, cluster string, vm VMResource) (int, error) {
+	e.allocMu.Lock()
+	id, err := e.freeID(ctx)
+	if err == nil {
+		e.reserved[id] = true
+	}
+	e.allocMu.Unlock()
+
+	if err != nil {
+		return 0, fmt.Errorf("allocating a VMID for the data disk holder: %w", err)
+	}
+
+	hx := expect{cluster: cluster, kind: KindHolder, name: ParkedName(vm.Name), node: vm.Node, vmid: id}
+	cfg := Params{
+		"name":        hx.name,
+		"memory":      "64",
+		"onboot":      "0",
+		"tags":        strings.Join([]string{TagManaged, HolderTag(cluster)}, ";"),
+		"description": fmt.Sprintf("Holds the data disk of %s kept by talforge destroy --keep-data-disks; talforge provision re-attaches it.", vm.Name),
+	}
+
+	e.emit(vm.Name, "park", "creating holder VM %s (%d)", cfg["name"], id)
+
+	if err := e.retry(ctx, vm.Name, "park", func(attempt int) error {
 		if attempt > 0 {
-			cur, err := e.api.VMConfig(ctx, vm.Node, vm.VMID)
+			cur, err := e.findVM(ctx, id)
 			if err != nil {
 				return err
 			}
 
-			if _, still := cur[SlotData]; !still {
-				return nil
+			if cur != nil {
+				// an earlier attempt's create, or someone else's VM on that id: the checks
+				// before the move tell them apart
+				if err := e.waitUnlocked(ctx, vm.Name, id); err != nil {
+					return err
+				}
+
+				_, err := e.verify(ctx, hx)
+
+				return err
 			}
 		}
 
-		upid, err := e.api.MoveDisk(ctx, vm.Node, vm.VMID, SlotData, holder, SlotData)
+		upid, err := e.api.CreateVM(ctx, vm.Node, id, cfg)
 		if err != nil {
 			return err
 		}
 
 		return e.Wait(ctx, upid)
-	})
-	if err != nil {
-		return fmt.Errorf("moving data disk %s to holder VM %d: %w", it.DataDisk, holder, err)
+	}); err != nil {
+		return 0, fmt.Errorf("creating the data disk holder: %w", err)
 	}
 
-	return nil
+	return id, nil
 }

@@ -4,10 +4,14 @@
 //   - Desired turns a profile into one VMSpec per node (see spec.go for every setting and why)
 //     and the boot image (the Image Factory nocloud ISO of the cluster's schematic); Lint
 //     flags settings Talos cannot boot or run with.
-//   - Observe lists the VMs, finds the cluster's by the ownership tag talforge-<cluster> and
-//     their name, and plans create / update (field-level diff) / unchanged. A VM with a node's
-//     name or VMID but without the tag is foreign: a Conflict that blocks Apply; it is never
-//     touched.
+//   - Ownership (owner.go): a VM is a cluster's through one tag naming role and cluster,
+//     talforge.node.<cluster> or talforge.parked.<cluster> (holders of kept data disks);
+//     cluster names are DNS labels without '.', so the tags cannot collide whatever the
+//     clusters are called. ParseOwnership also reads the older talforge-<cluster> tags where
+//     they are unambiguous.
+//   - Observe lists the VMs, finds the cluster's by the ownership tag and their name, and plans
+//     create / update (field-level diff) / unchanged. A VM with a node's name or VMID but
+//     without the tag is foreign: a Conflict that blocks Apply; it is never touched.
 //   - Executor.Apply downloads the ISO where missing, then creates or updates and starts the
 //     VMs with bounded parallelism. Steps are retried with backoff on lock contention, 5xx
 //     answers and dropped connections; every retry re-observes first, so a create whose answer
@@ -15,6 +19,11 @@
 //     the tail of its log.
 //   - PlanDestroy / Executor.Destroy stop and delete (purge) only VMs with the ownership tag,
 //     optionally parking their data disks in holder VMs for the next provision.
+//   - Every stop, start, update, resize, move_disk and delete is preceded by a fresh read of
+//     the VM's config that re-checks tag and name (ErrNotOwned otherwise), and sends the config
+//     digest back where PVE accepts one, so that PVE refuses a change made in between.
+//     Re-attaching a kept disk succeeds only when scsi1 holds that volume under the name
+//     move_disk gave it; a holder is never deleted while it holds a disk.
 //
 // The Proxmox client is github.com/Telmate/proxmox-api-go behind the API interface this
 // package owns (Telmate). Task waiting is done here (Executor.Wait) because Telmate polls every

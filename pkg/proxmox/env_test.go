@@ -192,14 +192,13 @@ func (e *env) provision(ctx context.Context, opts Options) (*Plan, *Result, erro
 	return p, r, err
 }
 
-// owned returns the VMs carrying the cluster's ownership tag, by name.
+// owned returns the VMs carrying one of the cluster's ownership tags (node VMs and holders),
+// by name.
 func (e *env) owned() map[string][]pvesim.VM {
 	out := map[string][]pvesim.VM{}
 	for _, vm := range e.srv.VMs() {
-		for _, t := range vm.Tags() {
-			if t == OwnerTag(e.cluster.Metadata.Name) {
-				out[vm.Name()] = append(out[vm.Name()], vm)
-			}
+		if o := ParseOwnership(vm.Tags()); o.Cluster == e.cluster.Metadata.Name && o.Kind != KindNone {
+			out[vm.Name()] = append(out[vm.Name()], vm)
 		}
 	}
 

@@ -43,9 +43,15 @@ func (c Change) String() string {
 type ParkedDisk struct {
 	HolderVMID int
 	HolderNode string
+	// HolderName is the holder VM's name (<node>-parked), re-checked before every change.
+	HolderName string
 	Slot       string
-	VolID      string
-	SizeGiB    int
+	// VolID is the kept volume as the holder references it; re-attaching renames it to the new
+	// VM (vm-<vmid>-disk-<n>, facts-dr-adopt-upgrade-fleet.md §6).
+	VolID   string
+	SizeGiB int
+	// Serial is the drive's serial= option, carried along by move_disk.
+	Serial string
 }
 
 // VMPlan is the plan for one node's VM.
@@ -187,6 +193,10 @@ func (r retryingReads) StorageContent(ctx context.Context, node, storage, conten
 // Observe reads the VMs and ISO storage from Proxmox and plans how to reach the specs.
 // It changes nothing.
 func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot BootImage) (*Plan, error) {
+	if err := CheckClusterName(cluster); err != nil {
+		return nil, err
+	}
+
 	api = retryingReads{api}
 
 	vms, err := api.ListVMs(ctx)
@@ -196,7 +206,6 @@ func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot 
 
 	sort.Slice(vms, func(i, j int) bool { return vms[i].VMID < vms[j].VMID })
 
-	owner := OwnerTag(cluster)
 	plan := &Plan{Cluster: cluster}
 	want := map[string]bool{}
 
@@ -205,7 +214,7 @@ func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot 
 	}
 
 	for _, s := range specs {
-		vp, err := observeVM(ctx, api, plan, vms, owner, s)
+		vp, err := observeVM(ctx, api, plan, vms, cluster, s)
 		if err != nil {
 			return nil, err
 		}
@@ -214,7 +223,7 @@ func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot 
 	}
 
 	for _, vm := range vms {
-		if vm.HasTag(owner) && !vm.HasTag(TagParked) && !want[vm.Name] {
+		if vm.IsNodeOf(cluster) && !want[vm.Name] {
 			plan.Orphans = append(plan.Orphans, vm)
 		}
 	}
@@ -262,15 +271,18 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, owner string, s VMSpec) (VMPlan, error) {
+func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, cluster string, s VMSpec) (VMPlan, error) {
 	vp := VMPlan{Spec: s, VMID: s.VMID}
+	owner := OwnerTag(cluster)
 
 	var mine []VMResource
 
 	for _, vm := range vms {
-		ours := vm.HasTag(owner)
+		o := vm.Ownership()
+		ours := o.Is(KindNode, cluster)
+
 		switch {
-		case ours && vm.HasTag(TagParked):
+		case o.Is(KindHolder, cluster):
 		case ours && vm.Name == s.Name:
 			mine = append(mine, vm)
 		case !ours && (vm.Name == s.Name || (s.VMID != 0 && vm.VMID == s.VMID)):
@@ -279,9 +291,13 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, owner
 				what = "has the VMID"
 			}
 
-			plan.Conflicts = append(plan.Conflicts, Conflict{VM: vm, Node: s.Name, Message: fmt.Sprintf(
-				"%s of node %s but not the ownership tag %s: foreign VM, talforge will not touch it (rename it, or tag it %s to adopt it)",
-				what, s.Name, owner, owner)})
+			msg := fmt.Sprintf("%s of node %s but not the ownership tag %s: foreign VM, talforge will not touch it (rename it, or tag it %s to adopt it)",
+				what, s.Name, owner, owner)
+			if o.Ambiguous != "" {
+				msg += "; its tags are ambiguous: it " + o.Ambiguous
+			}
+
+			plan.Conflicts = append(plan.Conflicts, Conflict{VM: vm, Node: s.Name, Message: msg})
 		case ours && s.VMID != 0 && vm.VMID == s.VMID:
 			plan.Conflicts = append(plan.Conflicts, Conflict{VM: vm, Node: s.Name, Message: fmt.Sprintf(
 				"is the profile's VMID %d of node %s but is named %q", s.VMID, s.Name, vm.Name)})
@@ -300,26 +316,8 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, owner
 		vp.Action = ActionCreate
 		vp.Changes = configChanges(s.Config)
 
-		parked, err := findParked(ctx, api, vms, owner, s)
-		if err != nil {
+		if err := planReattach(ctx, api, plan, vms, cluster, &vp); err != nil {
 			return vp, err
-		}
-
-		if parked != nil {
-			if parked.HolderNode != s.PVENode {
-				plan.Conflicts = append(plan.Conflicts, Conflict{VM: VMResource{VMID: parked.HolderVMID, Node: parked.HolderNode, Name: s.ParkedName()},
-					Node: s.Name, Message: fmt.Sprintf("holds the kept data disk of %s on %s, but the profile places %s on %s; disks can only be re-attached on the same host",
-						s.Name, parked.HolderNode, s.Name, s.PVENode)})
-			}
-
-			vp.Parked = parked
-
-			for i, c := range vp.Changes {
-				if c.Key == SlotData {
-					vp.Changes[i].To = parked.VolID + " (kept data disk, re-attached)"
-				}
-			}
-			vp.Notes = append(vp.Notes, fmt.Sprintf("re-attaches the kept data disk %s (%d GiB) from VM %d", parked.VolID, parked.SizeGiB, parked.HolderVMID))
 		}
 
 		return vp, nil
@@ -350,12 +348,30 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, owner
 	d := diffConfig(s, cfg)
 	vp.Set, vp.Delete, vp.Resize, vp.Changes, vp.Notes = d.set, d.del, d.resize, d.changes, d.notes
 
+	if vm.Ownership().Legacy {
+		vp.Notes = append(vp.Notes, "carries the old ownership tag "+legacyOwnerTag(cluster)+"; the tags update moves it to "+owner)
+	}
+
+	if _, has := cfg[SlotData]; !has && s.HasDataDisk() {
+		// An earlier run created the VM but did not get the kept disk across: re-attach it
+		// rather than allocating an empty one.
+		if _, adding := vp.Set[SlotData]; adding {
+			if err := planReattach(ctx, api, plan, vms, cluster, &vp); err != nil {
+				return vp, err
+			}
+
+			if vp.Parked != nil {
+				delete(vp.Set, SlotData)
+			}
+		}
+	}
+
 	for _, e := range d.errs {
 		plan.Conflicts = append(plan.Conflicts, Conflict{VM: vm, Node: s.Name, Message: e})
 	}
 
 	vp.Action = ActionUnchanged
-	if len(vp.Set) > 0 || len(vp.Delete) > 0 || len(vp.Resize) > 0 {
+	if len(vp.Set) > 0 || len(vp.Delete) > 0 || len(vp.Resize) > 0 || vp.Parked != nil {
 		vp.Action = ActionUpdate
 	}
 
@@ -381,20 +397,55 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, owner
 	return vp, nil
 }
 
-// findParked looks for the holder VM of a node's kept data disk.
-func findParked(ctx context.Context, api API, vms []VMResource, owner string, s VMSpec) (*ParkedDisk, error) {
+// planReattach plans re-attaching a node's kept data disk, if a holder of this cluster keeps
+// one, instead of allocating a new data disk.
+func planReattach(ctx context.Context, api API, plan *Plan, vms []VMResource, cluster string, vp *VMPlan) error {
+	s := vp.Spec
+
+	parked, err := findParked(ctx, api, vms, cluster, s)
+	if err != nil || parked == nil {
+		return err
+	}
+
+	if parked.HolderNode != s.PVENode {
+		plan.Conflicts = append(plan.Conflicts, Conflict{VM: VMResource{VMID: parked.HolderVMID, Node: parked.HolderNode, Name: parked.HolderName},
+			Node: s.Name, Message: fmt.Sprintf("holds the kept data disk of %s on %s, but the profile places %s on %s; disks can only be re-attached on the same host",
+				s.Name, parked.HolderNode, s.Name, s.PVENode)})
+	}
+
+	vp.Parked = parked
+
+	for i, c := range vp.Changes {
+		if c.Key == SlotData {
+			vp.Changes[i].To = parked.VolID + " (kept data disk, re-attached)"
+		}
+	}
+
+	vp.Notes = append(vp.Notes, fmt.Sprintf("re-attaches the kept data disk %s (%d GiB) from VM %d %s", parked.VolID, parked.SizeGiB, parked.HolderVMID, parked.HolderName))
+
+	return nil
+}
+
+// findParked looks for the holder VM of a node's kept data disk: a VM tagged as a holder of
+// this cluster (never another cluster's, whatever the names) and named <node>-parked. Its
+// config is read again before anything is moved.
+func findParked(ctx context.Context, api API, vms []VMResource, cluster string, s VMSpec) (*ParkedDisk, error) {
 	if !s.HasDataDisk() {
 		return nil, nil
 	}
 
 	for _, vm := range vms {
-		if !vm.HasTag(owner) || !vm.HasTag(TagParked) || vm.Name != s.ParkedName() {
+		if !vm.IsHolderOf(cluster) || vm.Name != s.ParkedName() {
 			continue
 		}
 
 		cfg, err := api.VMConfig(ctx, vm.Node, vm.VMID)
 		if err != nil {
 			return nil, fmt.Errorf("VM %s (%d): reading config: %w", vm.Name, vm.VMID, err)
+		}
+
+		if holderExpect(cluster, vm).check(cfg) != nil {
+			continue // changed between the listing and the read
 		}
 
 		d, ok := cfg[SlotData]
@@ -404,7 +455,8 @@ func findParked(ctx context.Context, api API, vms []VMResource, owner string, s 
 
 		dp := parseProp(d, "file")
 
-		return &ParkedDisk{HolderVMID: vm.VMID, HolderNode: vm.Node, Slot: SlotData, VolID: dp["file"], SizeGiB: diskGiB(dp)}, nil
+		return &ParkedDisk{HolderVMID: vm.VMID, HolderNode: vm.Node, HolderName: vm.Name, Slot: SlotData, VolID: dp["file"],
+			SizeGiB: diskGiB(dp), Serial: dp["serial"]}, nil
 	}
 
 	return nil, nil

@@ -58,7 +58,7 @@ func TestProvisionHAProfile(t *testing.T) {
 		"net0":      "virtio=46:69:A6:A3:E1:AF,bridge=vmbr0,tag=20",
 		"ipconfig0": "ip=10.20.0.11/24,gw=10.20.0.1", "nameserver": "10.20.0.1", "serial0": "socket",
 		"agent": "enabled=1", "boot": "order=scsi0;ide0", "onboot": "1", "ostype": "l26",
-		"tags": "controlplane;talforge;talforge-ha",
+		"tags": "controlplane;talforge;talforge.node.ha",
 		"ide0": e.boot.VolID() + ",media=cdrom,size=100M",
 	}
 	for k, v := range want {
@@ -179,7 +179,7 @@ func TestForeignVMNeverTouched(t *testing.T) {
 		t.Fatalf("plan error %v, want ErrConflict", err)
 	}
 
-	for _, want := range []string{`VM 500 "tazlab-cp-1"`, `VM 161 "legacy"`, `VM 700 "tazlab-worker-1"`, "not the ownership tag talforge-tazlab"} {
+	for _, want := range []string{`VM 500 "tazlab-cp-1"`, `VM 161 "legacy"`, `VM 700 "tazlab-worker-1"`, "not the ownership tag talforge.node.tazlab"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

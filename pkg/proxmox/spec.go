@@ -11,17 +11,6 @@ import (
 	"github.com/talforge/talforge/pkg/schematic"
 )
 
-// Ownership tags. A VM belongs to a cluster when it carries OwnerTag(cluster); talforge never
-// touches a VM without it.
-const (
-	TagManaged = "talforge"
-	// TagParked marks the holder VM of a data disk kept by `destroy --keep-data-disks`.
-	TagParked = "talforge-parked"
-)
-
-// OwnerTag is the tag that marks a VM as belonging to a cluster.
-func OwnerTag(cluster string) string { return "talforge-" + strings.ToLower(cluster) }
-
 // Disk slots of a node VM.
 const (
 	SlotOS        = "scsi0"
@@ -141,7 +130,7 @@ func Desired(c *profile.Cluster, img *schematic.Image) ([]VMSpec, BootImage, err
 	return specs, boot, nil
 }
 
-// Tags returns the sorted tags of a node VM: talforge, talforge-<cluster> and the role.
+// Tags returns the sorted tags of a node VM: talforge, talforge.node.<cluster> and the role.
 func Tags(cluster string, role profile.Role) []string {
 	t := []string{TagManaged, OwnerTag(cluster), strings.ToLower(string(role))}
 	sort.Strings(t)

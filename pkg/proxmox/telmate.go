@@ -412,8 +412,13 @@ func (t *Telmate) UpdateVM(ctx context.Context, node string, vmid int, params Pa
 }
 
 // ResizeDisk implements API.
-func (t *Telmate) ResizeDisk(ctx context.Context, node string, vmid int, disk, size string) (string, error) {
-	return t.put(ctx, "resize disk", qemuPath(node, vmid)+"/resize", Params{"disk": disk, "size": size})
+func (t *Telmate) ResizeDisk(ctx context.Context, node string, vmid int, disk, size, digest string) (string, error) {
+	p := Params{"disk": disk, "size": size}
+	if digest != "" {
+		p["digest"] = digest
+	}
+
+	return t.put(ctx, "resize disk", qemuPath(node, vmid)+"/resize", p)
 }
 
 // StartVM implements API.
@@ -475,9 +480,17 @@ func (t *Telmate) lastTask(ctx context.Context, node string, vmid int, typ strin
 }
 
 // MoveDisk implements API.
-func (t *Telmate) MoveDisk(ctx context.Context, node string, vmid int, disk string, targetVMID int, targetDisk string) (string, error) {
-	return t.post(ctx, "move disk", qemuPath(node, vmid)+"/move_disk",
-		Params{"disk": disk, "target-vmid": strconv.Itoa(targetVMID), "target-disk": targetDisk})
+func (t *Telmate) MoveDisk(ctx context.Context, node string, vmid int, req MoveDiskRequest) (string, error) {
+	p := Params{"disk": req.Disk, "target-vmid": strconv.Itoa(req.TargetVMID), "target-disk": req.TargetDisk}
+	if req.Digest != "" {
+		p["digest"] = req.Digest
+	}
+
+	if req.TargetDigest != "" {
+		p["target-digest"] = req.TargetDigest
+	}
+
+	return t.post(ctx, "move disk", qemuPath(node, vmid)+"/move_disk", p)
 }
 
 // StorageContent implements API.

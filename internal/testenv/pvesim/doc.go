@@ -14,10 +14,15 @@
 //     failed (<path>, <priv>)" when a token lacks a privilege);
 //   - asynchronous tasks with real-format UPIDs, task status and log,
 //     per-VM configuration locks, configurable per-task latency;
-//   - fault injection (5xx, dropped connections, lock timeouts, failed tasks).
+//   - fault injection (5xx, dropped connections, lock timeouts, failed tasks);
+//   - config digests: a stale digest on a config update or resize, or a
+//     stale digest / target-digest on move_disk, is refused as PVE refuses
+//     it, so clients can make "check, then change" atomic.
 //
 // Tests observe the emulator through its request log and state accessors
 // and seed it with VMs (including "foreign" ones) and storage content.
+// Modify and Fault.Act play another actor who renames, retags or re-disks a
+// VM between a client's check and its change.
 //
 // The emulator never talks to the network: download-url "downloads" by
 // creating the volume after the configured latency.

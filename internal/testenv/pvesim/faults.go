@@ -26,6 +26,9 @@ const (
 	FaultTaskFailure
 	// FaultTaskWarnings lets the task succeed with exit status "WARNINGS: 1".
 	FaultTaskWarnings
+	// FaultActor only runs Act (another actor changes something just before the request
+	// arrives); the request is then processed normally.
+	FaultActor
 )
 
 func (k FaultKind) String() string {
@@ -42,6 +45,8 @@ func (k FaultKind) String() string {
 		return "task-failure"
 	case FaultTaskWarnings:
 		return "task-warnings"
+	case FaultActor:
+		return "actor"
 	}
 	return "unknown"
 }
@@ -65,6 +70,11 @@ type Fault struct {
 	Message string
 	// TaskLog lines precede "TASK ERROR: <Message>" in a failed task's log.
 	TaskLog []string
+	// Act, if set, runs when the fault fires, before the request is processed (and before a
+	// dropped connection or an error answer): the race in which someone else renames,
+	// retags or re-disks a VM between a client's check and its change. It runs without the
+	// server lock held and may call Modify, Seed and the other accessors.
+	Act func()
 }
 
 type faultRule struct {

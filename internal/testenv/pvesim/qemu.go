@@ -610,8 +610,9 @@ func (s *Server) updateChecks(c *call) ([]string, []string, *apiError) {
 
 // applyUpdate performs update_vm_api's changes (s.mu held).
 func (s *Server) applyUpdate(c *call, v *VM, keys, deletes []string, force bool) ([]string, *taskError) {
+	// qemu-server src/PVE/API2/Qemu.pm update_vm_api, $load_and_check_config
 	if d := c.params.Get("digest"); d != "" && d != v.digest() {
-		return nil, failTask("detected modified configuration - file changed by other user? Try again.")
+		return nil, failTask("checksum mismatch (file change by other user?)")
 	}
 	if l := v.Config["lock"]; l != "" {
 		return nil, failTask("VM is locked (%s)", l)
@@ -758,7 +759,14 @@ func (s *Server) resize(c *call) (any, *apiError) {
 			if l := v.Config["lock"]; l != "" {
 				return nil, failTask("VM is locked (%s)", l)
 			}
+			// qemu-server src/PVE/API2/Qemu.pm resize_vm: the digest is checked under the lock
+			if dg := c.params.Get("digest"); dg != "" && dg != v.digest() {
+				return nil, failTask("checksum mismatch (file change by other user?)")
+			}
 			d := parseDriveString(v.Config[disk])
+			if d.get("file") == "" {
+				return nil, failTask("disk '%s' does not exist", disk)
+			}
 			vol := s.volumes[d.get("file")]
 			if vol == nil {
 				return nil, failTask("volume '%s' does not exist", d.get("file"))
@@ -974,8 +982,19 @@ func volName(volid string) string {
 	return name
 }
 
+// digestMismatch mirrors PVE::Tools::assert_if_modified as move_vm_disk reports it
+// (qemu-server src/PVE/API2/Qemu.pm, $load_and_check_reassign_configs): a digest sent by the
+// client that differs from the VM's current config digest. An empty digest is not checked.
+func digestMismatch(vmid int, want string, v *VM) string {
+	if want == "" || want == v.digest() {
+		return ""
+	}
+	return fmt.Sprintf("VM %d: detected modified configuration - file changed by other user? Try again.", vmid)
+}
+
 // POST /nodes/{node}/qemu/{vmid}/move_disk: only the reassign form
-// (target-vmid) is emulated.
+// (target-vmid) is emulated. digest and target-digest are checked before the task starts and
+// again under both config locks, as $load_and_check_reassign_configs runs in both places.
 func (s *Server) moveDisk(c *call) (any, *apiError) {
 	vmid := c.vmid()
 	disk := c.params.Get("disk")
@@ -1006,10 +1025,14 @@ func (s *Server) moveDisk(c *call) (any, *apiError) {
 		tv, ok := s.vms[target]
 		cur, has := src.Config[disk]
 		switch {
-		case !has:
-			aerr = err500("disk '%s' does not exist\n", disk)
 		case !ok:
 			aerr = err500("target VM %d does not exist\n", target)
+		case digestMismatch(vmid, c.params.Get("digest"), src) != "":
+			aerr = err500("%s\n", digestMismatch(vmid, c.params.Get("digest"), src))
+		case digestMismatch(target, c.params.Get("target-digest"), tv) != "":
+			aerr = err500("%s\n", digestMismatch(target, c.params.Get("target-digest"), tv))
+		case !has:
+			aerr = err500("disk '%s' does not exist\n", disk)
 		case tv.Node != src.Node:
 			aerr = err500("VM %d is not on the same node as VM %d\n", target, vmid)
 		case parseDriveString(cur).get("media") == "cdrom":
@@ -1039,6 +1062,12 @@ func (s *Server) moveDisk(c *call) (any, *apiError) {
 			tv, ok2 := s.vms[target]
 			if !ok1 || !ok2 {
 				return nil, failTask("VM vanished during reassign")
+			}
+			if m := digestMismatch(vmid, c.params.Get("digest"), src); m != "" {
+				return nil, failTask("%s", m)
+			}
+			if m := digestMismatch(target, c.params.Get("target-digest"), tv); m != "" {
+				return nil, failTask("%s", m)
 			}
 			cur, ok := src.Config[disk]
 			if !ok {

@@ -277,6 +277,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.template, c.uri = rt.template, uri
 	}
 	fault := s.takeFault(r.Method, rec.Path)
+	if fault != nil && fault.Act != nil {
+		fault.Act()
+	}
+	if fault != nil && fault.Kind == FaultActor {
+		rec.Fault = fault.Kind.String()
+		fault = nil
+	}
 	if fault != nil {
 		rec.Fault = fault.Kind.String()
 		switch fault.Kind {

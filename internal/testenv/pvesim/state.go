@@ -127,25 +127,50 @@ func (s *Server) Seed(vms ...SeedVM) {
 		if v.Running {
 			v.StartedAt = s.opts.Now()
 		}
-		for k, val := range v.Config {
-			if !isDriveKey(k) && !rxIndexedKey("unused").MatchString(k) {
-				continue
-			}
-			d := parseDriveString(val)
-			file := d.get("file")
-			if rxVolumeID.MatchString(file) && s.volumes[file] == nil {
-				size, _ := ParseSize(d.get("size"))
-				st, _, _ := strings.Cut(file, ":")
-				ct := "images"
-				if d.get("media") == "cdrom" && !strings.Contains(file, "cloudinit") {
-					ct = "iso"
-				}
-				s.volumes[file] = &Volume{VolID: file, Storage: st, Content: ct, Format: "raw", Size: size,
-					VMID: volumeOwner(file), CTime: s.opts.Now().Unix()}
-			}
-		}
+		s.seedVolumes(v)
 		s.vms[v.ID] = v
 	}
+}
+
+// seedVolumes creates the volumes a VM's drive and unusedN keys reference that do not exist
+// yet (s.mu held).
+func (s *Server) seedVolumes(v *VM) {
+	for k, val := range v.Config {
+		if !isDriveKey(k) && !rxIndexedKey("unused").MatchString(k) {
+			continue
+		}
+		d := parseDriveString(val)
+		file := d.get("file")
+		if rxVolumeID.MatchString(file) && s.volumes[file] == nil {
+			size, _ := ParseSize(d.get("size"))
+			st, _, _ := strings.Cut(file, ":")
+			ct := "images"
+			if d.get("media") == "cdrom" && !strings.Contains(file, "cloudinit") {
+				ct = "iso"
+			}
+			s.volumes[file] = &Volume{VolID: file, Storage: st, Content: ct, Format: "raw", Size: size,
+				VMID: volumeOwner(file), CTime: s.opts.Now().Unix()}
+		}
+	}
+}
+
+// Modify changes a VM directly, as another actor would (the GUI, qm set, another tool) and
+// without a task or a lock: fn gets the live VM. Volumes that new drive keys reference are
+// created as Seed does. Tags are normalised like PVE stores them. It reports whether the VM
+// exists.
+func (s *Server) Modify(id int, fn func(v *VM)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.vms[id]
+	if !ok {
+		return false
+	}
+	fn(v)
+	if t, ok := v.Config["tags"]; ok {
+		v.Config["tags"] = normalizeTags(t)
+	}
+	s.seedVolumes(v)
+	return true
 }
 
 // SeedVolume places a volume into a storage (e.g. an ISO).
