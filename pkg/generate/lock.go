@@ -29,6 +29,11 @@ type Lock struct {
 	Encryption string `yaml:"encryption"`
 	// Files maps each output file (but this one) to the sha256 of its bytes as written.
 	Files map[string]string `yaml:"files"`
+
+	// verified holds the files openOutput found on disk exactly as Files records them, so
+	// that the checks after it do not read and hash every file a second time (the run lock
+	// keeps them from changing meanwhile).
+	verified map[string]bool
 }
 
 // LockTalos records versions.
@@ -146,6 +151,10 @@ func (l *Lock) nodeDigest(name string) string {
 func (l *Lock) fileCurrent(out, path string) bool {
 	if l == nil {
 		return false
+	}
+
+	if l.verified != nil {
+		return l.verified[path]
 	}
 
 	want, ok := l.Files[path]

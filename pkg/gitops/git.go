@@ -17,6 +17,8 @@ var ErrNotARepository = errors.New("not inside a Git repository")
 func git(ctx context.Context, dir string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
+	// Paths are file names, never globs: a directory named with * or [ means itself.
+	cmd.Env = append(os.Environ(), "GIT_LITERAL_PATHSPECS=1")
 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -60,10 +62,12 @@ func CheckRepository(ctx context.Context, dir string) error {
 	}
 }
 
-// Commit commits everything under dir (added, changed and deleted files) with message, using
-// the git CLI and the user's own Git configuration. It commits only dir's paths, whatever
-// else is staged. It reports false when there was nothing to commit.
-func Commit(ctx context.Context, dir, message string) (bool, error) {
+// Commit commits the given files of dir (relative, slash-separated: written, changed or
+// removed) with message, using the git CLI and the user's own Git configuration. Nothing else
+// goes into the commit: not other files under dir (a user's notes, a crashed run's leftovers),
+// not what else is staged in the repository. It reports false when there was nothing to
+// commit.
+func Commit(ctx context.Context, dir, message string, files []string) (bool, error) {
 	if _, err := exec.LookPath("git"); err != nil {
 		return false, fmt.Errorf("--commit needs the git CLI: %w", err)
 	}
@@ -80,33 +84,136 @@ func Commit(ctx context.Context, dir, message string) (bool, error) {
 
 	top = strings.TrimSpace(top)
 
-	if _, err := git(ctx, top, "add", "--all", "--", abs); err != nil {
-		return false, err
-	}
-
-	status, err := git(ctx, top, "status", "--porcelain", "--", abs)
+	// Paths relative to the top of the work tree, as git prints them. The top git prints has
+	// symlinks resolved, so dir is resolved too.
+	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {
 		return false, err
 	}
 
-	if !hasStaged(status) {
+	var present, gone []string
+
+	want := map[string]bool{}
+
+	for _, f := range files {
+		if checkPath(f) != nil {
+			return false, fmt.Errorf("commit: output path %q is outside %s", f, dir)
+		}
+
+		rel, err := filepath.Rel(top, filepath.Join(real, filepath.FromSlash(f)))
+		if err != nil || !filepath.IsLocal(rel) {
+			return false, fmt.Errorf("commit: %s is outside the work tree %s", f, top)
+		}
+
+		rel = filepath.ToSlash(rel)
+		want[rel] = true
+
+		if _, err := os.Lstat(filepath.Join(abs, filepath.FromSlash(f))); err == nil {
+			present = append(present, rel)
+		} else {
+			gone = append(gone, rel)
+		}
+	}
+
+	if len(present) > 0 {
+		if _, err := gitPaths(ctx, top, present, "add"); err != nil {
+			return false, err
+		}
+	}
+
+	if len(gone) > 0 {
+		// --ignore-unmatch: a file removed before it was ever committed is no change.
+		if _, err := gitPaths(ctx, top, gone, "rm", "--cached", "--quiet", "--ignore-unmatch"); err != nil {
+			return false, err
+		}
+	}
+
+	status, err := git(ctx, top, "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=no", "--", real)
+	if err != nil {
+		return false, err
+	}
+
+	var commit []string
+
+	for _, entry := range strings.Split(status, "\x00") {
+		// "XY path": X is the index's side; a listed path with a staged change goes in.
+		if len(entry) > 3 && entry[0] != ' ' && entry[0] != '?' && want[entry[3:]] {
+			commit = append(commit, entry[3:])
+		}
+	}
+
+	if len(commit) == 0 {
 		return false, nil
 	}
 
-	if _, err := git(ctx, top, "commit", "--quiet", "-m", message, "--", abs); err != nil {
+	// With paths, git commit takes only those (--only), whatever else is staged.
+	if _, err := gitPaths(ctx, top, commit, "commit", "--quiet", "-m", message); err != nil {
 		return false, err
 	}
 
 	return true, nil
 }
 
-// hasStaged reports whether porcelain status lists a staged change.
-func hasStaged(status string) bool {
-	for _, line := range strings.Split(status, "\n") {
-		if len(line) > 1 && line[0] != ' ' && line[0] != '?' {
-			return true
+// gitPaths runs git with paths passed on standard input (a generate of hundreds of nodes would
+// not fit a command line), each taken literally, not as a glob.
+func gitPaths(ctx context.Context, dir string, paths []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", append(args, "--pathspec-from-file=-", "--pathspec-file-nul")...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_LITERAL_PATHSPECS=1")
+	cmd.Stdin = strings.NewReader(strings.Join(paths, "\x00") + "\x00")
+
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
 		}
+
+		return "", fmt.Errorf("git %s: %s", strings.Join(args, " "), msg)
 	}
 
-	return false
+	return stdout.String(), nil
+}
+
+// ReadCommitted returns the content file (relative to dir, slash-separated) has in the
+// commit HEAD points to, or nil when there is no such commit or file: what the last commit
+// recorded, e.g. its lockfile, whose files a commit must also delete when they are gone.
+func ReadCommitted(ctx context.Context, dir, file string) ([]byte, error) {
+	if checkPath(file) != nil {
+		return nil, fmt.Errorf("read committed: %q is not a path inside %s", file, dir)
+	}
+
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, err
+	}
+
+	top, err := git(ctx, real, "rev-parse", "--show-toplevel")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotARepository, abs)
+	}
+
+	rel, err := filepath.Rel(strings.TrimSpace(top), filepath.Join(real, filepath.FromSlash(file)))
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("read committed: %s is outside the work tree", file)
+	}
+
+	// No commit yet, or no such file in it: nothing was recorded.
+	if _, err := git(ctx, real, "cat-file", "-e", "HEAD:"+filepath.ToSlash(rel)); err != nil {
+		return nil, nil
+	}
+
+	out, err := git(ctx, real, "cat-file", "blob", "HEAD:"+filepath.ToSlash(rel))
+	if err != nil {
+		return nil, err
+	}
+
+	return []byte(out), nil
 }

@@ -8,10 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 
-	"github.com/talforge/talforge/pkg/atomicfile"
 	"github.com/talforge/talforge/pkg/parallel"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
@@ -35,13 +33,19 @@ type File struct {
 // RedactedMarker replaces secrets in redacted views.
 const RedactedMarker = "******"
 
-// GitIgnore is written to every output directory: decrypted copies never belong in Git.
+// GitIgnore is written to every output directory: decrypted copies never belong in Git, and
+// neither do a run's lock and staging area or the temporary files of older talforge versions.
 const GitIgnore = `# Written by talforge. Decrypted material never belongs in Git.
 *.dec.yaml
 *.decrypted
 *.plain
 /kubeconfig
 /talosconfig
+# A run's lock and staging area.
+/.talforge-run.lock
+/.talforge-staging-*/
+.*.tmp-*
+.secrets-*.tmp
 `
 
 // Result says what a write did.
@@ -52,22 +56,35 @@ type Result struct {
 // Changed reports whether anything on disk changed.
 func (r *Result) Changed() bool { return len(r.Written)+len(r.Removed) > 0 }
 
-// Writer writes output files into a directory.
+// Writer writes output files into a directory. See the package documentation for how a run's
+// files reach the directory; callers hold the directory's run lock (pkg/runlock) from Recover
+// to Commit.
 type Writer struct {
 	// Dir is the output directory (clusters/<name>).
 	Dir string
 	// Parallelism bounds concurrent encryption (default GOMAXPROCS).
 	Parallelism int
+	// SOPS holds the creation rules secret files are encrypted with: the project's, chosen by
+	// the caller, never a .sops.yaml found above Dir. Required when a file is Secret.
+	SOPS *sopsfile.Config
 }
 
-// Staged holds files encrypted, leak-checked and written to hidden temporary files, not yet
-// renamed into place.
+// Staged holds files encrypted, leak-checked and written to the run's staging directory, not
+// yet moved into place.
 type Staged struct {
 	w     *Writer
+	root  *os.Root
 	files []Staged1
 	keep  []string
-	batch atomicfile.Batch
-	mu    sync.Mutex
+
+	mu sync.Mutex
+	// stage is the staging directory (relative to Dir), made on the first changed file.
+	stage string
+	// moves are the staged files (relative to Dir) in the order they were staged.
+	moves []string
+	// committing is set once the journal is durable: from then on the staged files belong to
+	// the output, and an interrupted commit is completed by the next Recover, never discarded.
+	committing bool
 }
 
 // Staged1 is one staged file: the bytes that are (or will be) on disk.
@@ -79,18 +96,27 @@ type Staged1 struct {
 
 // Stage prepares files concurrently: a secret file is encrypted unless it already holds the
 // same content for the same recipients; every file is checked for leaks before anything of it
-// touches the disk; changed files go to hidden temporary files. keep lists files known to be
-// current without reading them. On any error nothing stays on disk.
+// touches the disk; changed files go to the run's staging directory. keep lists files known to
+// be current without reading them. On any error nothing stays on disk.
 //
-// Encryption runs on every core; temporary files are created by one goroutine, because
-// parallel creates in one directory contend on its lock in the kernel.
+// Encryption runs on every core; staged files are created by one goroutine, because parallel
+// creates in one directory contend on its lock in the kernel.
 func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Staged, error) {
-	s := &Staged{w: w, files: make([]Staged1, len(files)), keep: keep}
+	if err := os.MkdirAll(w.Dir, 0o755); err != nil {
+		return nil, err
+	}
+
+	root, err := os.OpenRoot(w.Dir)
+	if err != nil {
+		return nil, err
+	}
+
+	s := &Staged{w: w, root: root, files: make([]Staged1, len(files)), keep: keep}
 	errs := make([]error, len(files))
 
 	type pendingWrite struct {
 		i    int
-		path string
+		rel  string
 		data []byte
 	}
 
@@ -101,14 +127,14 @@ func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Stage
 		defer close(writerDone)
 
 		for p := range writes {
-			if err := s.add(p.path, p.data); err != nil {
+			if err := s.add(p.rel, p.data); err != nil {
 				errs[p.i] = err
 			}
 		}
 	}()
 
-	err := parallel.ForEach(ctx, len(files), w.Parallelism, func(i int) {
-		st, path, err := s.prepare(files[i])
+	err = parallel.ForEach(ctx, len(files), w.Parallelism, func(i int) {
+		st, _, err := s.prepare(files[i])
 		if err != nil {
 			errs[i] = err
 
@@ -117,7 +143,7 @@ func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Stage
 
 		s.files[i] = st
 		if !st.Unchanged {
-			writes <- pendingWrite{i: i, path: path, data: st.Data}
+			writes <- pendingWrite{i: i, rel: st.Path, data: st.Data}
 		}
 	})
 
@@ -162,6 +188,10 @@ func joinLeaks(errs []error) error {
 
 // prepare encodes a file and checks it for leaks; it returns where it belongs on disk.
 func (s *Staged) prepare(f File) (Staged1, string, error) {
+	if err := checkPath(f.Path); err != nil {
+		return Staged1{}, "", err
+	}
+
 	path := filepath.Join(s.w.Dir, filepath.FromSlash(f.Path))
 
 	data, unchanged, err := s.encode(path, f)
@@ -189,7 +219,11 @@ func (s *Staged) encode(path string, f File) ([]byte, bool, error) {
 		return f.Data, err == nil && string(old) == string(f.Data), nil
 	}
 
-	rule, err := sopsfile.RuleFor(path)
+	if s.w.SOPS == nil {
+		return nil, false, fmt.Errorf("%s: no SOPS configuration to encrypt it with", f.Path)
+	}
+
+	rule, err := s.w.SOPS.RuleFor(path)
 	if err != nil {
 		return nil, false, err
 	}
@@ -212,16 +246,25 @@ func (s *Staged) encode(path string, f File) ([]byte, bool, error) {
 	return enc, false, err
 }
 
-func (s *Staged) add(path string, data []byte) error {
-	var b atomicfile.Batch
+// add writes one changed file into the staging directory, making the directory first.
+func (s *Staged) add(rel string, data []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 
-	if err := b.Add(path, data, 0o644); err != nil {
-		return err
+	if s.stage == "" {
+		dir, err := os.MkdirTemp(s.w.Dir, StagingPrefix+"*")
+		if err != nil {
+			return fmt.Errorf("staging %s: %w", s.w.Dir, err)
+		}
+
+		s.stage = filepath.Base(dir)
 	}
 
-	s.mu.Lock()
-	s.batch.Merge(&b)
-	s.mu.Unlock()
+	if err := writeNew(s.root, filepath.Join(s.stage, filepath.FromSlash(rel)), data); err != nil {
+		return fmt.Errorf("staging %s: %w", rel, err)
+	}
+
+	s.moves = append(s.moves, rel)
 
 	return nil
 }
@@ -229,15 +272,15 @@ func (s *Staged) add(path string, data []byte) error {
 // Files returns the staged files in the order given to Stage.
 func (s *Staged) Files() []Staged1 { return s.files }
 
-// Add stages one more file (after leak-checking it), e.g. a lockfile that records the others.
+// Add stages one more file (after leak-checking it).
 func (s *Staged) Add(f File) error {
-	st, path, err := s.prepare(f)
+	st, _, err := s.prepare(f)
 	if err != nil {
 		return err
 	}
 
 	if !st.Unchanged {
-		if err := s.add(path, st.Data); err != nil {
+		if err := s.add(st.Path, st.Data); err != nil {
 			return err
 		}
 	}
@@ -247,27 +290,46 @@ func (s *Staged) Add(f File) error {
 	return nil
 }
 
-// Abort removes every temporary file.
+// Abort removes the staging directory, unless Commit got as far as making its journal durable:
+// then the files belong to the output and the next Recover moves the rest into place.
 func (s *Staged) Abort() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	s.batch.Abort()
+	if s.stage != "" && !s.committing {
+		s.root.RemoveAll(s.stage) //nolint:errcheck // a leftover is removed by the next Recover
+		s.stage = ""
+	}
+
+	if s.root != nil {
+		s.root.Close() //nolint:errcheck
+		s.root = nil
+	}
 }
 
-// Commit makes the staged files durable with one flush and renames them into place, then
-// removes *.yaml and *.enc files under the prune directories (relative, e.g. "nodes") that are
-// neither staged nor kept: those belong to nodes that left the profile.
-func (s *Staged) Commit(prune ...string) (*Result, error) {
+// Commit stages point, the file that records all others (the lockfile), and moves the run's
+// files into place as one step that a crash cannot tear: it writes a journal naming the staged
+// files, the files to remove and point; one flush makes everything staged durable; then every
+// file but point is renamed into place, the files of remove (relative paths, e.g. those the
+// previous lockfile lists and this run no longer writes) are deleted, a second flush makes
+// that durable, and point is renamed last. A run killed before the first flush leaves the
+// previous output untouched; one killed after it is completed by the next Recover.
+//
+// remove must only name files talforge wrote: never a directory listing.
+func (s *Staged) Commit(point File, remove []string) (*Result, error) {
+	if err := s.Add(point); err != nil {
+		return nil, err
+	}
+
 	res := &Result{Unchanged: slices.Clone(s.keep)}
-	kept := map[string]bool{}
+	written := map[string]bool{}
 
 	for _, k := range s.keep {
-		kept[k] = true
+		written[k] = true
 	}
 
 	for _, f := range s.files {
-		kept[f.Path] = true
+		written[f.Path] = true
 
 		if f.Unchanged {
 			res.Unchanged = append(res.Unchanged, f.Path)
@@ -276,41 +338,62 @@ func (s *Staged) Commit(prune ...string) (*Result, error) {
 		}
 	}
 
-	s.mu.Lock()
-	err := s.batch.Commit()
-	s.mu.Unlock()
+	j := journal{Version: journalVersion}
 
-	if err != nil {
-		return &Result{}, fmt.Errorf("writing %s: %w", s.w.Dir, err)
-	}
-
-	for _, dir := range prune {
-		entries, err := os.ReadDir(filepath.Join(s.w.Dir, dir))
-		if errors.Is(err, fs.ErrNotExist) {
+	for _, rel := range remove {
+		if written[rel] || checkPath(rel) != nil {
 			continue
 		}
 
-		if err != nil {
-			return res, err
-		}
-
-		for _, e := range entries {
-			rel := dir + "/" + e.Name()
-			if e.IsDir() || kept[rel] || strings.HasPrefix(e.Name(), ".") || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".enc")) {
-				continue
-			}
-
-			if err := os.Remove(filepath.Join(s.w.Dir, dir, e.Name())); err != nil {
-				return res, err
-			}
-
-			res.Removed = append(res.Removed, rel)
+		if _, err := s.root.Lstat(filepath.FromSlash(rel)); err == nil {
+			j.Remove = append(j.Remove, rel)
 		}
 	}
 
-	slices.Sort(res.Written)
-	slices.Sort(res.Unchanged)
-	slices.Sort(res.Removed)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 
-	return res, nil
+	for _, m := range s.moves {
+		if m == point.Path {
+			j.Last = m
+		} else {
+			j.Files = append(j.Files, m)
+		}
+	}
+
+	if s.stage == "" && len(j.Remove) == 0 {
+		return sorted(res), nil
+	}
+
+	if s.stage == "" {
+		dir, err := os.MkdirTemp(s.w.Dir, StagingPrefix+"*")
+		if err != nil {
+			return nil, fmt.Errorf("staging %s: %w", s.w.Dir, err)
+		}
+
+		s.stage = filepath.Base(dir)
+	}
+
+	if err := j.write(s.root, s.stage); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", s.w.Dir, err)
+	}
+
+	s.committing = true
+
+	if err := j.apply(s.root, s.stage); err != nil {
+		return nil, fmt.Errorf("writing %s (the next run completes it): %w", s.w.Dir, err)
+	}
+
+	s.stage = ""
+	res.Removed = j.Remove
+
+	return sorted(res), nil
+}
+
+func sorted(r *Result) *Result {
+	slices.Sort(r.Written)
+	slices.Sort(r.Unchanged)
+	slices.Sort(r.Removed)
+
+	return r
 }

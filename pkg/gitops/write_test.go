@@ -11,15 +11,39 @@ import (
 	"time"
 )
 
+// stageCommit writes files (and keep) like a run of generate would: a lockfile listing them as
+// the commit point, and every file the previous lockfile listed but this run does not write
+// removed.
 func stageCommit(t *testing.T, dir string, files []File, keep ...string) *Result {
 	t.Helper()
+
+	old, _ := os.ReadFile(filepath.Join(dir, "lock.txt"))
+	listed := slices.Collect(func(yield func(string) bool) {
+		for _, f := range files {
+			if !yield(f.Path) {
+				return
+			}
+		}
+	})
+	listed = append(listed, keep...)
+	slices.Sort(listed)
+
+	var remove []string
+
+	for _, p := range strings.Fields(string(old)) {
+		if !slices.Contains(listed, p) {
+			remove = append(remove, p)
+		}
+	}
 
 	s, err := (&Writer{Dir: dir}).Stage(context.Background(), files, keep)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	res, err := s.Commit("nodes")
+	defer s.Abort()
+
+	res, err := s.Commit(File{Path: "lock.txt", Data: []byte(strings.Join(listed, "\n") + "\n")}, remove)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +60,7 @@ func TestStageCommitIsIdempotentAndPrunes(t *testing.T) {
 	}
 
 	res := stageCommit(t, dir, files)
-	if len(res.Written) != 3 {
+	if len(res.Written) != 4 {
 		t.Fatalf("first write: %+v", res)
 	}
 
@@ -46,7 +70,7 @@ func TestStageCommitIsIdempotentAndPrunes(t *testing.T) {
 	}
 
 	res = stageCommit(t, dir, files)
-	if res.Changed() || len(res.Unchanged) != 3 {
+	if res.Changed() || len(res.Unchanged) != 4 {
 		t.Fatalf("second write changed something: %+v", res)
 	}
 
@@ -98,7 +122,11 @@ func TestLeakWritesNothing(t *testing.T) {
 	}
 }
 
-func TestCommit(t *testing.T) {
+// TestCommitOnlyListedFiles: the commit holds the files talforge lists (written, unchanged or
+// removed) and nothing else under the directory (a stray temporary file of a killed run, a
+// user's notes, a staging directory) nor what else was staged in the repository. Before
+// Commit took a list it ran `git add --all` on the directory and committed all of them.
+func TestCommitOnlyListedFiles(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git not installed")
 	}
@@ -110,7 +138,7 @@ func TestCommit(t *testing.T) {
 	t.Setenv("GIT_COMMITTER_EMAIL", "t@example.com")
 
 	outside := t.TempDir()
-	if _, err := Commit(ctx, outside, "msg"); err == nil || !strings.Contains(err.Error(), "not inside a Git repository") {
+	if _, err := Commit(ctx, outside, "msg", []string{"a.yaml"}); err == nil || !strings.Contains(err.Error(), "not inside a Git repository") {
 		t.Fatalf("outside a repository: %v", err)
 	}
 
@@ -120,23 +148,66 @@ func TestCommit(t *testing.T) {
 	}
 
 	out := filepath.Join(repo, "clusters", "c")
-	stageCommit(t, out, []File{{Path: "a.yaml", Data: []byte("a: 1\n")}})
+	stageCommit(t, out, []File{{Path: "a.yaml", Data: []byte("a: 1\n")}, {Path: "nodes/n1.yaml.enc", Data: []byte("x")}})
 
-	// Something else staged in the repository must not end up in talforge's commit.
-	os.WriteFile(filepath.Join(repo, "other.txt"), []byte("x"), 0o644) //nolint:errcheck
-	exec.Command("git", "-C", repo, "add", "other.txt").Run()          //nolint:errcheck
+	// Something else staged in the repository must not end up in talforge's commit, nor
+	// files under the directory that talforge does not list.
+	mustWrite(t, filepath.Join(repo, "other.txt"), "x")
+	exec.Command("git", "-C", repo, "add", "other.txt").Run() //nolint:errcheck
 
-	done, err := Commit(ctx, out, "talforge: generate c")
+	for _, stray := range []string{".a.yaml.tmp-123", "notes.md", "nodes/mine.yaml", StagingPrefix + "1/nodes/n1.yaml.enc"} {
+		mustWrite(t, filepath.Join(out, stray), "stray")
+	}
+
+	done, err := Commit(ctx, out, "talforge: generate c", []string{"a.yaml", "lock.txt", "nodes/n1.yaml.enc"})
 	if err != nil || !done {
 		t.Fatalf("commit: %v %v", done, err)
 	}
 
-	files, _ := exec.Command("git", "-C", repo, "show", "--name-only", "--format=%s", "HEAD").Output()
-	if got := strings.Fields(string(files)); !slices.Equal(got, []string{"talforge:", "generate", "c", "clusters/c/a.yaml"}) {
-		t.Errorf("commit = %q", files)
+	if got := gitLines(t, repo, "show", "--name-only", "--format=", "HEAD"); !slices.Equal(got, []string{"clusters/c/a.yaml", "clusters/c/lock.txt", "clusters/c/nodes/n1.yaml.enc"}) {
+		t.Errorf("commit holds %q", got)
 	}
 
-	if done, err := Commit(ctx, out, "again"); err != nil || done {
+	if done, err := Commit(ctx, out, "again", []string{"a.yaml", "lock.txt", "nodes/n1.yaml.enc"}); err != nil || done {
 		t.Errorf("a commit with nothing changed: %v %v", done, err)
+	}
+
+	// n1 leaves; a file that never was committed and is gone is no change either.
+	stageCommit(t, out, []File{{Path: "a.yaml", Data: []byte("a: 2\n")}})
+
+	done, err = Commit(ctx, out, "remove n1", []string{"a.yaml", "lock.txt", "nodes/n1.yaml.enc", "nodes/never.yaml.enc"})
+	if err != nil || !done {
+		t.Fatalf("commit: %v %v", done, err)
+	}
+
+	if got := gitLines(t, repo, "show", "--name-status", "--format=", "HEAD"); !slices.Equal(got, []string{"M\tclusters/c/a.yaml", "M\tclusters/c/lock.txt", "D\tclusters/c/nodes/n1.yaml.enc"}) {
+		t.Errorf("commit holds %q", got)
+	}
+
+	if got := gitLines(t, repo, "ls-files"); !slices.Equal(got, []string{"clusters/c/a.yaml", "clusters/c/lock.txt", "other.txt"}) {
+		t.Errorf("tracked files: %q", got)
+	}
+}
+
+func gitLines(t *testing.T, repo string, args ...string) []string {
+	t.Helper()
+
+	out, err := exec.Command("git", append([]string{"-C", repo}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("git %v: %v", args, err)
+	}
+
+	return strings.FieldsFunc(string(out), func(r rune) bool { return r == '\n' })
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -67,6 +68,11 @@ func EnsureIdentity() (*Identity, error) {
 	}
 
 	data, err := os.ReadFile(path)
+	if err == nil && len(bytes.TrimSpace(data)) == 0 {
+		// Never replaced, even empty: but say what an empty one most likely is.
+		return nil, fmt.Errorf("age identity file %s is empty (an older talforge that crashed while creating it leaves it so); if nothing was encrypted for it, remove it and run again", path)
+	}
+
 	if err == nil {
 		r, err := firstRecipient(bytes.NewReader(data))
 		if err != nil {
@@ -87,37 +93,76 @@ func EnsureIdentity() (*Identity, error) {
 
 	content := fmt.Sprintf("# created: %s by talforge\n# public key: %s\n%s\n", time.Now().UTC().Format(time.RFC3339), id.Recipient(), id)
 
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-
-	// O_EXCL: if another process created it meanwhile, keep theirs.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	created, err := createIdentityFile(path, []byte(content))
 	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return EnsureIdentity()
-		}
-
-		return nil, err
+		return nil, fmt.Errorf("age identity file %s: %w", path, err)
 	}
 
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-
-		return nil, err
-	}
-
-	if err := f.Close(); err != nil {
-		return nil, err
+	if !created {
+		// Another process created one meanwhile: keep theirs.
+		return EnsureIdentity()
 	}
 
 	return &Identity{Recipient: id.Recipient().String(), Path: path, Created: true}, nil
 }
 
+// createIdentityFile writes a new identity file at path so that it is complete or absent
+// whatever happens (a crash, a full disk, a kill): the content goes to a temporary file in the
+// same directory and is synced, then hard-linked to path, which fails if path exists (so an
+// identity is never replaced), and the directory is synced so the link survives a power cut.
+// It reports false when path already existed. The same steps as secrets.Create.
+func createIdentityFile(path string, content []byte) (bool, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
+	}
+
+	// CreateTemp makes the file 0600: the key is never readable by others, not even briefly.
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return false, err
+	}
+
+	defer os.Remove(tmp.Name()) //nolint:errcheck // the link at path keeps the content
+
+	_, err = tmp.Write(content)
+	if err == nil {
+		err = tmp.Sync()
+	}
+
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+
+	if err != nil {
+		return false, err
+	}
+
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+
+		return false, err
+	}
+
+	d, err := os.Open(dir)
+	if err != nil {
+		return true, err
+	}
+	defer d.Close() //nolint:errcheck
+
+	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return true, err
+	}
+
+	return true, nil
+}
+
 func firstRecipient(r interface{ Read([]byte) (int, error) }) (string, error) {
 	ids, err := age.ParseIdentities(r)
 	if err != nil {
-		return "", err
+		return "", quietIdentityError(err)
 	}
 
 	for _, id := range ids {
@@ -127,6 +172,19 @@ func firstRecipient(r interface{ Read([]byte) (int, error) }) (string, error) {
 	}
 
 	return "", errors.New("holds no X25519 age identity")
+}
+
+// ageLineError is how age reports a line it cannot parse (age parse.go, ParseIdentities).
+var ageLineError = regexp.MustCompile(`^error at line (\d+):`)
+
+// quietIdentityError keeps age's line number and drops the rest: for a line of unknown type
+// age quotes the whole line, which is a secret key in a form it does not recognise.
+func quietIdentityError(err error) error {
+	if m := ageLineError.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("line %s is not an age identity (AGE-SECRET-KEY-1...; the line is not shown)", m[1])
+	}
+
+	return err
 }
 
 // CreationRules returns .sops.yaml content that encrypts talforge's output for recipients:

@@ -1,0 +1,141 @@
+package generate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/talforge/talforge/pkg/gitops"
+	"github.com/talforge/talforge/pkg/runlock"
+	"github.com/talforge/talforge/pkg/secrets"
+)
+
+// openOutput takes the run lock of out (a no-op when ctx already holds it: up calls generate),
+// finishes or clears what an interrupted run left (gitops' Recover), and returns the lockfile
+// in place after checking the files it lists against their digests. A file that differs is
+// only reported here: renderNodes and Stage trust a file only when its digest matches, so it
+// is rendered and written again.
+func openOutput(ctx context.Context, out string, log io.Writer) (context.Context, *runlock.Lock, *Lock, error) {
+	ctx, lk, err := runlock.Acquire(ctx, out)
+	if err != nil {
+		return ctx, nil, nil, err
+	}
+
+	rec, err := (&gitops.Writer{Dir: out}).Recover(ctx)
+	if err != nil {
+		lk.Release() //nolint:errcheck
+
+		return ctx, nil, nil, err
+	}
+
+	if rec.Completed > 0 {
+		fmt.Fprintf(log, "%s: completed the write of an interrupted run\n", out)
+	}
+
+	if rec.Discarded > 0 {
+		fmt.Fprintf(log, "%s: removed what %d interrupted run(s) had staged\n", out, rec.Discarded)
+	}
+
+	old := readLock(filepath.Join(out, LockFile))
+
+	if torn := old.differing(out); len(torn) > 0 {
+		shown := strings.Join(torn[:min(len(torn), 10)], ", ")
+		if len(torn) > 10 {
+			shown += fmt.Sprintf(" and %d more", len(torn)-10)
+		}
+
+		fmt.Fprintf(log, "%s: %d file(s) differ from %s (an interrupted run or a hand edit), writing them again: %s\n",
+			out, len(torn), LockFile, shown)
+	}
+
+	return ctx, lk, old, nil
+}
+
+// differing lists the files the lock records whose bytes on disk differ from the digest, or
+// that are missing; later checks of the same lock reuse what it found.
+func (l *Lock) differing(out string) []string {
+	if l == nil {
+		return nil
+	}
+
+	var torn []string
+
+	verified := map[string]bool{}
+
+	for _, p := range slices.Sorted(maps.Keys(l.Files)) {
+		if l.fileCurrent(out, p) {
+			verified[p] = true
+		} else {
+			torn = append(torn, p)
+		}
+	}
+
+	l.verified = verified
+
+	return torn
+}
+
+// removedBy lists the files this (previous) lock records that next no longer does: talforge
+// wrote them and no longer writes them, so they go. Nothing else in the directory is ever
+// removed: a file talforge never recorded is the user's.
+func (l *Lock) removedBy(next *Lock) []string {
+	if l == nil {
+		return nil
+	}
+
+	var gone []string
+
+	for _, p := range slices.Sorted(maps.Keys(l.Files)) {
+		if _, ok := next.Files[p]; !ok && p != LockFile && p != secrets.FileName {
+			gone = append(gone, p)
+		}
+	}
+
+	return gone
+}
+
+// commitOutput commits the output with --commit: the files the lockfile lists, the lockfile,
+// the secrets bundle, whatever else the run wrote, and the removal of every file talforge
+// wrote that is gone — those this run removed and those the committed lockfile lists that an
+// earlier run without --commit removed. Nothing else under the directory, whoever put it
+// there: not a user's file, not what a killed run left.
+func commitOutput(ctx context.Context, out string, l *Lock, res *Result) (bool, error) {
+	files := append(slices.Collect(maps.Keys(l.Files)), LockFile, secrets.FileName)
+	files = append(files, res.Files.Written...)
+	files = append(files, res.Files.Removed...)
+
+	msg := commitMessage(res)
+
+	committed, err := gitops.ReadCommitted(ctx, out, LockFile)
+	if err != nil {
+		return false, err
+	}
+
+	if len(committed) > 0 {
+		var prev Lock
+		if err := yaml.Unmarshal(committed, &prev); err != nil {
+			return false, fmt.Errorf("the committed %s: %w", LockFile, err)
+		}
+
+		for _, p := range prev.removedBy(l) {
+			// Only deletions: a file still there that talforge no longer lists is left alone.
+			if _, err := os.Lstat(filepath.Join(out, filepath.FromSlash(p))); errors.Is(err, fs.ErrNotExist) && !slices.Contains(files, p) {
+				files = append(files, p)
+				msg += fmt.Sprintf("remove %s\n", p)
+			}
+		}
+	}
+
+	slices.Sort(files)
+
+	return gitops.Commit(ctx, out, msg, slices.Compact(files))
+}
