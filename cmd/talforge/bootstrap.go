@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
 type bootstrapOptions struct {
@@ -117,7 +118,12 @@ func fetchAndStore(ctx context.Context, out io.Writer, tc *talosCluster, r *boot
 		return nil, err
 	}
 
-	written, err := bootstrap.Store(tc.outDir, kubeconfig, tc.input.Talosconfig)
+	sops, err := sopsfile.ProjectConfig(tc.profile.Root())
+	if err != nil {
+		return nil, err
+	}
+
+	written, err := bootstrap.Store(sops, tc.outDir, kubeconfig, tc.input.Talosconfig)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,10 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configdiff"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/textdiff"
+
+	"github.com/talforge/talforge/pkg/gitops"
+	"github.com/talforge/talforge/pkg/redact"
 )
 
 // Action is what Apply did (or would do) to a node.
@@ -48,8 +52,8 @@ type NodeResult struct {
 	rebooting bool
 }
 
-// redacted replaces secret values in printed diffs.
-const redacted = "******"
+// redacted replaces secret values in printed diffs and messages.
+const redacted = redact.Marker
 
 // Apply brings every node to its desired config, concurrently, and returns one result per node in profile
 // order. A node's error does not stop the others; the returned error joins them in profile order.
@@ -385,8 +389,11 @@ func suffix(s string) string {
 	return ": " + s
 }
 
-// redactedDiff reports whether two configs differ and a diff in which every secret value is replaced. The
-// decision is made on the full configs, so a change of a secret alone still counts (and says so).
+// redactedDiff reports whether two configs differ and a diff of their redacted encodings (package redact:
+// only values on its allow-list of safe fields are shown). The decision is made on the full configs, so a
+// change of a redacted value alone still counts (and says so). The diff is leak-checked before it is
+// returned for printing: a secret that slipped through redaction fails the run instead of reaching a
+// terminal or a CI log.
 func redactedDiff(live, desired config.Provider) (bool, string, error) {
 	full, err := configdiff.DiffConfigs(live, desired)
 	if err != nil {
@@ -397,19 +404,36 @@ func redactedDiff(live, desired config.Provider) (bool, string, error) {
 		return false, "", nil
 	}
 
-	diff, err := configdiff.DiffConfigs(live.RedactSecrets(redacted), desired.RedactSecrets(redacted))
+	liveView, err := redact.Config(live)
+	if err != nil {
+		return false, "", fmt.Errorf("redact the live config: %w", err)
+	}
+
+	desiredView, err := redact.Config(desired)
+	if err != nil {
+		return false, "", fmt.Errorf("redact the desired config: %w", err)
+	}
+
+	// What configdiff.DiffConfigs does with the encoded configs (machinery config/configdiff).
+	diff, err := textdiff.Diff(string(liveView), string(desiredView))
 	if err != nil {
 		return false, "", fmt.Errorf("diff redacted configs: %w", err)
 	}
 
 	switch {
 	case diff == "":
-		diff = "(only secret values differ; they are not shown)\n"
+		diff = "(only redacted values differ; they are not shown)\n"
 	case changedLines(full) > changedLines(diff):
-		diff += "(secret values differ too; they are not shown)\n"
+		diff += "(redacted values differ too; they are not shown)\n"
 	}
 
-	return true, strings.Replace(diff, "--- a\n+++ b\n", "--- live\n+++ desired\n", 1), nil
+	diff = strings.Replace(diff, "--- a\n+++ b\n", "--- live\n+++ desired\n", 1)
+
+	if err := gitops.CheckPrintable("the config diff", []byte(diff)); err != nil {
+		return false, "", err
+	}
+
+	return true, diff, nil
 }
 
 // changedLines counts the added and removed lines of a unified diff.

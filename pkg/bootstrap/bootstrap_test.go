@@ -434,13 +434,13 @@ func TestConfiguredNodes(t *testing.T) {
 		diffs[res.Node] = res.Diff
 	}
 
-	for _, s := range []string{"--- live\n+++ desired\n", "-        - time.cloudflare.com", "+        - time.example.org", "secret values differ too"} {
+	for _, s := range []string{"--- live\n+++ desired\n", "-        - time.cloudflare.com", "+        - time.example.org", "redacted values differ too"} {
 		if !strings.Contains(diffs["cp-1"], s) {
 			t.Errorf("cp-1 diff lacks %q:\n%s", s, diffs["cp-1"])
 		}
 	}
 
-	if !strings.Contains(diffs["cp-2"], "only secret values differ") {
+	if !strings.Contains(diffs["cp-2"], "only redacted values differ") {
 		t.Errorf("cp-2 differs only in a secret; diff:\n%s", diffs["cp-2"])
 	}
 

@@ -118,7 +118,7 @@ func renderProfile(t *testing.T, name string) rendered {
 		t.Fatal(err)
 	}
 
-	gen, err := machineconfig.New(c, img, bundle)
+	gen, err := machineconfig.New(t.Context(), c, img, bundle)
 	if err != nil {
 		t.Fatal(err)
 	}

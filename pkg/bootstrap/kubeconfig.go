@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/talforge/talforge/pkg/gitops"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -65,9 +66,10 @@ func (r *Runner) fetchKubeconfig(ctx context.Context, n Node) ([]byte, error) {
 }
 
 // Store writes the kubeconfig and the talosconfig SOPS-encrypted into dir (clusters/<name>/) with the
-// project's .sops.yaml rules. Files whose decrypted content is unchanged are left alone. It returns the
-// files it wrote.
-func Store(dir string, kubeconfig, talosconfig []byte) ([]string, error) {
+// project's .sops.yaml rules (sops: sopsfile.ProjectConfig of the project root, never a .sops.yaml
+// found above dir, which would let a planted file choose who can read the admin kubeconfig).
+// Files whose decrypted content is unchanged are left alone. It returns the files it wrote.
+func Store(sops *sopsfile.Config, dir string, kubeconfig, talosconfig []byte) ([]string, error) {
 	var written []string
 
 	for _, f := range []struct {
@@ -80,7 +82,13 @@ func Store(dir string, kubeconfig, talosconfig []byte) ([]string, error) {
 
 		path := filepath.Join(dir, f.name)
 
-		changed, err := sopsfile.WriteFile(path, f.data)
+		rule, err := sops.RuleFor(path)
+		if err != nil {
+			return written, fmt.Errorf("store %s: %w", path, err)
+		}
+
+		// Leak-checked like every file talforge writes under clusters/<name>/.
+		changed, err := gitops.WriteSecret(rule, path, f.data)
 		if err != nil {
 			return written, fmt.Errorf("store %s: %w", path, err)
 		}

@@ -10,21 +10,24 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 	"gopkg.in/yaml.v3"
+
+	"github.com/talforge/talforge/pkg/redact"
 )
 
 // minSecretLen keeps short values ("true", small numbers) that happen to sit in redacted fields from being
 // scrubbed out of every message.
 const minSecretLen = 8
 
-// secretStrings returns the values machinery redacts in a config: the fields whose value differs between
-// the config and its RedactSecrets copy.
+// secretStrings returns the values a config shows only redacted (package redact: every value not on its
+// allow-list of safe fields, which covers the fields machinery redacts): the scalars that differ between the
+// config and its redacted encoding. Node messages quoting the config are scrubbed of them.
 func secretStrings(cfg config.Provider) ([]string, error) {
 	plain, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
 	if err != nil {
 		return nil, err
 	}
 
-	masked, err := cfg.RedactSecrets(redacted).EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+	masked, err := redact.Config(cfg)
 	if err != nil {
 		return nil, err
 	}

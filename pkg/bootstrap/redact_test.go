@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
@@ -93,5 +94,126 @@ func TestSecretStrings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// patched applies strategic-merge or JSON6902 patches to a config, as machinery does.
+func patched(t *testing.T, cfg config.Provider, patches ...string) config.Provider {
+	t.Helper()
+
+	loaded, err := configpatcher.LoadPatches(patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := configpatcher.Apply(configpatcher.WithConfig(cfg), loaded)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := out.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return c
+}
+
+func testConfig(t *testing.T) config.Provider {
+	t.Helper()
+
+	contract, err := config.ParseContractFromVersion("v1.14.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bundle, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), contract)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	input, err := generate.NewInput("redact", "https://10.0.0.10:6443", "1.37.0", generate.WithSecretsBundle(bundle), generate.WithVersionContract(contract))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg, err := input.Config(machine.TypeControlPlane)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return cfg
+}
+
+// TestRedactedDiffOfSecretBearingPatches: the diff plan and apply print for a patch that adds
+// secrets machinery does not know (environment, proxy URL with a password, manifest headers,
+// an inline Secret, registry auth) shows the changed keys and none of the values; the node
+// messages are scrubbed of them too.
+func TestRedactedDiffOfSecretBearingPatches(t *testing.T) {
+	live := testConfig(t)
+	desired := patched(t, live, `machine:
+  env:
+    HTTPS_PROXY: https://proxyuser:hunter2-proxy@proxy.lab:3128
+  registries:
+    config:
+      registry.lab:
+        auth: {username: robot, password: hunter2-registry}
+cluster:
+  extraManifestHeaders:
+    Authorization: Bearer hunter2-header
+  inlineManifests:
+    - name: creds
+      contents: |
+        apiVersion: v1
+        kind: Secret
+        stringData: {password: hunter2-inline}
+---
+apiVersion: v1alpha1
+kind: TimeSyncConfig
+ntp:
+  servers: [time.example.org]
+`)
+
+	changed, diff, err := redactedDiff(live, desired)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, err %v", changed, err)
+	}
+
+	if strings.Contains(diff, "hunter2") {
+		t.Errorf("the diff shows a secret:\n%s", diff)
+	}
+
+	for _, want := range []string{"+        HTTPS_PROXY: '******'", "+        Authorization: '******'", "+        - name: creds", "+        - time.example.org"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("the diff lacks %q:\n%s", want, diff)
+		}
+	}
+
+	found, err := secretStrings(desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var s scrubber
+	s.add(found)
+
+	if msg := s.scrub("node says: bad header Bearer hunter2-header, proxy https://proxyuser:hunter2-proxy@proxy.lab:3128"); strings.Contains(msg, "hunter2") {
+		t.Errorf("node message not scrubbed: %s", msg)
+	}
+}
+
+// TestRedactedDiffIsLeakChecked: a value that passes redaction (an allow-listed field) but
+// looks like a secret is refused rather than printed.
+func TestRedactedDiffIsLeakChecked(t *testing.T) {
+	live := testConfig(t)
+	desired := patched(t, live, "apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: abcdef.0123456789abcdef\n")
+
+	_, diff, err := redactedDiff(live, desired)
+	if err == nil || !strings.Contains(err.Error(), "refusing to print the config diff") || !strings.Contains(err.Error(), "bootstrap token") {
+		t.Fatalf("err = %v, diff:\n%s", err, diff)
+	}
+
+	if strings.Contains(err.Error(), "0123456789abcdef") {
+		t.Errorf("the error quotes the value: %v", err)
 	}
 }

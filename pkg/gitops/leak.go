@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 
+	"github.com/talforge/talforge/pkg/atomicfile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -14,9 +16,15 @@ var (
 	pemPrivateKeyRE = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----`)
 	ageIdentityRE   = regexp.MustCompile(`AGE-SECRET-KEY-1[0-9A-Z]{20,}`)
 	// base64 of "-----BEGIN": a PEM block inside a base64 field, as Talos stores its CAs.
-	base64PEMRE      = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
-	secretKeyRE      = regexp.MustCompile(sopsfile.SecretFieldsRegex)
+	base64PEMRE = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
+	// Field names are matched whatever their case: the secrets bundle spells them in lower
+	// case (secretboxencryptionsecret, aescbcencryptionsecret, bootstraptoken), machine configs
+	// in camel case, kubeconfigs with dashes.
+	secretKeyRE      = regexp.MustCompile("(?i)" + sopsfile.SecretFieldsRegex)
 	awsSecretKeyName = regexp.MustCompile(`(?i)^aws_secret_access_key$`)
+	// A URL whose user info holds a password (https://user:pass@host), as proxy and registry
+	// URLs carry them. Longhorn's s3://bucket@region/ has no password and does not match.
+	urlPasswordRE = regexp.MustCompile(`\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'"]+:[^/\s@'"]+@[^\s'"]`)
 )
 
 // Leak is plaintext secret material found in output meant for Git.
@@ -46,8 +54,9 @@ func (e LeakError) Error() string {
 }
 
 // CheckLeaks scans files as they would be written and reports plaintext private keys (PEM,
-// also base64-wrapped), age identities, bootstrap tokens, AWS secret keys and, in files that
-// are SOPS-encrypted or redacted, any secret field left in plaintext.
+// also base64-wrapped), age identities, bootstrap tokens, AWS secret keys, URLs with a
+// password and, in files that are SOPS-encrypted or redacted, any secret field left in
+// plaintext (field names matched whatever their case).
 func CheckLeaks(files []File) error {
 	var leaks LeakError
 
@@ -60,6 +69,50 @@ func CheckLeaks(files []File) error {
 	}
 
 	return nil
+}
+
+// CheckPrintable scans text talforge is about to print (a redacted config diff, a plan) as it
+// scans a redacted view: what is shown must hold no private key, token, password or secret
+// field in clear. what names the text in the error.
+func CheckPrintable(what string, text []byte) error {
+	leaks := scan(File{Path: what, Data: text, Redacted: true})
+	if len(leaks) == 0 {
+		return nil
+	}
+
+	lines := make([]string, len(leaks))
+	for i, l := range leaks {
+		lines[i] = l.String()
+	}
+
+	return fmt.Errorf("refusing to print %s, it would show secrets (nothing was printed):\n  %s", what, strings.Join(lines, "\n  "))
+}
+
+// WriteSecret encrypts plain for path with rule and writes it atomically (mode 0644: the
+// content is encrypted) unless the file already holds the same content for the same
+// recipients, as sopsfile's Rule.WriteFile, but leak-checks the encrypted bytes before they
+// touch the disk. It reports whether it wrote. For files written outside a Writer run: the
+// kubeconfig and talosconfig that bootstrap stores.
+func WriteSecret(rule *sopsfile.Rule, path string, plain []byte) (bool, error) {
+	same, err := rule.UpToDate(path, plain)
+	if err != nil {
+		return false, err
+	}
+
+	if same {
+		return false, nil
+	}
+
+	enc, err := rule.Encrypt(path, plain)
+	if err != nil {
+		return false, err
+	}
+
+	if err := CheckLeaks([]File{{Path: filepath.Base(path), Data: enc, Secret: true}}); err != nil {
+		return false, err
+	}
+
+	return true, atomicfile.Write(path, enc, 0o644)
 }
 
 // findBootstrapToken returns the offset of a Kubernetes/Talos bootstrap token
@@ -116,6 +169,10 @@ func scan(f File) []Leak {
 		add("bootstrap token", at)
 	}
 
+	if loc := urlPasswordRE.FindIndex(f.Data); loc != nil {
+		add("URL with a password (scheme://user:password@host)", loc[0])
+	}
+
 	for _, loc := range base64PEMRE.FindAllIndex(f.Data, -1) {
 		enc := f.Data[loc[0]:loc[1]]
 		dec := make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
@@ -165,15 +222,16 @@ func scanFields(f File) []Leak {
 	return leaks
 }
 
-// splitField splits a YAML "key: value" line or a JSON "key": "value" member.
+// splitField splits a YAML "key: value" line or a JSON "key": "value" member, also as a line
+// of a unified diff ("+    key: value") and as a sequence item ("- key: value").
 func splitField(line []byte) (key, val string, ok bool) {
 	i := bytes.IndexByte(line, ':')
 	if i < 0 {
 		return "", "", false
 	}
 
-	k := bytes.TrimSpace(line[:i])
-	k = bytes.TrimPrefix(k, []byte("- "))
+	k := bytes.TrimLeft(line[:i], "+- \t")
+	k = bytes.TrimSpace(k)
 	k = bytes.Trim(k, `"'`)
 
 	if len(k) == 0 || len(k) > 64 || bytes.ContainsAny(k, " \t{}[],") {

@@ -3,8 +3,14 @@ package gitops
 import (
 	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
+
+	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
 const pemKey = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIJI3AB+efOauLJ9zNRD47lhuymrMFpPR/IgiBV/4z4GQoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n"
@@ -27,6 +33,14 @@ func TestCheckLeaks(t *testing.T) {
 		{"redacted values are fine", File{Path: "r.yaml", Redacted: true, Data: []byte("machine:\n  token: '******'\n  ca:\n    crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\n    key: \"\"\n")}, ""},
 		{"a certificate is not a key", File{Path: "c.yaml", Data: []byte("crt: " + base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")) + "\n")}, ""},
 		{"field names are only checked where secrets live", File{Path: "values.yaml", Data: []byte("tolerations:\n  - key: node-role\n")}, ""},
+		// The secrets bundle spells its fields in lower case; a .sops.yaml encrypted_regex in
+		// machine-config spelling leaves them in clear.
+		{"bundle field in lower case", File{Path: "secrets.sops.yaml", Secret: true, Data: []byte("secrets:\n  secretboxencryptionsecret: abc\n")}, `secrets.sops.yaml:2: plaintext "secretboxencryptionsecret"`},
+		{"bundle field in lower case, aescbc", File{Path: "secrets.sops.yaml", Secret: true, Data: []byte("secrets:\n  bootstraptoken: ENC[AES256_GCM,data:x]\n  aescbcencryptionsecret: abc\n")}, `secrets.sops.yaml:3: plaintext "aescbcencryptionsecret"`},
+		{"upper-case field in a redacted view", File{Path: "r.yaml", Redacted: true, Data: []byte("Password: abc\n")}, `plaintext "Password"`},
+		{"URL with a password anywhere", File{Path: "values.yaml", Data: []byte("env:\n  HTTPS_PROXY: https://user:hunter2@proxy.lab:3128\n")}, "values.yaml:2: URL with a password"},
+		{"URLs without a password are fine", File{Path: "values.yaml", Data: []byte("target: s3://backups@us-east-1/\nimage: ghcr.io/x/y@sha256:0123\nurl: https://host:8443/p\n")}, ""},
+		{"a diff line", File{Path: "diff", Redacted: true, Data: []byte("--- live\n+++ desired\n@@ -1,2 +1,2 @@\n-    token: '******'\n+    token: abc\n")}, `diff:5: plaintext "token"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckLeaks([]File{tc.file})
@@ -48,5 +62,100 @@ func TestCheckLeaks(t *testing.T) {
 				t.Errorf("error %q lacks %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestCheckPrintable(t *testing.T) {
+	clean := "--- live\n+++ desired\n@@ -1,3 +1,3 @@\n machine:\n-    token: '******'\n+    token: '******'\n-    hostname: a\n+    hostname: b\n"
+	if err := CheckPrintable("the diff", []byte(clean)); err != nil {
+		t.Errorf("false positive: %v", err)
+	}
+
+	for _, leak := range []string{
+		"+    token: abcdef.0123456789abcdef\n",
+		"+        HTTPS_PROXY: https://u:hunter2@proxy:3128\n",
+		"+  secret: hunter2\n",
+	} {
+		err := CheckPrintable("the diff", []byte(clean+leak))
+		if err == nil || !strings.Contains(err.Error(), "refusing to print the diff") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: err = %v", leak, err)
+		}
+	}
+}
+
+// TestWriteSecret: a kubeconfig stored outside a Writer run is encrypted, leak-checked and
+// written once; a rule that would leave a field in clear writes nothing.
+func TestWriteSecret(t *testing.T) {
+	dir := t.TempDir()
+
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	keyFile := filepath.Join(t.TempDir(), "keys.txt")
+	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("SOPS_AGE_KEY_FILE", keyFile)
+	t.Setenv("SOPS_AGE_KEY", "")
+	os.Unsetenv("SOPS_AGE_KEY") //nolint:errcheck // restored by t.Setenv's cleanup
+
+	rules := filepath.Join(dir, sopsfile.ConfigFileName)
+	if err := os.WriteFile(rules, sopsfile.CreationRules([]string{id.Recipient().String()}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(dir, "kubeconfig.sops.yaml")
+	kubeconfig := []byte("users:\n  - name: admin\n    user:\n      client-key-data: " + base64.StdEncoding.EncodeToString([]byte(pemKey)) + "\n")
+
+	write := func() (bool, error) {
+		t.Helper()
+
+		rule, err := sopsfile.RuleFor(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		return WriteSecret(rule, path, kubeconfig)
+	}
+
+	if wrote, err := write(); err != nil || !wrote {
+		t.Fatalf("first write: wrote %v, %v", wrote, err)
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := CheckLeaks([]File{{Path: "kubeconfig.sops.yaml", Data: data, Secret: true}}); err != nil {
+		t.Fatal(err)
+	}
+
+	if wrote, err := write(); err != nil || wrote {
+		t.Fatalf("second write of the same content: wrote %v, %v", wrote, err)
+	}
+
+	// A rule that encrypts only "token" fields leaves the client key in clear: refused.
+	bad := "creation_rules:\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: ^token$\n    age: " + id.Recipient().String() + "\n"
+	if err := os.WriteFile(rules, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+
+	wrote, err := write()
+
+	var pe *sopsfile.PlaintextError
+	if !errors.As(err, &pe) || wrote {
+		t.Fatalf("partial encryption rule: wrote %v, err %v; want a *sopsfile.PlaintextError", wrote, err)
+	}
+
+	if _, err := os.Stat(path); err == nil {
+		t.Error("a refused write left a file")
 	}
 }

@@ -43,7 +43,7 @@ func Decrypt(name string, data []byte) ([]byte, error) {
 
 	tree, err := store.LoadEncryptedFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a SOPS-encrypted file: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, notEncrypted(err))
 	}
 
 	key, err := tree.Metadata.GetDataKey()
@@ -53,9 +53,16 @@ func Decrypt(name string, data []byte) ([]byte, error) {
 
 	cipher := aes.NewCipher()
 
-	mac, err := tree.Decrypt(key, cipher)
+	// sops' errors quote a value that does not decrypt: report its key instead.
+	quiet := &quietCipher{Cipher: cipher}
+
+	mac, err := tree.Decrypt(key, quiet)
 	if err != nil {
-		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+		if quiet.failed != "" {
+			return nil, fmt.Errorf("decrypting %s: the value of %s is not SOPS-encrypted data (was it edited without sops? set it again with sops or talforge)", name, quiet.failed)
+		}
+
+		return nil, fmt.Errorf("decrypting %s: a value is not SOPS-encrypted data (was the file edited without sops?)", name)
 	}
 
 	original, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, key, tree.Metadata.LastModified.Format(time.RFC3339))
@@ -118,7 +125,9 @@ type Rule struct {
 }
 
 // RuleFor finds the .sops.yaml above path (walking up from its directory, as sops does from
-// the working directory) and returns the creation rule matching path.
+// the working directory) and returns the creation rule matching path. talforge's commands use
+// Config.RuleFor instead: a .sops.yaml found above an output location must not decide who can
+// decrypt what is written there.
 func RuleFor(path string) (*Rule, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -130,6 +139,12 @@ func RuleFor(path string) (*Rule, error) {
 		return nil, err
 	}
 
+	return ruleIn(conf, abs, path)
+}
+
+// ruleIn returns the creation rule of the .sops.yaml at conf that matches the file at abs
+// (path as the caller named it, for messages).
+func ruleIn(conf, abs, path string) (*Rule, error) {
 	c, err := sopsconfig.LoadCreationRuleForFile(conf, abs, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (talforge encrypts *.sops.yaml and *.enc files: add a creation rule whose path_regex matches %s, as `talforge init` writes)", conf, err, filepath.Base(path))
@@ -187,6 +202,12 @@ func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
 
 	if err := common.EncryptTree(common.EncryptTreeOpts{DataKey: dataKey, Tree: &tree, Cipher: aes.NewCipher()}); err != nil {
 		return nil, fmt.Errorf("encrypting %s: %w", path, err)
+	}
+
+	// A rule that encrypts only some values (encrypted_regex and the like) is refused: every
+	// file talforge encrypts is secret as a whole.
+	if err := r.checkEncrypted(path, tree.Branches); err != nil {
+		return nil, err
 	}
 
 	return store.EmitEncryptedFile(tree)
@@ -257,6 +278,10 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 	current, err := Decrypt(path, old)
 	if err != nil {
 		return false, err
+	}
+
+	if r.checkEncrypted(path, tree.Branches) != nil {
+		return false, nil // values in clear: re-encrypt (Encrypt refuses a rule that keeps them so)
 	}
 
 	want := r.metadata()

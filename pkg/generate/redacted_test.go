@@ -1,0 +1,69 @@
+package generate
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestOldRedactedViewIsRewritten: a view written by an earlier redaction (machinery's list of
+// secret fields only, which showed secrets added by patches) is rewritten by the next run even
+// though no node changed and the lockfile vouches for the file.
+func TestOldRedactedViewIsRewritten(t *testing.T) {
+	dir, path := project(t, homelab)
+	out := filepath.Join(dir, "clusters", "home")
+	viewPath := filepath.Join(out, RedactedFile)
+
+	run(t, path)
+
+	view, err := os.ReadFile(viewPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if !strings.HasPrefix(string(view), redactedHeader()) {
+		t.Fatalf("the view does not start with the redaction header:\n%.200s", view)
+	}
+
+	// The view as the previous talforge wrote it, recorded in the lockfile as written.
+	_, rest, _ := strings.Cut(string(view), "\n")
+	old := "# Machine configs of every node, secrets shown as ******: for review only, do not apply.\n" + rest
+
+	if err := os.WriteFile(viewPath, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	lock := readLock(filepath.Join(out, LockFile))
+	if lock == nil {
+		t.Fatal("no lockfile")
+	}
+
+	lock.Files[RedactedFile] = digest([]byte(old))
+
+	data, err := lock.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(filepath.Join(out, LockFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	res := run(t, path)
+
+	if !slices.Contains(res.Files.Written, RedactedFile) {
+		t.Errorf("the old view was kept; written: %v", res.Files.Written)
+	}
+
+	for _, f := range res.Files.Written {
+		if strings.HasPrefix(f, NodesDir+"/") {
+			t.Errorf("%s was rewritten: only the view is out of date", f)
+		}
+	}
+
+	if now, _ := os.ReadFile(viewPath); string(now) != string(view) {
+		t.Error("the rewritten view differs from the one the first run wrote")
+	}
+}
