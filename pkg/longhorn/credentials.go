@@ -2,6 +2,7 @@ package longhorn
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,6 +31,10 @@ func credentialsSecret(c *profile.Cluster, decrypt func(string) ([]byte, error))
 		return nil, fmt.Errorf("longhorn.backup.credentialsFile: %w", err)
 	}
 	defer clear(plain)
+	// Bound the decoding first: yaml.Unmarshal into a map expands every alias.
+	if err := profile.CheckYAML(path, plain); errors.Is(err, profile.ErrTooLarge) {
+		return nil, fmt.Errorf("longhorn.backup.credentialsFile: the decrypted content: %w", err)
+	}
 	var doc map[string]any
 	if err := yaml.Unmarshal(plain, &doc); err != nil {
 		// yaml errors may quote the offending text: do not pass them on.

@@ -1,18 +1,15 @@
 package machineconfig
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch"
 	"github.com/siderolabs/talos/pkg/machinery/config"
-	cfgdoc "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/container"
@@ -24,6 +21,7 @@ import (
 
 	"github.com/talforge/talforge/pkg/parallel"
 	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/redact"
 	"github.com/talforge/talforge/pkg/schematic"
 )
 
@@ -70,52 +68,12 @@ type Config struct {
 	Bytes []byte
 	// Warnings are machinery's validation warnings.
 	Warnings []string
-
-	// docs are the encoded documents of Bytes, kept so that Redacted re-encodes only the
-	// documents that hold secrets.
-	docs []encodedDoc
-}
-
-type encodedDoc struct {
-	doc   cfgdoc.Document
-	bytes []byte
-}
-
-// encode encodes a config document by document, exactly as machinery's container does (the
-// v1alpha1 document first, then the others, separated by "---"), keeping each document's bytes.
-// It returns nil docs for a config whose layout it does not reproduce (delete selectors).
-func encode(cfg config.Provider) ([]byte, []encodedDoc, error) {
-	all := cfg.Documents()
-	docs := make([]encodedDoc, 0, len(all))
-
-	var buf bytes.Buffer
-
-	for _, d := range all {
-		if _, isSelector := d.(interface{ ApplyTo(cfgdoc.Document) error }); isSelector {
-			data, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
-
-			return data, nil, err
-		}
-
-		b, err := encoder.NewEncoder(d, encoder.WithComments(encoder.CommentsDisabled)).Encode()
-		if err != nil {
-			return nil, nil, err
-		}
-
-		if buf.Len() > 0 {
-			buf.WriteString("---\n")
-		}
-
-		buf.Write(b)
-		docs = append(docs, encodedDoc{doc: d, bytes: b})
-	}
-
-	return buf.Bytes(), docs, nil
 }
 
 // New prepares a generator: it generates the base config for each role with machinery and
-// parses every patch file the profile references, once.
-func New(c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Generator, error) {
+// parses every patch file the profile references, once. It stops with ctx's error once ctx is
+// done: a profile with thousands of install disks means thousands of base configs.
+func New(ctx context.Context, c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Generator, error) {
 	contract, err := config.ParseContractFromVersion(c.Talos.Version)
 	if err != nil {
 		return nil, fmt.Errorf("talos.version: %w", err)
@@ -131,6 +89,10 @@ func New(c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Gen
 	}
 
 	for _, n := range c.Nodes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+
 		k := baseKey{n.Role, n.InstallDisk}
 		if _, ok := g.base[k]; ok {
 			continue
@@ -144,7 +106,7 @@ func New(c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Gen
 		g.base[k] = cfg
 	}
 
-	if err := g.loadUserPatches(); err != nil {
+	if err := g.loadUserPatches(ctx); err != nil {
 		return nil, err
 	}
 
@@ -157,6 +119,10 @@ func New(c *profile.Cluster, img *schematic.Image, bundle *secrets.Bundle) (*Gen
 		}
 
 		for k, base := range g.base {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+
 			if g.base[k], err = apply(base, []configpatcher.Patch{reset}); err != nil {
 				return nil, fmt.Errorf("hostname reset patch: %w", err)
 			}
@@ -217,7 +183,13 @@ func (g *Generator) generateBase(k baseKey) (config.Provider, error) {
 	return in.Config(t)
 }
 
-func (g *Generator) loadUserPatches() error {
+// loadUserPatches reads and parses every patch file once. A patch is read the way the profile
+// checked it (profile.Cluster.ReadFile: inside the project root, at most 1 MiB) and its aliases
+// are bounded before machinery sees it: configpatcher decodes free-form fields such as
+// machine.kubelet.extraConfig with every alias expanded, where a 485-byte patch took 39 s and
+// 5.8 GB. The file is checked again here, not only by profile.Load, because it may have changed
+// since (or the Cluster was not loaded from a file).
+func (g *Generator) loadUserPatches(ctx context.Context) error {
 	p := g.cluster.Patches
 
 	files := append(append(append([]string{}, p.All...), p.ControlPlane...), p.Worker...)
@@ -226,13 +198,21 @@ func (g *Generator) loadUserPatches() error {
 	}
 
 	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+
 		if _, ok := g.patches[f]; ok {
 			continue
 		}
 
-		data, err := os.ReadFile(g.cluster.Resolve(f))
+		data, err := g.cluster.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("patch %s: %w", f, err)
+			return &PatchError{Patch: f, Err: err}
+		}
+
+		if err := profile.CheckYAML(g.cluster.Resolve(f), data); err != nil {
+			return &PatchError{Patch: f, Err: fmt.Errorf("not a Talos config patch (strategic merge or JSON6902): %w", err)}
 		}
 
 		patch, err := configpatcher.LoadPatch(data)
@@ -299,39 +279,11 @@ func (g *Generator) patchesFor(n profile.Node) ([]namedPatch, error) {
 	return out, nil
 }
 
-// Redacted returns the config encoded with every secret replaced by replacement (machinery's
-// own redaction), for review and diffs. Only documents that can hold secrets are re-encoded.
-func (c *Config) Redacted(replacement string) ([]byte, error) {
-	if c.docs == nil {
-		return c.Provider.RedactSecrets(replacement).EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
-	}
-
-	var buf bytes.Buffer
-
-	for i, d := range c.docs {
-		if i > 0 {
-			buf.WriteString("---\n")
-		}
-
-		if _, secret := d.doc.(cfgdoc.SecretDocument); !secret {
-			buf.Write(d.bytes)
-
-			continue
-		}
-
-		clone := d.doc.Clone()
-		clone.(cfgdoc.SecretDocument).Redact(replacement) //nolint:forcetypeassert // a clone has its original's type
-
-		b, err := encoder.NewEncoder(clone, encoder.WithComments(encoder.CommentsDisabled)).Encode()
-		if err != nil {
-			return nil, err
-		}
-
-		buf.Write(b)
-	}
-
-	return buf.Bytes(), nil
-}
+// Redacted returns the config for people to read, with every value that is not known to be
+// safe replaced by redact.Marker (see package redact: an allow-list, not a list of secret
+// fields; its tests prove it hides every field machinery's own redaction hides, so that pass,
+// which would double the cost, is not needed here).
+func (c *Config) Redacted() ([]byte, error) { return redact.YAML(c.Bytes) }
 
 // Node renders and validates one node's config.
 func (g *Generator) Node(n profile.Node) (*Config, error) {
@@ -356,12 +308,12 @@ func (g *Generator) Node(n profile.Node) (*Config, error) {
 
 		warnings, err = cfg.ValidateAsClient(metalMode{}, validation.WithLocal())
 		if err == nil {
-			data, docs, err := encode(cfg)
+			data, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
 			if err != nil {
 				return nil, fmt.Errorf("node %s: encoding config: %w", n.Name, err)
 			}
 
-			return &Config{Node: n, Provider: cfg, Bytes: data, Warnings: warnings, docs: docs}, nil
+			return &Config{Node: n, Provider: cfg, Bytes: data, Warnings: warnings}, nil
 		}
 	}
 
@@ -474,9 +426,33 @@ func (g *Generator) All(ctx context.Context) ([]*Config, error) {
 		return nil, err
 	}
 
-	if err := errors.Join(errs...); err != nil {
+	if err := joinCapped(errs); err != nil {
 		return nil, err
 	}
 
 	return out, nil
+}
+
+// joinCapped joins the non-nil errors, at most profile.MaxProblems of them: one bad patch
+// applied to thousands of nodes is one mistake, not thousands of lines to print.
+func joinCapped(errs []error) error {
+	var failed []error
+
+	more := 0
+
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case len(failed) < profile.MaxProblems:
+			failed = append(failed, err)
+		default:
+			more++
+		}
+	}
+
+	if more > 0 {
+		failed = append(failed, fmt.Errorf("... and %d more nodes fail (only the first %d are listed)", more, profile.MaxProblems))
+	}
+
+	return errors.Join(failed...)
 }

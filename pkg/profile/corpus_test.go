@@ -30,7 +30,14 @@ type corpusCase struct {
 func readCorpus(t *testing.T) []corpusCase {
 	t.Helper()
 
-	files, err := filepath.Glob(filepath.Join(corpusDir, "*.yaml"))
+	return readCorpusDir(t, corpusDir)
+}
+
+// readCorpusDir parses the header comments of every *.yaml file in dir.
+func readCorpusDir(t *testing.T, dir string) []corpusCase {
+	t.Helper()
+
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

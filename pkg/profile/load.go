@@ -2,6 +2,7 @@ package profile
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,19 +17,50 @@ import (
 )
 
 // Load reads, strictly decodes, defaults and validates the profile at path. On failure the
-// error is a Problems listing everything wrong. Warnings are in the returned Cluster.
-func Load(path string) (*Cluster, error) {
-	data, err := os.ReadFile(path)
+// error is a Problems listing everything wrong. Warnings are in the returned Cluster. Load
+// cannot be cancelled: use LoadContext where a signal must stop it.
+func Load(path string) (*Cluster, error) { return LoadContext(context.Background(), path) }
+
+// LoadContext is Load, stopping with ctx's error once ctx is done. The profile and every file it
+// names are bounded (MaxFileBytes, MaxYAMLNodes): a hostile input is refused, not expanded.
+func LoadContext(ctx context.Context, path string) (*Cluster, error) {
+	data, err := readProfile(path)
 	if err != nil {
-		return nil, Problems{{File: path, Message: fmt.Sprintf("cannot read profile: %v", errors.Unwrap(err)), Hint: "check the path given with -p/--profile"}}
+		var le *LimitError
+		if errors.As(err, &le) {
+			return nil, Problems{{File: path, Message: le.Message, Hint: "a profile is a few KiB: check that -p names the profile"}}
+		}
+
+		return nil, Problems{{File: path, Message: fmt.Sprintf("cannot read profile: %v", unwrapPathError(err)), Hint: "check the path given with -p/--profile"}}
 	}
 
-	return Parse(path, data)
+	return ParseContext(ctx, path, data)
+}
+
+// readProfile reads at most MaxFileBytes of the profile. Unlike the files a profile names it may
+// be anything the user points -p at, a pipe included (-p <(...)).
+func readProfile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	return readBounded(path, f)
 }
 
 // Parse is Load for a profile already in memory; path names it in messages and anchors
 // relative paths.
 func Parse(path string, data []byte) (*Cluster, error) {
+	return ParseContext(context.Background(), path, data)
+}
+
+// ParseContext is Parse, stopping with ctx's error once ctx is done.
+func ParseContext(ctx context.Context, path string, data []byte) (*Cluster, error) {
+	if len(data) > MaxFileBytes {
+		return nil, Problems{{File: path, Message: tooBig(path).Message, Hint: "a profile is a few KiB: check that -p names the profile"}}
+	}
+
 	src := &source{file: path, root: projectRoot(path), pos: map[string]Pos{}}
 
 	root, err := decodeDocument(path, data)
@@ -36,11 +68,27 @@ func Parse(path string, data []byte) (*Cluster, error) {
 		return nil, err
 	}
 
-	structural := src.check(root, reflect.TypeOf(Cluster{}), "")
+	// Before anything walks or decodes the tree: aliases and merge keys expand on every walk.
+	if err := newExpansion(path).add(root); err != nil {
+		var le *LimitError
+		if errors.As(err, &le) {
+			return nil, Problems{{File: path, Line: le.Line, Col: le.Col, Message: le.Message, Hint: limitHint}}
+		}
+
+		return nil, err
+	}
+
+	chk := &checker{source: src, ctx: ctx}
+	structural := chk.check(root, reflect.TypeOf(Cluster{}), "")
+
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
 	for _, p := range structural {
 		if !p.keyProblem {
 			// A value of the wrong type: the profile cannot be decoded, so stop here.
-			return nil, structural
+			return nil, structural.capped(path)
 		}
 	}
 
@@ -49,7 +97,7 @@ func Parse(path string, data []byte) (*Cluster, error) {
 	var c Cluster
 	if err := root.Decode(&c); err != nil {
 		if len(structural) > 0 {
-			return nil, structural // a repeated key: yaml.v3 refuses to decode it
+			return nil, structural.capped(path) // a repeated key: yaml.v3 refuses to decode it
 		}
 
 		return nil, Problems{{File: path, Message: err.Error()}}
@@ -59,11 +107,15 @@ func Parse(path string, data []byte) (*Cluster, error) {
 	c.normalize()
 	c.applyDefaults()
 
-	errs, warns := c.validate()
-	c.Warnings = warns
+	errs, warns := c.validate(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	c.Warnings = warns.capped(path)
 
 	if errs = append(structural, errs...); len(errs) > 0 {
-		return nil, errs
+		return nil, errs.capped(path)
 	}
 
 	return &c, nil
@@ -101,12 +153,24 @@ func decodeDocument(path string, data []byte) (*yaml.Node, error) {
 	return root, nil
 }
 
+// checker walks a profile's YAML tree; the walk stops early once ctx is done.
+type checker struct {
+	*source
+	ctx    context.Context //nolint:containedctx // lives for one walk
+	visits int
+}
+
 // check walks a YAML node against the Go type it will decode into, reporting unknown keys
 // (with the closest valid key), duplicate keys and wrong scalar types with their position, and
-// recording the position of every field for later semantic problems.
-func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
+// recording the position of every field for later semantic problems. The caller has bounded
+// the tree's expansion (aliases, merge keys) with an expansion first.
+func (s *checker) check(n *yaml.Node, t reflect.Type, path string) Problems {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+
+	if s.visits++; s.visits%1024 == 0 && s.ctx.Err() != nil {
+		return nil // the caller returns ctx's error
 	}
 
 	if _, known := s.pos[path]; path != "" && !known {
@@ -214,7 +278,7 @@ func (s *source) check(n *yaml.Node, t reflect.Type, path string) Problems {
 }
 
 // checkMerge checks the mappings merged in with "<<" (one alias, or a list of them) against t.
-func (s *source) checkMerge(v *yaml.Node, t reflect.Type, path string) Problems {
+func (s *checker) checkMerge(v *yaml.Node, t reflect.Type, path string) Problems {
 	for v.Kind == yaml.AliasNode {
 		v = v.Alias
 	}

@@ -105,18 +105,25 @@ func parentPath(field string) string {
 type problems struct {
 	src  *source
 	list Problems
+	seen map[string]bool
 }
 
 func (ps *problems) add(field, hint, format string, args ...any) {
 	pos := ps.src.at(field)
 	msg := fmt.Sprintf(format, args...)
 
-	// A default inherited by several nodes is one mistake: report it once.
-	for _, p := range ps.list {
-		if p.Field == field && p.Message == msg {
-			return
-		}
+	// A default inherited by several nodes is one mistake: report it once. A map, not a scan of
+	// the list: a profile with thousands of nodes must not make validation quadratic.
+	key := field + "\x00" + msg
+	if ps.seen[key] {
+		return
 	}
+
+	if ps.seen == nil {
+		ps.seen = map[string]bool{}
+	}
+
+	ps.seen[key] = true
 
 	ps.list = append(ps.list, Problem{
 		File:    ps.src.file,

@@ -25,6 +25,12 @@ type Cluster struct {
 	// Talos config patches (files under patches/) applied after talforge's built-in patches, in the
 	// order all → role → node.
 	Patches Patches `yaml:"patches,omitempty" json:"patches,omitempty"`
+	// Directories outside the project root that patches, proxmox.tokenFile, proxmox.caFile and
+	// longhorn.backup.credentialsFile may be read from: absolute, or relative to the project root
+	// (e.g. ../shared-secrets). Without an entry here every such path must lie inside the project
+	// root, symlinks followed: a profile cannot make talforge read /etc/passwd or ~/.ssh and put
+	// it into a machine config. List only directories you trust with the cluster.
+	ExternalDirs []string `yaml:"externalDirs,omitempty" json:"externalDirs,omitempty"`
 	// Longhorn distributed storage. Adding this block turns on the iscsi-tools and
 	// util-linux-tools extensions, the Longhorn data-disk user volume, the Helm values, the S3
 	// backup target, RecurringJobs, StorageClasses and the IAM policy.
@@ -40,7 +46,7 @@ type Cluster struct {
 // Metadata identifies the cluster.
 type Metadata struct {
 	// Cluster name: a DNS label (lowercase letters, digits, '-'), used for the Talos cluster
-	// name, the clusters/<name>/ output directory and the Proxmox ownership tag talforge-<name>.
+	// name, the clusters/<name>/ output directory and the Proxmox ownership tag talforge.node.<name>.
 	Name string `yaml:"name" json:"name"`
 }
 
@@ -90,10 +96,11 @@ type Network struct {
 type Proxmox struct {
 	// PVE API URL, e.g. https://pve.lan:8006/api2/json.
 	Endpoint string `yaml:"endpoint" json:"endpoint"`
-	// SOPS-encrypted YAML file with key `token: USER@REALM!TOKENID=SECRET`. The environment
-	// variable TALFORGE_PVE_TOKEN takes precedence.
+	// SOPS-encrypted YAML file with key `token: USER@REALM!TOKENID=SECRET`, inside the project
+	// root (or externalDirs). The environment variable TALFORGE_PVE_TOKEN takes precedence.
 	TokenFile string `yaml:"tokenFile,omitempty" json:"tokenFile,omitempty"`
-	// PEM CA bundle to verify the PVE certificate (default: system roots).
+	// PEM CA bundle to verify the PVE certificate (default: system roots), inside the project
+	// root (or externalDirs).
 	CAFile string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
 	// Skip TLS verification. Only for lab hosts with self-signed certificates; prefer caFile.
 	InsecureSkipVerify bool `yaml:"insecureSkipVerify,omitempty" json:"insecureSkipVerify,omitempty"`
@@ -164,7 +171,7 @@ type Node struct {
 }
 
 // Patches lists Talos config patch files (strategic merge or JSON6902, multi-document allowed).
-// Paths are relative to the project root.
+// Paths are relative to the project root and must stay inside it (see externalDirs).
 type Patches struct {
 	// Applied to every node.
 	All []string `yaml:"all,omitempty" json:"all,omitempty"`
@@ -201,7 +208,7 @@ type LonghornBackup struct {
 	// S3 URL s3://bucket@region/[path/]. Must end with '/'.
 	Target string `yaml:"target" json:"target"`
 	// SOPS-encrypted YAML with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional
-	// AWS_ENDPOINTS, AWS_CERT, VIRTUAL_HOSTED_STYLE).
+	// AWS_ENDPOINTS, AWS_CERT, VIRTUAL_HOSTED_STYLE), inside the project root (or externalDirs).
 	CredentialsFile string `yaml:"credentialsFile" json:"credentialsFile"`
 	// Name of the Secret created in longhorn-system (default longhorn-backup-credentials).
 	CredentialSecret string `yaml:"credentialSecret,omitempty" json:"credentialSecret,omitempty"`

@@ -1,20 +1,21 @@
 package profile
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility"
-	"gopkg.in/yaml.v3"
 )
 
 var (
@@ -56,8 +57,9 @@ func (c *Cluster) normalize() {
 	}
 }
 
-// validate checks the defaulted profile and returns every error and warning.
-func (c *Cluster) validate() (errs, warns Problems) {
+// validate checks the defaulted profile and returns every error and warning. Once ctx is done
+// it returns early, with what it found so far; the caller checks ctx.
+func (c *Cluster) validate(ctx context.Context) (errs, warns Problems) {
 	e := &problems{src: c.src}
 	w := &problems{src: c.src}
 
@@ -65,10 +67,10 @@ func (c *Cluster) validate() (errs, warns Problems) {
 	c.validateVersions(e)
 	c.validateTalos(e)
 	prefix := c.validateNetwork(e)
-	c.validateNodes(e, w, prefix)
-	c.validateProxmox(e, w)
-	c.validatePatches(e)
-	c.validateLonghorn(e, w)
+	c.validateNodes(ctx, e, w, prefix)
+	c.validateProxmox(ctx, e, w)
+	c.validateFiles(ctx, e)
+	c.validateLonghorn(ctx, e, w)
 
 	return e.list, w.list
 }
@@ -253,7 +255,7 @@ func broadcast(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-func (c *Cluster) validateNodes(e, w *problems, prefix netip.Prefix) {
+func (c *Cluster) validateNodes(ctx context.Context, e, w *problems, prefix netip.Prefix) {
 	if len(c.Nodes) == 0 {
 		e.add("nodes", "add at least one node with role: controlplane", "is empty")
 
@@ -272,6 +274,10 @@ func (c *Cluster) validateNodes(e, w *problems, prefix netip.Prefix) {
 	}
 
 	for i, n := range c.Nodes {
+		if ctx.Err() != nil {
+			return
+		}
+
 		f := func(name string) string { return fmt.Sprintf("nodes[%d].%s", i, name) }
 
 		switch {
@@ -355,7 +361,7 @@ func (c *Cluster) validateNodes(e, w *problems, prefix netip.Prefix) {
 	}
 }
 
-func (c *Cluster) validateProxmox(e, w *problems) {
+func (c *Cluster) validateProxmox(ctx context.Context, e, w *problems) {
 	p := c.Proxmox
 	if p == nil {
 		return
@@ -366,9 +372,6 @@ func (c *Cluster) validateProxmox(e, w *problems) {
 	} else if err != nil || u.Scheme != "https" || u.Host == "" {
 		e.add("proxmox.endpoint", "set it like https://pve.lan:8006/api2/json", "%q is not an https URL", p.Endpoint)
 	}
-
-	c.checkFile(e, "proxmox.tokenFile", p.TokenFile)
-	c.checkFile(e, "proxmox.caFile", p.CAFile)
 
 	for field, v := range map[string]string{"proxmox.node": p.Node, "proxmox.storage": p.Storage, "proxmox.isoStorage": p.ISOStorage, "proxmox.bridge": p.Bridge} {
 		switch {
@@ -392,6 +395,10 @@ func (c *Cluster) validateProxmox(e, w *problems) {
 	}
 
 	for i, n := range c.Nodes {
+		if ctx.Err() != nil {
+			return
+		}
+
 		// A value the node does not set itself comes from proxmox.defaults: blame that.
 		f := func(name string) string {
 			own := fmt.Sprintf("nodes[%d].%s", i, name)
@@ -430,21 +437,33 @@ func (c *Cluster) validateProxmox(e, w *problems) {
 	}
 }
 
-// checkFile reports a referenced file that does not exist.
-func (c *Cluster) checkFile(e *problems, field, path string) {
-	if path == "" {
-		return
+// validateFiles checks every file the profile names the way talforge will read it: inside the
+// project root or externalDirs (symlinks followed), a regular file of at most MaxFileBytes, and
+// for YAML, an alias expansion within MaxYAMLNodes. A file that passes here cannot make a later
+// stage read something else or expand without bound.
+func (c *Cluster) validateFiles(ctx context.Context, e *problems) {
+	for i, d := range c.ExternalDirs {
+		if fi, err := os.Stat(c.Resolve(d)); err != nil || !fi.IsDir() {
+			e.add(fmt.Sprintf("externalDirs[%d]", i), "list existing directories, absolute or relative to the project root "+c.Root(), "%s is not a directory", c.Resolve(d))
+		}
 	}
 
-	if _, err := os.Stat(c.Resolve(path)); err != nil {
-		e.add(field, "paths are relative to the project root "+c.Root(), "file %s: %v", c.Resolve(path), errors.Unwrap(err))
+	if p := c.Proxmox; p != nil {
+		c.checkFile(e, "proxmox.tokenFile", p.TokenFile, sopsFile)
+		c.checkFile(e, "proxmox.caFile", p.CAFile, pemFile)
 	}
-}
 
-func (c *Cluster) validatePatches(e *problems) {
+	if l := c.Longhorn; l != nil && l.Backup != nil && l.Backup.CredentialsFile != "" {
+		c.checkFile(e, "longhorn.backup.credentialsFile", l.Backup.CredentialsFile, sopsFile)
+	}
+
 	check := func(field string, files []string) {
 		for i, f := range files {
-			c.checkPatchFile(e, fmt.Sprintf("%s[%d]", field, i), f)
+			if ctx.Err() != nil {
+				return
+			}
+
+			c.checkFile(e, fmt.Sprintf("%s[%d]", field, i), f, patchFile)
 		}
 	}
 
@@ -452,44 +471,74 @@ func (c *Cluster) validatePatches(e *problems) {
 	check("patches.controlplane", c.Patches.ControlPlane)
 	check("patches.worker", c.Patches.Worker)
 
-	for name, files := range c.Patches.Nodes {
+	for _, name := range slices.Sorted(maps.Keys(c.Patches.Nodes)) {
 		if _, ok := c.Node(name); !ok {
 			e.add("patches.nodes."+name, "use a name from nodes[].name", "there is no node named %q", name)
 		}
 
-		check("patches.nodes."+name, files)
+		check("patches.nodes."+name, c.Patches.Nodes[name])
 	}
 }
 
-// checkPatchFile reports a patch that is missing or is not YAML/JSON. Whether it applies to a
-// Talos config is checked when configs are generated, by machinery itself.
-func (c *Cluster) checkPatchFile(e *problems, field, path string) {
-	data, err := os.ReadFile(c.Resolve(path))
-	if err != nil {
-		e.add(field, "paths are relative to the project root "+c.Root(), "patch %s: %v", c.Resolve(path), errors.Unwrap(err))
+// fileKind is what a referenced file holds.
+type fileKind int
 
+const (
+	pemFile   fileKind = iota // proxmox.caFile: read as is
+	sopsFile                  // a SOPS-encrypted YAML file: its structure is plain YAML
+	patchFile                 // a Talos patch: YAML or JSON, several documents allowed
+)
+
+// checkFile reports a referenced file that is missing, outside the project root, not a regular
+// file, too large, or (YAML) expands too far. Whether a patch applies to a Talos config is
+// checked when configs are generated, by machinery itself.
+func (c *Cluster) checkFile(e *problems, field, path string, kind fileKind) {
+	if path == "" {
 		return
 	}
 
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-
-	for {
-		var doc yaml.Node
-
-		err := dec.Decode(&doc)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return
-			}
-
-			e.add(field, "a patch is a Talos strategic-merge YAML (may hold several documents) or a JSON6902 list", "patch %s is not valid YAML: %v", c.Resolve(path), strings.TrimPrefix(err.Error(), "yaml: "))
-
-			return
-		}
+	what := "file"
+	if kind == patchFile {
+		what = "patch"
 	}
+
+	data, err := c.ReadFile(path)
+
+	var (
+		outside *OutsideRootError
+		limit   *LimitError
+	)
+
+	switch {
+	case errors.As(err, &outside):
+		e.add(field, outsideRootHint, "%s %s: %v", what, path, outside)
+
+		return
+	case errors.As(err, &limit):
+		e.add(field, "keep each file under 1 MiB", "%s %v", what, limit)
+
+		return
+	case err != nil:
+		e.add(field, "paths are relative to the project root "+c.Root(), "%s %s: %v", what, c.Resolve(path), unwrapPathError(err))
+
+		return
+	case kind == pemFile:
+		return
+	}
+
+	err = CheckYAML(c.Resolve(path), data)
+
+	switch {
+	case errors.As(err, &limit):
+		e.add(field, limitHint, "%s %v", what, limit)
+	case err != nil && kind == patchFile:
+		e.add(field, "a patch is a Talos strategic-merge YAML (may hold several documents) or a JSON6902 list", "patch %s is not valid YAML: %v", c.Resolve(path), strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+
+	// A secret file that is not YAML is for sops to report when it decrypts it.
 }
 
-func (c *Cluster) validateLonghorn(e, w *problems) {
+func (c *Cluster) validateLonghorn(ctx context.Context, e, w *problems) {
 	l := c.Longhorn
 	if l == nil {
 		return
@@ -552,6 +601,10 @@ func (c *Cluster) validateLonghorn(e, w *problems) {
 	claims, volNames := map[string]bool{}, map[string]bool{}
 
 	for i, v := range l.Volumes {
+		if ctx.Err() != nil {
+			return
+		}
+
 		f := func(name string) string { return fmt.Sprintf("longhorn.volumes[%d].%s", i, name) }
 
 		if v.Name != "" {
@@ -631,8 +684,6 @@ func (c *Cluster) validateBackup(e *problems) (jobs, groups map[string]bool) {
 
 	if b.CredentialsFile == "" {
 		e.add("longhorn.backup.credentialsFile", "create it with `sops` (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)", "is required")
-	} else {
-		c.checkFile(e, "longhorn.backup.credentialsFile", b.CredentialsFile)
 	}
 
 	if !dnsSubdomainRE.MatchString(b.CredentialSecret) {

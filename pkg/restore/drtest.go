@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/talforge/talforge/pkg/claim"
 )
@@ -99,7 +98,6 @@ type drRun struct {
 
 type drObject struct {
 	kind, namespace, name string
-	uid                   types.UID
 	delete                func(ctx context.Context, name string, opts metav1.DeleteOptions) error
 	get                   func(ctx context.Context, name string) (metav1.Object, error)
 }
@@ -388,7 +386,7 @@ func (c *Client) waitCloned(ctx context.Context, name string) error {
 		case "completed":
 			return true, "", nil
 		case "failed":
-			return false, "", errors.New("Longhorn reports the clone failed")
+			return false, "", errors.New("the clone failed, Longhorn reports its cloneStatus as failed")
 		}
 		return false, "clone " + orNone(state), nil
 	})
