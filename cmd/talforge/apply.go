@@ -68,7 +68,7 @@ type talosCluster struct {
 // loadTalosCluster renders the node configs in memory rather than reading nodes/*.yaml back, so what is
 // applied is what the profile says; it warns when clusters/<name>/ (what Git holds) says otherwise.
 func (o *rootOptions) loadTalosCluster(ctx context.Context) (*talosCluster, error) {
-	c, err := o.loadProfile()
+	c, err := o.loadProfile(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func (o *rootOptions) loadTalosCluster(ctx context.Context) (*talosCluster, erro
 		return nil, err
 	}
 
-	gen, err := machineconfig.New(c, img, bundle)
+	gen, err := machineconfig.New(ctx, c, img, bundle)
 	if err != nil {
 		return nil, err
 	}

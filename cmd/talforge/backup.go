@@ -30,8 +30,8 @@ when the cluster that wrote the backups is gone, which is when it matters.`,
 }
 
 // backupTarget loads the profile and returns its backup target and credentials.
-func (o *rootOptions) backupTarget() (*profile.Cluster, string, backuptarget.Credentials, error) {
-	c, err := o.loadProfile()
+func (o *rootOptions) backupTarget(ctx context.Context) (*profile.Cluster, string, backuptarget.Credentials, error) {
+	c, err := o.loadProfile(ctx)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -69,7 +69,7 @@ KubernetesStatus label. --output json gives every field.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			_, target, creds, err := o.backupTarget()
+			_, target, creds, err := o.backupTarget(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -139,7 +139,7 @@ name), then every problem naming volume, backup and block, and exits 1 if there 
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, target, creds, err := o.backupTarget()
+			c, target, creds, err := o.backupTarget(cmd.Context())
 			if err != nil {
 				return err
 			}

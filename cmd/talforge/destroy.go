@@ -27,15 +27,17 @@ func newDestroyCmd(o *rootOptions) *cobra.Command {
 
 	cmd := &cobra.Command{
 		Use:   "destroy",
-		Short: "Stop and delete the cluster's Proxmox VMs (only VMs tagged talforge-<cluster>)",
+		Short: "Stop and delete the cluster's Proxmox VMs (only VMs tagged talforge.node.<cluster>)",
 		Long: `destroy stops and deletes (with purge) every VM that carries the cluster's ownership tag
-talforge-<cluster>. VMs without it are never touched, whatever their name.
+talforge.node.<cluster>. VMs without it are never touched, whatever their name. Each VM is
+checked again (ownership tag and name) right before it is stopped, its disk moved or it is
+deleted: a VM renamed or retagged after the plan is left alone and reported.
 
 --keep-data-disks keeps each VM's Longhorn data disk: it is moved into a holder VM
-<node>-parked (never started) before the VM is deleted, because Proxmox deletes every disk a
-VM owns, detached ones included. The next ` + "`talforge provision`" + ` re-attaches the disk to the
-re-created VM and removes the holder. --include-parked-disks also deletes holder VMs, and the
-kept disks with them.
+<node>-parked, tagged talforge.parked.<cluster> and never started, before the VM is deleted,
+because Proxmox deletes every disk a VM owns, detached ones included. The next
+` + "`talforge provision`" + ` re-attaches the disk to the re-created VM and removes the holder.
+--include-parked-disks also deletes the cluster's holder VMs, and the kept disks with them.
 
 It asks you to type the cluster name unless --yes is given.`,
 		Example: `  talforge destroy -p profiles/tazlab.yaml --keep-data-disks
@@ -59,9 +61,17 @@ func (d *destroyOptions) run(ctx context.Context) error {
 		return &flagError{errors.New("--keep-data-disks and --include-parked-disks contradict each other")}
 	}
 
-	c, err := d.loadProfile()
+	c, err := d.loadProfile(ctx)
 	if err != nil {
 		return err
+	}
+
+	if !d.dryRun { // one run at a time per cluster; a read-only look needs no lock
+		var unlock func()
+		if ctx, unlock, err = lockCluster(ctx, c); err != nil {
+			return err
+		}
+		defer unlock()
 	}
 
 	api, err := d.connect(ctx, c)
@@ -77,7 +87,17 @@ func (d *destroyOptions) run(ctx context.Context) error {
 	}
 
 	if plan.Empty() {
-		fmt.Fprintf(d.out, "Nothing to destroy: no VM carries the tag %s.\n", proxmox.OwnerTag(name))
+		for _, s := range plan.Skipped {
+			fmt.Fprintf(d.out, "  # %s\n", s)
+		}
+
+		tags := proxmox.OwnerTag(name)
+		if d.includeParked {
+			tags += " or " + proxmox.HolderTag(name)
+		}
+
+		fmt.Fprintf(d.out, "Nothing to destroy: no VM carries the tag %s.\n", tags)
+
 		return nil
 	}
 

@@ -11,8 +11,9 @@ import (
 
 type generateOptions struct {
 	*rootOptions
-	outDir string
-	commit bool
+	outDir     string
+	commit     bool
+	sopsConfig string
 }
 
 func newGenerateCmd(o *rootOptions) *cobra.Command {
@@ -27,7 +28,11 @@ replaced), nodes/<node>.yaml (secret fields encrypted), talosconfig.sops.yaml, s
 Longhorn values and manifests, the IAM policy and talforge.lock.yaml.
 
 On a machine without an age identity it creates one (~/.config/sops/age/keys.txt, or
-$SOPS_AGE_KEY_FILE) and .sops.yaml creation rules for it. Nothing is written when the profile
+$SOPS_AGE_KEY_FILE) and .sops.yaml creation rules for it. Recipients come from the project's
+.sops.yaml (or --sops-config), never from one found above --out; when they change, every
+encrypted file is re-encrypted for them, the secrets bundle and kubeconfig without a byte of
+their content changing. Secret input files in clear (proxmox.tokenFile,
+longhorn.backup.credentialsFile) are refused: see talforge secret set. Nothing is written when the profile
 or a patch is invalid; files whose content did not change are not rewritten.`,
 		Example: `  talforge generate -p profiles/tazlab.yaml
   talforge generate -p profiles/ha.yaml --commit`,
@@ -39,11 +44,12 @@ or a patch is invalid; files whose content did not change are not rewritten.`,
 			}
 
 			res, err := generate.Run(cmd.Context(), generate.Options{
-				Profile:   path,
-				OutDir:    g.outDir,
-				Commit:    g.commit,
-				Renderers: renderers(),
-				Log:       g.errOut,
+				Profile:    path,
+				OutDir:     g.outDir,
+				Commit:     g.commit,
+				Renderers:  renderers(),
+				Log:        g.errOut,
+				SOPSConfig: g.sopsConfig,
 			})
 			if err != nil {
 				return err
@@ -72,6 +78,7 @@ or a patch is invalid; files whose content did not change are not rewritten.`,
 
 	cmd.Flags().StringVar(&g.outDir, "out", "", "output directory (default clusters/<name> under the project root)")
 	cmd.Flags().BoolVar(&g.commit, "commit", false, "commit the output directory with git when it changed")
+	cmd.Flags().StringVar(&g.sopsConfig, "sops-config", "", "SOPS creation rules that choose the recipients (default: .sops.yaml at the project root, never one above --out)")
 
 	return cmd
 }

@@ -20,8 +20,8 @@ Attach it to the IAM user whose keys are in longhorn.backup.credentialsFile.
 		Example: `  talforge iam-policy -p profiles/tazlab.yaml > policy.json
   aws iam put-user-policy --user-name tazlab-longhorn --policy-name longhorn-backup --policy-document file://policy.json`,
 		Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := o.loadProfile()
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.loadProfile(cmd.Context())
 			if err != nil {
 				return err
 			}

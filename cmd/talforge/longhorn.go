@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -58,8 +59,8 @@ and how to fix it. --skip-preflight leaves the check out.`,
 }
 
 // client loads the profile and the kubeconfig and connects.
-func (l *longhornOptions) client() (*longhorn.Client, *profile.Cluster, error) {
-	c, err := l.loadProfile()
+func (l *longhornOptions) client(ctx context.Context) (*longhorn.Client, *profile.Cluster, error) {
+	c, err := l.loadProfile(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -116,7 +117,7 @@ It never changes the installed version: use 'talforge longhorn upgrade'.`,
 		Example: `  talforge longhorn install -p profiles/tazlab.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, _, err := l.client()
+			cl, _, err := l.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -152,7 +153,7 @@ With --plan it prints the steps and changes nothing (exit 2 when there are steps
   talforge longhorn upgrade -p profiles/tazlab.yaml --to 1.10.2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, c, err := l.client()
+			cl, c, err := l.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -198,7 +199,7 @@ itself is gone, it installs at the version Longhorn reports and adopts the exist
 		Example: `  talforge longhorn reinstall -p profiles/tazlab.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, _, err := l.client()
+			cl, _, err := l.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -219,7 +220,7 @@ func (l *longhornOptions) statusCmd() *cobra.Command {
 		Example: `  talforge longhorn status -p profiles/tazlab.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, _, err := l.client()
+			cl, _, err := l.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -247,7 +248,7 @@ With --reconcile it puts everything back as the profile says.`,
   talforge longhorn drift -p profiles/tazlab.yaml --reconcile`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, _, err := l.client()
+			cl, _, err := l.client(cmd.Context())
 			if err != nil {
 				return err
 			}

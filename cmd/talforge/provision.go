@@ -107,10 +107,12 @@ func newProvisionCmd(o *rootOptions) *cobra.Command {
      data disk (scsi1, serial ` + profile.LonghornDiskSerial + `), a virtio NIC with the node's fixed MAC on
      proxmox.bridge (+ VLAN), the ISO as CD-ROM, a cloud-init drive with the static address
      (ipconfig0, nameserver, searchdomain), a serial console, the QEMU agent when the schematic
-     has it, and the tags talforge, talforge-<cluster> and the role;
-  3. VMs are found by the ownership tag talforge-<cluster> and their name. A VM with a node's
-     name or VMID but without that tag is foreign: it is never touched and provision fails;
-  4. new VMs are created, existing ones updated field by field (disks only grow), then started.
+     has it, and the tags talforge, talforge.node.<cluster> and the role;
+  3. VMs are found by the ownership tag talforge.node.<cluster> and their name. A VM with a
+     node's name or VMID but without that tag is foreign: it is never touched and provision
+     fails. Each VM is checked again right before every change;
+  4. new VMs are created, existing ones updated field by field (disks only grow), then started;
+     a data disk kept by ` + "`destroy --keep-data-disks`" + ` is moved back from its holder VM.
 
 Progress goes to stderr; the plan and the summary to stdout. A second run changes nothing.
 Interrupting (Ctrl-C) stops cleanly; running again converges.
@@ -132,9 +134,17 @@ Exit codes: 0 ok; 1 failure (including foreign VMs); 2 invalid input, or with --
 }
 
 func (p *provisionOptions) run(ctx context.Context) error {
-	c, err := p.loadProfile()
+	c, err := p.loadProfile(ctx)
 	if err != nil {
 		return err
+	}
+
+	if !p.plan { // one run at a time per cluster; a read-only look needs no lock
+		var unlock func()
+		if ctx, unlock, err = lockCluster(ctx, c); err != nil {
+			return err
+		}
+		defer unlock()
 	}
 
 	img, err := schematic.ForCluster(c)

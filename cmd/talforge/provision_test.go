@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,7 +176,7 @@ func TestProvisionCommandFailures(t *testing.T) {
 	srv.Seed(pvesim.SeedVM{ID: 300, Config: map[string]string{"name": "lab-cp-1", "memory": "2048"}, Running: true})
 
 	res := runCLI(t, "provision", "-p", path)
-	if res.code != exitFailure || !strings.Contains(res.out, `! VM 300 "lab-cp-1" on pve: has the name of node lab-cp-1 but not the ownership tag talforge-lab`) {
+	if res.code != exitFailure || !strings.Contains(res.out, `! VM 300 "lab-cp-1" on pve: has the name of node lab-cp-1 but not the ownership tag talforge.node.lab`) {
 		t.Errorf("foreign VM: exit %d\n%s\n%s", res.code, res.out, res.errOut)
 	}
 
@@ -193,5 +196,54 @@ func TestProvisionCommandFailures(t *testing.T) {
 	res = runCLI(t, "provision", "-p", path, "--plan")
 	if res.code != exitInvalid || !strings.Contains(res.errOut, "$TALFORGE_PVE_TOKEN: API token") {
 		t.Errorf("malformed token: exit %d\n%s", res.code, res.errOut)
+	}
+}
+
+// promptActor is a terminal at which, while the user types the confirmation, someone else
+// changes Proxmox: act runs before the first read.
+type promptActor struct {
+	act  func()
+	r    io.Reader
+	once sync.Once
+}
+
+func (p *promptActor) Read(b []byte) (int, error) {
+	p.once.Do(p.act)
+	return p.r.Read(b)
+}
+
+// TestDestroyRefusesVMChangedAtThePrompt: a VM renamed by someone else while destroy waits for
+// the confirmation is left alone and named in the error; the unchanged VM is destroyed.
+func TestDestroyRefusesVMChangedAtThePrompt(t *testing.T) {
+	srv := pveServer(t)
+	path := pveProject(t, srv)
+
+	if res := runCLI(t, "provision", "-p", path); res.code != exitOK {
+		t.Fatalf("provision: exit %d\n%s%s", res.code, res.out, res.errOut)
+	}
+
+	ids := map[string]int{}
+	for _, vm := range srv.VMs() {
+		ids[vm.Name()] = vm.ID
+	}
+
+	worker := ids["lab-worker-1"]
+	in := &promptActor{r: strings.NewReader("lab\n"), act: func() {
+		srv.Modify(worker, func(v *pvesim.VM) { v.Config["name"] = "lab-worker-1-prod" })
+	}}
+
+	var out, errOut bytes.Buffer
+
+	code := run(t.Context(), []string{"destroy", "-p", path}, streams{in: in, out: &out, errOut: &errOut})
+	if code != exitFailure || !strings.Contains(errOut.String(), fmt.Sprintf(`VM %d on pve is no longer the node VM "lab-worker-1" of cluster lab (now named "lab-worker-1-prod"`, worker)) {
+		t.Fatalf("destroy: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+
+	if vm, ok := srv.VM(worker); !ok || !vm.Running {
+		t.Errorf("the renamed VM was touched (exists %v)", ok)
+	}
+
+	if _, ok := srv.VM(ids["lab-cp-1"]); ok {
+		t.Errorf("lab-cp-1 was not destroyed")
 	}
 }

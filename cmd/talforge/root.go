@@ -62,6 +62,13 @@ func run(ctx context.Context, args []string, s streams) int {
 		return ee.code // already reported
 	}
 
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// Say why (the signal), not only "context canceled".
+		fmt.Fprintf(s.errOut, "error: stopped: %v\n", context.Cause(ctx))
+
+		return exitFailure
+	}
+
 	fmt.Fprintln(s.errOut, "error:", err)
 
 	return exitCode(err)
@@ -125,6 +132,7 @@ Exit codes: 0 ok, 1 failure, 2 invalid input (or, with --plan, changes pending).
 		newRebuildCmd(o),
 		newDRTestCmd(o),
 		newSchemaCmd(o),
+		newSecretCmd(o),
 		newVersionCmd(o),
 	)
 	// Stage commands (provision, apply, bootstrap, longhorn, ...) register here too.
@@ -147,14 +155,14 @@ func (o *rootOptions) profilePath() (string, error) {
 	return "", &flagError{errors.New("which profile? pass -p profiles/<name>.yaml (or set TALFORGE_PROFILE)")}
 }
 
-// loadProfile loads and validates the profile, printing warnings.
-func (o *rootOptions) loadProfile() (*profile.Cluster, error) {
+// loadProfile loads and validates the profile, printing warnings. A signal (ctx) stops it.
+func (o *rootOptions) loadProfile(ctx context.Context) (*profile.Cluster, error) {
 	path, err := o.profilePath()
 	if err != nil {
 		return nil, err
 	}
 
-	c, err := profile.Load(path)
+	c, err := profile.LoadContext(ctx, path)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/schematic"
+	tfsecrets "github.com/talforge/talforge/pkg/secrets"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -35,8 +36,13 @@ the fix.`,
   talforge validate -p profiles/tazlab.yaml --online`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.loadProfile()
+			c, err := o.loadProfile(cmd.Context())
 			if err != nil {
+				return err
+			}
+
+			// A secret input file in clear is an error, not something to find at provision time.
+			if err := tfsecrets.CheckInputs(c); err != nil {
 				return err
 			}
 
@@ -50,13 +56,15 @@ the fix.`,
 				return err
 			}
 
-			// Validation does not depend on secret values: a throw-away bundle needs no keys.
-			bundle, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), contract)
+			// Validation does not depend on secret values: a throw-away bundle needs no keys. Its
+			// service-account key is ECDSA (a millisecond) rather than RSA (up to seconds, in one
+			// call that a signal cannot interrupt): validation does not depend on the key type.
+			bundle, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), contract, secrets.WithECDSAServiceAccountKey())
 			if err != nil {
 				return err
 			}
 
-			gen, err := machineconfig.New(c, img, bundle)
+			gen, err := machineconfig.New(cmd.Context(), c, img, bundle)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
@@ -19,6 +20,7 @@ import (
 	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/parallel"
 	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/redact"
 	"github.com/talforge/talforge/pkg/schematic"
 	"github.com/talforge/talforge/pkg/secrets"
 	"github.com/talforge/talforge/pkg/sopsfile"
@@ -57,6 +59,9 @@ type Options struct {
 	Commit bool
 	// Log receives progress notes (identity created, bundle created); nil discards them.
 	Log io.Writer
+	// SOPSConfig is the .sops.yaml whose creation rules choose the recipients (--sops-config);
+	// "" means the project's own, <root>/.sops.yaml. Never one found above OutDir.
+	SOPSConfig string
 }
 
 // Result is what a run produced.
@@ -82,8 +87,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		logw = io.Discard
 	}
 
-	c, err := profile.Load(opts.Profile)
+	c, err := profile.LoadContext(ctx, opts.Profile)
 	if err != nil {
+		return nil, err
+	}
+
+	if err := secrets.CheckInputs(c); err != nil {
 		return nil, err
 	}
 
@@ -91,6 +100,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if out == "" {
 		out = c.OutputDir()
 	}
+
+	// One run at a time in out; what a killed run left is completed or cleared first.
+	ctx, runLock, old, err := openOutput(ctx, out, logw)
+	if err != nil {
+		return nil, err
+	}
+
+	defer runLock.Release() //nolint:errcheck
 
 	res := &Result{Cluster: c, OutDir: out}
 
@@ -125,7 +142,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	gen, err := machineconfig.New(c, res.Image, bundle)
+	gen, err := machineconfig.New(ctx, c, res.Image, bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -147,18 +164,27 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	// Everything that can fail on bad input has run: from here on talforge writes.
-	if res.Identity, err = EnsureSOPS(c.Root(), logw); err != nil {
+	sops, id, err := SOPS(c.Root(), opts.SOPSConfig, logw)
+	if err != nil {
 		return nil, err
 	}
 
-	rule, err := sopsfile.RuleFor(filepath.Join(out, NodeConfigFile("x")))
+	res.Identity = id
+
+	// Before anything else is written or recorded: the bundle's bytes on disk are final here.
+	rekeyed, err := rekeyOutput(sops, out)
+	if err != nil {
+		return nil, err
+	}
+
+	rule, err := sops.RuleFor(filepath.Join(out, NodeConfigFile("x")))
 	if err != nil {
 		return nil, err
 	}
 
 	lock.Encryption = rule.Fingerprint()
 
-	nodeFiles, keep, err := renderNodes(ctx, out, res.Configs, readLock(filepath.Join(out, LockFile)), lock)
+	nodeFiles, keep, err := renderNodes(ctx, out, res.Configs, old, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +193,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	var bundleEnc []byte
 	if !haveBundle {
-		if bundleEnc, err = encryptBundle(bundlePath, bundle); err != nil {
+		if bundleEnc, err = encryptBundle(sops, bundlePath, bundle); err != nil {
 			return nil, err
 		}
 
@@ -176,7 +202,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	staged, err := (&gitops.Writer{Dir: out}).Stage(ctx, files, keep)
+	staged, err := (&gitops.Writer{Dir: out, SOPS: sops}).Stage(ctx, files, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -192,10 +218,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	if err := staged.Add(gitops.File{Path: LockFile, Data: lockData}); err != nil {
-		return nil, err
-	}
-
 	if bundleEnc != nil {
 		if err := secrets.Create(bundlePath, bundleEnc); err != nil {
 			return nil, err
@@ -206,18 +228,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		fmt.Fprintf(logw, "created the Talos secrets bundle %s (encrypted; keep it: the cluster cannot be rebuilt without it)\n", bundlePath)
 	}
 
-	if res.Files, err = staged.Commit(NodesDir); err != nil {
+	// The lockfile goes last: it is the commit point of the whole set (see package gitops).
+	if res.Files, err = staged.Commit(gitops.File{Path: LockFile, Data: lockData}, old.removedBy(lock)); err != nil {
 		return nil, err
 	}
 
-	if res.BundleCreated {
+	if res.BundleCreated || slices.Contains(rekeyed, secrets.FileName) {
 		res.Files.Written = append([]string{secrets.FileName}, res.Files.Written...)
 	} else {
 		res.Files.Unchanged = append([]string{secrets.FileName}, res.Files.Unchanged...)
 	}
 
+	if slices.Contains(rekeyed, kubeconfigFile) {
+		res.Files.Written = append(res.Files.Written, kubeconfigFile)
+	}
+
 	if opts.Commit {
-		if res.Committed, err = gitops.Commit(ctx, out, commitMessage(res)); err != nil {
+		if res.Committed, err = commitOutput(ctx, out, lock, res); err != nil {
 			return res, err
 		}
 	}
@@ -275,6 +302,10 @@ func renderNodes(ctx context.Context, out string, configs []*machineconfig.Confi
 	var changed []*machineconfig.Config
 
 	for _, cfg := range configs {
+		if err := ctx.Err(); err != nil { // each check hashes a file: thousands of nodes take a while
+			return nil, nil, err
+		}
+
 		path := NodeConfigFile(cfg.Node.Name)
 		name := cfg.Node.Name
 
@@ -291,7 +322,7 @@ func renderNodes(ctx context.Context, out string, configs []*machineconfig.Confi
 		changed = append(changed, cfg)
 	}
 
-	if len(changed) == 0 && old.fileCurrent(out, RedactedFile) {
+	if len(changed) == 0 && old.fileCurrent(out, RedactedFile) && redactedViewCurrent(filepath.Join(out, RedactedFile)) {
 		keep = append(keep, RedactedFile)
 	} else {
 		view, err := redactedView(ctx, configs)
@@ -309,20 +340,34 @@ func renderNodes(ctx context.Context, out string, configs []*machineconfig.Confi
 	return files, keep, nil
 }
 
-// redactedView encodes every node's config with machinery's own redaction, concurrently, into
-// one multi-document file with a comment before each node.
+// redactedHeader starts the redacted view; it names the redaction's allow-list version, so that
+// a view written by an older redaction is rewritten even when no node changed.
+func redactedHeader() string {
+	return fmt.Sprintf("# Machine configs of every node for review only, do not apply (redaction v%d: a value not known to be safe is shown as %s).\n",
+		redact.Version, gitops.RedactedMarker)
+}
+
+// redactedViewCurrent reports whether the view at path was written by this redaction.
+func redactedViewCurrent(path string) bool {
+	data, err := os.ReadFile(path)
+
+	return err == nil && strings.HasPrefix(string(data), redactedHeader())
+}
+
+// redactedView encodes every node's config redacted (only allow-listed fields in clear, see
+// package redact), concurrently, into one multi-document file with a comment before each node.
 func redactedView(ctx context.Context, configs []*machineconfig.Config) ([]byte, error) {
 	parts := make([][]byte, len(configs))
 	errs := make([]error, len(configs))
 
-	err := parallel.ForEach(ctx, len(configs), 0, func(i int) { parts[i], errs[i] = configs[i].Redacted(gitops.RedactedMarker) })
+	err := parallel.ForEach(ctx, len(configs), 0, func(i int) { parts[i], errs[i] = configs[i].Redacted() })
 	if err := errors.Join(append(errs, err)...); err != nil {
 		return nil, err
 	}
 
 	var b strings.Builder
 
-	fmt.Fprintf(&b, "# Machine configs of every node, secrets shown as %s: for review only, do not apply.\n", gitops.RedactedMarker)
+	b.WriteString(redactedHeader())
 	b.WriteString("# The configs talforge applies are nodes/<node>.yaml.enc, encrypted whole: sops -d nodes/<node>.yaml.enc\n")
 
 	for i, cfg := range configs {
@@ -333,13 +378,50 @@ func redactedView(ctx context.Context, configs []*machineconfig.Config) ([]byte,
 	return []byte(b.String()), nil
 }
 
-func encryptBundle(path string, b *talossecrets.Bundle) ([]byte, error) {
+// kubeconfigFile is the admin kubeconfig bootstrap stores beside generate's output
+// (bootstrap.KubeconfigFile).
+const kubeconfigFile = "kubeconfig.sops.yaml"
+
+// rekeyOutput re-encrypts the SOPS files of the output directory that generate does not
+// rewrite itself, the secrets bundle and the kubeconfig, for the recipients the configuration
+// names now: adding a teammate's key must reach them too. Their content is never changed, not
+// by a byte (sopsfile.Rule.Rekey), and a file this machine cannot decrypt is never replaced:
+// that is an error. It returns the files it rewrote.
+func rekeyOutput(sops *sopsfile.Config, out string) ([]string, error) {
+	var rewrote []string
+
+	for _, name := range []string{secrets.FileName, kubeconfigFile} {
+		path := filepath.Join(out, name)
+
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+
+		rule, err := sops.RuleFor(path)
+		if err != nil {
+			return nil, err
+		}
+
+		changed, err := rule.Rekey(path)
+		if err != nil {
+			return nil, err
+		}
+
+		if changed {
+			rewrote = append(rewrote, name)
+		}
+	}
+
+	return rewrote, nil
+}
+
+func encryptBundle(sops *sopsfile.Config, path string, b *talossecrets.Bundle) ([]byte, error) {
 	plain, err := secrets.Marshal(b)
 	if err != nil {
 		return nil, err
 	}
 
-	rule, err := sopsfile.RuleFor(path)
+	rule, err := sops.RuleFor(path)
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +447,37 @@ func fileDigest(path string) string {
 	}
 
 	return digest(data)
+}
+
+// SOPS returns the configuration whose creation rules choose the recipients of what talforge
+// writes for the project at root, and the local age identity (created when there is none).
+// explicit is a --sops-config file; without one it is root/.sops.yaml, written for the local
+// identity when the project has none. It is never a .sops.yaml found above an output
+// directory: whoever can write there must not choose who can decrypt the cluster.
+func SOPS(root, explicit string, log io.Writer) (*sopsfile.Config, *sopsfile.Identity, error) {
+	if explicit != "" {
+		id, err := sopsfile.EnsureIdentity()
+		if err != nil {
+			return nil, nil, fmt.Errorf("age identity: %w", err)
+		}
+
+		if id.Created {
+			fmt.Fprintf(log, "created age identity %s\n  public key: %s\n  back it up: without it nothing talforge encrypted can be decrypted\n", id.Path, id.Recipient)
+		}
+
+		cfg, err := sopsfile.OpenConfig(explicit)
+
+		return cfg, id, err
+	}
+
+	id, err := EnsureSOPS(root, log)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	cfg, err := sopsfile.ProjectConfig(root)
+
+	return cfg, id, err
 }
 
 // EnsureSOPS makes sure the project can encrypt: it creates an age identity when there is none

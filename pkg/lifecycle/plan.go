@@ -60,7 +60,7 @@ type PlanReport struct {
 // within Options.Talos.APITimeout (default 30s here) is an error.
 func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 	opts = opts.withDefaults()
-	c, err := profile.Load(opts.Profile)
+	c, err := profile.LoadContext(ctx, opts.Profile)
 	if err != nil {
 		return nil, err
 	}

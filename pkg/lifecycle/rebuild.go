@@ -98,6 +98,11 @@ func Rebuild(ctx context.Context, opts Options, ro RebuildOptions) (*RebuildResu
 	if err != nil {
 		return nil, err
 	}
+	ctx, unlock, err := r.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	res := &RebuildResult{Up: r.res}
 	r.opts.OnPhase(PhasePlan)
 	p := r.rep.phase(PhasePlan)

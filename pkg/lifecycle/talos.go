@@ -66,7 +66,7 @@ func renderTalos(ctx context.Context, c *profile.Cluster) (bootstrap.Cluster, []
 	if err != nil {
 		return bootstrap.Cluster{}, nil, err
 	}
-	gen, err := machineconfig.New(c, img, bundle)
+	gen, err := machineconfig.New(ctx, c, img, bundle)
 	if err != nil {
 		return bootstrap.Cluster{}, nil, err
 	}

@@ -83,7 +83,7 @@ type run struct {
 func newRun(ctx context.Context, opts Options) (*run, error) {
 	opts = opts.withDefaults()
 	r := &run{opts: opts, start: opts.Now()}
-	c, err := profile.Load(opts.Profile)
+	c, err := profile.LoadContext(ctx, opts.Profile)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +156,11 @@ func Up(ctx context.Context, opts Options) (*UpResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, unlock, err := r.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := r.up(ctx); err != nil {
 		return r.res, err
 	}
@@ -429,7 +434,11 @@ func (r *run) ensureKubeconfig(ctx context.Context) ([]byte, []string, error) {
 }
 
 func (r *run) store(kubeconfig []byte) ([]byte, []string, error) {
-	written, err := bootstrap.Store(r.out, kubeconfig, r.talos.Talosconfig)
+	sops, err := sopsfile.ProjectConfig(r.cluster.Root())
+	if err != nil {
+		return nil, nil, err
+	}
+	written, err := bootstrap.Store(sops, r.out, kubeconfig, r.talos.Talosconfig)
 	return kubeconfig, written, err
 }
 
@@ -518,7 +527,7 @@ func (r *run) commit(ctx context.Context, command string) error {
 	for _, f := range files {
 		fmt.Fprintf(&b, "update %s\n", f)
 	}
-	ok, err := gitops.Commit(ctx, r.out, b.String())
+	ok, err := gitops.Commit(ctx, r.out, b.String(), files)
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", r.out, err)
 	}
