@@ -1,6 +1,6 @@
 // Package longhorn installs, upgrades and repairs Longhorn on a talforge cluster with the
 // Helm SDK, following what Longhorn's source does rather than folklore
-// (facts-longhorn-talos.md §1–5):
+// (docs/longhorn.md):
 //
 //   - chart values per chart version: the S3 backup target goes under defaultBackupStore
 //     from 1.8 on (Longhorn ignores defaultSettings.backupTarget there), only the

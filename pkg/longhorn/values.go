@@ -25,8 +25,9 @@ type Setting struct {
 
 // OwnedSettings are the defaultSettings talforge sets for the profile, and nothing else:
 // Longhorn re-applies every non-null defaultSettings value on each chart upgrade and manager
-// restart (facts §2), so each one here overrides edits made in the UI, by design. All values
-// are strings: Longhorn stores strings, and newer charts refuse anything else.
+// restart (docs/longhorn.md#default-settings), so each one here overrides edits made in the
+// UI, by design. All values are strings: Longhorn stores strings, and newer charts refuse
+// anything else.
 func OwnedSettings(l *profile.Longhorn) []Setting {
 	return []Setting{
 		// The Talos user volume on the node's dedicated data disk; only read when a node's

@@ -101,7 +101,8 @@ type TaskStatus struct {
 
 var rxWarnings = regexp.MustCompile(`^WARNINGS: \d+$`)
 
-// Succeeded reports a stopped task whose exit status is "OK" or "WARNINGS: n" (facts §1.3).
+// Succeeded reports a stopped task whose exit status is "OK" or "WARNINGS: n"
+// (docs/proxmox.md#task-status).
 func (s TaskStatus) Succeeded() bool {
 	return !s.Running && (s.ExitStatus == "OK" || rxWarnings.MatchString(s.ExitStatus))
 }

@@ -691,7 +691,7 @@ func (e *Executor) reattach(ctx context.Context, cluster string, vp VMPlan) erro
 var errMoveInFlight = errors.New("the disk is between two VMs (a move in progress?)")
 
 // keptDiskAttached checks that scsi1 of a VM is the kept volume after move_disk renamed it to
-// the VM (facts-dr-adopt-upgrade-fleet.md §6): a volume the VM did not reference before,
+// the VM (docs/proxmox.md#move-disk): a volume the VM did not reference before,
 // named for this VM, on the kept disk's storage, of its size, with its serial.
 func keptDiskAttached(cfg map[string]string, pk *ParkedDisk, vmid int, before map[string]bool) error {
 	d := parseProp(cfg[SlotData], "file")

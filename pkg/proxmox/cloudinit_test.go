@@ -16,8 +16,8 @@ import (
 	"github.com/talforge/talforge/internal/testenv/pvesim"
 )
 
-// nocloudV1 mirrors the network-config v1 keys Talos' nocloud platform reads (facts §3.3,
-// siderolabs/talos internal/app/machined/pkg/runtime/v1alpha1/platform/nocloud ConfigV1).
+// nocloudV1 mirrors the network-config v1 keys Talos' nocloud platform reads
+// (docs/talos.md#nocloud-network, siderolabs/talos internal/app/machined/pkg/runtime/v1alpha1/platform/nocloud ConfigV1).
 type nocloudV1 struct {
 	Version int `yaml:"version"`
 	Config  []struct {

@@ -33,7 +33,8 @@
 // # Minimum privileges
 //
 // Give the API token (privilege separation on, ACLs on the token) a role with these
-// privileges; `talforge provision` and `talforge destroy` need nothing else (facts §1.8,
+// privileges; `talforge provision` and `talforge destroy` need nothing else
+// (docs/proxmox.md#token-privileges,
 // enforced by internal/testenv/pvesim and TestMinimalPrivileges):
 //
 //	ACL path (propagate)                 privileges

@@ -47,7 +47,7 @@ type ParkedDisk struct {
 	HolderName string
 	Slot       string
 	// VolID is the kept volume as the holder references it; re-attaching renames it to the new
-	// VM (vm-<vmid>-disk-<n>, facts-dr-adopt-upgrade-fleet.md §6).
+	// VM (vm-<vmid>-disk-<n>, docs/proxmox.md#move-disk).
 	VolID   string
 	SizeGiB int
 	// Serial is the drive's serial= option, carried along by move_disk.

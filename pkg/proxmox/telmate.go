@@ -33,8 +33,8 @@ type ClientOptions struct {
 }
 
 // Telmate implements API with github.com/Telmate/proxmox-api-go. Every call is guarded
-// against the client's panics on unexpected responses (facts §2.2), which become errors
-// wrapping ErrClientPanic.
+// against the client's panics on unexpected responses (docs/proxmox.md#telmate-client),
+// which become errors wrapping ErrClientPanic.
 type Telmate struct {
 	c *pxapi.Client
 }
@@ -88,8 +88,8 @@ func NewTelmateAPI(opts ClientOptions) (*Telmate, error) {
 
 // reasonTransport copies the HTTP reason phrase into error bodies that lack a "message"
 // field: PVE before libpve-http-server 5.2.0 answers only {"data":null} and carries the error
-// text in the status line (facts §1.2), while Telmate's ApiError reads only the body. It
-// changes nothing else on the wire.
+// text in the status line (docs/proxmox.md#api-errors), while Telmate's ApiError reads only
+// the body. It changes nothing else on the wire.
 type reasonTransport struct{ base http.RoundTripper }
 
 func (t *reasonTransport) RoundTrip(req *http.Request) (*http.Response, error) {

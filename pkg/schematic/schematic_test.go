@@ -20,7 +20,7 @@ func cluster(talos string, longhorn, proxmox bool, agent *bool, extensions ...st
 	return c
 }
 
-// The known IDs of facts-longhorn-talos.md §7.3, computed by image-factory's own algorithm.
+// The known IDs of docs/talos.md#schematic-id, computed by image-factory's own algorithm.
 func TestKnownSchematicIDs(t *testing.T) {
 	off := false
 

@@ -2,7 +2,7 @@
 // a real kube-apiserver (internal/testenv/kubeenv) on which no kubelet runs.
 //
 // Run does what talforge relies on the real manager to do at install and upgrade time,
-// following the upstream behaviour documented in facts-longhorn-talos.md:
+// following the upstream behaviour documented in docs/longhorn.md:
 //
 //   - completes Helm hook Jobs; the pre-upgrade Job fails, like upstream's
 //     `longhorn-manager pre-upgrade`, for a minor jump > 1 or any downgrade, with

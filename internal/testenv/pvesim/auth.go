@@ -29,10 +29,10 @@ var AllPrivileges = []string{
 // AdminACL grants every privilege on "/" (the Administrator role).
 func AdminACL() map[string][]string { return map[string][]string{"/": AllPrivileges} }
 
-// MinimalACL is the least-privilege role documented for talforge (facts
-// §1.8): VM privileges on /vms, disk space on the VM storage, templates on
-// the ISO storage, Sys.AccessNetwork for download-url and SDN.Use on the
-// bridge.
+// MinimalACL is the least-privilege role documented for talforge
+// (docs/proxmox.md#the-api-token, docs/proxmox.md#token-privileges): VM privileges on /vms,
+// disk space on the VM storage, templates on the ISO storage, Sys.AccessNetwork for
+// download-url and SDN.Use on the bridge.
 func MinimalACL(vmStorage, isoStorage, node, bridge string) map[string][]string {
 	return map[string][]string{
 		"/vms": {"VM.Allocate", "VM.Clone", "VM.Audit", "VM.PowerMgmt", "VM.Config.CDROM", "VM.Config.CPU",

@@ -55,7 +55,7 @@ func nocloudUser(conf map[string]string) string {
 
 // NocloudNetwork renders the nocloud network-config (version 1) that
 // qemu-server's Cloudinit.pm nocloud_network writes to the cloud-init
-// drive for a VM config (facts §1.6; indentation copied from the Perl).
+// drive for a VM config (docs/proxmox.md#cloud-init-drive; indentation copied from the Perl).
 func NocloudNetwork(conf map[string]string) string {
 	var b strings.Builder
 	b.WriteString("version: 1\nconfig:\n")
@@ -109,7 +109,7 @@ func NocloudNetwork(conf map[string]string) string {
 	if search == "" && ns == "" {
 		search, ns = hostSearchDomain, hostNameserver
 	}
-	// get_dns_conf splits on whitespace only (facts §1.6): commas survive.
+	// get_dns_conf splits on whitespace only (docs/proxmox.md#cloud-init-drive): commas survive.
 	nameservers, searches := strings.Fields(ns), strings.Fields(search)
 	if len(nameservers) > 0 || len(searches) > 0 {
 		b.WriteString("    - type: nameserver\n")

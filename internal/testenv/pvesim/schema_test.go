@@ -89,7 +89,8 @@ func TestSchemaRejectsLikePVE(t *testing.T) {
 			map[string]string{"content": "invalid format - invalid content type 'isos'\n"}},
 		{"resources type enum", "GET", "/cluster/resources", vals("type", "qemu"),
 			map[string]string{"type": "value 'qemu' does not have a value in the enumeration 'vm, storage, node, sdn'"}},
-		{"ShutdownForce sends force=1 (facts §8)", "POST", "/nodes/pve/qemu/100/status/shutdown", vals("force", "1"),
+		// Telmate's ShutdownForce sends force=1 (docs/proxmox.md#telmate-client).
+		{"ShutdownForce sends force=1", "POST", "/nodes/pve/qemu/100/status/shutdown", vals("force", "1"),
 			map[string]string{"force": "property is not defined in schema and the schema does not allow additional properties"}},
 		{"download-url url pattern", "POST", "/nodes/pve/storage/local/download-url",
 			vals("content", "iso", "filename", "talos.iso", "url", "ftp://x/y.iso"),
