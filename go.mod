@@ -16,6 +16,7 @@ require (
 	github.com/getsops/sops/v3 v3.13.3
 	github.com/invopop/jsonschema v0.14.0
 	github.com/longhorn/backupstore v0.0.0-20260414054550-8570535ce7ad
+	github.com/robfig/cron/v3 v3.0.1
 	github.com/siderolabs/crypto v0.6.5
 	github.com/siderolabs/image-factory v1.4.0
 	github.com/siderolabs/talos/pkg/machinery v1.14.1

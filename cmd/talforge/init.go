@@ -6,16 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/talforge/talforge/pkg/atomicfile"
 	"github.com/talforge/talforge/pkg/generate"
+	"github.com/talforge/talforge/pkg/profile"
 )
-
-var clusterNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 func newInitCmd(o *rootOptions) *cobra.Command {
 	return &cobra.Command{
@@ -31,7 +29,7 @@ It never overwrites anything.`,
   $EDITOR profiles/homelab.yaml
   talforge generate -p profiles/homelab.yaml`,
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 || !clusterNameRE.MatchString(args[0]) {
+			if len(args) != 1 || !profile.ValidClusterName(args[0]) {
 				return &flagError{errors.New("init takes one cluster name: lowercase letters, digits and '-' (e.g. talforge init homelab)")}
 			}
 

@@ -5,16 +5,8 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
-)
 
-// LatestPatch is the newest released chart of each Longhorn minor talforge knows. The
-// upgrade ladder goes through these for every minor it passes.
-var LatestPatch = map[uint64]string{8: "1.8.2", 9: "1.9.2", 10: "1.10.2", 11: "1.11.3"}
-
-// Supported minors of the 1.x line (chart values are known for these).
-const (
-	minSupportedMinor = 8
-	maxSupportedMinor = 11
+	"github.com/talforge/talforge/pkg/profile"
 )
 
 // parseVersion accepts "1.10.2" or "v1.10.2".
@@ -26,9 +18,11 @@ func parseVersion(s string) (*semver.Version, error) {
 	return v, nil
 }
 
+// supported accepts the Longhorn minors profile.LonghornLatestPatch knows: the profile
+// validates against the same table, and chart values are known for these.
 func supported(v *semver.Version) error {
-	if v.Major() != 1 || v.Minor() < minSupportedMinor || v.Minor() > maxSupportedMinor {
-		return fmt.Errorf("version %s is outside the Longhorn versions talforge supports (1.%d.x to 1.%d.x)", v, minSupportedMinor, maxSupportedMinor)
+	if _, ok := profile.LonghornLatestPatch(v.Major(), v.Minor()); !ok {
+		return fmt.Errorf("version %s is outside the Longhorn versions talforge supports (%s)", v, profile.SupportedLonghorn())
 	}
 	return nil
 }
@@ -62,7 +56,7 @@ func UpgradePath(installed, target string) ([]string, error) {
 	}
 	var path []string
 	for m := from.Minor() + 1; m < to.Minor(); m++ {
-		p, ok := LatestPatch[m]
+		p, ok := profile.LonghornLatestPatch(to.Major(), m)
 		if !ok {
 			return nil, fmt.Errorf("no known release of Longhorn 1.%d.x to pass through on the way from %s to %s", m, from, to)
 		}

@@ -2,95 +2,70 @@ package profile
 
 import (
 	"fmt"
-	"strconv"
+	"regexp"
 	"strings"
+
+	"github.com/robfig/cron/v3"
 )
 
-// cronFields are the five fields of a standard cron expression, as Longhorn parses them
-// (robfig/cron v3 standard parser).
-var cronFields = []struct {
-	name     string
-	min, max int
-	names    []string // names[i] stands for min+i
+// Longhorn checks RecurringJob.spec.cron with robfig/cron's ParseStandard (longhorn-manager
+// datastore/longhorn.go ValidateRecurringJob, robfig/cron v1.2.0 there, whose field grammar v3
+// keeps) and runs it as a Kubernetes CronJob schedule (robfig/cron/v3 ParseStandard). talforge
+// parses with the same library and fields but, unlike ParseStandard, without descriptors
+// (@daily, @every 1h): a profile writes the five fields (types.go documents cron so).
+const cronFieldsParsed = cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow
+
+// cronFields names the five fields and their bounds (robfig/cron/v3 spec.go minutes … dow)
+// for messages only: robfig decides what is valid, but its errors name neither the field nor
+// both bounds.
+var cronFields = [...]struct {
+	name   string
+	lo, hi int
 }{
-	{name: "minute", min: 0, max: 59},
-	{name: "hour", min: 0, max: 23},
-	{name: "day of month", min: 1, max: 31},
-	{name: "month", min: 1, max: 12, names: []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},
-	{name: "day of week", min: 0, max: 6, names: []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
+	{"minute", 0, 59}, {"hour", 0, 23}, {"day of month", 1, 31}, {"month", 1, 12}, {"day of week", 0, 6},
 }
 
+// robfigOutOfRange matches robfig/cron/v3 parser.go getRange's bound errors, "beginning of
+// range (0) below minimum (1): 0" and "end of range (61) above maximum (59): 61".
+var robfigOutOfRange = regexp.MustCompile(`^(?:beginning|end) of range \((-?\d+)\) (?:below minimum|above maximum) `)
+
 // validateCron checks a 5-field cron expression (minute hour day-of-month month day-of-week)
-// with *, ranges, steps, lists and month/weekday names.
+// the way Longhorn parses it: *, ?, ranges, steps, lists and month/weekday names.
 func validateCron(expr string) error {
-	fields := strings.Fields(expr)
-	if len(fields) != 5 {
+	fields := strings.Fields(expr) // robfig splits the same way
+	if len(fields) != len(cronFields) {
 		return fmt.Errorf("%q has %d fields, want 5 (minute hour day-of-month month day-of-week)", expr, len(fields))
 	}
 
+	// robfig/cron v3 takes a time-zone prefix; Longhorn's v1 parser has none and Kubernetes
+	// refuses one in a CronJob schedule.
+	if strings.HasPrefix(fields[0], "TZ=") || strings.HasPrefix(fields[0], "CRON_TZ=") {
+		return fmt.Errorf("%q: Longhorn's cron parser takes no time-zone prefix", expr)
+	}
+
+	parser := cron.NewParser(cronFieldsParsed)
+
+	_, err := parser.Parse(expr)
+	if err == nil {
+		return nil
+	}
+
+	// Find the field robfig refuses by parsing each alone, the others "*".
 	for i, f := range fields {
-		spec := cronFields[i]
-		for _, part := range strings.Split(f, ",") {
-			if err := validateCronPart(part, spec.min, spec.max, spec.names); err != nil {
-				return fmt.Errorf("%s field %q: %w", spec.name, f, err)
+		alone := []string{"*", "*", "*", "*", "*"}
+		alone[i] = f
+
+		if _, ferr := parser.Parse(strings.Join(alone, " ")); ferr != nil {
+			spec := cronFields[i]
+			reason := ferr.Error()
+
+			if m := robfigOutOfRange.FindStringSubmatch(reason); m != nil {
+				reason = fmt.Sprintf("%s is outside %d-%d", m[1], spec.lo, spec.hi)
 			}
+
+			return fmt.Errorf("%s field %q: %s", spec.name, f, reason)
 		}
 	}
 
-	return nil
-}
-
-func validateCronPart(part string, lo, hi int, names []string) error {
-	rng, step, hasStep := strings.Cut(part, "/")
-	if hasStep {
-		n, err := strconv.Atoi(step)
-		if err != nil || n < 1 {
-			return fmt.Errorf("step %q must be a positive number", step)
-		}
-	}
-
-	if rng == "*" || rng == "?" {
-		return nil
-	}
-
-	from, to, isRange := strings.Cut(rng, "-")
-
-	a, err := cronValue(from, lo, hi, names)
-	if err != nil {
-		return err
-	}
-
-	if !isRange {
-		return nil
-	}
-
-	b, err := cronValue(to, lo, hi, names)
-	if err != nil {
-		return err
-	}
-
-	if a > b {
-		return fmt.Errorf("range %q runs backwards", rng)
-	}
-
-	return nil
-}
-
-func cronValue(s string, lo, hi int, names []string) (int, error) {
-	for i, name := range names {
-		if strings.EqualFold(s, name) {
-			return lo + i, nil
-		}
-	}
-
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a number", s)
-	}
-
-	if n < lo || n > hi {
-		return 0, fmt.Errorf("%d is outside %d-%d", n, lo, hi)
-	}
-
-	return n, nil
+	return fmt.Errorf("%q: %w", expr, err)
 }

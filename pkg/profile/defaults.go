@@ -58,11 +58,9 @@ func DefaultKubernetesVersion(talosVersion string) string {
 	return defaultKubernetesVersions[v.MajorMinor()]
 }
 
-// Supported version ranges (inclusive minor bounds).
-var (
-	supportedTalos    = versionRange{min: minor{1, 10}, max: minor{1, 14}}
-	supportedLonghorn = versionRange{min: minor{1, 8}, max: minor{1, 11}}
-)
+// supportedTalos is the supported Talos range (inclusive minor bounds). The Longhorn range
+// follows from longhornReleases (domain.go).
+var supportedTalos = versionRange{min: minor{1, 10}, max: minor{1, 14}}
 
 // applyDefaults fills every unset field that has a default. It never overrides a set value.
 func (c *Cluster) applyDefaults() {

@@ -19,8 +19,6 @@ import (
 )
 
 var (
-	dnsLabelRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
 	// Longhorn webhook rules (longhorn-manager util.ValidateName, types.NameMaximumLength).
 	recurringJobNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]+$`)
 	recurringJobGroupRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -33,9 +31,6 @@ var (
 
 // Recurring job tasks Longhorn accepts (longhorn-manager types.RecurringJobType).
 var recurringJobTasks = []string{"backup", "backup-force-create", "snapshot", "snapshot-force-create", "snapshot-cleanup", "snapshot-delete", "filesystem-trim", "system-backup"}
-
-// CPU types whose instruction set is below x86-64-v2, which Talos requires (siderolabs/talos#7202).
-var cpuTypesTalosCannotBoot = map[string]bool{"kvm64": true, "kvm32": true, "qemu64": true, "qemu32": true, "486": true, "pentium": true, "pentium2": true, "pentium3": true, "coreduo": true, "core2duo": true, "athlon": true, "phenom": true, "n270": true, "x86-64-v1": true}
 
 const (
 	maxRecurringJobName = 40  // longhorn-manager types.NameMaximumLength
@@ -87,7 +82,7 @@ func (c *Cluster) validateHeader(e *problems) {
 	switch name := c.Metadata.Name; {
 	case name == "":
 		e.add("metadata.name", "name the cluster, e.g. metadata: {name: homelab}", "is required")
-	case !dnsLabelRE.MatchString(name):
+	case !ValidClusterName(name):
 		e.add("metadata.name", "use lowercase letters, digits and '-', at most 63 characters", "%q is not a DNS label", name)
 	}
 }
@@ -127,8 +122,8 @@ func (c *Cluster) validateVersions(e *problems) {
 		switch {
 		case err != nil:
 			e.add("longhorn.version", "write it like "+DefaultLonghornVersion, "%v", err)
-		case !supportedLonghorn.contains(lv):
-			e.add("longhorn.version", "use a Longhorn chart from "+supportedLonghorn.String(), "Longhorn %s is not supported", l.Version)
+		case !longhornRange().contains(lv):
+			e.add("longhorn.version", "use a Longhorn chart from "+SupportedLonghorn(), "Longhorn %s is not supported", l.Version)
 		}
 	}
 }
@@ -201,7 +196,7 @@ func (c *Cluster) validateNetwork(e *problems) netip.Prefix {
 	}
 
 	for i, d := range n.SearchDomains {
-		if !dnsSubdomainRE.MatchString(d) {
+		if !isDNSSubdomain(d) {
 			e.add(fmt.Sprintf("network.searchDomains[%d]", i), "write a domain like lan or home.example.com", "%q is not a DNS domain", d)
 		}
 	}
@@ -283,7 +278,7 @@ func (c *Cluster) validateNodes(ctx context.Context, e, w *problems, prefix neti
 		switch {
 		case n.Name == "":
 			e.add(f("name"), "name the node, e.g. cp-1", "is required")
-		case !dnsLabelRE.MatchString(n.Name):
+		case !isDNSLabel(n.Name):
 			e.add(f("name"), "use lowercase letters, digits and '-', at most 63 characters", "%q is not a valid hostname (DNS label)", n.Name)
 		default:
 			dup(f("name"), "name", n.Name, names, i)
@@ -386,7 +381,7 @@ func (c *Cluster) validateProxmox(ctx context.Context, e, w *problems) {
 		e.add("proxmox.vlan", "use 1-4094, or leave it out for untagged", "%d is not a VLAN tag", p.VLAN)
 	}
 
-	if cpuTypesTalosCannotBoot[strings.ToLower(p.CPU)] {
+	if CPUCannotBootTalos(p.CPU) {
 		e.add("proxmox.cpu", "use cpu: host (or x86-64-v2-AES to allow live migration)", "CPU type %q lacks the x86-64-v2 instructions Talos needs; the VM would boot-loop", p.CPU)
 	}
 
@@ -568,7 +563,7 @@ func (c *Cluster) validateLonghorn(ctx context.Context, e, w *problems) {
 		f := func(name string) string { return fmt.Sprintf("longhorn.storageClasses[%d].%s", i, name) }
 
 		switch {
-		case !dnsSubdomainRE.MatchString(sc.Name):
+		case !isDNSSubdomain(sc.Name):
 			e.add(f("name"), "use lowercase letters, digits, '-' and '.'", "%q is not a valid StorageClass name", sc.Name)
 		case scNames[sc.Name]:
 			e.add(f("name"), "give each StorageClass its own name (longhorn is the chart's own)", "StorageClass %q is defined twice", sc.Name)
@@ -609,7 +604,7 @@ func (c *Cluster) validateLonghorn(ctx context.Context, e, w *problems) {
 
 		if v.Name != "" {
 			switch {
-			case !dnsLabelRE.MatchString(v.Name):
+			case !isDNSLabel(v.Name):
 				e.add(f("name"), "use lowercase letters, digits and '-', or leave name out and declare the volume by its claim", "%q is not a valid Longhorn volume name", v.Name)
 			case volNames[v.Name]:
 				e.add(f("name"), "give each volume its own name", "volume %q is declared twice", v.Name)
@@ -618,14 +613,14 @@ func (c *Cluster) validateLonghorn(ctx context.Context, e, w *problems) {
 			volNames[v.Name] = true
 		}
 
-		if !dnsLabelRE.MatchString(v.Namespace) {
+		if !isDNSLabel(v.Namespace) {
 			e.add(f("namespace"), "name the namespace of the claim", "%q is not a namespace name", v.Namespace)
 		}
 
 		switch {
 		case v.Claim == "":
 			e.add(f("claim"), "name the PersistentVolumeClaim that holds the data (namespace + claim); name: is only for a statically provisioned Longhorn volume", "a volume is declared by its claim")
-		case !dnsSubdomainRE.MatchString(v.Claim):
+		case !isDNSSubdomain(v.Claim):
 			e.add(f("claim"), "use a valid PVC name", "%q is not a valid claim name", v.Claim)
 		case claims[v.Namespace+"/"+v.Claim]:
 			e.add(f("claim"), "declare each claim once", "claim %s/%s is declared twice", v.Namespace, v.Claim)
@@ -686,7 +681,7 @@ func (c *Cluster) validateBackup(e *problems) (jobs, groups map[string]bool) {
 		e.add("longhorn.backup.credentialsFile", "create it with `sops` (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)", "is required")
 	}
 
-	if !dnsSubdomainRE.MatchString(b.CredentialSecret) {
+	if !isDNSSubdomain(b.CredentialSecret) {
 		e.add("longhorn.backup.credentialSecret", "use a valid Secret name", "%q is not a valid Secret name", b.CredentialSecret)
 	}
 

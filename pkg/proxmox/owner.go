@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/talforge/talforge/pkg/profile"
 )
 
 // Ownership tags.
@@ -46,13 +48,10 @@ func HolderTag(cluster string) string { return tagHolderPrefix + strings.ToLower
 // legacyOwnerTag is the pre-scheme tag of a cluster's node VMs and holders.
 func legacyOwnerTag(cluster string) string { return legacyPrefix + strings.ToLower(cluster) }
 
-// rxClusterName is the profile's rule for metadata.name (pkg/profile dnsLabelRE): the reason
-// the ownership tags cannot collide.
-var rxClusterName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// CheckClusterName refuses names for which the ownership tags would be ambiguous.
+// CheckClusterName refuses names for which the ownership tags would be ambiguous: a DNS label
+// (profile.ValidClusterName) has no '.', the separator of the tags.
 func CheckClusterName(cluster string) error {
-	if !rxClusterName.MatchString(cluster) {
+	if !profile.ValidClusterName(cluster) {
 		return fmt.Errorf("cluster name %q is not a DNS label (lowercase letters, digits, '-'): its Proxmox ownership tags would be ambiguous", cluster)
 	}
 
@@ -146,7 +145,7 @@ func ParseOwnership(tags []string) Ownership {
 				k, c = KindHolder, strings.TrimPrefix(t, tagHolderPrefix)
 			}
 
-			if !rxClusterName.MatchString(c) {
+			if !profile.ValidClusterName(c) {
 				bad = append(bad, t)
 				continue
 			}
@@ -157,7 +156,7 @@ func ParseOwnership(tags []string) Ownership {
 		case t == TagParked:
 			parked = true
 		case strings.HasPrefix(t, legacyPrefix):
-			if c := strings.TrimPrefix(t, legacyPrefix); rxClusterName.MatchString(c) && !containsString(legacy, c) {
+			if c := strings.TrimPrefix(t, legacyPrefix); profile.ValidClusterName(c) && !containsString(legacy, c) {
 				legacy = append(legacy, c)
 			}
 		}

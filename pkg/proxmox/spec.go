@@ -106,7 +106,8 @@ func Desired(c *profile.Cluster, img *schematic.Image) ([]VMSpec, BootImage, err
 			"tags":   strings.Join(Tags(c.Metadata.Name, n.Role), ";"),
 		}
 		if len(c.Network.Nameservers) > 0 {
-			// space-separated: PVE's cloud-init generator splits on whitespace only (facts §1.6)
+			// space-separated: PVE's cloud-init generator splits on whitespace only
+			// (docs/proxmox.md#cloud-init-drive)
 			cfg["nameserver"] = strings.Join(c.Network.Nameservers, " ")
 		}
 
@@ -168,11 +169,8 @@ func (f Finding) String() string {
 	return fmt.Sprintf("%s: VM %s: %s: %s", f.Severity, f.VM, f.Key, f.Message)
 }
 
-// CPU models without the x86-64-v2 instructions Talos needs (siderolabs/talos#7202).
-var cpuCannotBootTalos = map[string]bool{"kvm64": true, "kvm32": true, "qemu64": true, "qemu32": true, "486": true,
-	"pentium": true, "pentium2": true, "pentium3": true, "coreduo": true, "core2duo": true, "athlon": true, "phenom": true}
-
-// Lint checks a VM configuration for settings Talos cannot boot or run with (facts §3.4).
+// Lint checks a VM configuration for settings Talos cannot boot or run with
+// (docs/talos.md#vm-requirements).
 func Lint(name string, cfg Params, hasAgentExtension bool, role profile.Role) []Finding {
 	var out []Finding
 
@@ -186,7 +184,7 @@ func Lint(name string, cfg Params, hasAgentExtension bool, role profile.Role) []
 	switch {
 	case cpu == "":
 		add(SeverityError, "cpu", "not set: the PVE default kvm64 lacks x86-64-v2 and Talos boot-loops; use host or x86-64-v2-AES")
-	case cpuCannotBootTalos[cpu]:
+	case profile.CPUCannotBootTalos(cpu):
 		add(SeverityError, "cpu", "%s lacks the x86-64-v2 instructions Talos needs (the VM would boot-loop); use host or x86-64-v2-AES", cpu)
 	}
 

@@ -281,6 +281,7 @@ func TestLint(t *testing.T) {
 		{"good", good, true, profile.RoleControlPlane, ""},
 		{"kvm64", with("cpu", "kvm64"), true, profile.RoleWorker, "error:cpu"},
 		{"cpu unset", with("cpu", ""), true, profile.RoleWorker, "error:cpu"},
+		{"n270", with("cpu", "cputype=n270"), true, profile.RoleWorker, "error:cpu"},
 		{"x86-64-v2-AES ok", with("cpu", "x86-64-v2-AES,flags=+aes"), true, profile.RoleWorker, ""},
 		{"small control plane", with("memory", "1024"), true, profile.RoleControlPlane, "error:memory"},
 		{"1 GiB worker ok", with("memory", "1024"), true, profile.RoleWorker, ""},
