@@ -41,7 +41,7 @@ func (t *talosOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&t.talosPort, "talos-port", 50000, "Talos API port on every node")
 
 	for _, hidden := range []string{"poll-interval", "talos-port"} {
-		_ = cmd.Flags().MarkHidden(hidden) //nolint:errcheck // the flags exist
+		_ = cmd.Flags().MarkHidden(hidden) // the flags exist
 	}
 }
 

@@ -93,7 +93,7 @@ func freePort(t *testing.T) int {
 		}
 
 		port := lis.Addr().(*net.TCPAddr).Port
-		_ = lis.Close() //nolint:errcheck // probe
+		_ = lis.Close() // probe
 
 		free := true
 
@@ -105,7 +105,7 @@ func freePort(t *testing.T) int {
 				break
 			}
 
-			_ = l.Close() //nolint:errcheck // probe
+			_ = l.Close() // probe
 		}
 
 		if free {
@@ -132,7 +132,7 @@ func startNodes(t *testing.T, port int, etcd *talosnode.Cluster) map[string]*tal
 			t.Fatal(err)
 		}
 
-		t.Cleanup(func() { _ = n.Close() }) //nolint:errcheck // Close never fails
+		t.Cleanup(func() { _ = n.Close() }) // Close never fails
 
 		nodes[name] = n
 	}

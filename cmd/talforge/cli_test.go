@@ -59,7 +59,7 @@ func cliProject(t *testing.T) (dir, keyFile string) {
 	// sops treats a set-but-empty variable as configured, so these must be unset.
 	for _, k := range []string{"SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD"} {
 		t.Setenv(k, "")
-		os.Unsetenv(k) //nolint:errcheck // restored by t.Setenv's cleanup
+		os.Unsetenv(k) // restored by t.Setenv's cleanup
 	}
 
 	return dir, keyFile

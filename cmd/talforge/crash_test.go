@@ -193,7 +193,7 @@ func checkGeneration(t *testing.T, root, out, profile string, user ...string) *g
 
 	var got []string
 
-	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error { //nolint:errcheck
+	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			rel, _ := filepath.Rel(out, p)
 			got = append(got, filepath.ToSlash(rel))
@@ -486,7 +486,7 @@ func TestGenerateLockMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lk.Release() //nolint:errcheck
+	defer lk.Release()
 
 	backdate(t, filepath.Join(dir, "clusters"))
 	before := stamps(t, filepath.Join(dir, "clusters"))

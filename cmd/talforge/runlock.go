@@ -16,5 +16,5 @@ func lockCluster(ctx context.Context, c *profile.Cluster) (context.Context, func
 		return ctx, nil, err
 	}
 
-	return ctx, func() { lk.Release() }, nil //nolint:errcheck
+	return ctx, func() { lk.Release() }, nil
 }

@@ -25,7 +25,7 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 
-	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after a successful rename
+	defer os.Remove(tmp.Name()) // gone after a successful rename
 
 	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
@@ -100,7 +100,7 @@ func (b *Batch) Add(path string, data []byte, perm fs.FileMode) error {
 	}
 
 	if err != nil {
-		os.Remove(tmp.Name()) //nolint:errcheck
+		os.Remove(tmp.Name())
 
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -144,7 +144,7 @@ func (b *Batch) Commit() error {
 // Abort removes temporary files not yet renamed.
 func (b *Batch) Abort() {
 	for _, p := range b.pending {
-		os.Remove(p.tmp) //nolint:errcheck
+		os.Remove(p.tmp)
 	}
 
 	b.pending = nil

@@ -15,7 +15,7 @@ func TestWriteIfChanged(t *testing.T) {
 	}
 
 	past := time.Now().Add(-time.Hour)
-	os.Chtimes(path, past, past) //nolint:errcheck
+	os.Chtimes(path, past, past)
 
 	if wrote, err := WriteIfChanged(path, []byte("x"), 0o600); err != nil || wrote {
 		t.Fatalf("unchanged write: %v %v", wrote, err)
@@ -32,7 +32,7 @@ func TestWriteIfChanged(t *testing.T) {
 
 func TestBatch(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "old"), []byte("old"), 0o644) //nolint:errcheck
+	os.WriteFile(filepath.Join(dir, "old"), []byte("old"), 0o644)
 
 	var b Batch
 	for _, name := range []string{"old", "new", "sub/deep"} {
@@ -61,7 +61,7 @@ func TestBatch(t *testing.T) {
 	}
 
 	var aborted Batch
-	aborted.Add(filepath.Join(dir, "never"), []byte("x"), 0o644) //nolint:errcheck
+	aborted.Add(filepath.Join(dir, "never"), []byte("x"), 0o644)
 	aborted.Abort()
 
 	entries, _ := os.ReadDir(dir)

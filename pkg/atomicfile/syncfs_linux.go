@@ -11,7 +11,7 @@ func syncFS(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close() //nolint:errcheck
+	defer f.Close()
 
 	return unix.Syncfs(int(f.Fd()))
 }

@@ -183,14 +183,14 @@ func (r *Runner) checkRebooted(ctx context.Context, n Node, result *NodeResult) 
 		return stepResult{seen: describe(err)}
 	}
 
-	defer c.Close() //nolint:errcheck // probe
+	defer c.Close() // probe
 
 	live, e := r.readLive(ctx, c, n)
 	if e != nil {
 		return stepResult{seen: e.Err.Error()}
 	}
 
-	if changed, _, _ := redactedDiff(live.active, r.desired[n.Name]); changed { //nolint:errcheck // a failed diff counts as "not yet"
+	if changed, _, _ := redactedDiff(live.active, r.desired[n.Name]); changed { // a failed diff counts as "not yet"
 		return stepResult{seen: "configured, still running the previous config (reboot pending)"}
 	}
 
@@ -230,7 +230,7 @@ func (r *Runner) applyInMaintenance(ctx context.Context, n Node) (string, error)
 		return describe(err), nil
 	}
 
-	defer c.Close() //nolint:errcheck // one call
+	defer c.Close() // one call
 
 	_, err = c.ApplyConfiguration(ctx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: machine.ApplyConfigurationRequest_AUTO})
 
@@ -313,7 +313,7 @@ func (r *Runner) reconcile(ctx context.Context, n Node) (NodeResult, *Error) {
 		return result, &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseCompare, Err: err}
 	}
 
-	defer c.Close() //nolint:errcheck // short-lived
+	defer c.Close() // short-lived
 
 	live, e := r.readLive(callCtx, c, n)
 	if e != nil {
@@ -328,7 +328,7 @@ func (r *Runner) reconcile(ctx context.Context, n Node) (NodeResult, *Error) {
 	if !changed {
 		result.Action = ActionUnchanged
 
-		if stagedPending, _, _ := redactedDiff(live.active, live.persistent); stagedPending { //nolint:errcheck // informational only
+		if stagedPending, _, _ := redactedDiff(live.active, live.persistent); stagedPending { // informational only
 			result.Details = "the desired config is staged and takes effect at the next reboot"
 		}
 

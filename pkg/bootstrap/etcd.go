@@ -79,7 +79,7 @@ func (r *Runner) observeEtcd(ctx context.Context) etcdView {
 				return err
 			}
 
-			defer c.Close() //nolint:errcheck // probe
+			defer c.Close() // probe
 
 			svc, err := c.ServiceInfo(ctx, "etcd")
 			if err != nil {
@@ -227,7 +227,7 @@ func (r *Runner) callBootstrap(ctx context.Context, n Node) (string, bootstrapOu
 		return describe(err), bootstrapRetry
 	}
 
-	defer c.Close() //nolint:errcheck // one call
+	defer c.Close() // one call
 
 	err = c.Bootstrap(ctx, &machine.BootstrapRequest{})
 

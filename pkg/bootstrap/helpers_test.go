@@ -183,7 +183,7 @@ func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
 			t.Fatal(err)
 		}
 
-		t.Cleanup(func() { _ = node.Close() }) //nolint:errcheck // Close never fails
+		t.Cleanup(func() { _ = node.Close() }) // Close never fails
 
 		e.nodes[n.Name] = node
 	}

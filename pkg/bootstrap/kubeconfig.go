@@ -60,7 +60,7 @@ func (r *Runner) fetchKubeconfig(ctx context.Context, n Node) ([]byte, error) {
 		return nil, err
 	}
 
-	defer c.Close() //nolint:errcheck // one call
+	defer c.Close() // one call
 
 	return c.Kubeconfig(ctx)
 }

@@ -150,7 +150,7 @@ func (r *Runner) secureClient(ctx context.Context, n Node) (*client.Client, erro
 // insecureClient talks to a node in maintenance mode, which serves a self-signed certificate.
 func (r *Runner) insecureClient(ctx context.Context, n Node) (*client.Client, error) {
 	return client.New(ctx,
-		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), //nolint:gosec // maintenance mode has no verifiable identity
+		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), // maintenance mode has no verifiable identity
 		client.WithEndpoints(r.endpoint(n)))
 }
 
@@ -226,7 +226,7 @@ func readStage(ctx context.Context, dial func(context.Context, Node) (*client.Cl
 		return runtime.MachineStageUnknown, err
 	}
 
-	defer c.Close() //nolint:errcheck // read-only probe
+	defer c.Close() // read-only probe
 
 	ms, err := safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
 	if err != nil {

@@ -40,7 +40,7 @@ func isolateSOPS(t *testing.T, keyFile string) {
 	// sops treats a set-but-empty variable as configured, so these must be unset.
 	for _, k := range []string{"SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD", "SOPS_AGE_RECIPIENT"} {
 		t.Setenv(k, "")
-		os.Unsetenv(k) //nolint:errcheck // restored by t.Setenv's cleanup
+		os.Unsetenv(k) // restored by t.Setenv's cleanup
 	}
 }
 

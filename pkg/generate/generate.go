@@ -107,7 +107,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	defer runLock.Release() //nolint:errcheck
+	defer runLock.Release()
 
 	res := &Result{Cluster: c, OutDir: out}
 

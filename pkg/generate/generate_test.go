@@ -67,7 +67,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 
 	out := map[string]string{}
 
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error { //nolint:errcheck
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -195,7 +195,7 @@ func TestNoPlaintextSecretUnderClusters(t *testing.T) {
 
 	var files []gitops.File
 
-	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error { //nolint:errcheck
+	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -233,7 +233,7 @@ func TestSecretsBundleIsNeverReplaced(t *testing.T) {
 	// Lose everything but the bundle: the re-run uses the same secrets, so the configs are
 	// byte-identical.
 	for _, f := range []string{"nodes", RedactedFile, LockFile, TalosconfigFile} {
-		os.RemoveAll(filepath.Join(out, f)) //nolint:errcheck
+		os.RemoveAll(filepath.Join(out, f))
 	}
 
 	res := run(t, path)

@@ -32,7 +32,7 @@ func openOutput(ctx context.Context, out string, log io.Writer) (context.Context
 
 	rec, err := (&gitops.Writer{Dir: out}).Recover(ctx)
 	if err != nil {
-		lk.Release() //nolint:errcheck
+		lk.Release()
 
 		return ctx, nil, nil, err
 	}

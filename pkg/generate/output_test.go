@@ -176,7 +176,7 @@ func TestGenerateLocked(t *testing.T) {
 		}
 	}
 
-	lk.Release() //nolint:errcheck
+	lk.Release()
 
 	if res := run(t, path); !res.Files.Changed() {
 		t.Error("after the lock was released the change was not written")

@@ -209,7 +209,7 @@ func TestRecipientChangeReencryptsTheBundle(t *testing.T) {
 
 	past := time.Now().Add(-time.Hour)
 	for _, f := range []string{bundlePath, kubeconfigPath} {
-		os.Chtimes(f, past, past) //nolint:errcheck
+		os.Chtimes(f, past, past)
 	}
 
 	res = run(t, path)

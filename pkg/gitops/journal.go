@@ -159,7 +159,7 @@ func (w *Writer) Recover(ctx context.Context) (*Recovered, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close() //nolint:errcheck
+	defer root.Close()
 
 	rec := &Recovered{}
 
@@ -239,7 +239,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close() //nolint:errcheck
+	defer d.Close()
 
 	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return fmt.Errorf("syncing %s: %w", dir, err)

@@ -100,7 +100,7 @@ func TestWriteSecret(t *testing.T) {
 
 	t.Setenv("SOPS_AGE_KEY_FILE", keyFile)
 	t.Setenv("SOPS_AGE_KEY", "")
-	os.Unsetenv("SOPS_AGE_KEY") //nolint:errcheck // restored by t.Setenv's cleanup
+	os.Unsetenv("SOPS_AGE_KEY") // restored by t.Setenv's cleanup
 
 	rules := filepath.Join(dir, sopsfile.ConfigFileName)
 	if err := os.WriteFile(rules, sopsfile.CreationRules([]string{id.Recipient().String()}), 0o644); err != nil {

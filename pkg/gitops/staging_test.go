@@ -128,7 +128,7 @@ func TestRecover(t *testing.T) {
 		mustWrite(t, filepath.Join(dir, "nodes", "mine.yaml"), "mine")
 		// Named like a staging directory, but a file and a symlink: not ours.
 		mustWrite(t, filepath.Join(dir, StagingPrefix+"file"), "mine")
-		os.Symlink(filepath.Join(dir, "nodes"), filepath.Join(dir, StagingPrefix+"link")) //nolint:errcheck
+		os.Symlink(filepath.Join(dir, "nodes"), filepath.Join(dir, StagingPrefix+"link"))
 
 		return dir
 	}
@@ -193,7 +193,7 @@ func TestRecover(t *testing.T) {
 			if tc.truncateJournal {
 				j := filepath.Join(dir, name, journalName)
 				data, _ := os.ReadFile(j)
-				os.WriteFile(j, data[:len(data)-5], 0o644) //nolint:errcheck
+				os.WriteFile(j, data[:len(data)-5], 0o644)
 			}
 
 			rec, err := (&Writer{Dir: dir}).Recover(ctx)

@@ -297,12 +297,12 @@ func (s *Staged) Abort() {
 	defer s.mu.Unlock()
 
 	if s.stage != "" && !s.committing {
-		s.root.RemoveAll(s.stage) //nolint:errcheck // a leftover is removed by the next Recover
+		s.root.RemoveAll(s.stage) // a leftover is removed by the next Recover
 		s.stage = ""
 	}
 
 	if s.root != nil {
-		s.root.Close() //nolint:errcheck
+		s.root.Close()
 		s.root = nil
 	}
 }

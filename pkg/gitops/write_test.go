@@ -66,7 +66,7 @@ func TestStageCommitIsIdempotentAndPrunes(t *testing.T) {
 
 	past := time.Now().Add(-time.Hour)
 	for _, f := range files {
-		os.Chtimes(filepath.Join(dir, f.Path), past, past) //nolint:errcheck
+		os.Chtimes(filepath.Join(dir, f.Path), past, past)
 	}
 
 	res = stageCommit(t, dir, files)
@@ -109,7 +109,7 @@ func TestLeakWritesNothing(t *testing.T) {
 
 	var found []string
 
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, _ error) error { //nolint:errcheck
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, _ error) error {
 		if !d.IsDir() {
 			found = append(found, p)
 		}
@@ -153,7 +153,7 @@ func TestCommitOnlyListedFiles(t *testing.T) {
 	// Something else staged in the repository must not end up in talforge's commit, nor
 	// files under the directory that talforge does not list.
 	mustWrite(t, filepath.Join(repo, "other.txt"), "x")
-	exec.Command("git", "-C", repo, "add", "other.txt").Run() //nolint:errcheck
+	exec.Command("git", "-C", repo, "add", "other.txt").Run()
 
 	for _, stray := range []string{".a.yaml.tmp-123", "notes.md", "nodes/mine.yaml", StagingPrefix + "1/nodes/n1.yaml.enc"} {
 		mustWrite(t, filepath.Join(out, stray), "stray")

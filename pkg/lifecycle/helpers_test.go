@@ -219,7 +219,7 @@ func (l *lab) helmRevision() int {
 	rev := 0
 	for _, s := range list.Items {
 		var v int
-		fmt.Sscanf(s.Labels["version"], "%d", &v) //nolint:errcheck // 0 when absent
+		fmt.Sscanf(s.Labels["version"], "%d", &v) // 0 when absent
 		rev = max(rev, v)
 	}
 	return rev

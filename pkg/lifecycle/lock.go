@@ -15,5 +15,5 @@ func (r *run) lock(ctx context.Context) (context.Context, func(), error) {
 		return ctx, nil, err
 	}
 
-	return ctx, func() { lk.Release() }, nil //nolint:errcheck
+	return ctx, func() { lk.Release() }, nil
 }

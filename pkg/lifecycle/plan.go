@@ -251,7 +251,7 @@ func (rep *PlanReport) Print(w io.Writer) {
 	if rep.Proxmox != nil {
 		var b bytes.Buffer
 		rep.Proxmox.Print(&b)
-		w.Write(b.Bytes()) //nolint:errcheck // best effort, like fmt.Fprint
+		w.Write(b.Bytes()) // best effort, like fmt.Fprint
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "Talos configs for cluster %s", rep.Cluster)

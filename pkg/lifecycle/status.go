@@ -125,7 +125,7 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 	}
 	if c.Longhorn != nil {
 		st.Longhorn = &LonghornStatus{ProfileVersion: c.Longhorn.Version, Volumes: []VolumeStatus{}}
-		decl, _ := restore.Declarations(c) //nolint:errcheck // the profile validated
+		decl, _ := restore.Declarations(c) // the profile validated
 		for _, d := range decl {
 			st.Longhorn.Volumes = append(st.Longhorn.Volumes, VolumeStatus{Claim: d.String(), Declared: true, Volume: d.Name})
 		}
@@ -396,7 +396,7 @@ func (st *StatusReport) Print(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, vm, talos, etcd, kube)
 	}
-	tw.Flush() //nolint:errcheck // the writer's errors surface on the next write
+	tw.Flush() // the writer's errors surface on the next write
 	members := "none"
 	if len(st.EtcdMembers) > 0 {
 		members = strings.Join(st.EtcdMembers, ", ")
@@ -440,7 +440,7 @@ func (st *StatusReport) Print(w io.Writer) {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", claim, orDash(v.Volume), state, last)
 			}
-			tw.Flush() //nolint:errcheck // as above
+			tw.Flush() // as above
 		}
 	}
 	if len(st.Problems) > 0 {

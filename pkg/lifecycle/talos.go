@@ -114,7 +114,7 @@ func observeTalos(ctx context.Context, endpoint string, tc *clientconfig.Config,
 		if err != nil {
 			return nil, err
 		}
-		defer c.Close() //nolint:errcheck // read-only probe
+		defer c.Close() // read-only probe
 		return safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
 	}
 	ms, err := read(client.WithConfig(tc))
@@ -122,7 +122,7 @@ func observeTalos(ctx context.Context, endpoint string, tc *clientconfig.Config,
 		return TalosObservation{Mode: "configured", Stage: stageName(ms.TypedSpec().Stage), Ready: ms.TypedSpec().Status.Ready}
 	}
 	secureErr := err
-	ms, err = read(client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true})) //nolint:gosec // maintenance mode has no verifiable identity
+	ms, err = read(client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true})) // maintenance mode has no verifiable identity
 	if err == nil {
 		return TalosObservation{Mode: "maintenance", Stage: stageName(ms.TypedSpec().Stage)}
 	}
@@ -167,7 +167,7 @@ func etcdMembers(ctx context.Context, endpoint string, tc *clientconfig.Config, 
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close() //nolint:errcheck // read-only
+	defer c.Close() // read-only
 	resp, err := c.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{})
 	if err != nil {
 		return nil, err

@@ -308,8 +308,8 @@ func TestNotAPatch(t *testing.T) {
 	dir := t.TempDir()
 
 	for name, content := range files {
-		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)     //nolint:errcheck
-		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644) //nolint:errcheck
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
 	}
 
 	c := loadProfile(t, "v1.14.1", "v1.37.0", "", nil)

@@ -156,7 +156,7 @@ func decodeDocument(path string, data []byte) (*yaml.Node, error) {
 // checker walks a profile's YAML tree; the walk stops early once ctx is done.
 type checker struct {
 	*source
-	ctx    context.Context //nolint:containedctx // lives for one walk
+	ctx    context.Context // lives for one walk
 	visits int
 }
 

@@ -123,7 +123,7 @@ func (e *Executor) retry(ctx context.Context, vm, step string, fn func(attempt i
 		}
 
 		delay = e.opts.Retry.next(delay)
-		jittered := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)) //nolint:gosec // jitter only
+		jittered := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)) // jitter only
 
 		e.emit(vm, step, "transient error, retrying in %s: %v", jittered.Round(time.Millisecond), err)
 

@@ -168,7 +168,7 @@ func ResolveToken(c *profile.Cluster, getenv func(string) string, decrypt Decryp
 func TLSConfig(caFile string, insecure bool) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if insecure {
-		cfg.InsecureSkipVerify = true //nolint:gosec // explicit opt-in (--insecure / proxmox.insecureSkipVerify)
+		cfg.InsecureSkipVerify = true // explicit opt-in (--insecure / proxmox.insecureSkipVerify)
 		return cfg, nil
 	}
 

@@ -145,6 +145,6 @@ func (c *Client) poll(ctx context.Context, timeout time.Duration, what string, c
 // (backup-1a2b3c4d5e6f7a8b).
 func randomSuffix(n int) string {
 	b := make([]byte, (n+1)/2)
-	_, _ = rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
+	_, _ = rand.Read(b) // crypto/rand never fails on Linux
 	return hex.EncodeToString(b)[:n]
 }

@@ -488,7 +488,7 @@ func (c *Client) ClaimVolume(ctx context.Context, d Declared) (string, error) {
 	}
 	if !r.Exists && d.Name != "" {
 		if _, err := c.lh(volumeGVR).Get(ctx, d.Name, metav1.GetOptions{}); err != nil {
-			return "", nil //nolint:nilerr // a static volume that does not exist is "no volume"
+			return "", nil // a static volume that does not exist is "no volume"
 		}
 	}
 	return r.Volume, nil

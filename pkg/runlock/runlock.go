@@ -144,7 +144,7 @@ func (l *Lock) take(ctx context.Context, dir string) error {
 		// Only for the message another run prints; the lock itself is the flock.
 		record := fmt.Sprintf("pid: %d\nsince: %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339))
 		if err := f.Truncate(0); err == nil {
-			f.WriteAt([]byte(record), 0) //nolint:errcheck // the message is a courtesy
+			f.WriteAt([]byte(record), 0) // the message is a courtesy
 		}
 
 		return nil
@@ -208,7 +208,7 @@ func (l *Lock) Release() error {
 
 	// A file left behind (Windows refuses to remove an open file) is harmless: the next run
 	// locks it.
-	os.Remove(l.path) //nolint:errcheck
+	os.Remove(l.path)
 
 	err := l.f.Close()
 	l.f = nil

@@ -70,7 +70,7 @@ func TestLockExcludesAndSaysWho(t *testing.T) {
 		t.Fatalf("acquire after release: %v", err)
 	}
 
-	lk.Release() //nolint:errcheck
+	lk.Release()
 }
 
 func TestLockNamesDirectoryRelativeToWorkingDirectory(t *testing.T) {
@@ -81,7 +81,7 @@ func TestLockNamesDirectoryRelativeToWorkingDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lk.Release() //nolint:errcheck
+	defer lk.Release()
 
 	_, _, err = Acquire(context.Background(), filepath.Join(root, "clusters", "lab"))
 	if err == nil || !strings.Contains(err.Error(), "holds the lock on "+filepath.Join("clusters", "lab")+" (pid ") {
@@ -98,14 +98,14 @@ func TestLockNested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer outer.Release() //nolint:errcheck
+	defer outer.Release()
 
 	_, inner, err := Acquire(ctx, dir+string(filepath.Separator)+".")
 	if err != nil {
 		t.Fatalf("nested acquire: %v", err)
 	}
 
-	inner.Release() //nolint:errcheck
+	inner.Release()
 
 	if _, _, err := Acquire(context.Background(), dir); err == nil {
 		t.Error("the inner release released the outer lock")
@@ -129,7 +129,7 @@ func TestLockOfKilledProcessIsTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 
 	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "locked\n" {
 		t.Fatalf("holder said %q", line)
@@ -140,8 +140,8 @@ func TestLockOfKilledProcessIsTakenOver(t *testing.T) {
 		t.Fatalf("while the holder lives: %v, want pid %d", err, cmd.Process.Pid)
 	}
 
-	cmd.Process.Kill() //nolint:errcheck
-	cmd.Wait()         //nolint:errcheck
+	cmd.Process.Kill()
+	cmd.Wait()
 
 	// Its lock file is still there, naming a dead pid: only the message used it.
 	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
@@ -153,7 +153,7 @@ func TestLockOfKilledProcessIsTakenOver(t *testing.T) {
 		t.Fatalf("after the holder was killed: %v", err)
 	}
 
-	lk.Release() //nolint:errcheck
+	lk.Release()
 }
 
 // TestLockRace: many runs acquiring and releasing at once (the release removes the file)
@@ -220,7 +220,7 @@ func TestLockLeavesNoDirectories(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	lk.Release() //nolint:errcheck
+	lk.Release()
 
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Errorf("left %v", entries)
@@ -232,8 +232,8 @@ func TestLockLeavesNoDirectories(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	os.WriteFile(filepath.Join(root, "clusters", "lab", "x"), nil, 0o644) //nolint:errcheck
-	lk.Release()                                                          //nolint:errcheck
+	os.WriteFile(filepath.Join(root, "clusters", "lab", "x"), nil, 0o644)
+	lk.Release()
 
 	if _, err := os.Stat(filepath.Join(root, "clusters", "lab", "x")); err != nil {
 		t.Error(err)

@@ -45,7 +45,7 @@ func inputsProject(t *testing.T) (c *profile.Cluster, cfg *sopsfile.Config, awsP
 
 	for _, k := range []string{"SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_CMD", "SOPS_AGE_RECIPIENTS"} {
 		t.Setenv(k, "")
-		os.Unsetenv(k) //nolint:errcheck // restored by t.Setenv's cleanup
+		os.Unsetenv(k) // restored by t.Setenv's cleanup
 	}
 
 	id, err := age.GenerateX25519Identity()

@@ -118,7 +118,7 @@ func createExclusive(path string, data []byte) error {
 		return err
 	}
 
-	defer os.Remove(tmp.Name()) //nolint:errcheck
+	defer os.Remove(tmp.Name())
 
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()

@@ -123,7 +123,7 @@ func createIdentityFile(path string, content []byte) (bool, error) {
 		return false, err
 	}
 
-	defer os.Remove(tmp.Name()) //nolint:errcheck // the link at path keeps the content
+	defer os.Remove(tmp.Name()) // the link at path keeps the content
 
 	_, err = tmp.Write(content)
 	if err == nil {
@@ -150,7 +150,7 @@ func createIdentityFile(path string, content []byte) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	defer d.Close() //nolint:errcheck
+	defer d.Close()
 
 	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return true, err

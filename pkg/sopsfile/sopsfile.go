@@ -270,7 +270,7 @@ func (r *Rule) UpToDate(path string, plain []byte) (bool, error) {
 
 	tree, err := store.LoadEncryptedFile(old)
 	if err != nil {
-		return false, nil //nolint:nilerr // not a SOPS file: replace it
+		return false, nil // not a SOPS file: replace it
 	}
 
 	// Decrypt first, whatever else differs: a file this machine cannot read is never

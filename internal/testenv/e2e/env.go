@@ -213,7 +213,7 @@ func (e *Env) stop() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for id, n := range e.nodes {
-		_ = n.node.Close() //nolint:errcheck // Close never fails
+		_ = n.node.Close() // Close never fails
 		delete(e.nodes, id)
 	}
 	if e.stopManager != nil {
@@ -240,8 +240,8 @@ func (e *Env) startManager() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = m.Run(ctx) })        //nolint:errcheck // ends with ctx
-	wg.Go(func() { _ = m.RunBackups(ctx) }) //nolint:errcheck // ends with ctx
+	wg.Go(func() { _ = m.Run(ctx) })        // ends with ctx
+	wg.Go(func() { _ = m.RunBackups(ctx) }) // ends with ctx
 	e.manager = m
 	e.stopManager = func() { cancel(); wg.Wait() }
 	return nil
@@ -444,7 +444,7 @@ func (e *Env) closeNodeLocked(id int) {
 	for _, m := range countedMethods {
 		e.closedCalls[m] += n.node.Calls(m)
 	}
-	_ = n.node.Close() //nolint:errcheck // Close never fails
+	_ = n.node.Close() // Close never fails
 	delete(e.nodes, id)
 }
 
@@ -577,7 +577,7 @@ func freePort(addrs []string) (int, error) {
 			return 0, fmt.Errorf("e2e: %w (node addresses must be loopback addresses)", err)
 		}
 		port := lis.Addr().(*net.TCPAddr).Port
-		_ = lis.Close() //nolint:errcheck // probe
+		_ = lis.Close() // probe
 		free := true
 		for _, a := range addrs[1:] {
 			l, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
@@ -585,7 +585,7 @@ func freePort(addrs []string) (int, error) {
 				free = false
 				break
 			}
-			_ = l.Close() //nolint:errcheck // probe
+			_ = l.Close() // probe
 		}
 		if free {
 			return port, nil

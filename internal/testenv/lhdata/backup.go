@@ -120,7 +120,7 @@ func (o *backupOps) CompareSnapshot(id, compareID, volumeID string, blockSize in
 	if err != nil {
 		return nil, err
 	}
-	defer cur.Close() //nolint:errcheck // read-only
+	defer cur.Close() // read-only
 	st, err := cur.Stat()
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func (o *backupOps) CompareSnapshot(id, compareID, volumeID string, blockSize in
 		if prev, err = os.Open(o.store.snapshotPath(volumeID, compareID)); err != nil {
 			return nil, err
 		}
-		defer prev.Close() //nolint:errcheck // read-only
+		defer prev.Close() // read-only
 		pst, err := prev.Stat()
 		if err != nil {
 			return nil, err

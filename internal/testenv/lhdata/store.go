@@ -137,7 +137,7 @@ func (s *Store) createHead(volume string, size int64) error {
 		return fmt.Errorf("volume %s: %w", volume, err)
 	}
 	if err := f.Truncate(size); err != nil {
-		_ = f.Close() //nolint:errcheck // the truncate error is the one to report
+		_ = f.Close() // the truncate error is the one to report
 		return fmt.Errorf("volume %s: %w", volume, err)
 	}
 	if err := f.Close(); err != nil {
@@ -185,7 +185,7 @@ func (s *Store) Write(volume string, off int64, p []byte) error {
 		return fmt.Errorf("volume %s: %w", volume, err)
 	}
 	if _, err := f.WriteAt(p, off); err != nil {
-		_ = f.Close() //nolint:errcheck // the write error is the one to report
+		_ = f.Close() // the write error is the one to report
 		return fmt.Errorf("volume %s: %w", volume, err)
 	}
 	if err := f.Close(); err != nil {
@@ -350,7 +350,7 @@ func (s *Store) Clone(dstVolume, srcVolume, snapshot string) error {
 	}
 	defer s.lock(dstVolume)()
 	if _, err := os.Stat(s.Path(dstVolume)); err == nil {
-		_ = os.Remove(tmp) //nolint:errcheck // best effort
+		_ = os.Remove(tmp) // best effort
 		return fmt.Errorf("clone %s into %s: volume %s: %w", srcVolume, dstVolume, dstVolume, fs.ErrExist)
 	}
 	if err := os.Rename(tmp, s.Path(dstVolume)); err != nil {
@@ -366,7 +366,7 @@ func copySparse(dst, src string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer in.Close() //nolint:errcheck // read-only
+	defer in.Close() // read-only
 	st, err := in.Stat()
 	if err != nil {
 		return err
@@ -382,7 +382,7 @@ func copySparse(dst, src string) (err error) {
 			err = cerr
 		}
 		if err != nil {
-			_ = os.Remove(tmp) //nolint:errcheck // best effort
+			_ = os.Remove(tmp) // best effort
 		} else {
 			err = os.Rename(tmp, dst)
 		}
@@ -471,7 +471,7 @@ func (s *Store) Checksum(volume string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("volume %s: %w", volume, err)
 	}
-	defer f.Close() //nolint:errcheck // read-only
+	defer f.Close() // read-only
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("volume %s: %w", volume, err)

@@ -646,7 +646,7 @@ func (l *loop) deleteBackup(b *unstructured.Unstructured) {
 			l.mu.Unlock()
 			msg := fmt.Sprintf("Failed to delete the backup %v in the backupstore, err %v", url, err)
 			l.m.logf("%s", msg)
-			_ = l.updateStatus(ctx, BackupGVR, name, func(st map[string]any) bool { //nolint:errcheck // retried next round
+			_ = l.updateStatus(ctx, BackupGVR, name, func(st map[string]any) bool { // retried next round
 				st["state"], st["error"] = BackupStateError, msg
 				return true
 			})

@@ -94,8 +94,8 @@ func newDataEnv(t *testing.T) *dataEnv {
 	e.mgr = m
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = m.Run(ctx) })        //nolint:errcheck // ends with ctx
-	wg.Go(func() { _ = m.RunBackups(ctx) }) //nolint:errcheck // ends with ctx
+	wg.Go(func() { _ = m.Run(ctx) })        // ends with ctx
+	wg.Go(func() { _ = m.RunBackups(ctx) }) // ends with ctx
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	ch, err := lhchart.Chart("1.10.2")

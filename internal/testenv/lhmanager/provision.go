@@ -215,7 +215,7 @@ func (l *loop) createProvisionedVolume(ctx context.Context, name string, size in
 		"spec":     spec,
 	}}, metav1.CreateOptions{})
 	if err != nil {
-		_ = l.data.Delete(name) //nolint:errcheck // best effort; the next round creates both again
+		_ = l.data.Delete(name) // best effort; the next round creates both again
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
 	if spec["fromBackup"] == nil {

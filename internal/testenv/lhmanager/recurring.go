@@ -239,7 +239,7 @@ func waitGone(ctx context.Context, res dynamic.ResourceInterface, name string) e
 
 func randomHex(n int) string {
 	b := make([]byte, n)
-	_, _ = rand.Read(b) //nolint:errcheck // never fails
+	_, _ = rand.Read(b) // never fails
 	return hex.EncodeToString(b)
 }
 

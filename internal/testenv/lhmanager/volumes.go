@@ -276,7 +276,7 @@ func (l *loop) syncVolumes(ctx context.Context) error {
 }
 
 func parseInt(s string) int64 {
-	n, _ := strconv.ParseInt(s, 10, 64) //nolint:errcheck // 0 for anything that is not a number
+	n, _ := strconv.ParseInt(s, 10, 64) // 0 for anything that is not a number
 	return n
 }
 
@@ -399,7 +399,7 @@ func (l *loop) restore(name string) {
 	}
 	if restoreErr != nil {
 		l.m.logf("volume %s: restore from %s failed: %v", name, from, restoreErr)
-		_ = l.updateStatus(ctx, VolumeGVR, name, func(st map[string]any) bool { //nolint:errcheck // logged by the next round
+		_ = l.updateStatus(ctx, VolumeGVR, name, func(st map[string]any) bool { // logged by the next round
 			st["state"], st["robustness"], st["currentNodeID"] = "detached", Faulted, ""
 			st["conditions"] = []any{restoreCondition("False", "RestoreFailure", "All replica restore failed and the volume became Faulted: "+restoreErr.Error(), now())}
 			return true
@@ -407,7 +407,7 @@ func (l *loop) restore(name string) {
 		return
 	}
 	l.m.logf("volume %s restored from %s", name, from)
-	_ = l.updateStatus(ctx, VolumeGVR, name, func(st map[string]any) bool { //nolint:errcheck // logged by the next round
+	_ = l.updateStatus(ctx, VolumeGVR, name, func(st map[string]any) bool { // logged by the next round
 		st["state"], st["robustness"], st["restoreRequired"], st["currentNodeID"] = "detached", "unknown", false, ""
 		st["actualSize"] = l.data.Allocated(name, "")
 		st["conditions"] = []any{restoreCondition("False", "", "", now())}
@@ -441,14 +441,14 @@ type workloadStatus struct {
 }
 
 func (ks kubeStatus) toMap() map[string]any {
-	out, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(&ks) //nolint:errcheck // plain strings and slices
+	out, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(&ks) // plain strings and slices
 	return out
 }
 
 func kubeStatusOf(v *unstructured.Unstructured) kubeStatus {
 	var ks kubeStatus
 	if m, ok, _ := unstructured.NestedMap(v.Object, "status", "kubernetesStatus"); ok {
-		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(m, &ks) //nolint:errcheck // a malformed status reads as empty
+		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(m, &ks) // a malformed status reads as empty
 	}
 	if len(ks.WorkloadsStatus) == 0 {
 		ks.WorkloadsStatus = nil

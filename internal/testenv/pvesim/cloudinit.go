@@ -1,7 +1,7 @@
 package pvesim
 
 import (
-	"crypto/sha1" //nolint:gosec // instance-id as PVE computes it
+	"crypto/sha1" // instance-id as PVE computes it
 	"encoding/hex"
 	"net/netip"
 	"sort"
@@ -29,7 +29,7 @@ func (s *Server) cloudinitDump(c *call) (any, *apiError) {
 		case "user":
 			return nocloudUser(conf), nil
 		default:
-			h := sha1.Sum([]byte(nocloudUser(conf) + NocloudNetwork(conf))) //nolint:gosec
+			h := sha1.Sum([]byte(nocloudUser(conf) + NocloudNetwork(conf)))
 			return "instance-id: " + hex.EncodeToString(h[:]) + "\n", nil
 		}
 	})

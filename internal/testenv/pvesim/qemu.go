@@ -1,7 +1,7 @@
 package pvesim
 
 import (
-	"crypto/sha1" //nolint:gosec // instance-id like PVE
+	"crypto/sha1" // instance-id like PVE
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -473,7 +473,7 @@ func (s *Server) createVM(c *call) (any, *apiError) {
 }
 
 func fakeUUID(vmid, n int) string {
-	h := sha1.Sum([]byte(fmt.Sprintf("pvesim-%d-%d", vmid, n))) //nolint:gosec
+	h := sha1.Sum([]byte(fmt.Sprintf("pvesim-%d-%d", vmid, n)))
 	x := hex.EncodeToString(h[:16])
 	return x[0:8] + "-" + x[8:12] + "-4" + x[13:16] + "-8" + x[17:20] + "-" + x[20:32]
 }

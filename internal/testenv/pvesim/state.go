@@ -1,7 +1,7 @@
 package pvesim
 
 import (
-	"crypto/sha1" //nolint:gosec // PVE's config digest is SHA-1
+	"crypto/sha1" // PVE's config digest is SHA-1
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -95,7 +95,7 @@ func (v *VM) digest() string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	h := sha1.New() //nolint:gosec
+	h := sha1.New()
 	for _, k := range keys {
 		fmt.Fprintf(h, "%s: %s\n", k, v.Config[k])
 	}

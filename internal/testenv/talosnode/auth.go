@@ -167,7 +167,7 @@ func (n *Node) takeInterrupt(fullMethod string) (interruptSpec, bool) {
 // interrupted runs a call during which the node reboots: the connection drops before any response.
 func (n *Node) interrupted(ctx context.Context, spec interruptSpec, call func(context.Context) error) error {
 	if spec.afterEffect {
-		_ = call(ctx) //nolint:errcheck // the response never reaches the client anyway
+		_ = call(ctx) // the response never reaches the client anyway
 
 		// The effect may itself have scheduled a reboot (an accepted apply installs): run it now.
 		if fn := takeAfterResponse(ctx); fn != nil {
@@ -224,7 +224,7 @@ func (n *Node) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Strea
 type ctxStream struct {
 	grpc.ServerStream
 
-	ctx context.Context //nolint:containedctx // grpc.ServerStream carries its context this way
+	ctx context.Context // grpc.ServerStream carries its context this way
 }
 
 func (s *ctxStream) Context() context.Context { return s.ctx }

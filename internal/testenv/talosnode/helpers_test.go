@@ -91,7 +91,7 @@ func startNode(t *testing.T, opts talosnode.Options) *talosnode.Node {
 		t.Fatal(err)
 	}
 
-	t.Cleanup(func() { _ = n.Close() }) //nolint:errcheck // Close never fails
+	t.Cleanup(func() { _ = n.Close() }) // Close never fails
 
 	return n
 }
@@ -100,13 +100,13 @@ func insecureClient(t *testing.T, addr string) *client.Client {
 	t.Helper()
 
 	c, err := client.New(t.Context(),
-		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), //nolint:gosec // maintenance mode is insecure by design
+		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), // maintenance mode is insecure by design
 		client.WithEndpoints(addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	t.Cleanup(func() { _ = c.Close() }) //nolint:errcheck // test cleanup
+	t.Cleanup(func() { _ = c.Close() }) // test cleanup
 
 	return c
 }
@@ -119,7 +119,7 @@ func secureClient(t *testing.T, talosconfig *clientconfig.Config, addr string) *
 		t.Fatal(err)
 	}
 
-	t.Cleanup(func() { _ = c.Close() }) //nolint:errcheck // test cleanup
+	t.Cleanup(func() { _ = c.Close() }) // test cleanup
 
 	return c
 }
@@ -153,7 +153,7 @@ func stageOf(ctx context.Context, t *testing.T, newClient func() *client.Client)
 	t.Helper()
 
 	c := newClient()
-	defer c.Close() //nolint:errcheck // test helper
+	defer c.Close() // test helper
 
 	ms, err := safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
 	if err != nil {
@@ -192,7 +192,7 @@ func refused(addr string) error {
 		return nil
 	}
 
-	_ = conn.Close() //nolint:errcheck // probe only
+	_ = conn.Close() // probe only
 
 	return fmt.Errorf("%s accepts connections", addr)
 }

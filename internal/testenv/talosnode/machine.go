@@ -118,7 +118,7 @@ func (s *machineService) applyInMaintenanceLocked(ctx context.Context, req *mach
 
 	// Talos ≥ 1.13 rewrites REBOOT to NO_REBOOT in maintenance: the node simply continues its boot (install,
 	// then reboot into the installed system) with the new config.
-	switch req.GetMode() { //nolint:exhaustive // the rest is refused below
+	switch req.GetMode() { // the rest is refused below
 	//lint:ignore SA1019 deprecated in the proto, still sent by older clients
 	case machine.ApplyConfigurationRequest_AUTO, machine.ApplyConfigurationRequest_REBOOT, machine.ApplyConfigurationRequest_NO_REBOOT:
 	default:

@@ -177,7 +177,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	defer n.mu.Unlock()
 
 	if err := n.bootLocked(lis); err != nil {
-		_ = lis.Close() //nolint:errcheck // the boot error is the one worth reporting
+		_ = lis.Close() // the boot error is the one worth reporting
 
 		return nil, fmt.Errorf("talosnode: boot: %w", err)
 	}
@@ -193,8 +193,8 @@ func (n *Node) IP() string { return n.ip.String() }
 
 // Port is the node's API port.
 func (n *Node) Port() int {
-	_, port, _ := net.SplitHostPort(n.addr) //nolint:errcheck // n.addr came from a listener
-	p, _ := strconv.Atoi(port)              //nolint:errcheck // same
+	_, port, _ := net.SplitHostPort(n.addr) // n.addr came from a listener
+	p, _ := strconv.Atoi(port)              // same
 
 	return p
 }
@@ -333,7 +333,7 @@ func (n *Node) goDownLocked(stage runtime.MachineStage) *grpc.Server {
 	}
 
 	if n.lis != nil {
-		_ = n.lis.Close() //nolint:errcheck // Serve may have closed it already
+		_ = n.lis.Close() // Serve may have closed it already
 		n.lis = nil
 	}
 

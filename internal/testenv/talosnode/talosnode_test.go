@@ -367,7 +367,7 @@ func TestWorkerCertificateFromTrustd(t *testing.T) {
 
 	eventually(t, settle, "worker answers with the cluster CA", func(ctx context.Context) error {
 		c := secureClient(t, tc.talosconfig, worker.Addr())
-		defer c.Close() //nolint:errcheck // probe
+		defer c.Close() // probe
 
 		_, err := c.Version(ctx)
 
@@ -480,7 +480,7 @@ func TestFaultInjection(t *testing.T) {
 
 		eventually(t, settle, "back on the same address", func(ctx context.Context) error {
 			c := secureClient(t, tc.talosconfig, addr)
-			defer c.Close() //nolint:errcheck // probe
+			defer c.Close() // probe
 
 			_, err := c.Version(ctx)
 
@@ -523,7 +523,7 @@ func TestFaultInjection(t *testing.T) {
 
 		eventually(t, settle, "kubeconfig after the reboot", func(ctx context.Context) error {
 			c := secureClient(t, tc.talosconfig, node.Addr())
-			defer c.Close() //nolint:errcheck // probe
+			defer c.Close() // probe
 
 			_, err := c.Kubeconfig(ctx)
 
