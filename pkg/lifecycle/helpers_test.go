@@ -359,6 +359,17 @@ func (l *lab) claim(ctx context.Context, namespace, name, class string) string {
 		got, err := l.cs.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, name, metav1.GetOptions{})
 		return err == nil && got.Status.Phase == corev1.ClaimBound && got.Spec.VolumeName == want
 	})
+	// As on a real cluster, Longhorn records the claim on the volume a moment after it binds;
+	// backups taken before that do not carry it.
+	waitFor(l.t, "Longhorn records the claim on "+want, func() bool {
+		v, err := l.dyn.Resource(volumeGVR).Namespace("longhorn-system").Get(ctx, want, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		ns, _, _ := unstructured.NestedString(v.Object, "status", "kubernetesStatus", "namespace")
+		pvc, _, _ := unstructured.NestedString(v.Object, "status", "kubernetesStatus", "pvcName")
+		return ns == namespace && pvc == name
+	})
 	return want
 }
 

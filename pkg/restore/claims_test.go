@@ -55,6 +55,13 @@ func (f *fixture) claim(namespace, name, class string) string {
 	if want := "pvc-" + string(pvc.UID); volume != want {
 		f.t.Fatalf("claim %s/%s bound to %q, want the CSI name %s", namespace, name, volume, want)
 	}
+	// As on a real cluster, Longhorn records the claim on the volume a moment after it binds.
+	f.waitFor("Longhorn records the claim on "+volume, func() (bool, string) {
+		o := f.volume(volume).Object
+		ns, _, _ := unstructured.NestedString(o, "status", "kubernetesStatus", "namespace")
+		pvc, _, _ := unstructured.NestedString(o, "status", "kubernetesStatus", "pvcName")
+		return ns == namespace && pvc == name, ns + "/" + pvc
+	})
 	return volume
 }
 

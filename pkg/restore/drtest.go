@@ -123,7 +123,22 @@ func (c *Client) DRTestClaim(ctx context.Context, d Declared, opts DROptions) (*
 		}
 		return nil, fmt.Errorf("claim %s %s: deploy the workload that uses it first (`talforge status` lists the declared claims)", d, why)
 	}
-	res, err := c.DRTest(ctx, r.Volume, opts)
+	// Longhorn records the claim on the volume (status.kubernetesStatus) shortly after the
+	// claim binds; a backup taken before that would not carry the claim, and a rebuild could
+	// not find it. Wait for it, as the test is about exactly that backup.
+	err = c.poll(ctx, c.opts.SyncTimeout, fmt.Sprintf("volume %s: Longhorn records claim %s", r.Volume, d), func() (bool, string, error) {
+		v, err := c.lh(volumeGVR).Get(ctx, r.Volume, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		ns, _, _ := unstructured.NestedString(v.Object, "status", "kubernetesStatus", "namespace")
+		pvc, _, _ := unstructured.NestedString(v.Object, "status", "kubernetesStatus", "pvcName")
+		return ns+"/"+pvc == d.String(), fmt.Sprintf("status.kubernetesStatus names %q", ns+"/"+pvc), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.drTest(ctx, r.Volume, d.String(), opts)
 	if res != nil {
 		res.Claim = d.String()
 	}
@@ -136,7 +151,12 @@ func (c *Client) DRTestClaim(ctx context.Context, d Declared, opts DROptions) (*
 // snapshot. It then deletes what it created — the Job, claims and volumes, the on-demand backup
 // (which Longhorn removes from the bucket) and its snapshot — unless Keep, and only objects
 // labelled with this run's ID. The source volume is only read (and snapshotted).
-func (c *Client) DRTest(ctx context.Context, volume string, opts DROptions) (res *DRResult, err error) {
+func (c *Client) DRTest(ctx context.Context, volume string, opts DROptions) (*DRResult, error) {
+	return c.drTest(ctx, volume, "", opts)
+}
+
+// drTest is DRTest; claim, when set, is the claim the backup must record.
+func (c *Client) drTest(ctx context.Context, volume, claim string, opts DROptions) (res *DRResult, err error) {
 	src, err := c.lh(volumeGVR).Get(ctx, volume, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("there is no Longhorn volume %s (see `talforge status` for the cluster's volumes)", volume)
@@ -198,7 +218,7 @@ func (c *Client) DRTest(ctx context.Context, volume string, opts DROptions) (res
 	}
 	got, _, _ := unstructured.NestedString(restored.Object, "spec", "size")
 	res.Bytes, _ = strconv.ParseInt(got, 10, 64)
-	res.Checks = compare(src, restored, b)
+	res.Checks = compare(src, restored, b, claim)
 	if opts.VerifyData {
 		check, err := c.verifyData(ctx, run, volume, target, b, size, opts)
 		if err != nil {
@@ -268,7 +288,7 @@ func (c *Client) cleanupRun(ctx context.Context, run *drRun) []string {
 // compare checks what Longhorn can attest without attaching the volumes: the restore
 // finished and is not faulted, the restored volume has the source's size and the backup's
 // recorded size, it came from exactly this backup, and the backup records the claim.
-func compare(src, restored *unstructured.Unstructured, b *Backup) []Check {
+func compare(src, restored *unstructured.Unstructured, b *Backup, claim string) []Check {
 	str := func(u *unstructured.Unstructured, path ...string) string {
 		v, _, _ := unstructured.NestedString(u.Object, path...)
 		return v
@@ -289,8 +309,11 @@ func compare(src, restored *unstructured.Unstructured, b *Backup) []Check {
 	from, last := str(restored, "spec", "fromBackup"), str(restored, "status", "lastBackup")
 	checks = append(checks, Check{Name: "backup", OK: from == b.URL && last == b.Name,
 		Detail: fmt.Sprintf("restored from %s, Longhorn reports last backup %s", from, last)})
-	if ns := str(src, "status", "kubernetesStatus", "namespace"); ns != "" {
-		want := ns + "/" + str(src, "status", "kubernetesStatus", "pvcName")
+	want := claim
+	if ns := str(src, "status", "kubernetesStatus", "namespace"); want == "" && ns != "" {
+		want = ns + "/" + str(src, "status", "kubernetesStatus", "pvcName")
+	}
+	if want != "" {
 		checks = append(checks, Check{Name: "claim recorded", OK: b.ClaimName() == want,
 			Detail: fmt.Sprintf("the backup records claim %q, the volume is bound to %s (a rebuild finds backups by this label)", b.ClaimName(), want)})
 	}
