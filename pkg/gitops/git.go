@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,10 +16,17 @@ import (
 var ErrNotARepository = errors.New("not inside a Git repository")
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {
+	return runGit(ctx, dir, nil, args...)
+}
+
+// runGit runs git in dir with stdin (nil for none) and returns its standard output; an error
+// carries git's own message.
+func runGit(ctx context.Context, dir string, stdin io.Reader, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
 	// Paths are file names, never globs: a directory named with * or [ means itself.
 	cmd.Env = append(os.Environ(), "GIT_LITERAL_PATHSPECS=1")
+	cmd.Stdin = stdin
 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -157,24 +165,8 @@ func Commit(ctx context.Context, dir, message string, files []string) (bool, err
 // gitPaths runs git with paths passed on standard input (a generate of hundreds of nodes would
 // not fit a command line), each taken literally, not as a glob.
 func gitPaths(ctx context.Context, dir string, paths []string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", append(args, "--pathspec-from-file=-", "--pathspec-file-nul")...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_LITERAL_PATHSPECS=1")
-	cmd.Stdin = strings.NewReader(strings.Join(paths, "\x00") + "\x00")
-
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-
-		return "", fmt.Errorf("git %s: %s", strings.Join(args, " "), msg)
-	}
-
-	return stdout.String(), nil
+	stdin := strings.NewReader(strings.Join(paths, "\x00") + "\x00")
+	return runGit(ctx, dir, stdin, append(args, "--pathspec-from-file=-", "--pathspec-file-nul")...)
 }
 
 // ReadCommitted returns the content file (relative to dir, slash-separated) has in the
