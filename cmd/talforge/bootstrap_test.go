@@ -274,9 +274,9 @@ func TestTalosCommandsInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"bad mode", []string{"apply", "-p", profilePath, "--mode", "reboot"}, 2, "invalid apply mode \"reboot\": expected one of auto, no-reboot, staged"},
-		{"kubeconfig without --out", []string{"kubeconfig", "-p", profilePath}, 2, "--out PATH is required"},
-		{"not generated", []string{"apply", "-p", noGenerate}, 1, "run `talforge generate` first"},
+		{"bad mode", []string{"apply", "-p", profilePath, "--mode", "reboot"}, exitInvalid, "invalid apply mode \"reboot\": expected one of auto, no-reboot, staged"},
+		{"kubeconfig without --out", []string{"kubeconfig", "-p", profilePath}, exitInvalid, "--out PATH is required"},
+		{"not generated", []string{"apply", "-p", noGenerate}, exitFailure, "run `talforge generate` first"},
 		{"nodes down", []string{"apply", "-p", profilePath, "--talos-port", "1", "--poll-interval", "20ms", "--timeout", "300ms"}, 1,
 			"node cp-1 (127.0.70.11:1): wait for Talos API: timed out after 300ms; last seen: connection refused"},
 	}

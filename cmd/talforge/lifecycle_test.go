@@ -74,7 +74,7 @@ func TestLifecycleCommands(t *testing.T) {
 		}
 	}
 
-	res := step("plan before", exitInvalid, "", "plan")
+	res := step("plan before", exitChanges, "", "plan")
 	expect("plan before", res.out, "Plan: 2 to create", "would install (configs not generated yet)", "Changes pending")
 
 	res = step("up", exitOK, "", "up")

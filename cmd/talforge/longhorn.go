@@ -167,7 +167,7 @@ With --plan it prints the steps and changes nothing (exit 2 when there are steps
 				}
 				fmt.Fprintln(l.out, p)
 				if len(p.Steps) > 0 {
-					return &exitError{code: exitInvalid}
+					return &exitError{code: exitChanges}
 				}
 				return nil
 			}
@@ -272,7 +272,7 @@ With --reconcile it puts everything back as the profile says.`,
 			}
 			if len(diffs) > 0 {
 				fmt.Fprintf(l.out, "%d difference(s); run with --reconcile to fix them\n", len(diffs))
-				return &exitError{code: exitInvalid}
+				return &exitError{code: exitChanges}
 			}
 			fmt.Fprintln(l.out, "no drift: Longhorn matches the profile")
 			return nil
@@ -282,7 +282,7 @@ With --reconcile it puts everything back as the profile says.`,
 	return cmd
 }
 
-// longhornError marks refused user values as invalid input (exit 2) and says how to skip
+// longhornError marks refused user values as invalid input (exit 3) and says how to skip
 // a failed backup target preflight.
 func longhornError(err error) error {
 	var (

@@ -29,7 +29,7 @@ Nothing is written, sent or applied. Nodes whose VM does not run are not waited 
 that runs but does not answer within --timeout is an error.
 
 Exit codes: 0 nothing would change; 2 something would change (for CI); 1 something could not be
-observed.`,
+observed; 3 invalid input.`,
 		Example: `  talforge plan -p profiles/tazlab.yaml
   talforge plan -p profiles/ha.yaml --output json`,
 		Args: cobra.NoArgs,
@@ -58,7 +58,7 @@ observed.`,
 				rep.Print(l.out)
 			}
 			if rep.Changes {
-				return &exitError{code: exitInvalid} // "would change", already reported
+				return &exitError{code: exitChanges} // "would change", already reported
 			}
 			return nil
 		},

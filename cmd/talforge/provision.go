@@ -120,7 +120,7 @@ Interrupting (Ctrl-C) stops cleanly; running again converges.
 The API token comes from $TALFORGE_PVE_TOKEN or the SOPS-encrypted proxmox.tokenFile
 (` + "`token: USER@REALM!TOKENID=SECRET`" + `). See docs/proxmox.md for the privileges it needs.
 
-Exit codes: 0 ok; 1 failure (including foreign VMs); 2 invalid input, or with --plan: changes pending.`,
+Exit codes: 0 ok; 1 failure (including foreign VMs); 2 with --plan: changes pending; 3 invalid input.`,
 		Example: `  talforge provision -p profiles/tazlab.yaml --plan
   talforge provision -p profiles/ha.yaml --parallelism 6`,
 		Args: cobra.NoArgs,
@@ -183,7 +183,7 @@ func (p *provisionOptions) run(ctx context.Context) error {
 
 	if p.plan {
 		if plan.HasChanges() {
-			return &exitError{code: exitInvalid} // "would change", already reported
+			return &exitError{code: exitChanges} // "would change", already reported
 		}
 
 		return nil

@@ -119,7 +119,7 @@ func TestProvisionAndDestroyCommands(t *testing.T) {
 		return res
 	}
 
-	res := step("plan before", exitInvalid, "provision", "-p", path, "--plan")
+	res := step("plan before", exitChanges, "provision", "-p", path, "--plan")
 	if !strings.Contains(res.out, "Plan: 2 to create, 0 to update, 0 to start, 0 unchanged.") || !strings.Contains(res.out, "+ boot image local:iso/talos-v1.14.1-nocloud-amd64-") {
 		t.Errorf("plan output:\n%s", res.out)
 	}

@@ -14,12 +14,16 @@ import (
 	"github.com/talforge/talforge/pkg/profile"
 )
 
-// Exit codes.
+// Exit codes. CI scripts tell "would change" from "cannot run" (Terraform's
+// -detailed-exitcode: 1 error, 2 changes), so the two never share a code.
 const (
 	exitOK      = 0
 	exitFailure = 1
-	// exitInvalid: the input (profile, patch, flags) is wrong; also `--plan` "would change".
-	exitInvalid = 2
+	// exitChanges: a plan (plan, provision --plan, longhorn upgrade --plan, longhorn drift)
+	// has changes to make.
+	exitChanges = 2
+	// exitInvalid: the input (profile, patch, flags, a refused confirmation) is wrong.
+	exitInvalid = 3
 )
 
 type streams struct {
@@ -42,7 +46,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// invalid marks an error as bad input (exit 2).
+// invalid marks an error as bad input (exit 3).
 func invalid(err error) error { return &exitError{code: exitInvalid, err: err} }
 
 func run(ctx context.Context, args []string, s streams) int {
@@ -104,7 +108,7 @@ func newRootCmd(o *rootOptions) *cobra.Command {
 Proxmox VMs with static IPs, a bootstrapped Kubernetes cluster and Longhorn with S3 backups,
 and keeps the generated output reproducible and safe to commit (secrets SOPS-encrypted).
 
-Exit codes: 0 ok, 1 failure, 2 invalid input (or, with --plan, changes pending).`,
+Exit codes: 0 ok, 1 failure, 2 changes pending (plan, --plan, longhorn drift), 3 invalid input.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -127,7 +127,7 @@ func TestSecretSet(t *testing.T) {
 	for _, cmd := range [][]string{{"validate", "-p", profilePath}, {"generate", "-p", profilePath}} {
 		r = talforge(t, cmd...)
 		if r.code != exitInvalid || !strings.Contains(r.errOut, filepath.Join("secrets", "proxmox.sops.yaml")+" is not SOPS-encrypted") || !strings.Contains(r.errOut, fix) {
-			t.Errorf("%s with a plaintext token file: want exit 2 naming the file and %q\n%s", cmd[0], fix, r)
+			t.Errorf("%s with a plaintext token file: want exit 3 naming the file and %q\n%s", cmd[0], fix, r)
 		}
 
 		noSecret(t, r)
@@ -154,7 +154,7 @@ func TestSecretSet(t *testing.T) {
 	}
 }
 
-// TestSecretSetRefusesBadInput: malformed input is exit 2, quotes no secret, and leaves the
+// TestSecretSetRefusesBadInput: malformed input is exit 3, quotes no secret, and leaves the
 // file as it was.
 func TestSecretSetRefusesBadInput(t *testing.T) {
 	dir, _ := cliProject(t)
@@ -182,7 +182,7 @@ func TestSecretSetRefusesBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := talforgeIn(t, tc.stdin, "secret", "set", tc.kind, "-p", profilePath)
 			if r.code != exitInvalid || !strings.Contains(r.errOut, tc.want) {
-				t.Errorf("want exit 2 saying %q:\n%s", tc.want, r)
+				t.Errorf("want exit 3 saying %q:\n%s", tc.want, r)
 			}
 
 			noSecret(t, r)
