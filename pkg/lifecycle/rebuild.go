@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -241,7 +242,25 @@ func (r *run) requireProvenBackups(ctx context.Context, plan *RebuildPlan, ro Re
 		return nil
 	}
 	why := ""
-	listing, err := r.listBackupTarget(ctx)
+	// One listing, then one verification of the volumes holding the claims' latest backups:
+	// block checks are an S3 request each, so nothing else is verified.
+	var report *backuptarget.Report
+	creds, err := r.backupCredentials()
+	var listing *backuptarget.Listing
+	if err == nil {
+		listing, err = backuptarget.List(ctx, l.Backup.Target, creds)
+	}
+	if err == nil {
+		var volumes []string
+		for _, rp := range plan.Restore {
+			if b := latestOf(listing, rp.Claim); b != nil && !slices.Contains(volumes, b.Volume) {
+				volumes = append(volumes, b.Volume)
+			}
+		}
+		if len(volumes) > 0 {
+			report, err = backuptarget.Verify(ctx, l.Backup.Target, creds, backuptarget.VerifyOptions{Volumes: volumes})
+		}
+	}
 	if err != nil {
 		why = "the backup target cannot be read: " + shortError(err)
 	}
@@ -249,11 +268,8 @@ func (r *run) requireProvenBackups(ctx context.Context, plan *RebuildPlan, ro Re
 	for i := range plan.Restore {
 		rp := &plan.Restore[i]
 		rp.Proven = false
-		if listing != nil {
-			if b := latestOf(listing, rp.Claim); b != nil {
-				rp.Latest = b
-				rp.Proven = r.verifyBackup(ctx, b) == nil
-			}
+		if b := latestIn(listing, rp.Claim); b != nil && report != nil {
+			rp.Latest, rp.Proven = b, whole(report, b)
 		}
 		if !rp.Proven {
 			unproven = append(unproven, rp.Claim.String())
@@ -274,27 +290,31 @@ func (r *run) requireProvenBackups(ctx context.Context, plan *RebuildPlan, ro Re
 		strings.Join(unproven, ", "), why)
 }
 
-// verifyBackup checks one backup in the bucket: its volume's and its own config parse and
-// every block it references exists (sizes, not content).
-func (r *run) verifyBackup(ctx context.Context, b *backuptarget.Backup) error {
+// whole reports whether a verification found no problem with backup b (or its volume).
+func whole(report *backuptarget.Report, b *backuptarget.Backup) bool {
+	for _, p := range report.Problems {
+		if p.Volume == b.Volume && (p.Backup == "" || p.Backup == b.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// latestIn is latestOf on a listing that may be missing.
+func latestIn(listing *backuptarget.Listing, d restore.Declared) *backuptarget.Backup {
+	if listing == nil {
+		return nil
+	}
+	return latestOf(listing, d)
+}
+
+// backupCredentials decrypts the profile's backup credentials in memory.
+func (r *run) backupCredentials() (backuptarget.Credentials, error) {
 	decrypt := r.opts.Longhorn.Decrypt
 	if decrypt == nil {
 		decrypt = sopsfile.DecryptFile
 	}
-	creds, err := longhorn.BackupCredentials(r.cluster, decrypt)
-	if err != nil {
-		return err
-	}
-	report, err := backuptarget.Verify(ctx, r.cluster.Longhorn.Backup.Target, creds, backuptarget.VerifyOptions{Volumes: []string{b.Volume}})
-	if err != nil {
-		return err
-	}
-	for _, p := range report.Problems {
-		if p.Backup == "" || p.Backup == b.Name {
-			return fmt.Errorf("backup %s of volume %s: %s", b.Name, b.Volume, p)
-		}
-	}
-	return nil
+	return longhorn.BackupCredentials(r.cluster, decrypt)
 }
 
 // latestFromTarget fills each claim's latest backup from the backup target itself, read
@@ -329,11 +349,7 @@ func latestOf(listing *backuptarget.Listing, d restore.Declared) *backuptarget.B
 
 // listBackupTarget reads the profile's backup target straight from S3.
 func (r *run) listBackupTarget(ctx context.Context) (*backuptarget.Listing, error) {
-	decrypt := r.opts.Longhorn.Decrypt
-	if decrypt == nil {
-		decrypt = sopsfile.DecryptFile
-	}
-	creds, err := longhorn.BackupCredentials(r.cluster, decrypt)
+	creds, err := r.backupCredentials()
 	if err != nil {
 		return nil, err
 	}
