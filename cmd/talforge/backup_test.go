@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/longhorn/backupstore/util"
@@ -48,16 +47,7 @@ func TestBackupCommands(t *testing.T) {
 	backuptarget.QuietLogs()
 	root := t.TempDir()
 	t.Chdir(root)
-	t.Setenv("TALFORGE_PROFILE", "")
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOPS_AGE_KEY", id.String())
-	t.Setenv("SOPS_AGE_KEY_FILE", "")
-	if _, err := sopsfile.WriteCreationRules(root, []string{id.Recipient().String()}); err != nil {
-		t.Fatal(err)
-	}
+	useThrowawayAgeKey(t, root)
 	profilePath := filepath.Join(root, "profiles", "bkcli.yaml")
 	writeProjectFile(t, profilePath, backupCLIProfile)
 	// Loading checks that the credentials file exists; its content comes once the server runs.

@@ -90,16 +90,7 @@ func TestLonghornCLI(t *testing.T) {
 	lhmanager.Start(t, cp.Config)
 
 	root := t.TempDir()
-	t.Setenv("TALFORGE_PROFILE", "")
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOPS_AGE_KEY", id.String())
-	t.Setenv("SOPS_AGE_KEY_FILE", "")
-	if _, err := sopsfile.WriteCreationRules(root, []string{id.Recipient().String()}); err != nil {
-		t.Fatal(err)
-	}
+	useThrowawayAgeKey(t, root)
 	profilePath := filepath.Join(root, "profiles", "lhcli.yaml")
 	if err := os.MkdirAll(filepath.Dir(profilePath), 0o755); err != nil {
 		t.Fatal(err)
@@ -226,5 +217,21 @@ func TestLonghornRenderer(t *testing.T) {
 	c.Longhorn = nil
 	if files, err := longhorn.Files(c); err != nil || len(files) != 0 {
 		t.Errorf("without longhorn: %v, %v", files, err)
+	}
+}
+
+// useThrowawayAgeKey makes this test's SOPS identity a fresh age key (in the environment, no
+// file) and writes the project's creation rules for it under root.
+func useThrowawayAgeKey(t *testing.T, root string) {
+	t.Helper()
+	t.Setenv("TALFORGE_PROFILE", "")
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOPS_AGE_KEY", id.String())
+	t.Setenv("SOPS_AGE_KEY_FILE", "")
+	if _, err := sopsfile.WriteCreationRules(root, []string{id.Recipient().String()}); err != nil {
+		t.Fatal(err)
 	}
 }
