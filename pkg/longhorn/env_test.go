@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 	"helm.sh/helm/v3/pkg/chart"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -152,7 +153,16 @@ func (e *env) setting(name string) string {
 
 func (e *env) setSetting(name, value string) {
 	e.t.Helper()
-	u, err := e.dyn.Resource(settingGVR).Namespace(Namespace).Get(e.ctx, name, metav1.GetOptions{})
+	// The manager creates some Settings (current-longhorn-version) only once it has rolled
+	// out, which may be a moment after Install returned on a loaded machine.
+	var u *unstructured.Unstructured
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		u, err = e.dyn.Resource(settingGVR).Namespace(Namespace).Get(e.ctx, name, metav1.GetOptions{})
+		if err == nil || !apierrors.IsNotFound(err) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
