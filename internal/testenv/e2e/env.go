@@ -1,3 +1,5 @@
+// The Env: options, start and stop of the emulators it ties together, and its reconcile loop.
+
 package e2e
 
 import (
@@ -5,18 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/talforge/talforge/internal/testenv/helmrepo"
@@ -28,7 +25,6 @@ import (
 	"github.com/talforge/talforge/internal/testenv/s3server"
 	"github.com/talforge/talforge/internal/testenv/talosnode"
 	"github.com/talforge/talforge/pkg/backuptarget"
-	"github.com/talforge/talforge/pkg/proxmox"
 )
 
 // Token is the Proxmox API token the emulator accepts (minimal privileges on local-lvm,
@@ -95,18 +91,6 @@ type Env struct {
 	data      *lhdata.Store
 	dataDisks map[diskID]bool // Longhorn data disks of this generation's VMs
 	diskOfVM  map[int]string  // VMID -> volume ID of its data disk, as last recorded
-}
-
-// diskID identifies a PVE volume across move_disk, which renames it (qemu-server
-// Qemu.pm move_vm_disk) but keeps what it is.
-type diskID struct {
-	storage, format string
-	size, ctime     int64
-}
-
-type vmNode struct {
-	ip   string
-	node *talosnode.Node
 }
 
 var (
@@ -303,267 +287,6 @@ func (e *Env) fail(err error) {
 	if e.loopErr == nil {
 		e.loopErr = err
 	}
-}
-
-// ipOf reads the static address from a VM's cloud-init ipconfig0 ("ip=10.0.0.5/24,gw=...").
-func ipOf(cfg map[string]string) string {
-	for _, part := range strings.Split(cfg["ipconfig0"], ",") {
-		if v, ok := strings.CutPrefix(part, "ip="); ok {
-			addr, _, _ := strings.Cut(v, "/")
-			return addr
-		}
-	}
-	return ""
-}
-
-func (e *Env) syncVMs(ctx context.Context) error {
-	vms := e.PVE.VMs()
-	exists := map[int]bool{}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, vm := range vms {
-		exists[vm.ID] = true
-		if vm.Running {
-			e.recordDataDiskLocked(vm)
-		}
-		ip := ipOf(vm.Config)
-		n, ok := e.nodes[vm.ID]
-		switch {
-		case ok && (!vm.Running || n.ip != ip):
-			e.closeNodeLocked(vm.ID)
-		case !ok && vm.Running && ip != "":
-			node, err := talosnode.Start(ctx, talosnode.Options{
-				Address: net.JoinHostPort(ip, strconv.Itoa(e.TalosPort)), Cluster: e.etcd,
-				BootDelay: e.opts.BootDelay, JoinDelay: e.opts.JoinDelay,
-			})
-			if err != nil {
-				return fmt.Errorf("VM %d: boot Talos on %s: %w", vm.ID, ip, err)
-			}
-			e.nodes[vm.ID] = &vmNode{ip: ip, node: node}
-			e.seenVMs[vm.ID] = true
-		}
-	}
-	for id := range e.nodes {
-		if !exists[id] {
-			e.closeNodeLocked(id)
-		}
-	}
-	if len(e.seenVMs) == 0 {
-		return nil
-	}
-	// A VM seen deleted once is gone for this generation, even if PVE hands its VMID to a
-	// new VM afterwards.
-	for id := range e.seenVMs {
-		if !exists[id] {
-			e.goneVMs[id] = true
-		}
-	}
-	for id := range e.seenVMs {
-		if !e.goneVMs[id] {
-			return nil
-		}
-	}
-	// Every VM of this cluster was deleted, and etcd with their system disks.
-	e.t.Logf("e2e: every VM was deleted: etcd and the Kubernetes API state are lost")
-	return e.loseClusterLocked(ctx, true)
-}
-
-// LoseCluster makes the cluster state vanish as if every node's system disk was lost:
-// etcd starts empty, the Kubernetes API is wiped, longhorn-manager starts afresh. The backup
-// store (the bucket), the VMs and their data disks (so the Longhorn volume data) stay.
-func (e *Env) LoseCluster(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.loseClusterLocked(ctx, false)
-}
-
-// recordDataDiskLocked remembers the Longhorn data disk of a running VM (slot
-// proxmox.SlotData) by what survives a move_disk.
-func (e *Env) recordDataDiskLocked(vm pvesim.VM) {
-	volid, _, _ := strings.Cut(vm.Config[proxmox.SlotData], ",")
-	volid = strings.TrimPrefix(volid, "file=")
-	if volid == "" || e.diskOfVM[vm.ID] == volid {
-		return
-	}
-	for _, v := range e.PVE.Volumes() {
-		if v.VolID == volid {
-			e.dataDisks[diskOf(v)] = true
-			e.diskOfVM[vm.ID] = volid
-		}
-	}
-}
-
-func diskOf(v pvesim.Volume) diskID {
-	return diskID{storage: v.Storage, format: v.Format, size: v.Size, ctime: v.CTime}
-}
-
-// dataSurvivesLocked reports whether a Longhorn data disk of this generation still exists
-// (kept by `destroy --keep-data-disks`, parked on a holder VM, re-attached): then the
-// replicas on it, and the volume data, survive.
-func (e *Env) dataSurvivesLocked() bool {
-	if len(e.dataDisks) == 0 {
-		return true // no VM ever ran with a data disk: nothing of the data was on a VM
-	}
-	for _, v := range e.PVE.Volumes() {
-		if e.dataDisks[diskOf(v)] {
-			return true
-		}
-	}
-	return false
-}
-
-// loseClusterLocked wipes the cluster state; with vmsGone (every VM was deleted) the volume
-// data goes too unless one of the cluster's Longhorn data disks was kept.
-func (e *Env) loseClusterLocked(ctx context.Context, vmsGone bool) error {
-	for id := range e.nodes {
-		e.closeNodeLocked(id) // a node that booted meanwhile boots again, into the new cluster
-	}
-	if e.stopManager != nil {
-		e.stopManager()
-	}
-	if err := Wipe(ctx, e.Kube.Config); err != nil {
-		return fmt.Errorf("wipe after cluster loss: %w", err)
-	}
-	if vmsGone && !e.dataSurvivesLocked() {
-		e.t.Logf("e2e: no Longhorn data disk of the lost cluster is left: its volume data is gone")
-		old := e.data.Dir()
-		e.dataGen++
-		e.data = lhdata.New(filepath.Join(e.dataRoot, strconv.Itoa(e.dataGen)))
-		if err := os.RemoveAll(old); err != nil {
-			return fmt.Errorf("drop the lost volume data: %w", err)
-		}
-	}
-	e.dataDisks, e.diskOfVM = map[diskID]bool{}, map[int]string{}
-	e.resets++
-	e.newEtcd()
-	return e.startManager()
-}
-
-func (e *Env) closeNodeLocked(id int) {
-	n := e.nodes[id]
-	for _, m := range countedMethods {
-		e.closedCalls[m] += n.node.Calls(m)
-	}
-	_ = n.node.Close() // Close never fails
-	delete(e.nodes, id)
-}
-
-// syncKube registers configured nodes with Kubernetes (the kubelet's job) and binds
-// pre-bound PV/PVC pairs (kube-controller-manager's).
-func (e *Env) syncKube(ctx context.Context) error {
-	type reg struct{ name, ip string }
-	var regs []reg
-	e.mu.Lock()
-	for _, n := range e.nodes {
-		if n.node.Up() && n.node.ActiveConfig() != nil {
-			regs = append(regs, reg{n.node.Hostname(), n.ip})
-		}
-	}
-	e.mu.Unlock()
-	for _, r := range regs {
-		if err := e.registerNode(ctx, r.name, r.ip); err != nil {
-			return err
-		}
-	}
-	return e.bindVolumes(ctx)
-}
-
-func (e *Env) registerNode(ctx context.Context, name, ip string) error {
-	if _, err := e.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return err
-	}
-	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
-	}}, metav1.CreateOptions{})
-	if err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return nil
-		}
-		return fmt.Errorf("register node %s: %w", name, err)
-	}
-	now := metav1.Now()
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-		Message: "kubelet is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("node %s status: %w", name, err)
-	}
-	return nil
-}
-
-func (e *Env) bindVolumes(ctx context.Context) error {
-	pvs, err := e.cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	for i := range pvs.Items {
-		pv := &pvs.Items[i]
-		ref := pv.Spec.ClaimRef
-		if ref == nil || pv.Status.Phase == corev1.VolumeBound {
-			continue
-		}
-		pvc, err := e.cs.CoreV1().PersistentVolumeClaims(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if pvc.Spec.VolumeName != pv.Name {
-			continue
-		}
-		pv.Status.Phase = corev1.VolumeBound
-		if _, err := e.cs.CoreV1().PersistentVolumes().UpdateStatus(ctx, pv, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("bind PV %s: %w", pv.Name, err)
-		}
-		pvc.Status.Phase = corev1.ClaimBound
-		pvc.Status.AccessModes = pv.Spec.AccessModes
-		pvc.Status.Capacity = pv.Spec.Capacity
-		if _, err := e.cs.CoreV1().PersistentVolumeClaims(ref.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("bind PVC %s/%s: %w", ref.Namespace, ref.Name, err)
-		}
-	}
-	return nil
-}
-
-var countedMethods = []string{
-	"/machine.MachineService/ApplyConfiguration",
-	"/machine.MachineService/Bootstrap",
-}
-
-// TalosCalls counts the RPCs of a method (e.g. "/machine.MachineService/ApplyConfiguration")
-// that reached any node, past or present.
-func (e *Env) TalosCalls(fullMethod string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := e.closedCalls[fullMethod]
-	for _, v := range e.nodes {
-		n += v.node.Calls(fullMethod)
-	}
-	return n
-}
-
-// Resets counts how often every VM was gone and the cluster state was wiped.
-func (e *Env) Resets() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.resets
-}
-
-// EtcdMembers lists the current etcd's members.
-func (e *Env) EtcdMembers() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.etcd.EtcdMembers()
-}
-
-// BootstrapCalls counts Bootstrap calls on the current etcd generation's control planes.
-func (e *Env) BootstrapCalls() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.etcd.BootstrapCalls()
 }
 
 // freePort finds a port free on every address.

@@ -1,0 +1,140 @@
+// Retrying: the backoff schedule, retried calls, and waiting for PVE tasks and config locks.
+
+package proxmox
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff is an exponential retry/poll schedule.
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+	Factor  float64
+}
+
+func (b Backoff) next(d time.Duration) time.Duration {
+	if d == 0 {
+		return b.Initial
+	}
+
+	n := time.Duration(float64(d) * b.Factor)
+	if n > b.Max {
+		n = b.Max
+	}
+
+	return n
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// retry runs fn until it succeeds, fails permanently, or attempts run out. attempt is
+// 0-based so that fn can re-observe state before trying again.
+func (e *Executor) retry(ctx context.Context, vm, step string, fn func(attempt int) error) error {
+	var (
+		err   error
+		delay time.Duration
+	)
+
+	for attempt := 0; attempt < e.opts.Attempts; attempt++ {
+		if err = fn(attempt); err == nil || !Retryable(err) || ctx.Err() != nil {
+			return err
+		}
+
+		delay = e.opts.Retry.next(delay)
+		jittered := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)) // jitter only
+
+		e.emit(vm, step, "transient error, retrying in %s: %v", jittered.Round(time.Millisecond), err)
+
+		if serr := sleepCtx(ctx, jittered); serr != nil {
+			return fmt.Errorf("%w (last error: %v)", serr, err)
+		}
+	}
+
+	return fmt.Errorf("giving up after %d attempts: %w", e.opts.Attempts, err)
+}
+
+// Wait polls a task until it stops. A task that fails returns a *TaskError carrying the tail of
+// its log. Transient polling errors are tolerated.
+func (e *Executor) Wait(ctx context.Context, upid string) error {
+	if upid == "" {
+		return nil // a synchronous answer
+	}
+
+	var (
+		delay   time.Duration
+		failure int
+	)
+
+	for {
+		st, err := e.api.TaskStatus(ctx, upid)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("waiting for task %s: %w", upid, ctx.Err())
+			}
+
+			if !Retryable(err) || failure >= e.opts.Attempts {
+				return fmt.Errorf("polling task %s: %w", upid, err)
+			}
+
+			failure++
+		} else if !st.Running {
+			if st.Succeeded() {
+				return nil
+			}
+
+			te := &TaskError{UPID: upid, ExitStatus: st.ExitStatus}
+			if lines, lerr := e.api.TaskLog(ctx, upid, 10); lerr == nil {
+				te.LogTail = lines
+			}
+
+			return te
+		} else {
+			failure = 0
+		}
+
+		delay = e.opts.Poll.next(delay)
+		if err := sleepCtx(ctx, delay); err != nil {
+			return fmt.Errorf("waiting for task %s: %w", upid, err)
+		}
+	}
+}
+
+// waitUnlocked waits until a VM's config lock (e.g. "create") is released.
+func (e *Executor) waitUnlocked(ctx context.Context, name string, vmid int) error {
+	var delay time.Duration
+
+	for {
+		vm, err := e.findVM(ctx, vmid)
+		if err != nil {
+			return err
+		}
+
+		if vm == nil {
+			return fmt.Errorf("%w: VM %d disappeared while being created (its create task failed); retrying", ErrConnection, vmid)
+		}
+
+		if !vm.Locked {
+			e.emit(name, "create", "VMID %d exists (an earlier attempt created it)", vmid)
+			return nil
+		}
+
+		delay = e.opts.Poll.next(delay)
+		if err := sleepCtx(ctx, delay); err != nil {
+			return err
+		}
+	}
+}
