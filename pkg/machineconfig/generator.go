@@ -130,7 +130,11 @@ func New(ctx context.Context, c *profile.Cluster, img *schematic.Image, bundle *
 	}
 
 	if c.Longhorn != nil {
-		g.longhornPatch, err = configpatcher.LoadPatch([]byte(strings.Join(g.longhornDisk(), "---\n")))
+		docs, err := g.longhornDocuments()
+		if err == nil {
+			g.longhornPatch, err = strategicPatch(docs...)
+		}
+
 		if err != nil {
 			return nil, fmt.Errorf("built-in Longhorn patch: %w", err)
 		}
