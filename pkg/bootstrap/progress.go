@@ -2,10 +2,13 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
+
+	"github.com/talforge/talforge/pkg/poll"
 )
 
 // progress serialises lines from concurrent node workers so each line stays whole.
@@ -37,59 +40,63 @@ type stepResult struct {
 }
 
 // wait polls step until it is done, fails, or the timeout passes. It prints a line whenever the observation
-// changes and a "still waiting" line every Options.ProgressEvery.
+// changes and a "still waiting" line every Options.ProgressEvery; a step that printed its observation itself
+// (reported) gets no line for it. The loop and its timing are poll.Until's.
 func (r *Runner) wait(ctx context.Context, who string, what string, timeout time.Duration, timeoutErr func(lastSeen string) *Error,
 	step func(ctx context.Context) stepResult,
 ) error {
-	start := time.Now()
-	deadline := start.Add(timeout)
-
 	var (
-		lastSeen    string
-		lastPrinted = start
+		lastSeen string
+		reported bool
+		stepErr  error
 	)
 
-	for {
+	err := poll.Until(ctx, poll.Options{
+		What:     what,
+		Interval: r.opts.PollInterval,
+		Timeout:  timeout,
+		Every:    r.opts.ProgressEvery,
+		Changes:  true,
+		Progress: func(p poll.Progress) {
+			switch {
+			case reported, p.State != poll.Started && p.State != poll.Waiting:
+				// The step printed this observation itself; the end of a wait is the caller's to tell.
+			case p.Changed:
+				r.progress.printf(who, "%s: %s", what, p.Status)
+			case p.State == poll.Waiting:
+				r.progress.printf(who, "%s: still %s after %s", what, p.Status, p.Elapsed.Round(time.Second))
+			}
+		},
+	}, func(ctx context.Context) (bool, string, error) {
 		res := step(ctx)
 		if res.err != nil {
-			return res.err
+			stepErr = res.err
+
+			return false, "", res.err
 		}
 
-		if res.done {
-			return nil
+		if !res.done {
+			lastSeen, reported = res.seen, res.reported
 		}
 
-		now := time.Now()
+		return res.done, res.seen, nil
+	})
 
-		switch {
-		case res.reported:
-			lastPrinted = now
-		case res.seen != lastSeen:
-			r.progress.printf(who, "%s: %s", what, res.seen)
+	switch {
+	case err == nil:
+		return nil
+	case stepErr != nil:
+		return stepErr
+	case errors.Is(err, poll.ErrTimeout):
+		e := timeoutErr(lastSeen)
+		e.Err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
 
-			lastPrinted = now
-		case now.Sub(lastPrinted) >= r.opts.ProgressEvery:
-			r.progress.printf(who, "%s: still %s after %s", what, res.seen, now.Sub(start).Round(time.Second))
+		return e
+	default:
+		// ctx ended (poll.Until returns nothing else).
+		e := timeoutErr(lastSeen)
+		e.Err = ctx.Err()
 
-			lastPrinted = now
-		}
-
-		lastSeen = res.seen
-
-		if now.After(deadline) {
-			e := timeoutErr(lastSeen)
-			e.Err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
-
-			return e
-		}
-
-		select {
-		case <-ctx.Done():
-			e := timeoutErr(lastSeen)
-			e.Err = ctx.Err()
-
-			return e
-		case <-time.After(r.opts.PollInterval):
-		}
+		return e
 	}
 }

@@ -75,7 +75,7 @@ func credentialsSecret(c *profile.Cluster, decrypt func(string) ([]byte, error))
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      b.CredentialSecret,
 			Namespace: Namespace,
-			Labels:    map[string]string{ManagedByLabel: managedBy},
+			Labels:    map[string]string{ManagedByLabel: ManagedBy},
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,

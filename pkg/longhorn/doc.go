@@ -23,6 +23,10 @@
 //     against the profile, and its reconciliation;
 //   - the least-privilege IAM policy for the backup bucket.
 //
+// names.go and Conn are the Longhorn plumbing pkg/restore shares: the namespace, the
+// resources (VolumeGVR, BackupGVR, ...), the labels and states talforge reads, and one
+// connection (dynamic client, clientset) whose Wait is pkg/poll's loop with progress lines.
+//
 // The rendering functions (RenderValues, RenderManifests, IAMPolicy) are pure: `talforge
 // generate` writes their output to clusters/<name>/.
 package longhorn

@@ -71,7 +71,7 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 		if err != nil {
 			return nil, err
 		}
-		got, err := cl.cs.CoreV1().Secrets(Namespace).Get(ctx, want.Name, metav1.GetOptions{})
+		got, err := cl.kube.CS.CoreV1().Secrets(Namespace).Get(ctx, want.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			add(Difference{Kind: "Secret", Name: want.Name, Field: "data", Want: "keys from " + b.CredentialsFile, Got: missing, fix: cl.applyCredentials})
@@ -106,16 +106,16 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 		fix := cl.backupTargetFix(b.Target, b.CredentialSecret, wantPoll)
 		switch {
 		case !st.Exists:
-			add(Difference{Kind: "BackupTarget", Name: defaultBackupTargetName, Want: "present", Got: missing, fix: fix})
+			add(Difference{Kind: "BackupTarget", Name: DefaultBackupTarget, Want: "present", Got: missing, fix: fix})
 		default:
 			if st.URL != b.Target {
-				add(Difference{Kind: "BackupTarget", Name: defaultBackupTargetName, Field: "spec.backupTargetURL", Want: quote(b.Target), Got: quote(st.URL), fix: fix})
+				add(Difference{Kind: "BackupTarget", Name: DefaultBackupTarget, Field: "spec.backupTargetURL", Want: quote(b.Target), Got: quote(st.URL), fix: fix})
 			}
 			if st.Secret != b.CredentialSecret {
-				add(Difference{Kind: "BackupTarget", Name: defaultBackupTargetName, Field: "spec.credentialSecret", Want: quote(b.CredentialSecret), Got: quote(st.Secret), fix: fix})
+				add(Difference{Kind: "BackupTarget", Name: DefaultBackupTarget, Field: "spec.credentialSecret", Want: quote(b.CredentialSecret), Got: quote(st.Secret), fix: fix})
 			}
 			if perr != nil || gotPoll != wantPoll {
-				add(Difference{Kind: "BackupTarget", Name: defaultBackupTargetName, Field: "spec.pollInterval", Want: wantPoll.String(), Got: quote(st.PollInterval), fix: fix})
+				add(Difference{Kind: "BackupTarget", Name: DefaultBackupTarget, Field: "spec.pollInterval", Want: wantPoll.String(), Got: quote(st.PollInterval), fix: fix})
 			}
 		}
 	}
@@ -132,18 +132,18 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 	diffs = append(diffs, scDiffs...)
 
 	for _, v := range cl.cluster.Longhorn.Volumes {
-		want := volumeLabels(v)
+		want := VolumeLabels(v)
 		if len(want) == 0 {
 			continue
 		}
-		r, err := claim.Resolve(ctx, cl.cs, v.Namespace, v.Claim, v.Name)
+		r, err := claim.Resolve(ctx, cl.kube.CS, v.Namespace, v.Claim, v.Name)
 		if err != nil {
 			return nil, err
 		}
 		if r.Volume == "" {
 			continue // no volume yet: nothing to label
 		}
-		live, err := cl.dyn.Resource(volumeGVR).Namespace(Namespace).Get(ctx, r.Volume, metav1.GetOptions{})
+		live, err := cl.kube.Resource(VolumeGVR).Get(ctx, r.Volume, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue // not created yet: nothing to label
 		}
@@ -196,7 +196,7 @@ func (cl *Client) Reconcile(ctx context.Context) ([]Difference, error) {
 
 func (cl *Client) settingFix(s Setting) func(context.Context) error {
 	return func(ctx context.Context) error {
-		return cl.apply(ctx, settingGVR, &unstructured.Unstructured{Object: map[string]any{
+		return cl.apply(ctx, SettingGVR, &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "longhorn.io/v1beta2", "kind": "Setting",
 			"metadata": map[string]any{"name": s.Setting, "namespace": Namespace},
 			"value":    s.Value,
@@ -206,15 +206,15 @@ func (cl *Client) settingFix(s Setting) func(context.Context) error {
 
 func (cl *Client) backupTargetFix(url, secret string, poll time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
-		return cl.apply(ctx, backupTargetGVR, &unstructured.Unstructured{Object: map[string]any{
+		return cl.apply(ctx, BackupTargetGVR, &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "longhorn.io/v1beta2", "kind": "BackupTarget",
-			"metadata": map[string]any{"name": defaultBackupTargetName, "namespace": Namespace},
+			"metadata": map[string]any{"name": DefaultBackupTarget, "namespace": Namespace},
 			"spec": map[string]any{
 				"backupTargetURL":  url,
 				"credentialSecret": secret,
 				"pollInterval":     poll.String(),
 				// asks Longhorn to sync with the (new) target now
-				"syncRequestedAt": time.Now().UTC().Format(time.RFC3339),
+				"syncRequestedAt": cl.kube.Now().UTC().Format(time.RFC3339),
 			},
 		}})
 	}
@@ -227,8 +227,8 @@ func (cl *Client) recurringJobDrift(ctx context.Context, want []*unstructured.Un
 	wanted := map[string]bool{}
 	for _, w := range want {
 		wanted[w.GetName()] = true
-		fix := func(ctx context.Context) error { return cl.apply(ctx, recurringJobGVR, w) }
-		live, err := cl.dyn.Resource(recurringJobGVR).Namespace(Namespace).Get(ctx, w.GetName(), metav1.GetOptions{})
+		fix := func(ctx context.Context) error { return cl.apply(ctx, RecurringJobGVR, w) }
+		live, err := cl.kube.Resource(RecurringJobGVR).Get(ctx, w.GetName(), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			diffs = append(diffs, Difference{Kind: "RecurringJob", Name: w.GetName(), Want: "present", Got: missing, fix: fix})
 			continue
@@ -244,7 +244,7 @@ func (cl *Client) recurringJobDrift(ctx context.Context, want []*unstructured.Un
 			}
 		}
 	}
-	stale, err := cl.dyn.Resource(recurringJobGVR).Namespace(Namespace).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + managedBy})
+	stale, err := cl.kube.Resource(RecurringJobGVR).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedBy})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func (cl *Client) recurringJobDrift(ctx context.Context, want []*unstructured.Un
 			}
 			diffs = append(diffs, Difference{Kind: "RecurringJob", Name: name, Want: "absent (no longer in the profile)", Got: "present",
 				fix: func(ctx context.Context) error {
-					return cl.dyn.Resource(recurringJobGVR).Namespace(Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+					return cl.kube.Resource(RecurringJobGVR).Delete(ctx, name, metav1.DeleteOptions{})
 				}})
 		}
 	}
@@ -269,7 +269,7 @@ func (cl *Client) storageClassDrift(ctx context.Context, want []*unstructured.Un
 	for _, w := range want {
 		wanted[w.GetName()] = true
 		fix := func(ctx context.Context) error { return cl.applyStorageClass(ctx, w) }
-		live, err := cl.cs.StorageV1().StorageClasses().Get(ctx, w.GetName(), metav1.GetOptions{})
+		live, err := cl.kube.CS.StorageV1().StorageClasses().Get(ctx, w.GetName(), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			diffs = append(diffs, Difference{Kind: "StorageClass", Name: w.GetName(), Want: "present", Got: missing, fix: fix})
 			continue
@@ -282,7 +282,7 @@ func (cl *Client) storageClassDrift(ctx context.Context, want []*unstructured.Un
 			diffs = append(diffs, d)
 		}
 	}
-	list, err := cl.cs.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + managedBy})
+	list, err := cl.kube.CS.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedBy})
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +293,7 @@ func (cl *Client) storageClassDrift(ctx context.Context, want []*unstructured.Un
 		}
 		diffs = append(diffs, Difference{Kind: "StorageClass", Name: name, Want: "absent (no longer in the profile)", Got: "present",
 			fix: func(ctx context.Context) error {
-				return cl.cs.StorageV1().StorageClasses().Delete(ctx, name, metav1.DeleteOptions{})
+				return cl.kube.CS.StorageV1().StorageClasses().Delete(ctx, name, metav1.DeleteOptions{})
 			}})
 	}
 	return diffs, nil

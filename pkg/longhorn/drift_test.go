@@ -27,31 +27,31 @@ func TestDriftDetectedAndReconciled(t *testing.T) {
 
 	// Hand edits of everything talforge owns.
 	e.setSetting("default-replica-count", "3")
-	bt, err := e.dyn.Resource(backupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
+	bt, err := e.dyn.Resource(BackupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = unstructured.SetNestedField(bt.Object, "s3://other-bucket@us-east-1/", "spec", "backupTargetURL")
 	_ = unstructured.SetNestedField(bt.Object, "10m0s", "spec", "pollInterval")
-	if _, err := e.dyn.Resource(backupTargetGVR).Namespace(Namespace).Update(e.ctx, bt, metav1.UpdateOptions{}); err != nil {
+	if _, err := e.dyn.Resource(BackupTargetGVR).Namespace(Namespace).Update(e.ctx, bt, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rj, _ := e.dyn.Resource(recurringJobGVR).Namespace(Namespace).Get(e.ctx, "nightly", metav1.GetOptions{})
+	rj, _ := e.dyn.Resource(RecurringJobGVR).Namespace(Namespace).Get(e.ctx, "nightly", metav1.GetOptions{})
 	_ = unstructured.SetNestedField(rj.Object, "0 5 * * *", "spec", "cron")
 	_ = unstructured.SetNestedStringSlice(rj.Object, []string{"critical"}, "spec", "groups")
-	if _, err := e.dyn.Resource(recurringJobGVR).Namespace(Namespace).Update(e.ctx, rj, metav1.UpdateOptions{}); err != nil {
+	if _, err := e.dyn.Resource(RecurringJobGVR).Namespace(Namespace).Update(e.ctx, rj, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	stale := recurringJobObject(recurringJobObjectInput("old-job"))
-	if err := cl.apply(e.ctx, recurringJobGVR, stale); err != nil {
+	if err := cl.apply(e.ctx, RecurringJobGVR, stale); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.cs.StorageV1().StorageClasses().Delete(e.ctx, "longhorn-retain", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	vol, _ := e.dyn.Resource(volumeGVR).Namespace(Namespace).Get(e.ctx, "traefik", metav1.GetOptions{})
+	vol, _ := e.dyn.Resource(VolumeGVR).Namespace(Namespace).Get(e.ctx, "traefik", metav1.GetOptions{})
 	vol.SetLabels(nil)
-	if _, err := e.dyn.Resource(volumeGVR).Namespace(Namespace).Update(e.ctx, vol, metav1.UpdateOptions{}); err != nil {
+	if _, err := e.dyn.Resource(VolumeGVR).Namespace(Namespace).Update(e.ctx, vol, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	sec, _ := e.cs.CoreV1().Secrets(Namespace).Get(e.ctx, "longhorn-backup-credentials", metav1.GetOptions{})
@@ -105,7 +105,7 @@ func TestDriftDetectedAndReconciled(t *testing.T) {
 		}
 		return len(d) == 0, strings.Join(s, "; ")
 	})
-	if _, err := e.dyn.Resource(recurringJobGVR).Namespace(Namespace).Get(e.ctx, "old-job", metav1.GetOptions{}); err == nil {
+	if _, err := e.dyn.Resource(RecurringJobGVR).Namespace(Namespace).Get(e.ctx, "old-job", metav1.GetOptions{}); err == nil {
 		t.Error("stale talforge RecurringJob not removed")
 	}
 	if e.setting("default-replica-count") != "2" {

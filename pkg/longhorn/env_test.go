@@ -143,7 +143,7 @@ func (e *env) install() *InstallResult {
 
 func (e *env) setting(name string) string {
 	e.t.Helper()
-	u, err := e.dyn.Resource(settingGVR).Namespace(Namespace).Get(e.ctx, name, metav1.GetOptions{})
+	u, err := e.dyn.Resource(SettingGVR).Namespace(Namespace).Get(e.ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "<" + err.Error() + ">"
 	}
@@ -158,7 +158,7 @@ func (e *env) setSetting(name, value string) {
 	var u *unstructured.Unstructured
 	var err error
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		u, err = e.dyn.Resource(settingGVR).Namespace(Namespace).Get(e.ctx, name, metav1.GetOptions{})
+		u, err = e.dyn.Resource(SettingGVR).Namespace(Namespace).Get(e.ctx, name, metav1.GetOptions{})
 		if err == nil || !apierrors.IsNotFound(err) || time.Now().After(deadline) {
 			break
 		}
@@ -167,7 +167,7 @@ func (e *env) setSetting(name, value string) {
 		e.t.Fatal(err)
 	}
 	u.Object["value"] = value
-	if _, err := e.dyn.Resource(settingGVR).Namespace(Namespace).Update(e.ctx, u, metav1.UpdateOptions{}); err != nil {
+	if _, err := e.dyn.Resource(SettingGVR).Namespace(Namespace).Update(e.ctx, u, metav1.UpdateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -46,7 +46,7 @@ func TestInstallSetsBackupTargetAndSecondRunIsNoop(t *testing.T) {
 	}
 
 	// The backup target is set from the first install on: BackupTarget "default", available.
-	bt, err := e.dyn.Resource(backupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
+	bt, err := e.dyn.Resource(BackupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestInstallSetsBackupTargetAndSecondRunIsNoop(t *testing.T) {
 		v, f := e.setting("current-longhorn-version"), e.setting("deleting-confirmation-flag")
 		return v == "v1.10.2" && f == "false", v + " " + f
 	})
-	rj, err := e.dyn.Resource(recurringJobGVR).Namespace(Namespace).Get(e.ctx, "nightly", metav1.GetOptions{})
+	rj, err := e.dyn.Resource(RecurringJobGVR).Namespace(Namespace).Get(e.ctx, "nightly", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +97,8 @@ func TestInstallSetsBackupTargetAndSecondRunIsNoop(t *testing.T) {
 		s, _ := e.cs.CoreV1().Secrets(Namespace).Get(e.ctx, "longhorn-backup-credentials", metav1.GetOptions{})
 		n, _ := e.cs.CoreV1().Namespaces().Get(e.ctx, Namespace, metav1.GetOptions{})
 		c, _ := e.cs.StorageV1().StorageClasses().Get(e.ctx, "longhorn-retain", metav1.GetOptions{})
-		j, _ := e.dyn.Resource(recurringJobGVR).Namespace(Namespace).Get(e.ctx, "nightly", metav1.GetOptions{})
-		b, _ := e.dyn.Resource(backupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
+		j, _ := e.dyn.Resource(RecurringJobGVR).Namespace(Namespace).Get(e.ctx, "nightly", metav1.GetOptions{})
+		b, _ := e.dyn.Resource(BackupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
 		return append(out, s.ResourceVersion, n.ResourceVersion, c.ResourceVersion, j.GetResourceVersion(), b.GetResourceVersion())
 	}
 	before := rvs()
@@ -119,7 +119,7 @@ func TestInstallSetsBackupTargetAndSecondRunIsNoop(t *testing.T) {
 		t.Errorf("install after a values change = %+v", res)
 	}
 	e.waitFor("poll interval applied", func() (bool, string) {
-		bt, _ := e.dyn.Resource(backupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
+		bt, _ := e.dyn.Resource(BackupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
 		pi, _, _ := unstructured.NestedString(bt.Object, "spec", "pollInterval")
 		return pi == "10m0s", pi
 	})
@@ -224,7 +224,7 @@ func TestUpgradeLadderGoesThroughEachMinor(t *testing.T) {
 		t.Errorf("after upgrade: version %q, revision %d", v, e.revision())
 	}
 	// The profile volume got its labels and backups still work.
-	vol, _ := e.dyn.Resource(volumeGVR).Namespace(Namespace).Get(e.ctx, "traefik", metav1.GetOptions{})
+	vol, _ := e.dyn.Resource(VolumeGVR).Namespace(Namespace).Get(e.ctx, "traefik", metav1.GetOptions{})
 	if vol.GetLabels()["recurring-job-group.longhorn.io/critical"] != "enabled" {
 		t.Errorf("volume labels = %v", vol.GetLabels())
 	}
@@ -282,7 +282,7 @@ func TestReinstallKeepsEveryVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	uids := map[string]string{}
-	vols, _ := e.dyn.Resource(volumeGVR).Namespace(Namespace).List(e.ctx, metav1.ListOptions{})
+	vols, _ := e.dyn.Resource(VolumeGVR).Namespace(Namespace).List(e.ctx, metav1.ListOptions{})
 	for _, v := range vols.Items {
 		uids[v.GetName()] = string(v.GetUID())
 	}
@@ -307,7 +307,7 @@ func TestReinstallKeepsEveryVolume(t *testing.T) {
 		t.Errorf("default-setting ConfigMap not restored: %v", err)
 	}
 	checkVolumes := func(when string) {
-		vols, err := e.dyn.Resource(volumeGVR).Namespace(Namespace).List(e.ctx, metav1.ListOptions{})
+		vols, err := e.dyn.Resource(VolumeGVR).Namespace(Namespace).List(e.ctx, metav1.ListOptions{})
 		if err != nil || len(vols.Items) != len(uids) {
 			t.Fatalf("%s: volumes %v, %v", when, vols, err)
 		}

@@ -13,23 +13,6 @@ import (
 	"github.com/talforge/talforge/pkg/profile"
 )
 
-// Names fixed by the Longhorn chart and by talforge.
-const (
-	Namespace   = "longhorn-system"
-	ReleaseName = "longhorn"
-	ChartName   = "longhorn"
-	// FieldManager owns what talforge server-side applies.
-	FieldManager = "talforge"
-	// ManagedByLabel marks the RecurringJobs and StorageClasses talforge manages.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	managedBy      = "talforge"
-	provisioner    = "driver.longhorn.io"
-
-	// Volume labels (longhorn types.go).
-	jobLabelPrefix   = "recurring-job.longhorn.io/"
-	groupLabelPrefix = "recurring-job-group.longhorn.io/"
-)
-
 // Objects are what talforge applies besides the chart: the namespace (before the chart),
 // then RecurringJobs and StorageClasses (after it).
 type Objects struct {
@@ -126,7 +109,7 @@ func recurringJobObject(j profile.RecurringJob) *unstructured.Unstructured {
 		"metadata": map[string]any{
 			"name":      j.Name,
 			"namespace": Namespace,
-			"labels":    map[string]any{ManagedByLabel: managedBy},
+			"labels":    map[string]any{ManagedByLabel: ManagedBy},
 		},
 		"spec": map[string]any{
 			"name":        j.Name,
@@ -177,9 +160,9 @@ func storageClassObject(sc profile.StorageClass, minor uint64) (*unstructured.Un
 		"kind":       "StorageClass",
 		"metadata": map[string]any{
 			"name":   sc.Name,
-			"labels": map[string]any{ManagedByLabel: managedBy},
+			"labels": map[string]any{ManagedByLabel: ManagedBy},
 		},
-		"provisioner":          provisioner,
+		"provisioner":          CSIDriver,
 		"allowVolumeExpansion": true,
 		"reclaimPolicy":        sc.ReclaimPolicy,
 		"volumeBindingMode":    "Immediate",
@@ -187,14 +170,14 @@ func storageClassObject(sc profile.StorageClass, minor uint64) (*unstructured.Un
 	}}, nil
 }
 
-// volumeLabels are the recurring-job labels a profile volume must carry.
-func volumeLabels(v profile.Volume) map[string]string {
+// VolumeLabels are the recurring-job labels a profile volume must carry.
+func VolumeLabels(v profile.Volume) map[string]string {
 	out := map[string]string{}
 	for _, j := range v.RecurringJobs {
-		out[jobLabelPrefix+j] = "enabled"
+		out[RecurringJobLabelPrefix+j] = "enabled"
 	}
 	for _, g := range v.RecurringJobGroups {
-		out[groupLabelPrefix+g] = "enabled"
+		out[RecurringJobGroupLabelPrefix+g] = "enabled"
 	}
 	return out
 }

@@ -197,7 +197,7 @@ func (cl *Client) health(ctx context.Context) (*Health, error) {
 	if h.ManagerVersion, _, err = cl.setting(ctx, settingCurrentLonghornVersion); err != nil {
 		return nil, err
 	}
-	dss, err := cl.cs.AppsV1().DaemonSets(Namespace).List(ctx, metav1.ListOptions{})
+	dss, err := cl.kube.CS.AppsV1().DaemonSets(Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (cl *Client) health(ctx context.Context) (*Health, error) {
 	if !foundManager {
 		h.NotReady = append(h.NotReady, "daemonset/longhorn-manager (missing)")
 	}
-	deps, err := cl.cs.AppsV1().Deployments(Namespace).List(ctx, metav1.ListOptions{})
+	deps, err := cl.kube.CS.AppsV1().Deployments(Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func (cl *Client) health(ctx context.Context) (*Health, error) {
 			h.NotReady = append(h.NotReady, "deployment/"+d.Name)
 		}
 	}
-	vols, err := cl.dyn.Resource(volumeGVR).Namespace(Namespace).List(ctx, metav1.ListOptions{})
+	vols, err := cl.kube.Resource(VolumeGVR).List(ctx, metav1.ListOptions{})
 	if err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
 		return nil, err
 	}
@@ -231,12 +231,12 @@ func (cl *Client) health(ctx context.Context) (*Health, error) {
 			state, _, _ := unstructured.NestedString(v.Object, "status", "state")
 			rob, _, _ := unstructured.NestedString(v.Object, "status", "robustness")
 			// A detached volume's robustness is "unknown"; only faulted matters there.
-			if rob == "faulted" || (state == "attached" && rob != "healthy") {
+			if rob == VolumeRobustnessFaulted || (state == "attached" && rob != "healthy") {
 				h.Unhealthy = append(h.Unhealthy, fmt.Sprintf("%s (%s, %s)", v.GetName(), state, rob))
 			}
 		}
 	}
-	engines, err := cl.dyn.Resource(engineGVR).Namespace(Namespace).List(ctx, metav1.ListOptions{})
+	engines, err := cl.kube.Resource(EngineGVR).List(ctx, metav1.ListOptions{})
 	if err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
 		return nil, err
 	}
@@ -275,7 +275,7 @@ func deploymentRolledOut(d *appsv1.Deployment) bool {
 
 // waitHealthy waits for the health gates at version.
 func (cl *Client) waitHealthy(ctx context.Context, version string) error {
-	return cl.poll(ctx, cl.opts.HealthTimeout, "Longhorn healthy at "+version, func() (bool, string, error) {
+	return cl.kube.Wait(ctx, cl.opts.HealthTimeout, "Longhorn healthy at "+version, func(ctx context.Context) (bool, string, error) {
 		h, err := cl.health(ctx)
 		if err != nil {
 			return false, "", err

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/talforge/talforge/pkg/backuptarget"
+	"github.com/talforge/talforge/pkg/longhorn"
 )
 
 // Backup is one Longhorn backup of a volume, as the Backup object reports it.
@@ -53,7 +54,7 @@ func backupFrom(u *unstructured.Unstructured) Backup {
 	}
 	b := Backup{Name: u.GetName(), Volume: s("volumeName"), URL: s("url"), State: s("state"), Error: s("error"), Snapshot: s("snapshotName")}
 	if b.Volume == "" {
-		b.Volume = u.GetLabels()[labelBackupVolume]
+		b.Volume = u.GetLabels()[longhorn.BackupVolumeLabel]
 	}
 	if t, err := time.Parse(time.RFC3339, s("backupCreatedAt")); err == nil {
 		b.Created = t.UTC()
@@ -71,18 +72,18 @@ func backupFrom(u *unstructured.Unstructured) Backup {
 // Backups lists the Completed backups of the default backup target, newest first per
 // volume, keyed by volume.
 func (c *Client) Backups(ctx context.Context) (map[string][]Backup, error) {
-	list, err := c.lh(backupGVR).List(ctx, metav1.ListOptions{})
+	list, err := c.kube.Resource(longhorn.BackupGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list Longhorn backups: %w", err)
 	}
 	out := map[string][]Backup{}
 	for i := range list.Items {
 		u := &list.Items[i]
-		if t := u.GetLabels()[labelBackupTarget]; t != "" && t != defaultBackupTarget {
+		if t := u.GetLabels()[longhorn.BackupTargetLabel]; t != "" && t != longhorn.DefaultBackupTarget {
 			continue
 		}
 		b := backupFrom(u)
-		if b.State != backupStateCompleted || b.URL == "" || b.Volume == "" {
+		if b.State != longhorn.BackupStateCompleted || b.URL == "" || b.Volume == "" {
 			continue
 		}
 		out[b.Volume] = append(out[b.Volume], b)
@@ -152,9 +153,9 @@ func (c *Client) requestSync(ctx context.Context) (time.Time, error) {
 // synced reports whether the backup target has finished a sync at or after at: Longhorn syncs
 // while spec.syncRequestedAt is after status.lastSyncedAt, so the two in that order mean done.
 func (c *Client) synced(ctx context.Context, at time.Time) (bool, string, error) {
-	bt, err := c.lh(backupTargetGVR).Get(ctx, defaultBackupTarget, metav1.GetOptions{})
+	bt, err := c.kube.Resource(longhorn.BackupTargetGVR).Get(ctx, longhorn.DefaultBackupTarget, metav1.GetOptions{})
 	if err != nil {
-		return false, "", fmt.Errorf("backup target %s: %w", defaultBackupTarget, err)
+		return false, "", fmt.Errorf("backup target %s: %w", longhorn.DefaultBackupTarget, err)
 	}
 
 	last, _, _ := unstructured.NestedString(bt.Object, "status", "lastSyncedAt")
@@ -169,9 +170,9 @@ func (c *Client) synced(ctx context.Context, at time.Time) (bool, string, error)
 
 func (c *Client) patchSyncRequest(ctx context.Context, at time.Time) error {
 	patch := fmt.Sprintf(`{"spec":{"syncRequestedAt":%q}}`, at.Format(time.RFC3339))
-	_, err := c.lh(backupTargetGVR).Patch(ctx, defaultBackupTarget, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	_, err := c.kube.Resource(longhorn.BackupTargetGVR).Patch(ctx, longhorn.DefaultBackupTarget, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-		return fmt.Errorf("there is no BackupTarget %q: install Longhorn with its backup target first", defaultBackupTarget)
+		return fmt.Errorf("there is no BackupTarget %q: install Longhorn with its backup target first", longhorn.DefaultBackupTarget)
 	}
 	if err != nil {
 		return fmt.Errorf("request a backup target sync: %w", err)
@@ -194,7 +195,7 @@ func (c *Client) BackupVolume(ctx context.Context, volume string) (*Backup, erro
 // backup is BackupVolume with extra labels on the Snapshot and Backup objects (a DR test marks
 // what it creates, so that it deletes only that).
 func (c *Client) backup(ctx context.Context, volume string, extra map[string]string) (*Backup, error) {
-	vol, err := c.lh(volumeGVR).Get(ctx, volume, metav1.GetOptions{})
+	vol, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, volume, metav1.GetOptions{})
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("there is no Longhorn volume %s", volume)
@@ -204,7 +205,7 @@ func (c *Client) backup(ctx context.Context, volume string, extra map[string]str
 	suffix := randomSuffix(16)
 	snapName, backupName := "talforge-"+suffix, "backup-"+suffix
 	objLabels := func(more map[string]any) map[string]any {
-		m := map[string]any{managedByLabel: managedBy}
+		m := map[string]any{longhorn.ManagedByLabel: longhorn.ManagedBy}
 		for k, v := range extra {
 			m[k] = v
 		}
@@ -218,11 +219,11 @@ func (c *Client) backup(ctx context.Context, volume string, extra map[string]str
 		"metadata": map[string]any{"name": snapName, "namespace": Namespace, "labels": objLabels(nil)},
 		"spec":     map[string]any{"volume": volume, "createSnapshot": true},
 	}}
-	if _, err := c.lh(snapshotGVR).Create(ctx, snap, metav1.CreateOptions{}); err != nil {
+	if _, err := c.kube.Resource(longhorn.SnapshotGVR).Create(ctx, snap, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("volume %s: create snapshot %s: %w", volume, snapName, err)
 	}
-	err = c.poll(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: snapshot %s", volume, snapName), func() (bool, string, error) {
-		u, err := c.lh(snapshotGVR).Get(ctx, snapName, metav1.GetOptions{})
+	err = c.kube.Wait(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: snapshot %s", volume, snapName), func(ctx context.Context) (bool, string, error) {
+		u, err := c.kube.Resource(longhorn.SnapshotGVR).Get(ctx, snapName, metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
 		}
@@ -235,31 +236,31 @@ func (c *Client) backup(ctx context.Context, volume string, extra map[string]str
 	if err != nil {
 		return &Backup{Volume: volume, Snapshot: snapName}, err
 	}
-	specLabels := map[string]any{managedByLabel: managedBy}
+	specLabels := map[string]any{longhorn.ManagedByLabel: longhorn.ManagedBy}
 	if ks, ok := kubernetesStatus(vol); ok {
 		specLabels[backuptarget.KubernetesStatusLabel] = ks
 	}
 	b := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
 		"metadata": map[string]any{"name": backupName, "namespace": Namespace, "labels": objLabels(map[string]any{
-			labelBackupVolume: volume, labelBackupTarget: defaultBackupTarget})},
+			longhorn.BackupVolumeLabel: volume, longhorn.BackupTargetLabel: longhorn.DefaultBackupTarget})},
 		"spec": map[string]any{"snapshotName": snapName, "labels": specLabels},
 	}}
-	if _, err := c.lh(backupGVR).Create(ctx, b, metav1.CreateOptions{}); err != nil {
+	if _, err := c.kube.Resource(longhorn.BackupGVR).Create(ctx, b, metav1.CreateOptions{}); err != nil {
 		return &Backup{Volume: volume, Snapshot: snapName}, fmt.Errorf("volume %s: create backup %s: %w", volume, backupName, err)
 	}
 	c.logf("volume %s: backing up snapshot %s as %s", volume, snapName, backupName)
 	var got Backup
-	err = c.poll(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: backup %s", volume, backupName), func() (bool, string, error) {
-		u, err := c.lh(backupGVR).Get(ctx, backupName, metav1.GetOptions{})
+	err = c.kube.Wait(ctx, c.opts.BackupTimeout, fmt.Sprintf("volume %s: backup %s", volume, backupName), func(ctx context.Context) (bool, string, error) {
+		u, err := c.kube.Resource(longhorn.BackupGVR).Get(ctx, backupName, metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
 		}
 		got = backupFrom(u)
 		switch got.State {
-		case backupStateCompleted:
+		case longhorn.BackupStateCompleted:
 			return true, "", nil
-		case backupStateError:
+		case longhorn.BackupStateError:
 			return false, "", fmt.Errorf("backup failed, Longhorn reports: %s", got.Error)
 		case "":
 			return false, "not started", nil
@@ -317,7 +318,7 @@ type Volume struct {
 
 // Volumes lists Longhorn's volumes, sorted by name.
 func (c *Client) Volumes(ctx context.Context) ([]Volume, error) {
-	list, err := c.lh(volumeGVR).List(ctx, metav1.ListOptions{})
+	list, err := c.kube.Resource(longhorn.VolumeGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list Longhorn volumes: %w", err)
 	}

@@ -18,15 +18,11 @@ import (
 
 	"github.com/talforge/talforge/internal/testenv/lhmanager"
 	"github.com/talforge/talforge/pkg/backuptarget"
+	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/restore"
 )
 
 const target = "s3://rtest-backups@eu-central-1/"
-
-var (
-	backupGVR   = schema.GroupVersionResource{Group: "longhorn.io", Version: "v1beta2", Resource: "backups"}
-	snapshotGVR = schema.GroupVersionResource{Group: "longhorn.io", Version: "v1beta2", Resource: "snapshots"}
-)
 
 // claim creates namespace/name with the StorageClass, as a workload's manifest would, and
 // waits until Longhorn's CSI driver provisioned a volume for it: its name (pvc-<uid>).
@@ -239,7 +235,7 @@ func TestRestoreLeavesBoundClaimsAndRefusesPendingOnes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "PersistentVolumeClaim web/blog exists with no volume yet") {
 		t.Fatalf("pending claim: err = %v", err)
 	}
-	if _, err := f.dyn.Resource(volumeGVR).Namespace(restore.Namespace).Get(f.ctx, "blog", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := f.dyn.Resource(longhorn.VolumeGVR).Namespace(restore.Namespace).Get(f.ctx, "blog", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("a volume was created for a claim that exists: %v", err)
 	}
 }
@@ -257,7 +253,7 @@ func TestRestoreWithoutBackupSaysSo(t *testing.T) {
 		!strings.Contains(err.Error(), "Longhorn lists no completed backup recorded for this claim yet") {
 		t.Fatalf("err = %v", err)
 	}
-	if n := f.count(volumeGVR, ""); n != 0 {
+	if n := f.count(longhorn.VolumeGVR, ""); n != 0 {
 		t.Errorf("%d volume(s) created without a backup", n)
 	}
 }
@@ -270,7 +266,7 @@ func TestDRTestProvesTheDataAndLeavesNothing(t *testing.T) {
 	f := newFixture(t)
 	vol := f.claim("traefik", "traefik", "longhorn-retain")
 	data := f.fill(vol)
-	volumesBefore := f.count(volumeGVR, "")
+	volumesBefore := f.count(longhorn.VolumeGVR, "")
 
 	res, err := f.rc.DRTestClaim(f.ctx, f.declared()[0], restore.DROptions{VerifyData: true})
 	if err != nil {
@@ -314,8 +310,8 @@ func TestDRTestProvesTheDataAndLeavesNothing(t *testing.T) {
 			}
 		}
 		jobs, _ := f.cs.BatchV1().Jobs("").List(f.ctx, metav1.ListOptions{LabelSelector: sel})
-		left := fmt.Sprintf("volumes %d, snapshots %d, backups %d, PVs and PVCs %d, Jobs %d", f.count(volumeGVR, sel), f.count(snapshotGVR, sel),
-			f.count(backupGVR, sel), live, len(jobs.Items))
+		left := fmt.Sprintf("volumes %d, snapshots %d, backups %d, PVs and PVCs %d, Jobs %d", f.count(longhorn.VolumeGVR, sel), f.count(longhorn.SnapshotGVR, sel),
+			f.count(longhorn.BackupGVR, sel), live, len(jobs.Items))
 		return left == "volumes 0, snapshots 0, backups 0, PVs and PVCs 0, Jobs 0", left
 	})
 	f.waitFor("the DR test's backup removed from the bucket", func() (bool, string) {
@@ -330,7 +326,7 @@ func TestDRTestProvesTheDataAndLeavesNothing(t *testing.T) {
 		}
 		return true, ""
 	})
-	if n := f.count(volumeGVR, ""); n != volumesBefore {
+	if n := f.count(longhorn.VolumeGVR, ""); n != volumesBefore {
 		t.Errorf("%d volumes after the DR test, want the %d before", n, volumesBefore)
 	}
 	if !bytes.Equal(f.bytes(vol), data) {
@@ -347,7 +343,7 @@ func TestDRTestProvesTheDataAndLeavesNothing(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	f.volume("precious")
-	if n := f.count(snapshotGVR, sel) + f.count(backupGVR, sel); n != 0 {
+	if n := f.count(longhorn.SnapshotGVR, sel) + f.count(longhorn.BackupGVR, sel); n != 0 {
 		t.Errorf("a refused DR test created %d snapshot/backup object(s)", n)
 	}
 
@@ -361,7 +357,7 @@ func TestDRTestProvesTheDataAndLeavesNothing(t *testing.T) {
 // behind its back): the restore faults and talforge says so instead of binding a claim.
 func TestRestoreFailureIsReported(t *testing.T) {
 	f := newFixture(t)
-	b, err := f.dyn.Resource(backupGVR).Namespace(restore.Namespace).Create(f.ctx, &unstructured.Unstructured{Object: map[string]any{
+	b, err := f.dyn.Resource(longhorn.BackupGVR).Namespace(restore.Namespace).Create(f.ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
 		"metadata": map[string]any{"name": "backup-gone", "labels": map[string]any{lhmanager.LabelBackupVolume: "blog", lhmanager.LabelBackupTarget: "default"}},
 		"spec":     map[string]any{"snapshotName": ""},
@@ -371,7 +367,7 @@ func TestRestoreFailureIsReported(t *testing.T) {
 	}
 	b.Object["status"] = map[string]any{"state": "Completed", "volumeName": "blog", "volumeSize": "2147483648", "backupCreatedAt": time.Now().UTC().Format(time.RFC3339),
 		"url": target + "?backup=backup-gone&volume=blog"}
-	if _, err := f.dyn.Resource(backupGVR).Namespace(restore.Namespace).UpdateStatus(f.ctx, b, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.dyn.Resource(longhorn.BackupGVR).Namespace(restore.Namespace).UpdateStatus(f.ctx, b, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = f.rc.Restore(f.ctx, f.declared()[1])

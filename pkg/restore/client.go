@@ -1,7 +1,6 @@
 package restore
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,37 +8,14 @@ import (
 	"io"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
+
+	"github.com/talforge/talforge/pkg/longhorn"
 )
 
-// Namespace is where Longhorn keeps its custom resources.
-const Namespace = "longhorn-system"
-
-// Longhorn resources (longhorn.io/v1beta2) and labels (longhorn-manager types/types.go).
-var (
-	volumeGVR       = schema.GroupVersionResource{Group: "longhorn.io", Version: "v1beta2", Resource: "volumes"}
-	snapshotGVR     = schema.GroupVersionResource{Group: "longhorn.io", Version: "v1beta2", Resource: "snapshots"}
-	backupGVR       = schema.GroupVersionResource{Group: "longhorn.io", Version: "v1beta2", Resource: "backups"}
-	backupTargetGVR = schema.GroupVersionResource{Group: "longhorn.io", Version: "v1beta2", Resource: "backuptargets"}
-)
-
-const (
-	labelBackupVolume       = "backup-volume"
-	labelBackupTarget       = "backup-target"
-	defaultBackupTarget     = "default"
-	csiDriver               = "driver.longhorn.io"
-	managedByLabel          = "app.kubernetes.io/managed-by"
-	managedBy               = "talforge"
-	backupStateCompleted    = "Completed"
-	backupStateError        = "Error"
-	restoreConditionType    = "Restore"
-	restoreFailureReason    = "RestoreFailure"
-	volumeRobustnessFaulted = "faulted"
-)
+// Namespace is where Longhorn keeps its custom resources (longhorn.Namespace).
+const Namespace = longhorn.Namespace
 
 // Options tune a Client. The zero value gives production defaults.
 type Options struct {
@@ -53,10 +29,13 @@ type Options struct {
 	// SyncTimeout bounds the wait for Longhorn to list a volume's backups from the backup
 	// target (default 5m).
 	SyncTimeout time.Duration
-	// Log receives progress lines (default: discarded).
+	// Log receives progress lines, among them a line when a wait starts and at least every
+	// 15 s while it goes on (default: discarded).
 	Log io.Writer
-	// Now is the clock (default time.Now).
+	// Now stamps results (Took) and sync requests (default Clock.Now, else time.Now).
 	Now func() time.Time
+	// Clock measures waits (default the real clock).
+	Clock clock.Clock
 }
 
 func (o Options) withDefaults() Options {
@@ -72,7 +51,11 @@ func (o Options) withDefaults() Options {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	if o.Now == nil {
+	switch {
+	case o.Now != nil:
+	case o.Clock != nil:
+		o.Now = o.Clock.Now
+	default:
 		o.Now = time.Now
 	}
 	return o
@@ -81,8 +64,7 @@ func (o Options) withDefaults() Options {
 // Client talks to one cluster's Longhorn through its Kubernetes API.
 type Client struct {
 	opts Options
-	dyn  dynamic.Interface
-	cs   kubernetes.Interface
+	kube *longhorn.Conn
 }
 
 // New connects with a kubeconfig (decrypted in memory; no request is made yet).
@@ -90,55 +72,25 @@ func New(kubeconfig []byte, opts Options) (*Client, error) {
 	if len(kubeconfig) == 0 {
 		return nil, errors.New("no kubeconfig")
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	cfg, err := longhorn.RESTConfig(kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
+		return nil, err
 	}
 	return NewForConfig(cfg, opts)
 }
 
 // NewForConfig connects with a REST config.
 func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
-	dyn, err := dynamic.NewForConfig(cfg)
+	opts = opts.withDefaults()
+	kube, err := longhorn.NewConn(cfg, longhorn.ConnOptions{Poll: opts.Poll, Clock: opts.Clock, Log: opts.Log})
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &Client{opts: opts.withDefaults(), dyn: dyn, cs: cs}, nil
+	return &Client{opts: opts, kube: kube}, nil
 }
 
 func (c *Client) logf(format string, args ...any) {
 	fmt.Fprintf(c.opts.Log, format+"\n", args...)
-}
-
-func (c *Client) lh(gvr schema.GroupVersionResource) dynamic.ResourceInterface {
-	return c.dyn.Resource(gvr).Namespace(Namespace)
-}
-
-// poll calls check every Poll until it is done, fails, or timeout passes; the error carries
-// check's last explanation.
-func (c *Client) poll(ctx context.Context, timeout time.Duration, what string, check func() (bool, string, error)) error {
-	deadline := c.opts.Now().Add(timeout)
-	for {
-		done, why, err := check()
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if done {
-			return nil
-		}
-		if c.opts.Now().After(deadline) {
-			return fmt.Errorf("%s: not done after %s: %s", what, timeout, why)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last seen: %s)", what, ctx.Err(), why)
-		case <-time.After(c.opts.Poll):
-		}
-	}
 }
 
 // randomSuffix returns n random hex characters for object names Longhorn-style

@@ -20,6 +20,9 @@
 //   - DRTest backs a live volume up, restores that backup into a new volume, compares what
 //     Longhorn reports about both and reports the time to restore.
 //
+// It works through a longhorn.Conn: Longhorn's resources, labels and waits (with progress
+// lines on Options.Log) are pkg/longhorn's.
+//
 // Everything is idempotent by observation: an interrupted restore resumes (the Volume exists
 // with spec.fromBackup: Restore waits for it) and nothing is created twice.
 package restore

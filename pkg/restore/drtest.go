@@ -2,20 +2,18 @@ package restore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/talforge/talforge/pkg/claim"
+	"github.com/talforge/talforge/pkg/longhorn"
 )
 
 // Labels that mark what a DR test creates. DRTestLabel carries the run's ID: cleanup deletes
@@ -25,10 +23,6 @@ const (
 	// DRVerifyLabel marks the data-verification Job.
 	DRVerifyLabel = "talforge.dev/dr-verify"
 )
-
-// DefaultVerifyImage is the image of the data-verification Job: it needs sh, find, sort,
-// sha256sum and cmp, which busybox has.
-const DefaultVerifyImage = "busybox:1.37"
 
 // DROptions tune a disaster-recovery test.
 type DROptions struct {
@@ -112,7 +106,7 @@ func (r *drRun) labelsAny() map[string]any {
 
 // DRTestClaim runs DRTest on the Longhorn volume behind a declared claim.
 func (c *Client) DRTestClaim(ctx context.Context, d Declared, opts DROptions) (*DRResult, error) {
-	r, err := claim.Resolve(ctx, c.cs, d.Namespace, d.Claim, d.Name)
+	r, err := claim.Resolve(ctx, c.kube.CS, d.Namespace, d.Claim, d.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -126,8 +120,8 @@ func (c *Client) DRTestClaim(ctx context.Context, d Declared, opts DROptions) (*
 	// Longhorn records the claim on the volume (status.kubernetesStatus) shortly after the
 	// claim binds; a backup taken before that would not carry the claim, and a rebuild could
 	// not find it. Wait for it, as the test is about exactly that backup.
-	err = c.poll(ctx, c.opts.SyncTimeout, fmt.Sprintf("volume %s: Longhorn records claim %s", r.Volume, d), func() (bool, string, error) {
-		v, err := c.lh(volumeGVR).Get(ctx, r.Volume, metav1.GetOptions{})
+	err = c.kube.Wait(ctx, c.opts.SyncTimeout, fmt.Sprintf("volume %s: Longhorn records claim %s", r.Volume, d), func(ctx context.Context) (bool, string, error) {
+		v, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, r.Volume, metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
 		}
@@ -157,7 +151,7 @@ func (c *Client) DRTest(ctx context.Context, volume string, opts DROptions) (*DR
 
 // drTest is DRTest; claim, when set, is the claim the backup must record.
 func (c *Client) drTest(ctx context.Context, volume, claim string, opts DROptions) (res *DRResult, err error) {
-	src, err := c.lh(volumeGVR).Get(ctx, volume, metav1.GetOptions{})
+	src, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, volume, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("there is no Longhorn volume %s (see `talforge status` for the cluster's volumes)", volume)
 	}
@@ -173,14 +167,14 @@ func (c *Client) drTest(ctx context.Context, volume, claim string, opts DROption
 	if target == "" {
 		target = drTestName(volume, "-drtest-")
 	}
-	if _, err := c.lh(volumeGVR).Get(ctx, target, metav1.GetOptions{}); err == nil {
+	if _, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, target, metav1.GetOptions{}); err == nil {
 		return nil, fmt.Errorf("volume %s exists already and this test did not create it: choose another target name", target)
 	} else if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
 
 	run := &drRun{id: randomSuffix(10)}
-	run.labels = map[string]string{managedByLabel: managedBy, DRTestLabel: run.id}
+	run.labels = map[string]string{longhorn.ManagedByLabel: longhorn.ManagedBy, DRTestLabel: run.id}
 	res = &DRResult{Volume: volume, Restored: target, Kept: opts.Keep}
 	defer func() {
 		if !opts.Keep {
@@ -190,9 +184,9 @@ func (c *Client) drTest(ctx context.Context, volume, claim string, opts DROption
 
 	start := c.opts.Now()
 	b, err := c.backup(ctx, volume, run.labels)
-	c.track(run, snapshotGVR, "Snapshot", b.snapshotOr(""))
+	c.track(run, longhorn.SnapshotGVR, "Snapshot", b.snapshotOr(""))
 	if b != nil {
-		c.track(run, backupGVR, "Backup", b.Name)
+		c.track(run, longhorn.BackupGVR, "Backup", b.Name)
 	}
 	if err != nil {
 		return res, err
@@ -205,14 +199,14 @@ func (c *Client) drTest(ctx context.Context, volume, claim string, opts DROption
 	if err := c.createFromBackup(ctx, target, Declared{Size: size, Replicas: int(replicas), Labels: run.labels}, b, nil); err != nil {
 		return res, err
 	}
-	c.track(run, volumeGVR, "Volume", target)
+	c.track(run, longhorn.VolumeGVR, "Volume", target)
 	if err := c.waitRestored(ctx, target); err != nil {
 		return res, err
 	}
 	res.RestoreTook = c.opts.Now().Sub(start)
 	c.logf("volume %s: restored into %s in %s", volume, target, res.RestoreTook.Round(time.Millisecond))
 
-	restored, err := c.lh(volumeGVR).Get(ctx, target, metav1.GetOptions{})
+	restored, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, target, metav1.GetOptions{})
 	if err != nil {
 		return res, fmt.Errorf("read restored volume %s: %w", target, err)
 	}
@@ -241,7 +235,7 @@ func (c *Client) track(run *drRun, gvr schema.GroupVersionResource, kind, name s
 	if name == "" {
 		return
 	}
-	ri := c.lh(gvr)
+	ri := c.kube.Resource(gvr)
 	run.created = append(run.created, drObject{kind: kind, namespace: Namespace, name: name,
 		delete: func(ctx context.Context, name string, opts metav1.DeleteOptions) error {
 			return ri.Delete(ctx, name, opts)
@@ -320,203 +314,29 @@ func compare(src, restored *unstructured.Unstructured, b *Backup, claim string) 
 	return checks
 }
 
-// verifyData clones the backed-up snapshot into a new volume, binds it and the restored
-// volume to claims, and runs a Job that compares every file's checksum on both, read-only.
-func (c *Client) verifyData(ctx context.Context, run *drRun, volume, restored string, b *Backup, size int64, opts DROptions) (Check, error) {
-	check := Check{Name: "data"}
-	clone := drTestName(volume, "-drsrc-")
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "longhorn.io/v1beta2", "kind": "Volume",
-		"metadata": map[string]any{"name": clone, "namespace": Namespace, "labels": run.labelsAny()},
-		"spec": map[string]any{
-			"size": strconv.FormatInt(size, 10), "numberOfReplicas": int64(1), "frontend": "blockdev", "dataEngine": "v1",
-			"accessMode": "rwo", "dataSource": "snap://" + volume + "/" + b.Snapshot, "staleReplicaTimeout": int64(30),
-		},
-	}}
-	if _, err := c.lh(volumeGVR).Create(ctx, u, metav1.CreateOptions{}); err != nil {
-		return check, fmt.Errorf("clone snapshot %s of volume %s into %s: %w", b.Snapshot, volume, clone, err)
-	}
-	c.track(run, volumeGVR, "Volume", clone)
-	if err := c.waitCloned(ctx, clone); err != nil {
-		return check, err
-	}
-
-	claims := map[string]string{}
-	for role, vol := range map[string]string{"restored": restored, "source": clone} {
-		pvc := "talforge-drtest-" + run.id + "-" + role
-		d := Declared{Namespace: Namespace, Claim: pvc, Size: size, FSType: "ext4", Replicas: 1}
-		if _, err := c.ensurePV(ctx, vol, d, run.labels); err != nil {
-			return check, err
-		}
-		c.trackCore(run, "PersistentVolume", "", vol)
-		if _, err := c.ensurePVC(ctx, vol, d, run.labels); err != nil {
-			return check, err
-		}
-		c.trackCore(run, "PersistentVolumeClaim", Namespace, pvc)
-		claims[role] = pvc
-	}
-
-	job := verifyJob("talforge-drtest-"+run.id, run.labels, claims, opts)
-	if _, err := c.cs.BatchV1().Jobs(Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: managedBy}); err != nil {
-		return check, fmt.Errorf("create the verification Job: %w", err)
-	}
-	c.trackCore(run, "Job", Namespace, job.Name)
-	timeout := opts.VerifyTimeout
-	if timeout <= 0 {
-		timeout = 30 * time.Minute
-	}
-	var verdict string
-	err := c.poll(ctx, timeout, "data verification Job "+job.Name, func() (bool, string, error) {
-		j, err := c.cs.BatchV1().Jobs(Namespace).Get(ctx, job.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, "", err
-		}
-		for _, cond := range j.Status.Conditions {
-			if cond.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch cond.Type {
-			case batchv1.JobComplete:
-				check.OK, verdict = true, "every file's SHA-256 matches the backed-up snapshot"
-				return true, "", nil
-			case batchv1.JobFailed:
-				verdict = "the restored data differs from the backed-up snapshot: " + cond.Message
-				return true, "", nil
-			}
-		}
-		if why := c.podProblem(ctx, job.Name, opts); why != "" {
-			return false, "", errors.New(why)
-		}
-		return false, fmt.Sprintf("running (%d active)", j.Status.Active), nil
-	})
-	if err != nil {
-		return check, err
-	}
-	check.Detail = verdict
-	return check, nil
-}
-
-// waitCloned waits until Longhorn has copied the snapshot into the clone (status.cloneStatus,
-// longhorn-manager controller/volume_controller.go).
-func (c *Client) waitCloned(ctx context.Context, name string) error {
-	return c.poll(ctx, c.opts.RestoreTimeout, "volume "+name+": clone", func() (bool, string, error) {
-		u, err := c.lh(volumeGVR).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, "", err
-		}
-		state, _, _ := unstructured.NestedString(u.Object, "status", "cloneStatus", "state")
-		switch state {
-		case "completed":
-			return true, "", nil
-		case "failed":
-			return false, "", errors.New("the clone failed, Longhorn reports its cloneStatus as failed")
-		}
-		return false, "clone " + orNone(state), nil
-	})
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "not started"
-	}
-	return s
-}
-
-// podProblem reports a pod of the Job that cannot start, above all an image that cannot be
-// pulled, with what to do about it.
-func (c *Client) podProblem(ctx context.Context, job string, opts DROptions) string {
-	pods, err := c.cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job})
-	if err != nil {
-		return ""
-	}
-	for _, p := range pods.Items {
-		for _, st := range p.Status.ContainerStatuses {
-			if w := st.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "InvalidImageName") {
-				return fmt.Sprintf("the verification Job cannot pull image %s (%s: %s): make it reachable from the nodes or pass another with --verify-image",
-					st.Image, w.Reason, w.Message)
-			}
-		}
-	}
-	return ""
-}
-
 // trackCore records a core or batch object the run created.
 func (c *Client) trackCore(run *drRun, kind, namespace, name string) {
 	o := drObject{kind: kind, namespace: namespace, name: name}
 	switch kind {
 	case "PersistentVolume":
-		o.delete = c.cs.CoreV1().PersistentVolumes().Delete
+		o.delete = c.kube.CS.CoreV1().PersistentVolumes().Delete
 		o.get = func(ctx context.Context, n string) (metav1.Object, error) {
-			return c.cs.CoreV1().PersistentVolumes().Get(ctx, n, metav1.GetOptions{})
+			return c.kube.CS.CoreV1().PersistentVolumes().Get(ctx, n, metav1.GetOptions{})
 		}
 	case "PersistentVolumeClaim":
-		o.delete = c.cs.CoreV1().PersistentVolumeClaims(namespace).Delete
+		o.delete = c.kube.CS.CoreV1().PersistentVolumeClaims(namespace).Delete
 		o.get = func(ctx context.Context, n string) (metav1.Object, error) {
-			return c.cs.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, n, metav1.GetOptions{})
+			return c.kube.CS.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, n, metav1.GetOptions{})
 		}
 	case "Job":
-		o.delete = c.cs.BatchV1().Jobs(namespace).Delete
+		o.delete = c.kube.CS.BatchV1().Jobs(namespace).Delete
 		o.get = func(ctx context.Context, n string) (metav1.Object, error) {
-			return c.cs.BatchV1().Jobs(namespace).Get(ctx, n, metav1.GetOptions{})
+			return c.kube.CS.BatchV1().Jobs(namespace).Get(ctx, n, metav1.GetOptions{})
 		}
 	default:
 		return
 	}
 	run.created = append(run.created, o)
-}
-
-// verifyScript lists every regular file's SHA-256 on both volumes, relative paths sorted,
-// and compares the lists; lost+found (made by mkfs) is left out.
-const verifyScript = `set -eu
-sums() { cd "$1" && find . -path ./lost+found -prune -o -type f -print0 | xargs -0 -r sha256sum | sort -k2; }
-sums /source > /tmp/source.sums
-sums /restored > /tmp/restored.sums
-if cmp -s /tmp/source.sums /tmp/restored.sums; then
-  echo "checksums equal: $(wc -l < /tmp/source.sums) files"
-else
-  echo "checksums differ:"; diff /tmp/source.sums /tmp/restored.sums | head -20
-  exit 1
-fi`
-
-func verifyJob(name string, labels map[string]string, claims map[string]string, opts DROptions) *batchv1.Job {
-	image := opts.VerifyImage
-	if image == "" {
-		image = DefaultVerifyImage
-	}
-	l := map[string]string{DRVerifyLabel: "true"}
-	for k, v := range labels {
-		l[k] = v
-	}
-	deadline := int64(opts.VerifyTimeout / time.Second)
-	if deadline <= 0 {
-		deadline = 1800
-	}
-	var volumes []corev1.Volume
-	var mounts []corev1.VolumeMount
-	for _, role := range []string{"restored", "source"} {
-		volumes = append(volumes, corev1.Volume{Name: role, VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claims[role], ReadOnly: true}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: role, MountPath: "/" + role, ReadOnly: true})
-	}
-	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: l},
-		Spec: batchv1.JobSpec{
-			BackoffLimit:          new(int32(0)),
-			ActiveDeadlineSeconds: &deadline,
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: l},
-				Spec: corev1.PodSpec{
-					RestartPolicy: corev1.RestartPolicyNever,
-					Volumes:       volumes,
-					Containers: []corev1.Container{{
-						Name: "compare", Image: image, Command: []string{"sh", "-c", verifyScript},
-						VolumeMounts:             mounts,
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-					}},
-				},
-			},
-		},
-	}
 }
 
 // drTestName is a fresh volume name within Kubernetes' 63 characters.

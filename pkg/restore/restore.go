@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/talforge/talforge/pkg/claim"
+	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
 )
 
@@ -55,7 +56,7 @@ func Declarations(c *profile.Cluster) ([]Declared, error) {
 			}
 		}
 		d := Declared{Name: v.Name, Namespace: v.Namespace, Claim: v.Claim, StorageClass: v.StorageClass, Size: int64(size),
-			Replicas: l.ReplicaCount, FSType: profile.DefaultStorageClassFSType, Labels: map[string]string{}}
+			Replicas: l.ReplicaCount, FSType: profile.DefaultStorageClassFSType, Labels: longhorn.VolumeLabels(v)}
 		if d.Claim == "" {
 			d.Claim = d.Name
 		}
@@ -71,12 +72,6 @@ func Declarations(c *profile.Cluster) ([]Declared, error) {
 					d.FSType = sc.FSType
 				}
 			}
-		}
-		for _, g := range v.RecurringJobGroups {
-			d.Labels["recurring-job-group.longhorn.io/"+g] = "enabled"
-		}
-		for _, j := range v.RecurringJobs {
-			d.Labels["recurring-job.longhorn.io/"+j] = "enabled"
 		}
 		out = append(out, d)
 	}
@@ -144,7 +139,7 @@ const claimAnnotation = "talforge.dev/claim"
 func (c *Client) Restore(ctx context.Context, d Declared) (*Result, error) {
 	start := c.opts.Now()
 	res := &Result{Claim: d}
-	r, err := claim.Resolve(ctx, c.cs, d.Namespace, d.Claim, d.Name)
+	r, err := claim.Resolve(ctx, c.kube.CS, d.Namespace, d.Claim, d.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +149,7 @@ func (c *Client) Restore(ctx context.Context, d Declared) (*Result, error) {
 				"scale the workload down, delete the claim and run again", d, r.Phase)
 		}
 		res.Volume = r.Volume
-		v, err := c.lh(volumeGVR).Get(ctx, r.Volume, metav1.GetOptions{})
+		v, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, r.Volume, metav1.GetOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("claim %s: Longhorn volume %s: %w", d, r.Volume, err)
 		}
@@ -184,7 +179,7 @@ func (c *Client) Restore(ctx context.Context, d Declared) (*Result, error) {
 			return nil, err
 		}
 		name = restoreName(d, b)
-		if _, err := c.lh(volumeGVR).Get(ctx, name, metav1.GetOptions{}); err == nil {
+		if _, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, name, metav1.GetOptions{}); err == nil {
 			return nil, fmt.Errorf("claim %s: a Longhorn volume %s exists already and is not bound to the claim: "+
 				"talforge restores into a volume named after the backed-up one and never overwrites a volume; rename or delete it and run again", d, name)
 		} else if !apierrors.IsNotFound(err) {
@@ -225,7 +220,7 @@ func restoreName(d Declared, b *Backup) string {
 // pendingRestore finds a Volume an earlier, interrupted run created from a backup for the
 // claim: its name and spec.fromBackup.
 func (c *Client) pendingRestore(ctx context.Context, d Declared) (string, string, error) {
-	list, err := c.lh(volumeGVR).List(ctx, metav1.ListOptions{LabelSelector: managedByLabel + "=" + managedBy})
+	list, err := c.kube.Resource(longhorn.VolumeGVR).List(ctx, metav1.ListOptions{LabelSelector: longhorn.ManagedByLabel + "=" + longhorn.ManagedBy})
 	if err != nil {
 		return "", "", fmt.Errorf("claim %s: list Longhorn volumes: %w", d, err)
 	}
@@ -252,7 +247,7 @@ func (c *Client) waitForBackup(ctx context.Context, d Declared) (*Backup, error)
 
 	var latest *Backup
 
-	err = c.poll(ctx, c.opts.SyncTimeout, fmt.Sprintf("claim %s: find its latest backup", d), func() (bool, string, error) {
+	err = c.kube.Wait(ctx, c.opts.SyncTimeout, fmt.Sprintf("claim %s: find its latest backup", d), func(ctx context.Context) (bool, string, error) {
 		if done, why, err := c.synced(ctx, requested); !done || err != nil {
 			return false, why, err
 		}
@@ -301,7 +296,7 @@ func (c *Client) createFromBackup(ctx context.Context, name string, d Declared, 
 	case d.Size > 0 && size != d.Size:
 		c.logf("volume %s: the backup is of a %d-byte volume, the profile declares %d bytes: restoring at the backup's size (expand the claim afterwards to grow it)", name, size, d.Size)
 	}
-	labels := map[string]any{managedByLabel: managedBy}
+	labels := map[string]any{longhorn.ManagedByLabel: longhorn.ManagedBy}
 	for k, v := range d.Labels {
 		labels[k] = v
 	}
@@ -314,11 +309,11 @@ func (c *Client) createFromBackup(ctx context.Context, name string, d Declared, 
 		"metadata": meta,
 		"spec": map[string]any{
 			"size": strconv.FormatInt(size, 10), "numberOfReplicas": int64(d.Replicas), "frontend": "blockdev",
-			"dataEngine": "v1", "accessMode": "rwo", "fromBackup": b.URL, "backupTargetName": defaultBackupTarget,
+			"dataEngine": "v1", "accessMode": "rwo", "fromBackup": b.URL, "backupTargetName": longhorn.DefaultBackupTarget,
 			"staleReplicaTimeout": int64(30),
 		},
 	}}
-	if _, err := c.lh(volumeGVR).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+	if _, err := c.kube.Resource(longhorn.VolumeGVR).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("volume %s: create from backup %s: %w", name, b.Name, err)
 	}
 	return nil
@@ -333,11 +328,11 @@ func restoreState(u *unstructured.Unstructured) (bool, string, error) {
 	conds, _ := status["conditions"].([]any)
 	for _, c := range conds {
 		m, _ := c.(map[string]any)
-		if m["type"] == restoreConditionType && m["reason"] == restoreFailureReason {
+		if m["type"] == longhorn.VolumeConditionRestore && m["reason"] == longhorn.VolumeReasonRestoreFailure {
 			return false, "", fmt.Errorf("restore failed, Longhorn reports: %v", m["message"])
 		}
 	}
-	if robustness == volumeRobustnessFaulted {
+	if robustness == longhorn.VolumeRobustnessFaulted {
 		return false, "", errors.New("restore failed: the volume faulted")
 	}
 	required, has := status["restoreRequired"].(bool)
@@ -353,8 +348,8 @@ func restoreState(u *unstructured.Unstructured) (bool, string, error) {
 }
 
 func (c *Client) waitRestored(ctx context.Context, volume string) error {
-	return c.poll(ctx, c.opts.RestoreTimeout, fmt.Sprintf("volume %s: restore", volume), func() (bool, string, error) {
-		u, err := c.lh(volumeGVR).Get(ctx, volume, metav1.GetOptions{})
+	return c.kube.Wait(ctx, c.opts.RestoreTimeout, fmt.Sprintf("volume %s: restore", volume), func(ctx context.Context) (bool, string, error) {
+		u, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, volume, metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
 		}
@@ -363,12 +358,12 @@ func (c *Client) waitRestored(ctx context.Context, volume string) error {
 }
 
 func (c *Client) ensureNamespace(ctx context.Context, name string) error {
-	_, err := c.cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	_, err := c.kube.CS.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	if !apierrors.IsNotFound(err) {
 		return err
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{managedByLabel: managedBy}}}
-	if _, err := c.cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{longhorn.ManagedByLabel: longhorn.ManagedBy}}}
+	if _, err := c.kube.CS.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", name, err)
 	}
 	return nil
@@ -377,7 +372,7 @@ func (c *Client) ensureNamespace(ctx context.Context, name string) error {
 // volumeSize is the Longhorn volume's size, which its PV and claim state (the declared size
 // when the volume cannot be read).
 func (c *Client) volumeSize(ctx context.Context, name string, d Declared) int64 {
-	u, err := c.lh(volumeGVR).Get(ctx, name, metav1.GetOptions{})
+	u, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return d.Size
 	}
@@ -391,10 +386,10 @@ func (c *Client) volumeSize(ctx context.Context, name string, d Declared) int64 
 // ensurePV creates the volume's PersistentVolume (named as the volume, as Longhorn's CSI
 // driver names them), pre-bound to the declared claim.
 func (c *Client) ensurePV(ctx context.Context, name string, d Declared, extra map[string]string) (string, error) {
-	pvs := c.cs.CoreV1().PersistentVolumes()
+	pvs := c.kube.CS.CoreV1().PersistentVolumes()
 	live, err := pvs.Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
-		if live.Spec.CSI == nil || live.Spec.CSI.Driver != csiDriver || live.Spec.CSI.VolumeHandle != name {
+		if live.Spec.CSI == nil || live.Spec.CSI.Driver != longhorn.CSIDriver || live.Spec.CSI.VolumeHandle != name {
 			return "", fmt.Errorf("PersistentVolume %s exists but is not the Longhorn volume %s: delete it and run again", name, name)
 		}
 		if ref := live.Spec.ClaimRef; ref != nil && (ref.Namespace != d.Namespace || ref.Name != d.Claim) {
@@ -410,7 +405,7 @@ func (c *Client) ensurePV(ctx context.Context, name string, d Declared, extra ma
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
 			Labels:      withLabels(extra),
-			Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": csiDriver},
+			Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": longhorn.CSIDriver},
 		},
 		Spec: corev1.PersistentVolumeSpec{
 			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: *size},
@@ -422,12 +417,12 @@ func (c *Client) ensurePV(ctx context.Context, name string, d Declared, extra ma
 				APIVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: d.Namespace, Name: d.Claim,
 			},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-				Driver: csiDriver, VolumeHandle: name, FSType: d.FSType,
+				Driver: longhorn.CSIDriver, VolumeHandle: name, FSType: d.FSType,
 				VolumeAttributes: map[string]string{"numberOfReplicas": strconv.Itoa(d.Replicas), "staleReplicaTimeout": "30"},
 			}},
 		},
 	}
-	if _, err := pvs.Create(ctx, pv, metav1.CreateOptions{FieldManager: managedBy}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := pvs.Create(ctx, pv, metav1.CreateOptions{FieldManager: longhorn.FieldManager}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create PersistentVolume %s: %w", name, err)
 	}
 	return "created", nil
@@ -438,7 +433,7 @@ func (c *Client) ensurePVC(ctx context.Context, name string, d Declared, extra m
 	if err := c.ensureNamespace(ctx, d.Namespace); err != nil {
 		return "", err
 	}
-	pvcs := c.cs.CoreV1().PersistentVolumeClaims(d.Namespace)
+	pvcs := c.kube.CS.CoreV1().PersistentVolumeClaims(d.Namespace)
 	live, err := pvcs.Get(ctx, d.Claim, metav1.GetOptions{})
 	if err == nil {
 		if live.Spec.VolumeName != name {
@@ -464,7 +459,7 @@ func (c *Client) ensurePVC(ctx context.Context, name string, d Declared, extra m
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *size}},
 		},
 	}
-	if _, err := pvcs.Create(ctx, pvc, metav1.CreateOptions{FieldManager: managedBy}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := pvcs.Create(ctx, pvc, metav1.CreateOptions{FieldManager: longhorn.FieldManager}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create PersistentVolumeClaim %s/%s: %w", d.Namespace, d.Claim, err)
 	}
 	return "created", nil
@@ -472,7 +467,7 @@ func (c *Client) ensurePVC(ctx context.Context, name string, d Declared, extra m
 
 // withLabels is talforge's managed-by label plus extra.
 func withLabels(extra map[string]string) map[string]string {
-	m := map[string]string{managedByLabel: managedBy}
+	m := map[string]string{longhorn.ManagedByLabel: longhorn.ManagedBy}
 	for k, v := range extra {
 		m[k] = v
 	}
@@ -482,12 +477,12 @@ func withLabels(extra map[string]string) map[string]string {
 // ClaimVolume is the Longhorn volume behind a declared claim on this cluster, "" when the
 // claim is not bound to one.
 func (c *Client) ClaimVolume(ctx context.Context, d Declared) (string, error) {
-	r, err := claim.Resolve(ctx, c.cs, d.Namespace, d.Claim, d.Name)
+	r, err := claim.Resolve(ctx, c.kube.CS, d.Namespace, d.Claim, d.Name)
 	if err != nil {
 		return "", err
 	}
 	if !r.Exists && d.Name != "" {
-		if _, err := c.lh(volumeGVR).Get(ctx, d.Name, metav1.GetOptions{}); err != nil {
+		if _, err := c.kube.Resource(longhorn.VolumeGVR).Get(ctx, d.Name, metav1.GetOptions{}); err != nil {
 			return "", nil // a static volume that does not exist is "no volume"
 		}
 	}

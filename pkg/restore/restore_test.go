@@ -9,7 +9,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -57,8 +56,6 @@ type fixture struct {
 	charts  string
 }
 
-var volumeGVR = schema.GroupVersionResource{Group: "longhorn.io", Version: "v1beta2", Resource: "volumes"}
-
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	env := lab.Start(t, e2e.Options{})
@@ -101,7 +98,7 @@ func (f *fixture) declared() []restore.Declared {
 
 func (f *fixture) volume(name string) *unstructured.Unstructured {
 	f.t.Helper()
-	u, err := f.dyn.Resource(volumeGVR).Namespace(restore.Namespace).Get(f.ctx, name, metav1.GetOptions{})
+	u, err := f.dyn.Resource(longhorn.VolumeGVR).Namespace(restore.Namespace).Get(f.ctx, name, metav1.GetOptions{})
 	if err != nil {
 		f.t.Fatalf("volume %s: %v", name, err)
 	}
