@@ -1,29 +1,15 @@
 package main
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	machinetype "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/talforge/talforge/pkg/bootstrap"
-	"github.com/talforge/talforge/pkg/generate"
-	"github.com/talforge/talforge/pkg/machineconfig"
-	"github.com/talforge/talforge/pkg/profile"
-	"github.com/talforge/talforge/pkg/schematic"
-	"github.com/talforge/talforge/pkg/secrets"
-	"github.com/talforge/talforge/pkg/sopsfile"
+	"github.com/talforge/talforge/pkg/lifecycle"
 )
 
 // talosOptions are the flags of the commands that talk to the Talos API.
@@ -56,122 +42,15 @@ func (t *talosOptions) runnerOptions() bootstrap.Options {
 	}
 }
 
-// talosCluster is a profile made ready for the Talos stages: every node's config rendered from the
-// profile and the cluster's stored secrets bundle (exactly what `talforge generate` writes), and the
-// talosconfig.
-type talosCluster struct {
-	profile *profile.Cluster
-	outDir  string
-	input   bootstrap.Cluster
-}
-
-// loadTalosCluster renders the node configs in memory rather than reading nodes/*.yaml back, so what is
-// applied is what the profile says; it warns when clusters/<name>/ (what Git holds) says otherwise.
-func (o *rootOptions) loadTalosCluster(ctx context.Context) (*talosCluster, error) {
-	c, err := o.loadProfile(ctx)
+// options are the lifecycle options of a single Talos stage: the runner's progress and every
+// note go to stderr.
+func (t *talosOptions) options() (lifecycle.Options, error) {
+	path, err := t.profilePath()
 	if err != nil {
-		return nil, err
+		return lifecycle.Options{}, err
 	}
 
-	out := c.OutputDir()
-	bundlePath := filepath.Join(out, secrets.FileName)
-	talosconfigPath := filepath.Join(out, generate.TalosconfigFile)
-
-	haveBundle, err := secrets.Exists(bundlePath)
-	if err != nil {
-		return nil, err
-	}
-
-	if !haveBundle {
-		return nil, fmt.Errorf("%s does not exist: run `talforge generate` first (it creates the cluster's secrets and talosconfig)", bundlePath)
-	}
-
-	bundle, err := secrets.Load(bundlePath)
-	if err != nil {
-		return nil, err
-	}
-
-	img, err := schematic.ForCluster(c)
-	if err != nil {
-		return nil, err
-	}
-
-	gen, err := machineconfig.New(ctx, c, img, bundle)
-	if err != nil {
-		return nil, err
-	}
-
-	configs, err := gen.All(ctx)
-	if err != nil {
-		return nil, err
-	}
-
-	existing, err := sopsfile.DecryptFile(talosconfigPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s does not exist: run `talforge generate` first", talosconfigPath)
-	}
-
-	if err != nil {
-		return nil, err
-	}
-
-	talosconfig, err := gen.Talosconfig(existing)
-	if err != nil {
-		return nil, err
-	}
-
-	warnIfStale(o.errOut, out, configs)
-
-	tc := &talosCluster{profile: c, outDir: out, input: bootstrap.Cluster{
-		Name: c.Metadata.Name, Talosconfig: talosconfig, VIP: c.Network.VIP,
-	}}
-
-	for _, cfg := range configs {
-		role := machinetype.TypeWorker
-		if cfg.Node.Role == profile.RoleControlPlane {
-			role = machinetype.TypeControlPlane
-		}
-
-		tc.input.Nodes = append(tc.input.Nodes, bootstrap.Node{Name: cfg.Node.Name, IP: cfg.Node.IP, Role: role, Config: cfg.Bytes})
-	}
-
-	return tc, nil
-}
-
-// warnIfStale compares the rendered configs with the digests generate recorded in the lockfile.
-func warnIfStale(w io.Writer, outDir string, configs []*machineconfig.Config) {
-	data, err := os.ReadFile(filepath.Join(outDir, generate.LockFile))
-	if err != nil {
-		fmt.Fprintf(w, "warning: %s/%s is missing: run `talforge generate` and commit, so Git holds what is applied\n", outDir, generate.LockFile)
-
-		return
-	}
-
-	var lock generate.Lock
-	if err := yaml.Unmarshal(data, &lock); err != nil {
-		fmt.Fprintf(w, "warning: %s/%s: %v\n", outDir, generate.LockFile, err)
-
-		return
-	}
-
-	recorded := map[string]string{}
-	for _, n := range lock.Nodes {
-		recorded[n.Name] = n.ConfigDigest
-	}
-
-	var stale []string
-
-	for _, cfg := range configs {
-		sum := sha256.Sum256(cfg.Bytes)
-		if recorded[cfg.Node.Name] != "sha256:"+hex.EncodeToString(sum[:]) {
-			stale = append(stale, cfg.Node.Name)
-		}
-	}
-
-	if len(stale) > 0 {
-		fmt.Fprintf(w, "warning: the profile changed since %s was generated (nodes %s): run `talforge generate` and commit, so Git holds what is applied\n",
-			outDir, strings.Join(stale, ", "))
-	}
+	return lifecycle.Options{Profile: path, Progress: t.errOut, Detail: t.errOut, Talos: t.runnerOptions()}, nil
 }
 
 type applyOptions struct {
@@ -207,21 +86,15 @@ apply can be interrupted at any time; the next run observes the nodes and contin
 				return &flagError{err}
 			}
 
-			tc, err := a.loadTalosCluster(cmd.Context())
+			opts, err := a.options()
 			if err != nil {
 				return err
 			}
 
-			opts := a.runnerOptions()
-			opts.Mode, opts.DryRun = mode, a.dryRun
-
-			r, err := bootstrap.New(tc.input, opts)
-			if err != nil {
-				return err
+			rep, err := lifecycle.ApplyConfigs(cmd.Context(), opts, mode, a.dryRun)
+			if rep != nil {
+				printApplyResults(a.out, rep.Nodes, mode)
 			}
-
-			results, err := r.Apply(cmd.Context())
-			printApplyResults(a.out, results, mode)
 
 			return err
 		},

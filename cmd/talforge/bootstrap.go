@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
-	"github.com/talforge/talforge/pkg/bootstrap"
-	"github.com/talforge/talforge/pkg/sopsfile"
+	"github.com/talforge/talforge/pkg/lifecycle"
 )
 
 type bootstrapOptions struct {
@@ -40,20 +37,17 @@ It is safe to interrupt and run again; a second run on a healthy cluster changes
   talforge bootstrap -p profiles/ha.yaml --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tc, err := b.loadTalosCluster(cmd.Context())
+			opts, err := b.options()
 			if err != nil {
 				return err
 			}
 
-			opts := b.runnerOptions()
-			opts.DryRun = b.dryRun
-
-			r, err := bootstrap.New(tc.input, opts)
-			if err != nil {
-				return err
+			rep, err := lifecycle.Bootstrap(cmd.Context(), opts, b.dryRun)
+			if rep != nil {
+				b.print(rep)
 			}
 
-			return b.run(cmd.Context(), tc, r)
+			return err
 		},
 	}
 
@@ -63,83 +57,25 @@ It is safe to interrupt and run again; a second run on a healthy cluster changes
 	return cmd
 }
 
-func (b *bootstrapOptions) run(ctx context.Context, tc *talosCluster, r *bootstrap.Runner) error {
-	results, err := r.Apply(ctx)
-	printApplyResults(b.out, results, bootstrap.ModeAuto)
+// print reports the apply results, etcd, the files stored and the outcome.
+func (b *bootstrapOptions) print(rep *lifecycle.TalosReport) {
+	printApplyResults(b.out, rep.Nodes, rep.Mode)
 
-	if err != nil {
-		return err
-	}
-
-	if b.dryRun {
-		for _, res := range results {
-			if res.Action == bootstrap.ActionWouldInstall {
-				fmt.Fprintf(b.out, "etcd: would be bootstrapped once the control planes run their configs\n")
-
-				return nil
-			}
+	if rep.Etcd == nil {
+		if b.dryRun && len(rep.Nodes) > 0 {
+			fmt.Fprintf(b.out, "etcd: would be bootstrapped once the control planes run their configs\n")
 		}
+
+		return
 	}
 
-	etcd, err := r.Bootstrap(ctx)
-	if err != nil {
-		return err
+	fmt.Fprintf(b.out, "etcd: %s (first control plane %s)\n", rep.Etcd.Action, rep.Etcd.Node)
+
+	for _, f := range rep.Written {
+		fmt.Fprintf(b.out, "  wrote     %s (encrypted)\n", f)
 	}
 
-	fmt.Fprintf(b.out, "etcd: %s (first control plane %s)\n", etcd.Action, etcd.Node)
-
-	if b.dryRun {
-		return nil
+	if rep.Healthy {
+		fmt.Fprintf(b.out, "cluster %s is up: etcd healthy, kube-apiserver answers, all %d nodes registered\n", rep.Cluster, len(rep.Nodes))
 	}
-
-	if err := r.TalosHealth(ctx); err != nil {
-		return err
-	}
-
-	kubeconfig, err := fetchAndStore(ctx, b.out, tc, r)
-	if err != nil {
-		return err
-	}
-
-	if err := kubeHealth(ctx, r, kubeconfig); err != nil {
-		return err
-	}
-
-	fmt.Fprintf(b.out, "cluster %s is up: etcd healthy, kube-apiserver answers, all %d nodes registered\n", tc.profile.Metadata.Name, len(tc.input.Nodes))
-
-	return nil
-}
-
-// fetchAndStore fetches the admin kubeconfig from a control plane and stores it and the talosconfig,
-// encrypted, in clusters/<name>/.
-func fetchAndStore(ctx context.Context, out io.Writer, tc *talosCluster, r *bootstrap.Runner) ([]byte, error) {
-	kubeconfig, err := r.Kubeconfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-
-	sops, err := sopsfile.ProjectConfig(tc.profile.Root())
-	if err != nil {
-		return nil, err
-	}
-
-	written, err := bootstrap.Store(sops, tc.outDir, kubeconfig, tc.input.Talosconfig)
-	if err != nil {
-		return nil, err
-	}
-
-	for _, f := range written {
-		fmt.Fprintf(out, "  wrote     %s (encrypted)\n", f)
-	}
-
-	return kubeconfig, nil
-}
-
-func kubeHealth(ctx context.Context, r *bootstrap.Runner, kubeconfig []byte) error {
-	kube, err := bootstrap.NewKubeClient(kubeconfig)
-	if err != nil {
-		return err
-	}
-
-	return r.KubeHealth(ctx, kube)
 }

@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/talforge/talforge/pkg/lifecycle"
 	"github.com/talforge/talforge/pkg/proxmox"
 )
 
@@ -61,71 +61,55 @@ func (d *destroyOptions) run(ctx context.Context) error {
 		return &flagError{errors.New("--keep-data-disks and --include-parked-disks contradict each other")}
 	}
 
-	c, err := d.loadProfile(ctx)
+	path, err := d.profilePath()
 	if err != nil {
 		return err
 	}
 
-	if !d.dryRun { // one run at a time per cluster; a read-only look needs no lock
-		var unlock func()
-		if ctx, unlock, err = lockCluster(ctx, c); err != nil {
-			return err
-		}
-		defer unlock()
+	do := lifecycle.DestroyOptions{
+		DestroyOptions: proxmox.DestroyOptions{Nodes: d.nodes, KeepDataDisks: d.keepDataDisks, IncludeParked: d.includeParked},
+		DryRun:         d.dryRun,
+		Show:           func(plan *proxmox.DestroyPlan) { d.show(plan) },
 	}
-
-	api, err := d.connect(ctx, c)
-	if err != nil {
-		return err
-	}
-
-	name := c.Metadata.Name
-
-	plan, err := proxmox.PlanDestroy(ctx, api, name, proxmox.DestroyOptions{Nodes: d.nodes, KeepDataDisks: d.keepDataDisks, IncludeParked: d.includeParked})
-	if err != nil {
-		return err
-	}
-
-	if plan.Empty() {
-		for _, s := range plan.Skipped {
-			fmt.Fprintf(d.out, "  # %s\n", s)
-		}
-
-		tags := proxmox.OwnerTag(name)
-		if d.includeParked {
-			tags += " or " + proxmox.HolderTag(name)
-		}
-
-		fmt.Fprintf(d.out, "Nothing to destroy: no VM carries the tag %s.\n", tags)
-
-		return nil
-	}
-
-	plan.Print(d.out)
-
-	if d.dryRun {
-		return nil
-	}
-
 	if !d.yes {
-		fmt.Fprintf(d.errOut, "\nType the cluster name (%s) to destroy these VMs: ", name)
+		do.Confirm = func(prompt string) (string, error) {
+			fmt.Fprintf(d.errOut, "\n%s", prompt)
+			line, _ := bufio.NewReader(d.in).ReadString('\n') // no answer (EOF) is no confirmation
 
-		line, _ := bufio.NewReader(d.in).ReadString('\n')
-		if strings.TrimSpace(line) != name {
-			return invalid(fmt.Errorf("confirmation %q does not match the cluster name %q; nothing was destroyed", strings.TrimSpace(line), name))
+			return line, nil
 		}
 	}
 
-	ex := proxmox.NewExecutor(api, proxmox.Options{Parallelism: d.parallelism, Events: d.events()})
-	if err := ex.Destroy(ctx, plan); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted; run destroy again to finish: %w", err)
-		}
-
-		return err
+	plan, err := lifecycle.Destroy(ctx, lifecycle.Options{
+		Profile: path, Progress: d.errOut, ConnectPVE: d.connection().Connect,
+		Proxmox: proxmox.Options{Parallelism: d.parallelism, Events: d.events()},
+	}, do)
+	if err != nil {
+		return lifecycleError(err)
 	}
 
-	fmt.Fprintf(d.out, "\nDestroyed %d VM(s) of cluster %s.\n", len(plan.Items)+len(plan.Holders), name)
+	if !plan.Empty() && !d.dryRun {
+		fmt.Fprintf(d.out, "\nDestroyed %d VM(s) of cluster %s.\n", len(plan.Items)+len(plan.Holders), plan.Cluster)
+	}
 
 	return nil
+}
+
+// show prints the plan, or why there is nothing to destroy.
+func (d *destroyOptions) show(plan *proxmox.DestroyPlan) {
+	if !plan.Empty() {
+		plan.Print(d.out)
+		return
+	}
+
+	for _, s := range plan.Skipped {
+		fmt.Fprintf(d.out, "  # %s\n", s)
+	}
+
+	tags := proxmox.OwnerTag(plan.Cluster)
+	if d.includeParked {
+		tags += " or " + proxmox.HolderTag(plan.Cluster)
+	}
+
+	fmt.Fprintf(d.out, "Nothing to destroy: no VM carries the tag %s.\n", tags)
 }

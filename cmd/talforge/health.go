@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"github.com/talforge/talforge/pkg/bootstrap"
-	"github.com/talforge/talforge/pkg/sopsfile"
+	"github.com/talforge/talforge/pkg/lifecycle"
 )
 
 func newHealthCmd(o *rootOptions) *cobra.Command {
@@ -32,33 +27,22 @@ seen and what to check next.`,
 		Example: `  talforge health -p profiles/ha.yaml --timeout 2m`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-
-			tc, err := h.loadTalosCluster(ctx)
+			opts, err := h.options()
 			if err != nil {
 				return err
 			}
 
-			r, err := bootstrap.New(tc.input, h.runnerOptions())
+			rep, err := lifecycle.Health(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
 
-			if err := r.TalosHealth(ctx); err != nil {
-				return err
+			for _, f := range rep.Written {
+				fmt.Fprintf(h.out, "  wrote     %s (encrypted)\n", f)
 			}
 
-			kubeconfig, err := storedOrFetchedKubeconfig(ctx, h.rootOptions, tc, r, false)
-			if err != nil {
-				return err
-			}
-
-			if err := kubeHealth(ctx, r, kubeconfig); err != nil {
-				return err
-			}
-
-			fmt.Fprintf(h.out, "cluster %s is healthy: apid on %d nodes, etcd with one member per control plane, kube-apiserver answers, all nodes registered\n",
-				tc.profile.Metadata.Name, len(tc.input.Nodes))
+			fmt.Fprintf(h.out, "cluster %s is healthy: apid on every node, etcd with one member per control plane, kube-apiserver answers, all nodes registered\n",
+				rep.Cluster)
 
 			return nil
 		},
@@ -67,25 +51,4 @@ seen and what to check next.`,
 	h.addFlags(cmd)
 
 	return cmd
-}
-
-// storedOrFetchedKubeconfig returns the kubeconfig stored in clusters/<name>/, or fetches and stores it when
-// there is none (or refresh asks for a new one).
-func storedOrFetchedKubeconfig(ctx context.Context, o *rootOptions, tc *talosCluster, r *bootstrap.Runner, refresh bool) ([]byte, error) {
-	path := filepath.Join(tc.outDir, bootstrap.KubeconfigFile)
-
-	if !refresh {
-		kubeconfig, err := sopsfile.DecryptFile(path)
-		if err == nil {
-			return kubeconfig, nil
-		}
-
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-
-		fmt.Fprintf(o.errOut, "%s does not exist yet: fetching the kubeconfig from a control plane\n", path)
-	}
-
-	return fetchAndStore(ctx, o.out, tc, r)
 }

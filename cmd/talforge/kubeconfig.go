@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/talforge/talforge/pkg/atomicfile"
-	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/lifecycle"
 )
 
 type kubeconfigOptions struct {
@@ -37,21 +37,18 @@ The kubeconfig holds cluster-admin credentials: talforge never prints it, and .g
 				return &flagError{errors.New("--out PATH is required: talforge never prints credentials")}
 			}
 
-			ctx := cmd.Context()
-
-			tc, err := k.loadTalosCluster(ctx)
+			opts, err := k.options()
 			if err != nil {
 				return err
 			}
 
-			r, err := bootstrap.New(tc.input, k.runnerOptions())
+			kubeconfig, written, err := lifecycle.Kubeconfig(cmd.Context(), opts, k.refresh)
 			if err != nil {
 				return err
 			}
 
-			kubeconfig, err := storedOrFetchedKubeconfig(ctx, k.rootOptions, tc, r, k.refresh)
-			if err != nil {
-				return err
+			for _, f := range written {
+				fmt.Fprintf(k.rootOptions.out, "  wrote     %s (encrypted)\n", f)
 			}
 
 			if err := atomicfile.Write(k.out, kubeconfig, 0o600); err != nil {

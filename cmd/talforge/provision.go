@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
 
+	"github.com/talforge/talforge/pkg/lifecycle"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
-	"github.com/talforge/talforge/pkg/schematic"
-	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
 // pveOptions are the flags of commands that talk to Proxmox.
@@ -30,50 +27,16 @@ func (o *pveOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&o.parallelism, "parallelism", 4, "how many VMs to work on at once")
 }
 
-// connect resolves the token (TALFORGE_PVE_TOKEN or the SOPS token file), builds the TLS
-// configuration and checks that the API answers. The token secret is never printed.
-func (o *pveOptions) connect(ctx context.Context, c *profile.Cluster) (*proxmox.Telmate, error) {
-	if c.Proxmox == nil {
-		return nil, invalid(fmt.Errorf("%s: proxmox: the profile has no proxmox section", c.File()))
-	}
+// connection is how the flags say to reach Proxmox; notes go to stderr.
+func (o *pveOptions) connection() lifecycle.PVEConnection {
+	return lifecycle.PVEConnection{CAFile: o.caFile, Insecure: o.insecure, Log: o.errOut}
+}
 
+func (o *pveOptions) checkFlags() error {
 	if o.parallelism < 1 {
-		return nil, &flagError{fmt.Errorf("--parallelism must be at least 1, got %d", o.parallelism)}
+		return &flagError{fmt.Errorf("--parallelism must be at least 1, got %d", o.parallelism)}
 	}
-
-	tok, src, err := proxmox.ResolveToken(c, os.Getenv, sopsfile.DecryptFile)
-	if err != nil {
-		return nil, invalid(err)
-	}
-
-	caFile := o.caFile
-	if caFile == "" {
-		caFile = c.Resolve(c.Proxmox.CAFile)
-	}
-
-	insecure := o.insecure || c.Proxmox.InsecureSkipVerify
-	if insecure {
-		fmt.Fprintln(o.errOut, "warning: TLS certificate verification of the Proxmox API is disabled")
-	}
-
-	tlsCfg, err := proxmox.TLSConfig(caFile, insecure)
-	if err != nil {
-		return nil, invalid(err)
-	}
-
-	api, err := proxmox.NewTelmateAPI(proxmox.ClientOptions{Endpoint: c.Proxmox.Endpoint, Token: tok, TLS: tlsCfg})
-	if err != nil {
-		return nil, invalid(err)
-	}
-
-	v, err := api.Version(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s as %s (token from %s): %w", c.Proxmox.Endpoint, tok.ID, src, err)
-	}
-
-	fmt.Fprintf(o.errOut, "connected to Proxmox VE %s at %s as %s\n", v, c.Proxmox.Endpoint, tok.ID)
-
-	return api, nil
+	return nil
 }
 
 // events prints progress lines to stderr (serialised: they come from several goroutines).
@@ -134,82 +97,41 @@ Exit codes: 0 ok; 1 failure (including foreign VMs); 2 with --plan: changes pend
 }
 
 func (p *provisionOptions) run(ctx context.Context) error {
-	c, err := p.loadProfile(ctx)
+	path, err := p.profilePath()
 	if err != nil {
 		return err
 	}
+	if err := p.checkFlags(); err != nil {
+		return err
+	}
 
-	if !p.plan { // one run at a time per cluster; a read-only look needs no lock
-		var unlock func()
-		if ctx, unlock, err = lockCluster(ctx, c); err != nil {
-			return err
+	rep, err := lifecycle.Provision(ctx, lifecycle.Options{
+		Profile:    path,
+		Progress:   p.errOut,
+		ConnectPVE: p.connection().Connect,
+		Proxmox:    proxmox.Options{Parallelism: p.parallelism, Events: p.events()},
+	}, p.plan)
+	if rep != nil && rep.Plan != nil {
+		rep.Plan.Print(p.out)
+	}
+
+	switch {
+	case err != nil:
+		if rep != nil && rep.Result != nil {
+			printProvisionResult(p, rep.Result)
 		}
-		defer unlock()
-	}
-
-	img, err := schematic.ForCluster(c)
-	if err != nil {
 		return err
-	}
-
-	specs, boot, err := proxmox.Desired(c, img)
-	if err != nil {
-		return invalid(err)
-	}
-
-	findings := proxmox.LintSpecs(specs, img)
-	for _, f := range findings {
-		if f.Severity == proxmox.SeverityWarning {
-			fmt.Fprintln(p.errOut, "warning:", f)
-		}
-	}
-
-	api, err := p.connect(ctx, c)
-	if err != nil {
-		return err
-	}
-
-	plan, err := proxmox.Observe(ctx, api, c.Metadata.Name, specs, boot)
-	if err != nil {
-		return err
-	}
-
-	plan.Findings = findings
-	plan.Print(p.out)
-
-	if err := plan.Err(); err != nil {
-		return err
-	}
-
-	if p.plan {
-		if plan.HasChanges() {
-			return &exitError{code: exitChanges} // "would change", already reported
-		}
-
+	case p.plan && rep.Plan.HasChanges():
+		return &exitError{code: exitChanges} // "would change", already reported
+	case p.plan:
 		return nil
-	}
-
-	if !plan.HasChanges() {
-		fmt.Fprintf(p.out, "\nNothing to do: every VM of cluster %s matches the profile and runs.\n", c.Metadata.Name)
+	case rep.Result == nil:
+		fmt.Fprintf(p.out, "\nNothing to do: every VM of cluster %s matches the profile and runs.\n", rep.Cluster)
 		return nil
 	}
 
 	fmt.Fprintln(p.out)
-
-	ex := proxmox.NewExecutor(api, proxmox.Options{Parallelism: p.parallelism, Events: p.events()})
-	res, applyErr := ex.Apply(ctx, plan)
-
-	if res != nil {
-		printProvisionResult(p, res)
-	}
-
-	if applyErr != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted; tasks already started keep running in Proxmox, run provision again to converge: %w", applyErr)
-		}
-
-		return applyErr
-	}
+	printProvisionResult(p, rep.Result)
 
 	return nil
 }
@@ -223,32 +145,11 @@ func printProvisionResult(p *provisionOptions, res *proxmox.Result) {
 	ok := 0
 
 	for _, r := range res.VMs {
-		var what []string
-
-		switch {
-		case r.Err != nil:
-			what = append(what, "FAILED")
-		case r.Action == proxmox.ActionCreate:
-			what = append(what, "created")
-		case r.Action == proxmox.ActionUpdate:
-			what = append(what, "updated")
-		default:
-			what = append(what, "unchanged")
-		}
-
-		if r.Started {
-			what = append(what, "started")
-		}
-
-		if len(r.Pending) > 0 {
-			what = append(what, "restart it to apply: "+strings.Join(r.Pending, ", "))
-		}
-
 		if r.Err == nil {
 			ok++
 		}
 
-		fmt.Fprintf(p.out, "  %-*s  VMID %-6d %s\n", width, r.Name, r.VMID, strings.Join(what, ", "))
+		fmt.Fprintf(p.out, "  %-*s  VMID %-6d %s\n", width, r.Name, r.VMID, lifecycle.DescribeVM(r, false))
 	}
 
 	fmt.Fprintf(p.out, "\n%d of %d VMs provisioned.\n", ok, len(res.VMs))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/talforge/talforge/pkg/lifecycle"
 	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/profile"
 )
@@ -84,12 +85,13 @@ func exitCode(err error) int {
 		problems profile.Problems
 		patchErr *machineconfig.PatchError
 		flagErr  *flagError
+		inputErr *lifecycle.InputError
 	)
 
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, &problems), errors.As(err, &patchErr), errors.As(err, &flagErr):
+	case errors.As(err, &problems), errors.As(err, &patchErr), errors.As(err, &flagErr), errors.As(err, &inputErr):
 		return exitInvalid
 	default:
 		return exitFailure

@@ -11,7 +11,6 @@ import (
 
 	"github.com/talforge/talforge/pkg/lifecycle"
 	"github.com/talforge/talforge/pkg/longhorn"
-	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
 	"github.com/talforge/talforge/pkg/restore"
 )
@@ -63,19 +62,13 @@ func (l *lifecycleOptions) options(w io.Writer) (lifecycle.Options, error) {
 		preflight = backupPreflight
 	}
 	return lifecycle.Options{
-		Profile:   path,
-		Renderers: renderers(),
-		Progress:  w,
-		Detail:    detail,
-		ConnectPVE: func(ctx context.Context, c *profile.Cluster) (proxmox.API, error) {
-			api, err := l.pve.connect(ctx, c)
-			if err != nil {
-				return nil, err
-			}
-			return api, nil
-		},
-		Proxmox: proxmox.Options{Parallelism: l.pve.parallelism},
-		Talos:   topts,
+		Profile:    path,
+		Renderers:  renderers(),
+		Progress:   w,
+		Detail:     detail,
+		ConnectPVE: l.pve.connection().Connect,
+		Proxmox:    proxmox.Options{Parallelism: l.pve.parallelism},
+		Talos:      topts,
 		Longhorn: longhorn.Options{ChartCacheDir: l.chartCache, HelmTimeout: l.helmTimeout,
 			BackupTargetTimeout: min(l.talos.timeout, 5*time.Minute), HealthTimeout: l.talos.timeout, Poll: l.talos.pollInterval,
 			Preflight: preflight},

@@ -1,21 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"time"
 
-	"github.com/siderolabs/talos/pkg/machinery/config"
-	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/spf13/cobra"
 
-	"github.com/talforge/talforge/pkg/backuptarget"
-	"github.com/talforge/talforge/pkg/longhorn"
-	"github.com/talforge/talforge/pkg/machineconfig"
-	"github.com/talforge/talforge/pkg/profile"
-	"github.com/talforge/talforge/pkg/schematic"
-	tfsecrets "github.com/talforge/talforge/pkg/secrets"
-	"github.com/talforge/talforge/pkg/sopsfile"
+	"github.com/talforge/talforge/pkg/lifecycle"
 )
 
 func newValidateCmd(o *rootOptions) *cobra.Command {
@@ -36,81 +26,52 @@ the fix.`,
   talforge validate -p profiles/tazlab.yaml --online`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.loadProfile(cmd.Context())
+			path, err := o.profilePath()
 			if err != nil {
 				return err
 			}
 
-			// A secret input file in clear is an error, not something to find at provision time.
-			if err := tfsecrets.CheckInputs(c); err != nil {
+			rep, err := lifecycle.Validate(cmd.Context(), lifecycle.Options{Profile: path}, online)
+			if rep == nil {
 				return err
 			}
 
-			img, err := schematic.ForCluster(c)
-			if err != nil {
-				return err
-			}
+			printValidation(o, rep, online)
 
-			contract, err := config.ParseContractFromVersion(c.Talos.Version)
-			if err != nil {
-				return err
-			}
-
-			// Validation does not depend on secret values: a throw-away bundle needs no keys. Its
-			// service-account key is ECDSA (a millisecond) rather than RSA (up to seconds, in one
-			// call that a signal cannot interrupt): validation does not depend on the key type.
-			bundle, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), contract, secrets.WithECDSAServiceAccountKey())
-			if err != nil {
-				return err
-			}
-
-			gen, err := machineconfig.New(cmd.Context(), c, img, bundle)
-			if err != nil {
-				return err
-			}
-
-			cfgs, err := gen.All(cmd.Context())
-			if err != nil {
-				return err
-			}
-
-			for _, cfg := range cfgs {
-				for _, w := range cfg.Warnings {
-					fmt.Fprintf(o.errOut, "warning: node %s: %s\n", cfg.Node.Name, w)
-				}
-			}
-
-			fmt.Fprintf(o.out, "%s: valid — cluster %s, %d control plane(s), %d worker(s), Talos %s (contract %s), Kubernetes %s, schematic %s\n",
-				c.File(), c.Metadata.Name, len(c.ControlPlanes()), len(c.Workers()), c.Talos.Version, gen.Contract(), c.Talos.Kubernetes, img.ID)
-
-			if online {
-				return validateOnline(cmd.Context(), o, c)
-			}
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&online, "online", false, "also check the Longhorn S3 backup target with its credentials (writes and deletes a probe object)")
 	return cmd
 }
 
-// validateOnline runs the backup target preflight and prints its steps.
-func validateOnline(ctx context.Context, o *rootOptions, c *profile.Cluster) error {
-	if c.Longhorn == nil || c.Longhorn.Backup == nil || c.Longhorn.Backup.Target == "" {
+// printValidation prints the warnings, the summary and the online steps.
+func printValidation(o *rootOptions, rep *lifecycle.ValidateReport, online bool) {
+	r := rep.Rendered
+	c := r.Cluster
+
+	o.printWarnings(c)
+
+	for _, cfg := range r.Configs {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(o.errOut, "warning: node %s: %s\n", cfg.Node.Name, w)
+		}
+	}
+
+	fmt.Fprintf(o.out, "%s: valid — cluster %s, %d control plane(s), %d worker(s), Talos %s (contract %s), Kubernetes %s, schematic %s\n",
+		c.File(), c.Metadata.Name, len(c.ControlPlanes()), len(c.Workers()), c.Talos.Version, r.Generator.Contract(), c.Talos.Kubernetes, r.Image.ID)
+
+	switch {
+	case !online:
+	case c.Longhorn == nil || c.Longhorn.Backup == nil || c.Longhorn.Backup.Target == "":
 		fmt.Fprintln(o.out, "online: the profile has no longhorn.backup.target, nothing to check")
-		return nil
+	case rep.Online != nil:
+		for _, s := range rep.Online.Steps {
+			fmt.Fprintf(o.out, "online: %-14s %-7s %s\n", s.Name, s.Status, s.Detail)
+		}
+
+		if rep.Online.Err() == nil {
+			fmt.Fprintf(o.out, "online: backup target %s works with the credentials in %s\n", c.Longhorn.Backup.Target, c.Longhorn.Backup.CredentialsFile)
+		}
 	}
-	creds, err := longhorn.BackupCredentials(c, sopsfile.DecryptFile)
-	if err != nil {
-		return err
-	}
-	backuptarget.QuietLogs()
-	r, err := backuptarget.Preflight(ctx, c.Longhorn.Backup.Target, creds)
-	for _, s := range r.Steps {
-		fmt.Fprintf(o.out, "online: %-14s %-7s %s\n", s.Name, s.Status, s.Detail)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(o.out, "online: backup target %s works with the credentials in %s\n", c.Longhorn.Backup.Target, c.Longhorn.Backup.CredentialsFile)
-	return nil
 }

@@ -70,8 +70,10 @@ type Result struct {
 	OutDir  string
 	Image   *schematic.Image
 	Configs []*machineconfig.Config
-	Lock    *Lock
-	Files   *gitops.Result
+	// Rendered is what was rendered (the same as RenderStored gives after the run).
+	Rendered *Rendered
+	Lock     *Lock
+	Files    *gitops.Result
 	// BundleCreated is true when this run created the secrets bundle.
 	BundleCreated bool
 	// Identity is the age identity used for new encryption.
@@ -138,27 +140,26 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	if res.Image, err = schematic.ForCluster(c); err != nil {
-		return nil, err
-	}
-
-	gen, err := machineconfig.New(ctx, c, res.Image, bundle)
+	talosconfig, err := storedTalosconfig(out)
 	if err != nil {
 		return nil, err
 	}
 
-	if res.Configs, err = gen.All(ctx); err != nil {
+	rendered, err := Render(ctx, c, bundle, talosconfig)
+	if err != nil {
 		return nil, err
 	}
 
-	lock, err := NewLock(c, res.Image, res.Configs, gen)
+	res.Rendered, res.Image, res.Configs = rendered, rendered.Image, rendered.Configs
+
+	lock, err := NewLock(c, res.Image, res.Configs, rendered.Generator)
 	if err != nil {
 		return nil, err
 	}
 
 	res.Lock = lock
 
-	files, err := renderShared(c, gen, res, out, opts.Renderers)
+	files, err := renderShared(rendered, opts.Renderers)
 	if err != nil {
 		return nil, err
 	}
@@ -254,24 +255,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 // renderShared returns the cluster-wide files: talosconfig, schematic, extra renderers,
 // .gitignore.
-func renderShared(c *profile.Cluster, gen *machineconfig.Generator, res *Result, out string, renderers []Renderer) ([]gitops.File, error) {
-	var existing []byte
+func renderShared(r *Rendered, renderers []Renderer) ([]gitops.File, error) {
+	c, talosconfig := r.Cluster, r.Talosconfig
 
-	if _, err := os.Stat(filepath.Join(out, TalosconfigFile)); err == nil {
-		old, err := sopsfile.DecryptFile(filepath.Join(out, TalosconfigFile))
-		if err != nil {
-			return nil, err
-		}
-
-		existing = old
-	}
-
-	talosconfig, err := gen.Talosconfig(existing)
-	if err != nil {
-		return nil, err
-	}
-
-	sch, err := res.Image.YAML()
+	sch, err := r.Image.YAML()
 	if err != nil {
 		return nil, err
 	}

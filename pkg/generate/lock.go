@@ -125,6 +125,11 @@ func readLock(path string) *Lock {
 		return nil
 	}
 
+	return readLockData(data)
+}
+
+// readLockData decodes a lockfile; nil when it is not one.
+func readLockData(data []byte) *Lock {
 	var l Lock
 	if yaml.Unmarshal(data, &l) != nil {
 		return nil

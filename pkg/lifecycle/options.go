@@ -68,28 +68,59 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// ConnectProfilePVE connects to Proxmox VE as the profile says: the API token from
-// $TALFORGE_PVE_TOKEN or the SOPS-encrypted proxmox.tokenFile, the CA from proxmox.caFile,
-// TLS verification unless proxmox.insecureSkipVerify. The token secret is never printed.
+// ConnectProfilePVE connects to Proxmox VE as the profile says (PVEConnection's zero value).
 func ConnectProfilePVE(ctx context.Context, c *profile.Cluster) (proxmox.API, error) {
+	return PVEConnection{}.Connect(ctx, c)
+}
+
+// PVEConnection is how to reach the profile's Proxmox VE: the API token from
+// $TALFORGE_PVE_TOKEN or the SOPS-encrypted proxmox.tokenFile, the CA from proxmox.caFile (or
+// CAFile), TLS verification unless proxmox.insecureSkipVerify (or Insecure). The token secret is
+// never printed.
+type PVEConnection struct {
+	// CAFile overrides proxmox.caFile.
+	CAFile string
+	// Insecure disables TLS verification whatever the profile says.
+	Insecure bool
+	// Log, when set, receives a warning when verification is off and a line once connected.
+	Log io.Writer
+}
+
+// Connect resolves the token and TLS configuration and checks that the API answers. A missing
+// section, a malformed token or an unreadable CA is an InputError.
+func (pc PVEConnection) Connect(ctx context.Context, c *profile.Cluster) (proxmox.API, error) {
 	if c.Proxmox == nil {
-		return nil, fmt.Errorf("%s: proxmox: the profile has no proxmox section", c.File())
+		return nil, &InputError{fmt.Errorf("%s: proxmox: the profile has no proxmox section", c.File())}
+	}
+	log := pc.Log
+	if log == nil {
+		log = io.Discard
 	}
 	tok, src, err := proxmox.ResolveToken(c, os.Getenv, sopsfile.DecryptFile)
 	if err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
-	tlsCfg, err := proxmox.TLSConfig(c.Resolve(c.Proxmox.CAFile), c.Proxmox.InsecureSkipVerify)
+	caFile := pc.CAFile
+	if caFile == "" {
+		caFile = c.Resolve(c.Proxmox.CAFile)
+	}
+	insecure := pc.Insecure || c.Proxmox.InsecureSkipVerify
+	if insecure {
+		fmt.Fprintln(log, "warning: TLS certificate verification of the Proxmox API is disabled")
+	}
+	tlsCfg, err := proxmox.TLSConfig(caFile, insecure)
 	if err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
 	api, err := proxmox.NewTelmateAPI(proxmox.ClientOptions{Endpoint: c.Proxmox.Endpoint, Token: tok, TLS: tlsCfg})
 	if err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
-	if _, err := api.Version(ctx); err != nil {
+	v, err := api.Version(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("connecting to %s as %s (token from %s): %w", c.Proxmox.Endpoint, tok.ID, src, err)
 	}
+	fmt.Fprintf(log, "connected to Proxmox VE %s at %s as %s\n", v, c.Proxmox.Endpoint, tok.ID)
 	return api, nil
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
-	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
 	"github.com/talforge/talforge/pkg/schematic"
 	"github.com/talforge/talforge/pkg/secrets"
@@ -50,48 +49,45 @@ type PlanReport struct {
 	Nodes     []NodePlan    `json:"nodes"`
 	Etcd      string        `json:"etcd"`
 	Longhorn  *LonghornPlan `json:"longhorn,omitempty"`
-	Changes   bool          `json:"changes"`
-	etcdDone  bool
+	// Steps are the changes up would make, stage by stage, in the order it makes them.
+	Steps    []Step `json:"steps"`
+	Changes  bool   `json:"changes"`
+	etcdDone bool
 }
 
 // Plan reports what Up would change, changing nothing: the Proxmox plan, a redacted config
 // diff per node against the live node, the etcd bootstrap state and the Longhorn steps.
 // Talos nodes whose VM does not run are not waited for; a node that runs but does not answer
-// within Options.Talos.APITimeout (default 30s here) is an error.
+// within Options.Talos.APITimeout (default 30s here) is an error. Up computes the same plan,
+// with the same function, and applies it.
 func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
-	opts = opts.withDefaults()
-	c, err := profile.LoadContext(ctx, opts.Profile)
+	r, err := loadRun(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	rep := &PlanReport{Cluster: c.Metadata.Name}
-	if rep.Generated, err = secrets.Exists(filepath.Join(c.OutputDir(), secrets.FileName)); err != nil {
+	generated, err := secrets.Exists(filepath.Join(r.out, secrets.FileName))
+	if err != nil {
 		return nil, err
 	}
+	if generated {
+		if r.talos, r.rendered, err = renderTalos(ctx, r.cluster); err != nil {
+			return nil, err
+		}
+	}
+	return r.computePlan(ctx)
+}
 
+// plan computes every stage's plan; r.rendered (and r.talos) are set when clusters/<name>/ is
+// generated.
+func (r *run) computePlan(ctx context.Context) (*PlanReport, error) {
+	c := r.cluster
+	rep := &PlanReport{Cluster: c.Metadata.Name, Generated: r.rendered != nil}
 	running := map[string]bool{}
 	stopped := map[string]bool{}
 	if c.Proxmox != nil {
-		img, err := schematic.ForCluster(c)
-		if err != nil {
+		if err := r.planProxmox(ctx, rep); err != nil {
 			return nil, err
 		}
-		specs, boot, err := proxmox.Desired(c, img)
-		if err != nil {
-			return nil, err
-		}
-		api, err := opts.ConnectPVE(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		if rep.Proxmox, err = proxmox.Observe(ctx, api, c.Metadata.Name, specs, boot); err != nil {
-			return nil, err
-		}
-		rep.Proxmox.Findings = proxmox.LintSpecs(specs, img)
-		if err := rep.Proxmox.Err(); err != nil {
-			return nil, err
-		}
-		rep.Changes = rep.Proxmox.HasChanges()
 		for _, v := range rep.Proxmox.VMs {
 			running[v.Spec.Name] = v.Action != proxmox.ActionCreate && v.Running
 			stopped[v.Spec.Name] = v.Action != proxmox.ActionCreate && !v.Running
@@ -101,33 +97,67 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 			running[n.Name] = true
 		}
 	}
-
-	if err := rep.planTalos(ctx, opts, c, running, stopped); err != nil {
+	if err := r.planTalos(ctx, rep, running, stopped); err != nil {
 		return nil, err
 	}
-	if err := rep.planLonghorn(ctx, opts, c); err != nil {
+	if err := r.planLonghorn(ctx, rep); err != nil {
 		return nil, err
 	}
+	rep.Changes = rep.Changes || len(rep.Steps) > 0
 	return rep, nil
 }
 
-func (rep *PlanReport) planTalos(ctx context.Context, opts Options, c *profile.Cluster, running, stopped map[string]bool) error {
-	first := c.ControlPlanes()[0].Name
-	if !rep.Generated {
-		for _, n := range c.Nodes {
-			rep.Nodes = append(rep.Nodes, NodePlan{Name: n.Name, Action: "would install (configs not generated yet)"})
-		}
-		rep.Etcd, rep.Changes = "would bootstrap on "+first, true
-		return nil
-	}
-	in, _, err := renderTalos(ctx, c)
+func (r *run) planProxmox(ctx context.Context, rep *PlanReport) error {
+	img, err := r.image()
 	if err != nil {
 		return err
 	}
-	subset := in
+	specs, boot, err := proxmox.Desired(r.cluster, img)
+	if err != nil {
+		return err
+	}
+	api, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	if rep.Proxmox, err = proxmox.Observe(ctx, api, r.cluster.Metadata.Name, specs, boot); err != nil {
+		return err
+	}
+	rep.Proxmox.Findings = proxmox.LintSpecs(specs, img)
+	if err := rep.Proxmox.Err(); err != nil {
+		return err
+	}
+	rep.Steps = append(rep.Steps, proxmoxSteps(rep.Proxmox, nil)...)
+	return nil
+}
+
+// image is the rendered image, or the profile's when nothing is rendered yet.
+func (r *run) image() (*schematic.Image, error) {
+	if r.rendered != nil {
+		return r.rendered.Image, nil
+	}
+	return schematic.ForCluster(r.cluster)
+}
+
+func (r *run) planTalos(ctx context.Context, rep *PlanReport, running, stopped map[string]bool) error {
+	c := r.cluster
+	first := c.ControlPlanes()[0].Name
+	etcdLater := func(format string) {
+		rep.Etcd = fmt.Sprintf(format, first)
+		rep.Steps = append(rep.Steps, Step{PhaseBootstrap, SubjectEtcd, StepBootstrap})
+	}
+	if !rep.Generated {
+		for _, n := range c.Nodes {
+			rep.Nodes = append(rep.Nodes, NodePlan{Name: n.Name, Action: "would install (configs not generated yet)"})
+			rep.Steps = append(rep.Steps, Step{PhaseApply, n.Name, StepInstall})
+		}
+		etcdLater("would bootstrap on %s")
+		return nil
+	}
+	subset := r.talos
 	subset.Nodes = nil
 	hasCP := false
-	for _, n := range in.Nodes {
+	for _, n := range r.talos.Nodes {
 		if running[n.Name] {
 			subset.Nodes = append(subset.Nodes, n)
 			hasCP = hasCP || n.Role.IsControlPlane()
@@ -136,14 +166,15 @@ func (rep *PlanReport) planTalos(ctx context.Context, opts Options, c *profile.C
 	results := map[string]bootstrap.NodeResult{}
 	var runner *bootstrap.Runner
 	if hasCP {
-		o := opts.Talos
-		o.DryRun, o.Progress, o.Mode = true, prefixWriter{opts.Detail, "  "}, bootstrap.ModeAuto
+		o := r.opts.Talos
+		o.DryRun, o.Progress, o.Mode = true, prefixWriter{r.opts.Detail, "  "}, bootstrap.ModeAuto
 		if o.APITimeout <= 0 {
 			o.APITimeout = 30 * time.Second
 		}
 		if o.BootstrapTimeout <= 0 {
 			o.BootstrapTimeout = o.APITimeout
 		}
+		var err error
 		if runner, err = bootstrap.New(subset, o); err != nil {
 			return err
 		}
@@ -151,37 +182,43 @@ func (rep *PlanReport) planTalos(ctx context.Context, opts Options, c *profile.C
 		if err != nil {
 			return fmt.Errorf("reading the live node configs: %w", err)
 		}
-		for _, r := range res {
-			results[r.Node] = r
+		for _, res := range res {
+			results[res.Node] = res
 		}
 	}
 	configured := true
-	for _, n := range in.Nodes {
+	for _, n := range r.talos.Nodes {
 		np := NodePlan{Name: n.Name}
-		r, ok := results[n.Name]
+		res, ok := results[n.Name]
+		step := Step{PhaseApply, n.Name, StepInstall}
 		switch {
 		case !ok && running[n.Name]:
 			np.Action = "would install (not observed: no control plane VM runs)"
 		case !ok && stopped[n.Name]:
 			np.Action = "not observed: its VM is stopped (up starts it, then applies what differs)"
+			step.Action = StepApplyIfChanged
 		case !ok:
 			np.Action = "would install once provisioned"
 		default:
-			np.Action, np.Diff = string(r.Action), r.Diff
-			if r.Action == bootstrap.ActionWouldApply {
+			np.Action, np.Diff = string(res.Action), res.Diff
+			if res.Action == bootstrap.ActionWouldApply {
 				np.Action += " (mode auto)"
 			}
+			step, _ = talosStep(res)
+		}
+		if step.Action != "" {
+			rep.Steps = append(rep.Steps, step)
 		}
 		if np.Action != string(bootstrap.ActionUnchanged) {
 			rep.Changes = true
 		}
-		if n.Role.IsControlPlane() && (!ok || r.Action == bootstrap.ActionWouldInstall) {
+		if n.Role.IsControlPlane() && (!ok || res.Action == bootstrap.ActionWouldInstall) {
 			configured = false
 		}
 		rep.Nodes = append(rep.Nodes, np)
 	}
 	if !configured || runner == nil {
-		rep.Etcd, rep.Changes = fmt.Sprintf("would bootstrap on %s once the control planes run their configs", first), true
+		etcdLater("would bootstrap on %s once the control planes run their configs")
 		return nil
 	}
 	etcd, err := runner.Bootstrap(ctx)
@@ -190,46 +227,51 @@ func (rep *PlanReport) planTalos(ctx context.Context, opts Options, c *profile.C
 	}
 	switch etcd.Action {
 	case bootstrap.EtcdWouldBootstrap:
-		rep.Etcd, rep.Changes = "would bootstrap on "+etcd.Node, true
+		rep.Etcd = "would bootstrap on " + etcd.Node
+		rep.Steps = append(rep.Steps, Step{PhaseBootstrap, SubjectEtcd, StepBootstrap})
 	default:
 		rep.Etcd, rep.etcdDone = fmt.Sprintf("bootstrapped (members %s)", strings.Join(etcd.Members, ", ")), true
 	}
 	return nil
 }
 
-func (rep *PlanReport) planLonghorn(ctx context.Context, opts Options, c *profile.Cluster) error {
-	l := c.Longhorn
+func (r *run) planLonghorn(ctx context.Context, rep *PlanReport) error {
+	l := r.cluster.Longhorn
 	if l == nil {
 		return nil
 	}
 	lp := &LonghornPlan{Target: l.Version}
 	rep.Longhorn = lp
-	path := filepath.Join(c.OutputDir(), bootstrap.KubeconfigFile)
+	step := func(action string) { rep.Steps = append(rep.Steps, Step{PhaseLonghorn, SubjectLonghorn, action}) }
+	path := filepath.Join(r.out, bootstrap.KubeconfigFile)
 	kc, err := sopsfile.DecryptFile(path)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && !rep.etcdDone) {
-		lp.Action, lp.Note, rep.Changes = "install", "after bootstrap", true
+		lp.Action, lp.Note = "install", "after bootstrap"
+		step(StepInstall)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	lo := opts.Longhorn
-	lo.Kubeconfig, lo.Log = kc, prefixWriter{opts.Detail, "  longhorn: "}
-	cl, err := longhorn.New(c, lo)
+	lo := r.opts.Longhorn
+	lo.Kubeconfig, lo.Log = kc, prefixWriter{r.opts.Detail, "  longhorn: "}
+	cl, err := longhorn.New(r.cluster, lo)
 	if err != nil {
 		return err
 	}
 	up, err := cl.Plan(ctx, l.Version)
 	switch {
 	case errors.Is(err, longhorn.ErrNotInstalled):
-		lp.Action, rep.Changes = "install", true
+		lp.Action = "install"
+		step(StepInstall)
 		return nil
 	case err != nil:
 		return fmt.Errorf("reading Longhorn: %w", err)
 	}
 	lp.Installed = up.From
 	if len(up.Steps) > 0 {
-		lp.Action, lp.Steps, rep.Changes = "upgrade", up.Steps, true
+		lp.Action, lp.Steps = "upgrade", up.Steps
+		step(StepUpgrade)
 		return nil
 	}
 	diffs, err := cl.Drift(ctx)
@@ -241,7 +283,8 @@ func (rep *PlanReport) planLonghorn(ctx context.Context, opts Options, c *profil
 	}
 	lp.Action = "none"
 	if len(diffs) > 0 {
-		lp.Action, rep.Changes = "converge", true
+		lp.Action = "converge"
+		step(StepConverge)
 	}
 	return nil
 }

@@ -262,7 +262,7 @@ func (r *run) requireProvenBackups(ctx context.Context, plan *RebuildPlan, ro Re
 		}
 	}
 	if err != nil {
-		why = "the backup target cannot be read: " + shortError(err)
+		why = "the backup target cannot be read: " + bootstrap.ShortError(err)
 	}
 	var unproven []string
 	for i := range plan.Restore {
@@ -326,7 +326,7 @@ func (r *run) latestFromTarget(ctx context.Context, plan *RebuildPlan) {
 	}
 	listing, err := r.listBackupTarget(ctx)
 	if err != nil {
-		plan.Notes = append(plan.Notes, fmt.Sprintf("the backup target cannot be read from here (%s): the old cluster's listing is used", shortError(err)))
+		plan.Notes = append(plan.Notes, fmt.Sprintf("the backup target cannot be read from here (%s): the old cluster's listing is used", bootstrap.ShortError(err)))
 		return
 	}
 	for i := range plan.Restore {
@@ -397,7 +397,7 @@ func (r *run) lookAtOldCluster(ctx context.Context, ro RebuildOptions, plan *Reb
 	}
 	st, err := cl.Status(lctx)
 	if err != nil {
-		return unreachable(shortError(err))
+		return unreachable(bootstrap.ShortError(err))
 	}
 	if !st.Installed {
 		return unreachable("Longhorn is not installed")
@@ -419,7 +419,7 @@ func (r *run) lookAtOldCluster(ctx context.Context, ro RebuildOptions, plan *Reb
 	}
 	vols, err := rc.Volumes(lctx)
 	if err != nil {
-		return unreachable(shortError(err))
+		return unreachable(bootstrap.ShortError(err))
 	}
 	for _, v := range vols {
 		if ro.BackupFirst {
@@ -432,7 +432,7 @@ func (r *run) lookAtOldCluster(ctx context.Context, ro RebuildOptions, plan *Reb
 		if rp.Latest == nil {
 			b, err := rc.LatestForClaim(lctx, rp.Claim.Namespace, rp.Claim.Claim, rp.Claim.Name)
 			if err != nil {
-				return unreachable(shortError(err))
+				return unreachable(bootstrap.ShortError(err))
 			}
 			rp.Latest = fromCluster(b)
 		}

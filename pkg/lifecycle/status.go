@@ -215,7 +215,7 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 		st.problem("talosconfig: %v", err)
 		return
 	}
-	port := talosPort(opts)
+	port := opts.Talos.TalosPort
 	var wg sync.WaitGroup
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
@@ -223,7 +223,7 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 			n.Talos = TalosObservation{Mode: "unreachable", Error: "its VM is " + n.VM.State}
 			continue
 		}
-		wg.Go(func() { n.Talos = observeTalos(ctx, endpointOf(n.IP, port), tc, timeout) })
+		wg.Go(func() { n.Talos = bootstrap.Observe(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout) })
 	}
 	wg.Wait()
 	var errs []string
@@ -232,9 +232,9 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 		if n.Role != string(profile.RoleControlPlane) || n.Talos.Mode != "configured" {
 			continue
 		}
-		members, err := etcdMembers(ctx, endpointOf(n.IP, port), tc, timeout)
+		members, err := bootstrap.EtcdMembers(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
 		if err != nil {
-			errs = append(errs, n.Name+": "+shortError(err))
+			errs = append(errs, n.Name+": "+bootstrap.ShortError(err))
 			continue
 		}
 		st.EtcdMembers = members

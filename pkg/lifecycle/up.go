@@ -49,6 +49,10 @@ type UpResult struct {
 	Written   []string
 	Committed bool
 	Took      time.Duration
+	// Plan is the plan up computed after generate and then applied.
+	Plan *PlanReport
+	// Steps are the changes up made, in the plan's vocabulary (see StepsDiffer).
+	Steps []Step
 }
 
 // Changed reports whether any phase changed anything.
@@ -71,16 +75,19 @@ type run struct {
 	res     *UpResult
 
 	gen        *generate.Result
+	rendered   *generate.Rendered
+	plan       *PlanReport
 	talos      bootstrap.Cluster
 	runner     *bootstrap.Runner
 	talosOut   *subjectWriter
 	kubeconfig []byte
+	kubeServer string
 	pve        proxmox.API
 }
 
-// newRun loads and validates the profile (validation problems come back as they are: they
-// are the user's to fix) and prints its warnings.
-func newRun(ctx context.Context, opts Options) (*run, error) {
+// loadRun loads and validates the profile (validation problems come back as they are: they
+// are the user's to fix).
+func loadRun(ctx context.Context, opts Options) (*run, error) {
 	opts = opts.withDefaults()
 	r := &run{opts: opts, start: opts.Now()}
 	c, err := profile.LoadContext(ctx, opts.Profile)
@@ -95,6 +102,17 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 	r.cluster, r.out = c, c.OutputDir()
 	r.rep = newReporter(opts.Progress, opts.Now, names)
 	r.res = &UpResult{Cluster: c}
+	return r, nil
+}
+
+// newRun loads and validates the profile and reports it as the validate phase, with its
+// warnings.
+func newRun(ctx context.Context, opts Options) (*run, error) {
+	r, err := loadRun(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := r.cluster
 	p := r.rep.phase(PhaseValidate)
 	for _, w := range c.Warnings {
 		r.rep.note("warning: %s", w)
@@ -104,7 +122,7 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 			return nil, err
 		}
 	}
-	r.record(p, false, "%s: cluster %s, %d node(s)", opts.Profile, c.Metadata.Name, len(c.Nodes))
+	r.record(p, false, "%s: cluster %s, %d node(s)", r.opts.Profile, c.Metadata.Name, len(c.Nodes))
 	return r, nil
 }
 
@@ -178,6 +196,7 @@ func (r *run) up(ctx context.Context) error {
 		fn   func(context.Context, *phase) error
 	}{
 		{PhaseGenerate, r.generate},
+		{PhasePlan, r.planPhase},
 		{PhaseProvision, r.provision},
 		{PhaseApply, r.apply},
 		{PhaseBootstrap, r.bootstrap},
@@ -199,15 +218,11 @@ func (r *run) generate(ctx context.Context, p *phase) error {
 	if err != nil {
 		return err
 	}
-	r.gen = res
+	r.gen, r.rendered = res, res.Rendered
 	for _, f := range append(slices.Clone(res.Files.Written), res.Files.Removed...) {
 		r.wrote(f)
 	}
-	talosconfig, err := sopsfile.DecryptFile(filepath.Join(r.out, generate.TalosconfigFile))
-	if err != nil {
-		return err
-	}
-	r.talos = talosCluster(r.cluster, res.Configs, talosconfig)
+	r.talos = talosCluster(res.Rendered)
 	summary := fmt.Sprintf("%s: %d written, %d unchanged", r.shown(r.out), len(res.Files.Written), len(res.Files.Unchanged))
 	if len(res.Files.Removed) > 0 {
 		summary += fmt.Sprintf(", %d removed", len(res.Files.Removed))
@@ -247,34 +262,36 @@ func (r *run) proxmoxOptions(p *phase) proxmox.Options {
 	return o
 }
 
+// planPhase computes the plan up then applies, with the same function `plan` uses.
+func (r *run) planPhase(ctx context.Context, p *phase) error {
+	plan, err := r.computePlan(ctx)
+	if err != nil {
+		return err
+	}
+	r.plan, r.res.Plan = plan, plan
+	if plan.Proxmox != nil {
+		for _, f := range plan.Proxmox.Findings {
+			if f.Severity == proxmox.SeverityWarning {
+				r.rep.note("warning: %s", f)
+			}
+		}
+	}
+	for _, s := range plan.Steps {
+		fmt.Fprintf(r.opts.Detail, "  plan: %s\n", s)
+	}
+	r.record(p, false, "%d step(s) to take", len(plan.Steps))
+	return nil
+}
+
+// did records steps up took.
+func (r *run) did(steps ...Step) { r.res.Steps = append(r.res.Steps, steps...) }
+
 func (r *run) provision(ctx context.Context, p *phase) error {
-	c := r.cluster
-	if c.Proxmox == nil {
+	if r.cluster.Proxmox == nil {
 		r.record(p, false, "skipped: the profile has no proxmox section (the machines are provisioned by hand)")
 		return nil
 	}
-	specs, boot, err := proxmox.Desired(c, r.gen.Image)
-	if err != nil {
-		return err
-	}
-	findings := proxmox.LintSpecs(specs, r.gen.Image)
-	for _, f := range findings {
-		if f.Severity == proxmox.SeverityWarning {
-			r.rep.note("warning: %s", f)
-		}
-	}
-	api, err := r.connect(ctx)
-	if err != nil {
-		return err
-	}
-	plan, err := proxmox.Observe(ctx, api, c.Metadata.Name, specs, boot)
-	if err != nil {
-		return err
-	}
-	plan.Findings = findings
-	if err := plan.Err(); err != nil {
-		return err
-	}
+	plan := r.plan.Proxmox
 	if !plan.HasChanges() {
 		for _, v := range plan.VMs {
 			p.node(v.Spec.Name, "unchanged (VMID %d, running)", v.VMID)
@@ -282,31 +299,21 @@ func (r *run) provision(ctx context.Context, p *phase) error {
 		r.record(p, false, "%d VM(s) in place", len(plan.VMs))
 		return nil
 	}
+	api, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
 	plan.Print(r.opts.Detail)
 	res, applyErr := proxmox.NewExecutor(api, r.proxmoxOptions(p)).Apply(ctx, plan)
 	counts := map[string]int{}
 	if res != nil {
+		r.did(proxmoxSteps(plan, res)...)
 		for _, v := range res.VMs {
-			var what []string
-			switch {
-			case v.Err != nil:
-				what = append(what, "FAILED: "+v.Err.Error())
-			case v.Action == proxmox.ActionCreate:
-				what = append(what, "created")
-			case v.Action == proxmox.ActionUpdate:
-				what = append(what, "updated")
-			default:
-				what = append(what, "unchanged")
-			}
 			counts[string(v.Action)]++
 			if v.Started {
-				what = append(what, "started")
 				counts["started"]++
 			}
-			if len(v.Pending) > 0 {
-				what = append(what, "restart it to apply: "+strings.Join(v.Pending, ", "))
-			}
-			p.node(v.Name, "%s (VMID %d)", strings.Join(what, ", "), v.VMID)
+			p.node(v.Name, "%s (VMID %d)", DescribeVM(v, true), v.VMID)
 		}
 	}
 	if applyErr != nil {
@@ -316,15 +323,47 @@ func (r *run) provision(ctx context.Context, p *phase) error {
 	return nil
 }
 
-// newRunner builds the Talos runner once; its progress lines are attributed to the current phase.
+// DescribeVM says what provisioning did to a VM: "created, started"; a failure with its error
+// when withErr.
+func DescribeVM(v proxmox.VMResult, withErr bool) string {
+	var what []string
+	switch {
+	case v.Err != nil && withErr:
+		what = append(what, "FAILED: "+v.Err.Error())
+	case v.Err != nil:
+		what = append(what, "FAILED")
+	case v.Action == proxmox.ActionCreate:
+		what = append(what, "created")
+	case v.Action == proxmox.ActionUpdate:
+		what = append(what, "updated")
+	default:
+		what = append(what, "unchanged")
+	}
+	if v.Started {
+		what = append(what, "started")
+	}
+	if len(v.Pending) > 0 {
+		what = append(what, "restart it to apply: "+strings.Join(v.Pending, ", "))
+	}
+	return strings.Join(what, ", ")
+}
+
+// newRunner builds the Talos runner once. Its progress lines go to Options.Talos.Progress when
+// the caller set it (the single-stage commands), else to the detail stream, attributed to the
+// current phase p.
 func (r *run) newRunner(p *phase, dryRun bool) error {
 	if r.runner != nil {
-		r.talosOut.setPhase(p)
+		if r.talosOut != nil {
+			r.talosOut.setPhase(p)
+		}
 		return nil
 	}
-	r.talosOut = &subjectWriter{p: p, detail: r.opts.Detail}
 	o := r.opts.Talos
-	o.Progress, o.DryRun = r.talosOut, dryRun
+	if o.Progress == nil {
+		r.talosOut = &subjectWriter{p: p, detail: r.opts.Detail}
+		o.Progress = r.talosOut
+	}
+	o.DryRun = dryRun
 	if o.Mode == "" {
 		o.Mode = bootstrap.ModeAuto
 	}
@@ -354,6 +393,9 @@ func (r *run) apply(ctx context.Context, p *phase) error {
 		if res.Action != bootstrap.ActionUnchanged {
 			changed++
 		}
+		if step, ok := talosStep(res); ok {
+			r.did(step)
+		}
 		p.node(res.Node, "%s", line)
 	}
 	if err != nil {
@@ -372,23 +414,15 @@ func (r *run) bootstrap(ctx context.Context, p *phase) error {
 		return err
 	}
 	changed := etcd.Action == bootstrap.EtcdBootstrapped
+	if changed {
+		r.did(Step{PhaseBootstrap, SubjectEtcd, StepBootstrap})
+	}
 	p.node(etcd.Node, "etcd %s", etcd.Action)
-	if err := r.runner.TalosHealth(ctx); err != nil {
-		return err
-	}
-	kc, written, err := r.ensureKubeconfig(ctx)
+	written, err := r.healthy(ctx, false)
 	if err != nil {
 		return err
 	}
-	r.kubeconfig = kc
 	r.wrote(written...)
-	kube, err := bootstrap.NewKubeClient(kc)
-	if err != nil {
-		return err
-	}
-	if err := r.runner.KubeHealth(ctx, kube); err != nil {
-		return err
-	}
 	for _, n := range r.talos.Nodes {
 		if n.Role.IsControlPlane() {
 			p.node(n.Name, "etcd member, registered with Kubernetes")
@@ -396,22 +430,23 @@ func (r *run) bootstrap(ctx context.Context, p *phase) error {
 			p.node(n.Name, "registered with Kubernetes")
 		}
 	}
-	summary := fmt.Sprintf("etcd %s; kube-apiserver answers at %s; %d node(s) registered", etcd.Action, kube.Server(), len(r.talos.Nodes))
+	summary := fmt.Sprintf("etcd %s; kube-apiserver answers at %s; %d node(s) registered", etcd.Action, r.kubeServer, len(r.talos.Nodes))
 	if len(written) > 0 {
-		summary += "; stored " + strings.Join(relAll(r.out, written), ", ")
+		summary += "; stored " + strings.Join(written, ", ")
 	}
 	r.record(p, changed || len(written) > 0, "%s", summary)
 	return nil
 }
 
 // ensureKubeconfig uses the stored kubeconfig when it reaches the API server (it is signed
-// by the cluster's CA, which the secrets bundle keeps), and otherwise fetches a new one from
-// a control plane and stores it: Talos mints a new client certificate on every fetch, so
-// fetching every time would rewrite the file every time.
-func (r *run) ensureKubeconfig(ctx context.Context) ([]byte, []string, error) {
+// by the cluster's CA, which the secrets bundle keeps), and otherwise (or with refresh) fetches a
+// new one from a control plane and stores it: Talos mints a new client certificate on every
+// fetch, so fetching every time would rewrite the file every time.
+func (r *run) ensureKubeconfig(ctx context.Context, refresh bool) ([]byte, []string, error) {
 	path := filepath.Join(r.out, bootstrap.KubeconfigFile)
 	stored, err := sopsfile.DecryptFile(path)
 	switch {
+	case refresh:
 	case err == nil:
 		if kube, kerr := bootstrap.NewKubeClient(stored); kerr == nil {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -421,9 +456,11 @@ func (r *run) ensureKubeconfig(ctx context.Context) ([]byte, []string, error) {
 				_, written, err := r.store(nil)
 				return stored, written, err
 			}
-			fmt.Fprintf(r.opts.Detail, "  cluster: stored kubeconfig does not reach %s (%v): fetching a new one\n", kube.Server(), verr)
+			fmt.Fprintf(r.opts.Detail, "%s does not reach %s (%v): fetching a new kubeconfig from a control plane\n", r.shown(path), kube.Server(), verr)
 		}
-	case !errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(r.opts.Detail, "%s does not exist yet: fetching the kubeconfig from a control plane\n", r.shown(path))
+	default:
 		return nil, nil, err
 	}
 	kc, err := r.runner.Kubeconfig(ctx)
@@ -473,6 +510,8 @@ func (r *run) longhornClient() (*longhorn.Client, error) {
 	return longhorn.New(r.cluster, o)
 }
 
+// longhorn applies the plan's Longhorn step. A step decided without looking (there was no
+// cluster to look at) is decided now, the way plan would have.
 func (r *run) longhorn(ctx context.Context, p *phase) error {
 	l := r.cluster.Longhorn
 	if l == nil {
@@ -483,20 +522,31 @@ func (r *run) longhorn(ctx context.Context, p *phase) error {
 	if err != nil {
 		return err
 	}
-	plan, err := cl.Plan(ctx, l.Version)
-	if err != nil && !errors.Is(err, longhorn.ErrNotInstalled) {
-		return err
+	planned := r.plan.Longhorn
+	if planned.Note != "" {
+		up, err := cl.Plan(ctx, l.Version)
+		switch {
+		case errors.Is(err, longhorn.ErrNotInstalled):
+		case err != nil:
+			return err
+		case len(up.Steps) > 0:
+			planned = &LonghornPlan{Action: "upgrade", Installed: up.From, Steps: up.Steps, Target: l.Version}
+		}
 	}
 	var summary string
 	changed := true
-	if err == nil && len(plan.Steps) > 0 {
+	if planned.Action == "upgrade" {
 		if _, err := cl.Upgrade(ctx, l.Version); err != nil {
 			return err
 		}
-		summary = fmt.Sprintf("upgraded %s -> %s", plan.From, strings.Join(plan.Steps, " -> "))
+		r.did(Step{PhaseLonghorn, SubjectLonghorn, StepUpgrade})
+		summary = fmt.Sprintf("upgraded %s -> %s", planned.Installed, strings.Join(planned.Steps, " -> "))
 	} else {
 		res, err := cl.Install(ctx)
 		if err != nil {
+			return err
+		}
+		if err := r.didLonghorn(ctx, cl, planned, res); err != nil {
 			return err
 		}
 		changed = res.Action != "unchanged"
@@ -506,6 +556,27 @@ func (r *run) longhorn(ctx context.Context, p *phase) error {
 		summary += fmt.Sprintf("; BackupTarget default available: %s", l.Backup.Target)
 	}
 	r.record(p, changed, "%s", summary)
+	return nil
+}
+
+// didLonghorn records what Install did: a first install, or a convergence, which is proven by
+// the drift it leaves (none) rather than assumed from the plan.
+func (r *run) didLonghorn(ctx context.Context, cl *longhorn.Client, planned *LonghornPlan, res *longhorn.InstallResult) error {
+	switch {
+	case res.Action == "install":
+		r.did(Step{PhaseLonghorn, SubjectLonghorn, StepInstall})
+	case res.Action == "upgrade":
+		r.did(Step{PhaseLonghorn, SubjectLonghorn, StepConverge})
+	case planned.Action == "converge":
+		diffs, err := cl.Drift(ctx)
+		if err != nil {
+			return fmt.Errorf("reading Longhorn's drift after converging: %w", err)
+		}
+		if len(diffs) > 0 {
+			return fmt.Errorf("after converging, Longhorn still differs from the profile: %s", diffs[0])
+		}
+		r.did(Step{PhaseLonghorn, SubjectLonghorn, StepConverge})
+	}
 	return nil
 }
 

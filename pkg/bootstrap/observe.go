@@ -1,0 +1,134 @@
+package bootstrap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+)
+
+// Observation is what a node's Talos API says, read-only.
+type Observation struct {
+	// Mode is configured, maintenance, foreign or unreachable.
+	Mode string `json:"mode"`
+	// Stage is the machine stage (running, booting, maintenance, ...).
+	Stage string `json:"stage,omitempty"`
+	// Ready is MachineStatus' readiness.
+	Ready bool   `json:"ready"`
+	Error string `json:"error,omitempty"`
+}
+
+// Endpoint is a node's Talos API address on port (0 means 50000).
+func Endpoint(ip string, port int) string {
+	if port == 0 {
+		port = 50000
+	}
+
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+// Observe reads a node's MachineStatus, as the cluster first (mTLS with the talosconfig), then
+// as a maintenance client. It never changes the node.
+func Observe(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) Observation {
+	read := func(opts ...client.OptionFunc) (*runtime.MachineStatus, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+
+		c, err := client.New(ctx, append(opts, client.WithEndpoints(endpoint))...)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close() // read-only probe
+
+		return safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
+	}
+
+	ms, err := read(client.WithConfig(tc))
+	if err == nil {
+		return Observation{Mode: "configured", Stage: stageName(ms.TypedSpec().Stage), Ready: ms.TypedSpec().Status.Ready}
+	}
+
+	secureErr := err
+
+	ms, err = read(client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true})) // maintenance mode has no verifiable identity
+	if err == nil {
+		return Observation{Mode: "maintenance", Stage: stageName(ms.TypedSpec().Stage)}
+	}
+
+	if handshake(secureErr) && handshake(err) {
+		return Observation{Mode: "foreign", Error: "answers TLS, but neither in maintenance mode nor with this cluster's CA"}
+	}
+
+	return Observation{Mode: "unreachable", Error: ShortError(secureErr)}
+}
+
+func stageName(s runtime.MachineStage) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "MachineStage"))
+}
+
+func handshake(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"authentication handshake failed", "tls:", "x509:", "certificate"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+
+	return false
+}
+
+// ShortError names a network failure in a few words (connection refused, timeout) and
+// returns any other error's message whole.
+func ShortError(err error) string {
+	msg := err.Error()
+	for _, known := range []string{"connection refused", "no route to host", "network is unreachable", "connection reset by peer", "i/o timeout"} {
+		if strings.Contains(msg, known) {
+			return known
+		}
+	}
+
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "DeadlineExceeded") {
+		return "no answer (timeout)"
+	}
+
+	return msg
+}
+
+// EtcdMembers asks a configured control plane for etcd's members (hostnames, sorted).
+func EtcdMembers(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	c, err := client.New(ctx, client.WithConfig(tc), client.WithEndpoints(endpoint))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close() // read-only
+
+	resp, err := c.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{})
+	if err != nil {
+		return nil, err
+	}
+
+	var names []string
+
+	for _, m := range resp.GetMessages() {
+		for _, mem := range m.GetMembers() {
+			names = append(names, mem.GetHostname())
+		}
+	}
+
+	slices.Sort(names)
+
+	return slices.Compact(names), nil
+}
