@@ -58,6 +58,7 @@ type applyOptions struct {
 
 	mode   string
 	dryRun bool
+	output outputOptions
 }
 
 func newApplyCmd(o *rootOptions) *cobra.Command {
@@ -91,9 +92,15 @@ apply can be interrupted at any time; the next run observes the nodes and contin
 				return err
 			}
 
+			if err := a.output.validate(); err != nil {
+				return err
+			}
+
 			rep, err := lifecycle.ApplyConfigs(cmd.Context(), opts, mode, a.dryRun)
 			if rep != nil {
-				printApplyResults(a.out, rep.Nodes, mode)
+				if werr := a.output.write(a.out, rep, func(w io.Writer) { printApplyResults(w, rep.Nodes, mode) }); werr != nil && err == nil {
+					err = werr
+				}
 			}
 
 			return err
@@ -101,6 +108,7 @@ apply can be interrupted at any time; the next run observes the nodes and contin
 	}
 
 	cmd.Flags().StringVar(&a.mode, "mode", string(bootstrap.ModeAuto), "how configured nodes take a changed config: auto, no-reboot or staged")
+	a.output.addFlag(cmd)
 	cmd.Flags().BoolVar(&a.dryRun, "dry-run", false, "show what would be applied (with redacted diffs) and change nothing")
 	a.addFlags(cmd)
 

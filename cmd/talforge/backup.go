@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -47,15 +46,8 @@ func (o *rootOptions) backupTarget(ctx context.Context) (*profile.Cluster, strin
 	return c, c.Longhorn.Backup.Target, creds, nil
 }
 
-func checkOutput(output string) error {
-	if output != "text" && output != "json" {
-		return &flagError{fmt.Errorf("--output must be text or json, got %q", output)}
-	}
-	return nil
-}
-
 func newBackupListCmd(o *rootOptions) *cobra.Command {
-	var output string
+	var output outputOptions
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the backup volumes and backups in the backup target, newest first",
@@ -66,7 +58,7 @@ KubernetesStatus label. --output json gives every field.`,
   talforge backup list -p profiles/tazlab.yaml -o json | jq '.volumes[].backups[0].url'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := output.validate(); err != nil {
 				return err
 			}
 			_, target, creds, err := o.backupTarget(cmd.Context())
@@ -77,14 +69,10 @@ KubernetesStatus label. --output json gives every field.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return writeJSON(o.out, l)
-			}
-			printListing(o.out, l)
-			return nil
+			return output.write(o.out, l, func(w io.Writer) { printListing(w, l) })
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	output.addFlag(cmd)
 	return cmd
 }
 
@@ -116,7 +104,7 @@ func printListing(w io.Writer, l *backuptarget.Listing) {
 
 func newBackupVerifyCmd(o *rootOptions) *cobra.Command {
 	var (
-		output   string
+		output   outputOptions
 		readData bool
 		volumes  []string
 	)
@@ -136,7 +124,7 @@ name), then every problem naming volume, backup and block, and exits 1 if there 
   talforge backup verify -p profiles/tazlab.yaml -o json | jq '.problems'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := output.validate(); err != nil {
 				return err
 			}
 			c, target, creds, err := o.backupTarget(cmd.Context())
@@ -148,15 +136,12 @@ name), then every problem naming volume, backup and block, and exits 1 if there 
 				return err
 			}
 			claims := claimRows(c, r.Listing)
-			if output == "json" {
-				if err := writeJSON(o.out, verifyJSON{Report: r, OK: r.OK(), Claims: claims, Unclaimed: unclaimed(r.Listing)}); err != nil {
-					return err
-				}
-			} else {
-				printVerify(o.out, r, claims, unclaimed(r.Listing))
+			view := verifyJSON{Report: r, OK: r.OK(), Claims: claims, Unclaimed: unclaimed(r.Listing)}
+			if err := output.write(o.out, view, func(w io.Writer) { printVerify(w, r, claims, view.Unclaimed) }); err != nil {
+				return err
 			}
 			if !r.OK() {
-				if output == "text" {
+				if !output.json() {
 					fmt.Fprintf(o.errOut, "error: %d problem(s) in backup target %s\n", len(r.Problems), r.Target)
 				}
 				return &exitError{code: exitFailure}
@@ -164,7 +149,7 @@ name), then every problem naming volume, backup and block, and exits 1 if there 
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	output.addFlag(cmd)
 	cmd.Flags().BoolVar(&readData, "read-data", false, "download every block and check its content against its checksum")
 	cmd.Flags().StringArrayVar(&volumes, "volume", nil, "check only this backup volume (repeatable)")
 	return cmd
@@ -269,12 +254,6 @@ func printVerify(w io.Writer, r *backuptarget.Report, claims []claimRow, noClaim
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // humanBytes renders n in IEC units (1.5 GiB).

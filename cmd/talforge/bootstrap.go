@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +13,7 @@ type bootstrapOptions struct {
 	talosOptions
 
 	dryRun bool
+	output outputOptions
 }
 
 func newBootstrapCmd(o *rootOptions) *cobra.Command {
@@ -42,15 +44,22 @@ It is safe to interrupt and run again; a second run on a healthy cluster changes
 				return err
 			}
 
+			if err := b.output.validate(); err != nil {
+				return err
+			}
+
 			rep, err := lifecycle.Bootstrap(cmd.Context(), opts, b.dryRun)
 			if rep != nil {
-				b.print(rep)
+				if werr := b.output.write(b.out, rep, func(w io.Writer) { b.print(w, rep) }); werr != nil && err == nil {
+					err = werr
+				}
 			}
 
 			return err
 		},
 	}
 
+	b.output.addFlag(cmd)
 	cmd.Flags().BoolVar(&b.dryRun, "dry-run", false, "show what would be applied and whether etcd would be bootstrapped; change nothing")
 	b.addFlags(cmd)
 
@@ -58,24 +67,24 @@ It is safe to interrupt and run again; a second run on a healthy cluster changes
 }
 
 // print reports the apply results, etcd, the files stored and the outcome.
-func (b *bootstrapOptions) print(rep *lifecycle.TalosReport) {
-	printApplyResults(b.out, rep.Nodes, rep.Mode)
+func (b *bootstrapOptions) print(w io.Writer, rep *lifecycle.TalosReport) {
+	printApplyResults(w, rep.Nodes, rep.Mode)
 
 	if rep.Etcd == nil {
 		if b.dryRun && len(rep.Nodes) > 0 {
-			fmt.Fprintf(b.out, "etcd: would be bootstrapped once the control planes run their configs\n")
+			fmt.Fprintf(w, "etcd: would be bootstrapped once the control planes run their configs\n")
 		}
 
 		return
 	}
 
-	fmt.Fprintf(b.out, "etcd: %s (first control plane %s)\n", rep.Etcd.Action, rep.Etcd.Node)
+	fmt.Fprintf(w, "etcd: %s (first control plane %s)\n", rep.Etcd.Action, rep.Etcd.Node)
 
 	for _, f := range rep.Written {
-		fmt.Fprintf(b.out, "  wrote     %s (encrypted)\n", f)
+		fmt.Fprintf(w, "  wrote     %s (encrypted)\n", f)
 	}
 
 	if rep.Healthy {
-		fmt.Fprintf(b.out, "cluster %s is up: etcd healthy, kube-apiserver answers, all %d nodes registered\n", rep.Cluster, len(rep.Nodes))
+		fmt.Fprintf(w, "cluster %s is up: etcd healthy, kube-apiserver answers, all %d nodes registered\n", rep.Cluster, len(rep.Nodes))
 	}
 }

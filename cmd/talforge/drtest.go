@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -14,7 +13,7 @@ func newDRTestCmd(o *rootOptions) *cobra.Command {
 	l := newLifecycleOptions(o)
 	var (
 		dr     lifecycle.DRTestOptions
-		output string
+		output outputOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "dr-test [NAMESPACE/CLAIM | VOLUME ...]",
@@ -37,30 +36,24 @@ The source volume is only snapshotted; workloads keep running. Exit code 1 when 
 		Example: `  talforge dr-test -p profiles/tazlab.yaml --verify-data
   talforge dr-test -p profiles/tazlab.yaml traefik/traefik --keep --output json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return &flagError{fmt.Errorf("--output must be text or json, got %q", output)}
+			if err := output.validate(); err != nil {
+				return err
 			}
-			progress := l.out
-			if output == "json" {
-				progress = l.errOut
-			}
-			opts, err := l.options(progress)
+			opts, err := l.options(output.progress(l.out, l.errOut))
 			if err != nil {
 				return err
 			}
 			dr.Targets = args
 			results, err := lifecycle.DRTest(cmd.Context(), opts, dr)
-			if output == "json" && results != nil {
-				enc := json.NewEncoder(l.out)
-				enc.SetIndent("", "  ")
-				if encErr := enc.Encode(results); encErr != nil && err == nil {
+			if output.json() && results != nil {
+				if encErr := writeJSON(l.out, results); encErr != nil && err == nil {
 					err = encErr
 				}
 			}
 			if err != nil {
 				return lifecycleError(err)
 			}
-			if output == "text" {
+			if !output.json() {
 				for _, r := range results {
 					name := r.Volume
 					if r.Claim != "" {
@@ -82,7 +75,7 @@ The source volume is only snapshotted; workloads keep running. Exit code 1 when 
 	cmd.Flags().BoolVar(&dr.Keep, "keep", false, "keep what the test created (restored volume, backup, snapshot, Job) for inspection")
 	cmd.Flags().BoolVar(&dr.VerifyData, "verify-data", false, "compare the restored data with the backed-up snapshot in a Job (needs the image below on the nodes)")
 	cmd.Flags().StringVar(&dr.VerifyImage, "verify-image", restore.DefaultVerifyImage, "image of the data-verification Job (sh, find, sha256sum, cmp)")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	output.addFlag(cmd)
 	l.addFlags(cmd)
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +15,7 @@ type generateOptions struct {
 	outDir     string
 	commit     bool
 	sopsConfig string
+	output     outputOptions
 }
 
 func newGenerateCmd(o *rootOptions) *cobra.Command {
@@ -38,6 +40,10 @@ or a patch is invalid; files whose content did not change are not rewritten.`,
   talforge generate -p profiles/ha.yaml --commit`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.output.validate(); err != nil {
+				return err
+			}
+
 			path, err := g.profilePath()
 			if err != nil {
 				return err
@@ -57,27 +63,13 @@ or a patch is invalid; files whose content did not change are not rewritten.`,
 
 			g.printWarnings(res.Cluster)
 
-			for _, f := range res.Files.Written {
-				fmt.Fprintf(g.out, "  wrote     %s/%s\n", res.OutDir, f)
-			}
-
-			for _, f := range res.Files.Removed {
-				fmt.Fprintf(g.out, "  removed   %s/%s\n", res.OutDir, f)
-			}
-
-			fmt.Fprintf(g.out, "%s: %d written, %d unchanged, %d removed (schematic %s)\n",
-				res.OutDir, len(res.Files.Written), len(res.Files.Unchanged), len(res.Files.Removed), res.Image.ID)
-
-			if res.Committed {
-				fmt.Fprintf(g.out, "committed %s\n", res.OutDir)
-			}
-
-			return nil
+			return g.output.write(g.out, res, func(w io.Writer) { printGenerated(w, res) })
 		},
 	}
 
 	cmd.Flags().StringVar(&g.outDir, "out", "", "output directory (default clusters/<name> under the project root)")
 	cmd.Flags().BoolVar(&g.commit, "commit", false, "commit the output directory with git when it changed")
+	g.output.addFlag(cmd)
 	cmd.Flags().StringVar(&g.sopsConfig, "sops-config", "", "SOPS creation rules that choose the recipients (default: .sops.yaml at the project root, never one above --out)")
 
 	return cmd
@@ -85,3 +77,21 @@ or a patch is invalid; files whose content did not change are not rewritten.`,
 
 // renderers are the extra outputs generate writes beside the machine configs.
 func renderers() []generate.Renderer { return []generate.Renderer{longhorn.Files} }
+
+// printGenerated lists what generate wrote and removed, then counts.
+func printGenerated(w io.Writer, res *generate.Result) {
+	for _, f := range res.Files.Written {
+		fmt.Fprintf(w, "  wrote     %s/%s\n", res.OutDir, f)
+	}
+
+	for _, f := range res.Files.Removed {
+		fmt.Fprintf(w, "  removed   %s/%s\n", res.OutDir, f)
+	}
+
+	fmt.Fprintf(w, "%s: %d written, %d unchanged, %d removed (schematic %s)\n",
+		res.OutDir, len(res.Files.Written), len(res.Files.Unchanged), len(res.Files.Removed), res.Schematic)
+
+	if res.Committed {
+		fmt.Fprintf(w, "committed %s\n", res.OutDir)
+	}
+}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,7 +10,7 @@ import (
 
 func newPlanCmd(o *rootOptions) *cobra.Command {
 	l := newLifecycleOptions(o)
-	var output string
+	var output outputOptions
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what `talforge up` would change, and change nothing (exit 2 when it would change something)",
@@ -34,8 +32,8 @@ observed; 3 invalid input.`,
   talforge plan -p profiles/ha.yaml --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return &flagError{fmt.Errorf("--output must be text or json, got %q", output)}
+			if err := output.validate(); err != nil {
+				return err
 			}
 			opts, err := l.options(l.errOut)
 			if err != nil {
@@ -48,14 +46,8 @@ observed; 3 invalid input.`,
 			if err != nil {
 				return lifecycleError(err)
 			}
-			if output == "json" {
-				enc := json.NewEncoder(l.out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return err
-				}
-			} else {
-				rep.Print(l.out)
+			if err := output.write(l.out, rep, rep.Print); err != nil {
+				return err
 			}
 			if rep.Changes {
 				return &exitError{code: exitChanges} // "would change", already reported
@@ -63,7 +55,7 @@ observed; 3 invalid input.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	output.addFlag(cmd)
 	l.addFlags(cmd)
 	return cmd
 }

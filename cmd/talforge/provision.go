@@ -53,7 +53,8 @@ func (o *pveOptions) events() func(proxmox.Event) {
 type provisionOptions struct {
 	pveOptions
 
-	plan bool
+	plan   bool
+	output outputOptions
 }
 
 func newProvisionCmd(o *rootOptions) *cobra.Command {
@@ -90,6 +91,7 @@ Exit codes: 0 ok; 1 failure (including foreign VMs); 2 with --plan: changes pend
 		RunE: func(cmd *cobra.Command, _ []string) error { return p.run(cmd.Context()) },
 	}
 
+	p.output.addFlag(cmd)
 	cmd.Flags().BoolVar(&p.plan, "plan", false, "show what would change and exit (2 if something would change, 0 if not)")
 	p.addFlags(cmd)
 
@@ -104,6 +106,9 @@ func (p *provisionOptions) run(ctx context.Context) error {
 	if err := p.checkFlags(); err != nil {
 		return err
 	}
+	if err := p.output.validate(); err != nil {
+		return err
+	}
 
 	rep, err := lifecycle.Provision(ctx, lifecycle.Options{
 		Profile:    path,
@@ -111,6 +116,17 @@ func (p *provisionOptions) run(ctx context.Context) error {
 		ConnectPVE: p.connection().Connect,
 		Proxmox:    proxmox.Options{Parallelism: p.parallelism, Events: p.events()},
 	}, p.plan)
+	if p.output.json() {
+		if rep != nil {
+			if werr := writeJSON(p.out, rep); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		if err == nil && p.plan && rep.Plan.HasChanges() {
+			return &exitError{code: exitChanges}
+		}
+		return err
+	}
 	if rep != nil && rep.Plan != nil {
 		rep.Plan.Print(p.out)
 	}

@@ -346,6 +346,13 @@ func terminal(in io.Reader) *os.File {
 	return f
 }
 
+// isTerminal reports whether w is a terminal (progress shows as a live status line there).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 func readAllBounded(in io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(in, secrets.MaxInputSize+1))
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,7 +10,7 @@ import (
 
 func newStatusCmd(o *rootOptions) *cobra.Command {
 	l := newLifecycleOptions(o)
-	var output string
+	var output outputOptions
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show every node's VM, Talos stage, etcd membership and Kubernetes node, and Longhorn's backups",
@@ -26,8 +25,8 @@ What cannot be reached is listed under "Could not observe" instead of failing th
   talforge status -p profiles/tazlab.yaml --output json | jq '.longhorn.volumes'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return &flagError{fmt.Errorf("--output must be text or json, got %q", output)}
+			if err := output.validate(); err != nil {
+				return err
 			}
 			opts, err := l.options(l.errOut)
 			if err != nil {
@@ -42,14 +41,10 @@ What cannot be reached is listed under "Could not observe" instead of failing th
 			if err != nil {
 				return lifecycleError(err)
 			}
-			if output == "json" {
-				return st.WriteJSON(l.out)
-			}
-			st.Print(l.out)
-			return nil
+			return output.write(l.out, st, st.Print)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	output.addFlag(cmd)
 	l.addFlags(cmd)
 	return cmd
 }

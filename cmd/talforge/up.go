@@ -93,6 +93,7 @@ func lifecycleError(err error) error {
 type upOptions struct {
 	*lifecycleOptions
 	commit bool
+	output outputOptions
 }
 
 func newUpCmd(o *rootOptions) *cobra.Command {
@@ -119,7 +120,10 @@ With --commit it commits what it wrote under clusters/<name>/ with a message say
   talforge up -p profiles/ha.yaml --commit --verbose`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts, err := u.options(u.out)
+			if err := u.output.validate(); err != nil {
+				return err
+			}
+			opts, err := u.options(u.output.progress(u.out, u.errOut))
 			if err != nil {
 				return err
 			}
@@ -128,15 +132,17 @@ With --commit it commits what it wrote under clusters/<name>/ with a message say
 			if err != nil {
 				return lifecycleError(err)
 			}
-			what := "changes applied"
-			if !res.Changed() {
-				what = "nothing to do: everything was in place"
-			}
-			fmt.Fprintf(u.out, "\ncluster %s is up (%s) in %s\n", res.Cluster.Metadata.Name, what, res.Took.Round(100*time.Millisecond))
-			return nil
+			return u.output.write(u.out, res, func(w io.Writer) {
+				what := "changes applied"
+				if !res.Changed() {
+					what = "nothing to do: everything was in place"
+				}
+				fmt.Fprintf(w, "\ncluster %s is up (%s) in %s\n", res.Cluster.Metadata.Name, what, res.Took.Round(100*time.Millisecond))
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&u.commit, "commit", false, "commit what changed under clusters/<name>/ with git")
+	u.output.addFlag(cmd)
 	u.addFlags(cmd)
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -9,7 +10,10 @@ import (
 )
 
 func newValidateCmd(o *rootOptions) *cobra.Command {
-	var online bool
+	var (
+		online bool
+		output outputOptions
+	)
 	cmd := &cobra.Command{
 		Use:   "validate [--online]",
 		Short: "Check a profile and render every node's config without writing anything",
@@ -26,6 +30,10 @@ the fix.`,
   talforge validate -p profiles/tazlab.yaml --online`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := output.validate(); err != nil {
+				return err
+			}
+
 			path, err := o.profilePath()
 			if err != nil {
 				return err
@@ -36,42 +44,40 @@ the fix.`,
 				return err
 			}
 
-			printValidation(o, rep, online)
+			if werr := output.write(o.out, rep, func(w io.Writer) { printValidation(w, o.errOut, rep, online) }); werr != nil && err == nil {
+				err = werr
+			}
 
 			return err
 		},
 	}
+	output.addFlag(cmd)
 	cmd.Flags().BoolVar(&online, "online", false, "also check the Longhorn S3 backup target with its credentials (writes and deletes a probe object)")
 	return cmd
 }
 
 // printValidation prints the warnings, the summary and the online steps.
-func printValidation(o *rootOptions, rep *lifecycle.ValidateReport, online bool) {
-	r := rep.Rendered
-	c := r.Cluster
-
-	o.printWarnings(c)
-
-	for _, cfg := range r.Configs {
-		for _, w := range cfg.Warnings {
-			fmt.Fprintf(o.errOut, "warning: node %s: %s\n", cfg.Node.Name, w)
-		}
+func printValidation(w, errOut io.Writer, rep *lifecycle.ValidateReport, online bool) {
+	for _, warning := range rep.Warnings {
+		fmt.Fprintln(errOut, "warning:", warning)
 	}
 
-	fmt.Fprintf(o.out, "%s: valid — cluster %s, %d control plane(s), %d worker(s), Talos %s (contract %s), Kubernetes %s, schematic %s\n",
-		c.File(), c.Metadata.Name, len(c.ControlPlanes()), len(c.Workers()), c.Talos.Version, r.Generator.Contract(), c.Talos.Kubernetes, r.Image.ID)
+	fmt.Fprintf(w, "%s: valid — cluster %s, %d control plane(s), %d worker(s), Talos %s (contract %s), Kubernetes %s, schematic %s\n",
+		rep.File, rep.Cluster, rep.ControlPlanes, rep.Workers, rep.Talos, rep.Contract, rep.Kubernetes, rep.Schematic)
+
+	c := rep.Rendered.Cluster
 
 	switch {
 	case !online:
 	case c.Longhorn == nil || c.Longhorn.Backup == nil || c.Longhorn.Backup.Target == "":
-		fmt.Fprintln(o.out, "online: the profile has no longhorn.backup.target, nothing to check")
+		fmt.Fprintln(w, "online: the profile has no longhorn.backup.target, nothing to check")
 	case rep.Online != nil:
 		for _, s := range rep.Online.Steps {
-			fmt.Fprintf(o.out, "online: %-14s %-7s %s\n", s.Name, s.Status, s.Detail)
+			fmt.Fprintf(w, "online: %-14s %-7s %s\n", s.Name, s.Status, s.Detail)
 		}
 
 		if rep.Online.Err() == nil {
-			fmt.Fprintf(o.out, "online: backup target %s works with the credentials in %s\n", c.Longhorn.Backup.Target, c.Longhorn.Backup.CredentialsFile)
+			fmt.Fprintf(w, "online: backup target %s works with the credentials in %s\n", c.Longhorn.Backup.Target, c.Longhorn.Backup.CredentialsFile)
 		}
 	}
 }

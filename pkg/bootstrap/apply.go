@@ -41,12 +41,12 @@ const (
 
 // NodeResult reports Apply's work on one node.
 type NodeResult struct {
-	Node   string
-	Action Action
+	Node   string `json:"node"`
+	Action Action `json:"action"`
 	// Diff is the redacted diff live → desired for a configured node that differs (no secret values).
-	Diff string
+	Diff string `json:"diff,omitempty"`
 	// Details is the node's own account of the apply (e.g. "Applied configuration without a reboot").
-	Details string
+	Details string `json:"details,omitempty"`
 
 	// rebooting: the node reboots to take the config; Apply waits until it runs it.
 	rebooting bool

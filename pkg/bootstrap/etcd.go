@@ -23,11 +23,11 @@ const (
 
 // EtcdResult reports Bootstrap's outcome.
 type EtcdResult struct {
-	Action EtcdAction
+	Action EtcdAction `json:"action"`
 	// Node is the control plane Bootstrap was (or would be) sent to: always the first one.
-	Node string
+	Node string `json:"node"`
 	// Members are the etcd member hostnames seen, sorted (empty right after a fresh bootstrap).
-	Members []string
+	Members []string `json:"members"`
 }
 
 // etcdView is what the control planes report about etcd.

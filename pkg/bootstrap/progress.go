@@ -58,6 +58,9 @@ func (r *Runner) wait(ctx context.Context, who string, what string, timeout time
 		Every:    r.opts.ProgressEvery,
 		Changes:  true,
 		Progress: func(p poll.Progress) {
+			if r.opts.Waits != nil {
+				r.opts.Waits(who, p)
+			}
 			switch {
 			case reported, p.State != poll.Started && p.State != poll.Waiting:
 				// The step printed this observation itself; the end of a wait is the caller's to tell.

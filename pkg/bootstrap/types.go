@@ -11,6 +11,8 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	machinetype "github.com/siderolabs/talos/pkg/machinery/config/machine"
+
+	"github.com/talforge/talforge/pkg/poll"
 )
 
 // Node is one machine to bring up.
@@ -92,8 +94,11 @@ type Options struct {
 	PollInterval time.Duration
 	// CallTimeout bounds one Talos API call (default 15s).
 	CallTimeout time.Duration
-	// ProgressEvery repeats a "still waiting" line this often while nothing changes (default 30s).
+	// ProgressEvery repeats a "still waiting" line this often while nothing changes (default 15s).
 	ProgressEvery time.Duration
+	// Waits, when set, also receives every wait's reports, with the node it concerns ("" for
+	// the cluster), for progress displays.
+	Waits func(subject string, p poll.Progress)
 }
 
 func (o Options) withDefaults() Options {
@@ -120,7 +125,7 @@ func (o Options) withDefaults() Options {
 	def(&o.HealthTimeout, 10*time.Minute)
 	def(&o.PollInterval, 2*time.Second)
 	def(&o.CallTimeout, 15*time.Second)
-	def(&o.ProgressEvery, 30*time.Second)
+	def(&o.ProgressEvery, 15*time.Second)
 
 	return o
 }

@@ -66,20 +66,23 @@ type Options struct {
 
 // Result is what a run produced.
 type Result struct {
-	Cluster *profile.Cluster
-	OutDir  string
-	Image   *schematic.Image
-	Configs []*machineconfig.Config
+	Cluster *profile.Cluster `json:"-"`
+	OutDir  string           `json:"outDir"`
+	Image   *schematic.Image `json:"-"`
+	// Configs hold secrets: never in a result printed for scripts.
+	Configs []*machineconfig.Config `json:"-"`
 	// Rendered is what was rendered (the same as RenderStored gives after the run).
-	Rendered *Rendered
-	Lock     *Lock
-	Files    *gitops.Result
+	Rendered *Rendered      `json:"-"`
+	Lock     *Lock          `json:"-"`
+	Files    *gitops.Result `json:"files"`
 	// BundleCreated is true when this run created the secrets bundle.
-	BundleCreated bool
+	BundleCreated bool `json:"bundleCreated"`
 	// Identity is the age identity used for new encryption.
-	Identity *sopsfile.Identity
+	Identity *sopsfile.Identity `json:"-"`
 	// Committed is true when --commit made a commit.
-	Committed bool
+	Committed bool `json:"committed"`
+	// Schematic is the Image Factory schematic ID of the cluster's image.
+	Schematic string `json:"schematic"`
 }
 
 // Run generates the cluster's output directory.
@@ -150,7 +153,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	res.Rendered, res.Image, res.Configs = rendered, rendered.Image, rendered.Configs
+	res.Rendered, res.Image, res.Configs, res.Schematic = rendered, rendered.Image, rendered.Configs, rendered.Image.ID
 
 	lock, err := NewLock(c, res.Image, res.Configs, rendered.Generator)
 	if err != nil {

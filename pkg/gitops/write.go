@@ -50,7 +50,9 @@ const GitIgnore = `# Written by talforge. Decrypted material never belongs in Gi
 
 // Result says what a write did.
 type Result struct {
-	Written, Unchanged, Removed []string
+	Written   []string `json:"written"`
+	Unchanged []string `json:"unchanged"`
+	Removed   []string `json:"removed"`
 }
 
 // Changed reports whether anything on disk changed.

@@ -1,6 +1,9 @@
 // Package lifecycle composes talforge's stages into whole-cluster operations:
 //
-//   - Up: validate → generate → provision → apply → bootstrap → Longhorn. Each stage observes
+//   - Up: validate → generate → plan → provision → apply → bootstrap → Longhorn. After generate,
+//     Up computes the whole plan with the same function as Plan, then each stage (a value with
+//     plan and apply) applies its part and reports the Steps it took in the plan's vocabulary:
+//     up takes the steps plan listed (Terraform's contract; StepsDiffer). Each stage observes
 //     before it acts (PVE VMs by tag, Talos node stage and live config, etcd members, the
 //     Helm release, Kubernetes objects), so an interrupted run resumes where it stopped and a
 //     run over a cluster that is in place changes nothing: no mutating PVE request, no
@@ -17,6 +20,13 @@
 //     version and backup target, and restore every declared volume from its latest S3 backup
 //     into a Volume, PV and PVC bound by name before any workload starts.
 //   - DRTest: back a volume up, restore it into a new volume, compare, report the time.
+//   - The single-stage commands (Validate, Provision, Destroy, ApplyConfigs, Bootstrap, Health,
+//     Kubeconfig) run the same stage code on what is generated, rendered in memory
+//     (generate.RenderStored); cmd/talforge only parses flags, calls one and prints.
+//
+// Every wait longer than a moment (Proxmox tasks, Talos installs and health, Helm actions with
+// their hooks, Longhorn gates, backups and restores) shows on the progress stream when it starts
+// and at least every 15 s, as a status line rewritten in place on a terminal (Options.Live).
 //
 // With Options.Commit the files a run wrote under clusters/<name>/ are committed with a
 // message listing them.

@@ -61,9 +61,7 @@ func DRTest(ctx context.Context, opts Options, dr DRTestOptions) ([]*restore.DRR
 	if err != nil {
 		return nil, err
 	}
-	ro := r.opts.Restore
-	ro.Log = prefixWriter{r.opts.Detail, "  "}
-	rc, err := restore.New(kc, ro)
+	rc, err := r.restoreClient(kc)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,9 @@ type Options struct {
 	Commit bool
 	// Progress receives one line per phase and per node, with elapsed times.
 	Progress io.Writer
+	// Live: Progress is a terminal; a wait shows as one status line rewritten in place
+	// rather than a line every 15 s.
+	Live bool
 	// Detail receives each stage's own progress (Proxmox tasks, Talos observations, Helm);
 	// nil discards it.
 	Detail io.Writer

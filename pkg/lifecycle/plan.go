@@ -53,6 +53,8 @@ type PlanReport struct {
 	Steps    []Step `json:"steps"`
 	Changes  bool   `json:"changes"`
 	etcdDone bool
+	// running and stopped: the nodes whose VM runs, and is stopped, per the Proxmox plan.
+	running, stopped map[string]bool
 }
 
 // Plan reports what Up would change, changing nothing: the Proxmox plan, a redacted config
@@ -80,31 +82,57 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 // plan computes every stage's plan; r.rendered (and r.talos) are set when clusters/<name>/ is
 // generated.
 func (r *run) computePlan(ctx context.Context) (*PlanReport, error) {
-	c := r.cluster
-	rep := &PlanReport{Cluster: c.Metadata.Name, Generated: r.rendered != nil}
-	running := map[string]bool{}
-	stopped := map[string]bool{}
-	if c.Proxmox != nil {
-		if err := r.planProxmox(ctx, rep); err != nil {
+	rep := &PlanReport{Cluster: r.cluster.Metadata.Name, Generated: r.rendered != nil}
+	for _, s := range r.stages() {
+		if s.plan == nil {
+			continue
+		}
+		if err := s.plan(ctx, rep); err != nil {
 			return nil, err
 		}
-		for _, v := range rep.Proxmox.VMs {
-			running[v.Spec.Name] = v.Action != proxmox.ActionCreate && v.Running
-			stopped[v.Spec.Name] = v.Action != proxmox.ActionCreate && !v.Running
-		}
-	} else {
-		for _, n := range c.Nodes {
-			running[n.Name] = true
-		}
-	}
-	if err := r.planTalos(ctx, rep, running, stopped); err != nil {
-		return nil, err
-	}
-	if err := r.planLonghorn(ctx, rep); err != nil {
-		return nil, err
 	}
 	rep.Changes = rep.Changes || len(rep.Steps) > 0
 	return rep, nil
+}
+
+// stage is one stage of up as a value: plan adds what the stage would do to the plan, changing
+// nothing; apply does what the plan says (up computes the whole plan first, then applies it).
+type stage struct {
+	name string
+	// plan is nil for a stage planned together with the one before it (etcd's state is read
+	// by the Talos stage's runner).
+	plan  func(ctx context.Context, rep *PlanReport) error
+	apply func(ctx context.Context, p *phase) error
+}
+
+// stages are up's stages after generate, in order.
+func (r *run) stages() []stage {
+	return []stage{
+		{PhaseProvision, r.planProvision, r.provision},
+		{PhaseApply, r.planTalos, r.apply},
+		{PhaseBootstrap, nil, r.bootstrap},
+		{PhaseLonghorn, r.planLonghorn, r.longhorn},
+	}
+}
+
+// planProvision plans the Proxmox VMs and records which nodes run, for the Talos stage: without
+// a proxmox section every node is taken to run (it is provisioned by hand).
+func (r *run) planProvision(ctx context.Context, rep *PlanReport) error {
+	rep.running, rep.stopped = map[string]bool{}, map[string]bool{}
+	if r.cluster.Proxmox == nil {
+		for _, n := range r.cluster.Nodes {
+			rep.running[n.Name] = true
+		}
+		return nil
+	}
+	if err := r.planProxmox(ctx, rep); err != nil {
+		return err
+	}
+	for _, v := range rep.Proxmox.VMs {
+		rep.running[v.Spec.Name] = v.Action != proxmox.ActionCreate && v.Running
+		rep.stopped[v.Spec.Name] = v.Action != proxmox.ActionCreate && !v.Running
+	}
+	return nil
 }
 
 func (r *run) planProxmox(ctx context.Context, rep *PlanReport) error {
@@ -139,7 +167,8 @@ func (r *run) image() (*schematic.Image, error) {
 	return schematic.ForCluster(r.cluster)
 }
 
-func (r *run) planTalos(ctx context.Context, rep *PlanReport, running, stopped map[string]bool) error {
+func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
+	running, stopped := rep.running, rep.stopped
 	c := r.cluster
 	first := c.ControlPlanes()[0].Name
 	etcdLater := func(format string) {

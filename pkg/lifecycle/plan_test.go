@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -44,6 +45,11 @@ func TestUpTakesExactlyThePlannedSteps(t *testing.T) {
 	check("from nothing", lifecycle.PhaseProvision, lifecycle.PhaseApply, lifecycle.PhaseBootstrap, lifecycle.PhaseLonghorn)
 	if l.env.BootstrapCalls() != 1 {
 		t.Errorf("etcd bootstrapped %d times", l.env.BootstrapCalls())
+	}
+	// Long waits show on the progress stream, not only with --verbose: Helm's install with its
+	// hooks is reported as it starts.
+	if want := regexp.MustCompile(`(?m)^longhorn\s+cluster\s+waiting for helm install longhorn 1\.10\.2 \(hooks included\)\s+\(\d+\.\ds\)$`); !want.MatchString(l.out.String()) {
+		t.Errorf("progress lacks %s:\n%s", want, l.out.String())
 	}
 
 	data, err := os.ReadFile(l.proj.Profile)

@@ -514,9 +514,7 @@ func (r *run) backupFirst(ctx context.Context, plan *RebuildPlan) ([]restore.Bac
 	if err != nil {
 		return nil, phaseError(ctx, PhaseBackup, err)
 	}
-	ro := r.opts.Restore
-	ro.Log = prefixWriter{r.opts.Detail, "  "}
-	rc, err := restore.New(kc, ro)
+	rc, err := r.restoreClient(kc)
 	if err != nil {
 		return nil, phaseError(ctx, PhaseBackup, err)
 	}
@@ -586,9 +584,7 @@ func (r *run) restore(ctx context.Context) ([]restore.Result, error) {
 		r.record(p, false, "no declared volumes (longhorn.volumes)")
 		return nil, nil
 	}
-	ro := r.opts.Restore
-	ro.Log = prefixWriter{r.opts.Detail, "  "}
-	rc, err := restore.New(r.kubeconfig, ro)
+	rc, err := r.restoreClient(r.kubeconfig)
 	if err != nil {
 		return nil, phaseError(ctx, PhaseRestore, err)
 	}

@@ -16,6 +16,12 @@ type reporter struct {
 	w     io.Writer
 	now   func() time.Time
 	width int
+	// live: w is a terminal, waits show as one status line rewritten in place.
+	live bool
+	// status: a live status line is on the screen.
+	status bool
+	// phaseName is the phase running now, to which waits are attributed.
+	phaseName string
 }
 
 func newReporter(w io.Writer, now func() time.Time, names []string) *reporter {
@@ -29,12 +35,14 @@ func newReporter(w io.Writer, now func() time.Time, names []string) *reporter {
 func (r *reporter) line(phase, subject string, took time.Duration, format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.clearStatus()
 	fmt.Fprintf(r.w, "%-9s  %-*s  %s  (%s)\n", phase, r.width, subject, fmt.Sprintf(format, args...), formatDuration(took))
 }
 
 func (r *reporter) note(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.clearStatus()
 	fmt.Fprintf(r.w, format+"\n", args...)
 }
 
@@ -85,7 +93,17 @@ type phase struct {
 }
 
 func (r *reporter) phase(name string) *phase {
+	r.mu.Lock()
+	r.phaseName = name
+	r.mu.Unlock()
 	return &phase{r: r, name: name, start: r.now(), last: map[string]time.Time{}}
+}
+
+// current is the name of the phase running now.
+func (r *reporter) current() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.phaseName
 }
 
 // seen records that the stage reported on subject now.

@@ -16,13 +16,15 @@ import (
 
 // ProvisionReport is what Provision planned and did.
 type ProvisionReport struct {
-	Cluster string
+	Cluster string `json:"cluster"`
 	// Plan is what Proxmox needs; it is set even when the plan cannot be applied (a foreign VM).
-	Plan *proxmox.Plan
+	Plan *proxmox.Plan `json:"-"`
+	// Planned are the plan's steps.
+	Planned []Step `json:"planned"`
 	// Result is what was done (nil with PlanOnly or when nothing had to change).
-	Result *proxmox.Result
+	Result *proxmox.Result `json:"-"`
 	// Steps are the changes made, in plan's vocabulary.
-	Steps []Step
+	Steps []Step `json:"steps"`
 }
 
 // Provision makes Proxmox match the profile, as up's provision phase does; with planOnly it
@@ -45,7 +47,7 @@ func Provision(ctx context.Context, opts Options, planOnly bool) (*ProvisionRepo
 	rep := &ProvisionReport{Cluster: r.cluster.Metadata.Name}
 	plan := &PlanReport{}
 	err = r.planProxmox(ctx, plan)
-	rep.Plan = plan.Proxmox
+	rep.Plan, rep.Planned = plan.Proxmox, plan.Steps
 	if err != nil || planOnly || !rep.Plan.HasChanges() {
 		return rep, err
 	}
@@ -66,15 +68,15 @@ func Provision(ctx context.Context, opts Options, planOnly bool) (*ProvisionRepo
 
 // TalosReport is what ApplyConfigs or Bootstrap did.
 type TalosReport struct {
-	Cluster string
-	Mode    bootstrap.Mode
-	Nodes   []bootstrap.NodeResult
+	Cluster string                 `json:"cluster"`
+	Mode    bootstrap.Mode         `json:"mode,omitempty"`
+	Nodes   []bootstrap.NodeResult `json:"nodes"`
 	// Etcd is set by Bootstrap once the control planes run their configs.
-	Etcd *bootstrap.EtcdResult
+	Etcd *bootstrap.EtcdResult `json:"etcd,omitempty"`
 	// Written lists the files stored in clusters/<name>/ (kubeconfig, talosconfig).
-	Written []string
+	Written []string `json:"written"`
 	// Healthy is true when every health check passed.
-	Healthy bool
+	Healthy bool `json:"healthy"`
 }
 
 // talosRun loads the profile and renders the stored configs for a single Talos stage, noting

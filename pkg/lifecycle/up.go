@@ -33,26 +33,26 @@ const (
 
 // PhaseResult reports one phase.
 type PhaseResult struct {
-	Name string
-	Took time.Duration
+	Name string        `json:"name"`
+	Took time.Duration `json:"tookNs"`
 	// Changed is true when the phase changed something (a file, a VM, a node, etcd, Helm).
-	Changed bool
+	Changed bool `json:"changed"`
 	// Summary says what it did.
-	Summary string
+	Summary string `json:"summary"`
 }
 
 // UpResult reports a run of Up.
 type UpResult struct {
-	Cluster *profile.Cluster
-	Phases  []PhaseResult
+	Cluster *profile.Cluster `json:"-"`
+	Phases  []PhaseResult    `json:"phases"`
 	// Written lists the files written (or removed) under clusters/<name>/, relative to it.
-	Written   []string
-	Committed bool
-	Took      time.Duration
+	Written   []string      `json:"written"`
+	Committed bool          `json:"committed"`
+	Took      time.Duration `json:"tookNs"`
 	// Plan is the plan up computed after generate and then applied.
-	Plan *PlanReport
+	Plan *PlanReport `json:"plan"`
 	// Steps are the changes up made, in the plan's vocabulary (see StepsDiffer).
-	Steps []Step
+	Steps []Step `json:"steps"`
 }
 
 // Changed reports whether any phase changed anything.
@@ -101,6 +101,7 @@ func loadRun(ctx context.Context, opts Options) (*run, error) {
 	names = append(names, vols(c)...)
 	r.cluster, r.out = c, c.OutputDir()
 	r.rep = newReporter(opts.Progress, opts.Now, names)
+	r.rep.live = opts.Live
 	r.res = &UpResult{Cluster: c}
 	return r, nil
 }
@@ -191,20 +192,11 @@ func Up(ctx context.Context, opts Options) (*UpResult, error) {
 
 // up runs every phase after validate.
 func (r *run) up(ctx context.Context) error {
-	for _, step := range []struct {
-		name string
-		fn   func(context.Context, *phase) error
-	}{
-		{PhaseGenerate, r.generate},
-		{PhasePlan, r.planPhase},
-		{PhaseProvision, r.provision},
-		{PhaseApply, r.apply},
-		{PhaseBootstrap, r.bootstrap},
-		{PhaseLonghorn, r.longhorn},
-	} {
+	steps := []stage{{name: PhaseGenerate, apply: r.generate}, {name: PhasePlan, apply: r.planPhase}}
+	for _, step := range append(steps, r.stages()...) {
 		r.opts.OnPhase(step.name)
 		p := r.rep.phase(step.name)
-		if err := step.fn(ctx, p); err != nil {
+		if err := step.apply(ctx, p); err != nil {
 			err = phaseError(ctx, step.name, err)
 			p.r.line(step.name, "cluster", p.elapsed(), "FAILED")
 			return err
@@ -252,6 +244,7 @@ func (r *run) connect(ctx context.Context) (proxmox.API, error) {
 // events returns a proxmox.Options with events going to the detail stream and the phase.
 func (r *run) proxmoxOptions(p *phase) proxmox.Options {
 	o := r.opts.Proxmox
+	o.Progress = r.waits("cluster")
 	var mu sync.Mutex
 	o.Events = func(e proxmox.Event) {
 		p.seen(e.VM)
@@ -359,9 +352,13 @@ func (r *run) newRunner(p *phase, dryRun bool) error {
 		return nil
 	}
 	o := r.opts.Talos
-	if o.Progress == nil {
+	switch {
+	case o.Progress != nil:
+	case p == nil:
+		o.Progress = prefixWriter{r.opts.Detail, "  "}
+	default:
 		r.talosOut = &subjectWriter{p: p, detail: r.opts.Detail}
-		o.Progress = r.talosOut
+		o.Progress, o.Waits = r.talosOut, r.talosWaits
 	}
 	o.DryRun = dryRun
 	if o.Mode == "" {
@@ -507,6 +504,7 @@ func (r *run) longhornClient() (*longhorn.Client, error) {
 	o := r.opts.Longhorn
 	o.Kubeconfig = r.kubeconfig
 	o.Log = prefixWriter{r.opts.Detail, "  longhorn: "}
+	o.Progress = r.waits("cluster")
 	return longhorn.New(r.cluster, o)
 }
 

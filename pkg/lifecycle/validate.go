@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/talforge/talforge/pkg/backuptarget"
 	"github.com/talforge/talforge/pkg/generate"
@@ -13,9 +14,19 @@ import (
 // ValidateReport is what Validate found.
 type ValidateReport struct {
 	// Rendered holds every node's config, rendered with a throw-away secrets bundle.
-	Rendered *generate.Rendered
+	Rendered      *generate.Rendered `json:"-"`
+	File          string             `json:"file"`
+	Cluster       string             `json:"cluster"`
+	ControlPlanes int                `json:"controlPlanes"`
+	Workers       int                `json:"workers"`
+	Talos         string             `json:"talos"`
+	Contract      string             `json:"contract"`
+	Kubernetes    string             `json:"kubernetes"`
+	Schematic     string             `json:"schematic"`
+	// Warnings are the profile's and each node's config's ("node <name>: ...").
+	Warnings []string `json:"warnings"`
 	// Online is the backup target's preflight (nil unless asked for and configured).
-	Online *backuptarget.PreflightReport
+	Online *backuptarget.PreflightReport `json:"online,omitempty"`
 }
 
 // Validate loads the profile strictly, refuses secret input files in clear and renders every
@@ -32,9 +43,21 @@ func Validate(ctx context.Context, opts Options, online bool) (*ValidateReport, 
 	if err := secrets.CheckInputs(c); err != nil {
 		return nil, err
 	}
-	rep := &ValidateReport{}
-	if rep.Rendered, err = generate.RenderThrowaway(ctx, c); err != nil {
+	rendered, err := generate.RenderThrowaway(ctx, c)
+	if err != nil {
 		return nil, err
+	}
+	rep := &ValidateReport{
+		Rendered: rendered, File: c.File(), Cluster: c.Metadata.Name, ControlPlanes: len(c.ControlPlanes()), Workers: len(c.Workers()),
+		Talos: c.Talos.Version, Contract: rendered.Generator.Contract().String(), Kubernetes: c.Talos.Kubernetes, Schematic: rendered.Image.ID,
+	}
+	for _, w := range c.Warnings {
+		rep.Warnings = append(rep.Warnings, w.String())
+	}
+	for _, cfg := range rendered.Configs {
+		for _, w := range cfg.Warnings {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("node %s: %s", cfg.Node.Name, w))
+		}
 	}
 	if !online || c.Longhorn == nil || c.Longhorn.Backup == nil || c.Longhorn.Backup.Target == "" {
 		return rep, nil

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/clock"
 
+	"github.com/talforge/talforge/pkg/poll"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
@@ -42,6 +43,9 @@ type Options struct {
 	// Log receives progress lines, among them a line when a wait starts and at least every
 	// 15 s while it goes on (default: discarded). Never secrets.
 	Log io.Writer
+	// Progress, when set, receives the reports of waits and Helm actions instead of Log
+	// (lifecycle shows them on its progress stream).
+	Progress func(poll.Progress)
 	// Preflight, when set, checks the profile's backup target with the decrypted
 	// credentials (the credential Secret's data) before Install and Upgrade run Helm; its
 	// error stops them. cmd/talforge sets it to backuptarget.Preflight; nil skips the check.
@@ -97,7 +101,7 @@ func New(c *profile.Cluster, opts Options) (*Client, error) {
 	}
 	cfg, _ := g.ToRESTConfig()
 	cl := &Client{cluster: c, opts: opts}
-	if cl.kube, err = NewConn(cfg, ConnOptions{Poll: opts.Poll, Clock: opts.Clock, Log: opts.Log}); err != nil {
+	if cl.kube, err = NewConn(cfg, ConnOptions{Poll: opts.Poll, Clock: opts.Clock, Log: opts.Log, Progress: opts.Progress}); err != nil {
 		return nil, err
 	}
 	if cl.ext, err = apiextclient.NewForConfig(cfg); err != nil {

@@ -35,6 +35,8 @@ type ConnOptions struct {
 	// Log receives a line when a wait starts, at least every 15 s while it goes on, and when
 	// it ends (nil: none).
 	Log io.Writer
+	// Progress, when set, receives the waits' reports instead of Log.
+	Progress func(poll.Progress)
 }
 
 // RESTConfig reads a kubeconfig held in memory (the decrypted one is never written to disk).
@@ -77,6 +79,19 @@ func (c *Conn) Now() time.Time { return c.opts.Clock.Now() }
 // poll.ErrTimeout with check's last status) or ctx ends, with progress lines on Log.
 func (c *Conn) Wait(ctx context.Context, timeout time.Duration, what string, check poll.Check) error {
 	return poll.Until(ctx, poll.Options{
-		What: what, Interval: c.opts.Poll, Timeout: timeout, Clock: c.opts.Clock, Progress: poll.Lines(c.opts.Log),
+		What: what, Interval: c.opts.Poll, Timeout: timeout, Clock: c.opts.Clock, Progress: c.progress(),
 	}, check)
+}
+
+// Heartbeat runs fn, a blocking call (a Helm action with its hooks), reporting it like a wait:
+// at once, at least every 15 s, and when it ends.
+func (c *Conn) Heartbeat(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	return poll.Heartbeat(ctx, poll.Options{What: what, Clock: c.opts.Clock, Progress: c.progress()}, fn)
+}
+
+func (c *Conn) progress() func(poll.Progress) {
+	if c.opts.Progress != nil {
+		return c.opts.Progress
+	}
+	return poll.Lines(c.opts.Log)
 }

@@ -65,8 +65,11 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		cl.logf("helm install %s %s", ChartName, version)
-		r, err := cl.helm.install(ctx, ch, vals, false)
+		var r *release.Release
+		err = cl.kube.Heartbeat(ctx, fmt.Sprintf("helm install %s %s (hooks included)", ChartName, version), func(ctx context.Context) (err error) {
+			r, err = cl.helm.install(ctx, ch, vals, false)
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("helm install longhorn %s: %w", version, err)
 		}
@@ -143,8 +146,11 @@ func (cl *Client) upgradeTo(ctx context.Context, version string, vals map[string
 		return 0, err
 	}
 	started := cl.kube.Now()
-	cl.logf("helm upgrade %s to %s", ChartName, version)
-	r, err := cl.helm.upgrade(ctx, ch, vals)
+	var r *release.Release
+	err = cl.kube.Heartbeat(ctx, fmt.Sprintf("helm upgrade %s to %s (hooks included)", ChartName, version), func(ctx context.Context) (err error) {
+		r, err = cl.helm.upgrade(ctx, ch, vals)
+		return err
+	})
 	if err != nil {
 		if msg := cl.preUpgradeRefusal(ctx, started); msg != "" {
 			return 0, fmt.Errorf("the Longhorn pre-upgrade check refused the upgrade to %s: %s (helm: %w)", version, msg, err)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"helm.sh/helm/v3/pkg/release"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -334,7 +335,11 @@ func (cl *Client) Reinstall(ctx context.Context) (*InstallResult, error) {
 			return nil, err
 		}
 		cl.logf("no Helm release record: installing %s and adopting the existing Longhorn objects", installed)
-		r, err := cl.helm.install(ctx, ch, vals, true)
+		var r *release.Release
+		err = cl.kube.Heartbeat(ctx, fmt.Sprintf("helm install %s %s, adopting its objects", ChartName, installed), func(ctx context.Context) (err error) {
+			r, err = cl.helm.install(ctx, ch, vals, true)
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("helm install longhorn %s: %w", installed, err)
 		}

@@ -23,6 +23,10 @@ type Options struct {
 	// Interval is the pause between the end of one check and the start of the next
 	// (default 2s).
 	Interval time.Duration
+	// Factor, above 1, grows the pause after each check up to MaxInterval (Proxmox tasks:
+	// most end in a fraction of a second, some take minutes).
+	Factor      float64
+	MaxInterval time.Duration
 	// Timeout bounds the wait; 0 waits until ctx ends. It is read after each check: a check
 	// in progress is never interrupted by it.
 	Timeout time.Duration
@@ -35,6 +39,9 @@ type Options struct {
 	// (default 15s). Reports come after checks, so an Interval longer than Every spaces
 	// them by Interval.
 	Every time.Duration
+	// After delays the first report until the wait has lasted this long (0: at the first check
+	// that is not done), so that short waits that are common (a PVE task of 50 ms) say nothing.
+	After time.Duration
 	// Changes also reports each change of the status as it is seen (State Waiting with
 	// Changed), not only every Every.
 	Changes bool
@@ -137,7 +144,7 @@ func Until(ctx context.Context, o Options, check Check) error {
 		if w.step(ctx) {
 			stop()
 		}
-	}, &pause{clock: o.Clock, d: o.Interval}, true)
+	}, &pause{clock: o.Clock, d: o.Interval, factor: o.Factor, max: o.MaxInterval}, true)
 
 	if w.done || w.err != nil {
 		return w.err
@@ -185,9 +192,10 @@ func (w *waiter) step(ctx context.Context) bool {
 	changed := status != w.status
 	w.status = status
 	switch {
+	case !w.started && now.Sub(w.start) < w.o.After:
 	case !w.started:
 		w.started = true
-		w.report(now, Started, changed)
+		w.report(now, Started, status != "")
 	case changed && w.o.Changes:
 		w.report(now, Waiting, true)
 	case now.Sub(w.lastReport) >= w.o.Every:
@@ -224,18 +232,57 @@ func (w *waiter) report(now time.Time, s State, changed bool) {
 // meant to replace them only feeds wait's unexported loop. This is
 // jitteredBackoffManagerImpl.Backoff (apimachinery pkg/util/wait/backoff.go) without the jitter.
 type pause struct {
-	clock clock.Clock
-	d     time.Duration
-	t     clock.Timer
+	clock  clock.Clock
+	d      time.Duration
+	factor float64
+	max    time.Duration
+	t      clock.Timer
+	grown  bool
 }
 
 // Backoff implements wait.BackoffManager. BackoffUntilWithContext drains the timer before it
 // asks for the next one, so Reset is safe.
 func (p *pause) Backoff() clock.Timer {
+	if p.grown && p.factor > 1 {
+		p.d = min(time.Duration(float64(p.d)*p.factor), max(p.max, p.d))
+	}
+	p.grown = true
 	if p.t == nil {
 		p.t = p.clock.NewTimer(p.d)
 	} else {
 		p.t.Reset(p.d)
 	}
 	return p.t
+}
+
+// Heartbeat runs fn, a call that blocks for as long as it takes (a Helm install with its hooks),
+// and reports it like a wait: Started at once, Waiting at least every Options.Every, then Done or
+// Failed. Interval, Timeout and Changes are not used: fn bounds itself. It returns fn's error.
+func Heartbeat(ctx context.Context, o Options, fn func(ctx context.Context) error) error {
+	o = o.withDefaults()
+	start := o.Clock.Now()
+	report := func(s State, err error) {
+		if o.Progress != nil {
+			o.Progress(Progress{What: o.What, Elapsed: o.Clock.Since(start), State: s, Err: err})
+		}
+	}
+	report(Started, nil)
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	tick := o.Clock.NewTimer(o.Every)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				report(Failed, err)
+				return err
+			}
+			report(Done, nil)
+			return nil
+		case <-tick.C():
+			report(Waiting, nil)
+			tick.Reset(o.Every)
+		}
+	}
 }

@@ -313,3 +313,112 @@ func TestUntilLines(t *testing.T) {
 		t.Errorf("lines:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestGrowingInterval: with Factor the pauses grow (1s, 2s, 4s, capped at 5s), measured on the
+// fake clock by when each check ran.
+func TestGrowingInterval(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	start := fc.Now()
+	var at []time.Duration
+	check := func(context.Context) (bool, string, error) {
+		at = append(at, fc.Since(start))
+		return len(at) == 6, "running", nil
+	}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- poll.Until(t.Context(), poll.Options{What: "task", Interval: time.Second, Factor: 2, MaxInterval: 5 * time.Second, Clock: fc}, check)
+	}()
+	for {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []time.Duration{0, 1 * time.Second, 3 * time.Second, 7 * time.Second, 12 * time.Second, 17 * time.Second}
+			if fmt.Sprint(at) != fmt.Sprint(want) {
+				t.Errorf("checks at %v, want %v", at, want)
+			}
+			return
+		default:
+		}
+		if fc.HasWaiters() {
+			fc.Step(time.Second)
+		} else {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+// TestHeartbeat: a blocking call is reported at once, every Every while it runs, then done or
+// failed with its error.
+func TestHeartbeat(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"done", nil, "started 0s\nwaiting 15s\nwaiting 30s\ndone 40s\n"},
+		{"failed", errBoom, "started 0s\nwaiting 15s\nwaiting 30s\nfailed 40s err=boom\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fc := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			var b strings.Builder
+			release := make(chan struct{})
+			errc := make(chan error, 1)
+			go func() {
+				errc <- poll.Heartbeat(t.Context(), poll.Options{What: "helm install", Clock: fc, Progress: func(p poll.Progress) {
+					fmt.Fprintf(&b, "%s %s", p.State, p.Elapsed)
+					if p.Err != nil {
+						fmt.Fprintf(&b, " err=%v", p.Err)
+					}
+					b.WriteString("\n")
+				}}, func(context.Context) error { <-release; return tc.err })
+			}()
+			for _, step := range []time.Duration{15 * time.Second, 15 * time.Second, 10 * time.Second} {
+				for !fc.HasWaiters() {
+					time.Sleep(50 * time.Microsecond)
+				}
+				fc.Step(step)
+			}
+			// The last step did not reach a report: release the call at 40s.
+			for !fc.HasWaiters() {
+				time.Sleep(50 * time.Microsecond)
+			}
+			close(release)
+			if err := <-errc; !errors.Is(err, tc.err) {
+				t.Fatalf("Heartbeat returned %v, want %v", err, tc.err)
+			}
+			if b.String() != tc.want {
+				t.Errorf("reports:\n%s\nwant:\n%s", b.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestAfter: a wait is not reported before After, and a wait that ends before it is not
+// reported at all.
+func TestAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		doneAt int // check number that is done
+		want   string
+	}{
+		{"short", 2, ""},
+		{"long", 5, "started 2s \"running\" changed\ndone 4s \"running\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			results := make([]obs, tc.doneAt)
+			for i := range results {
+				results[i] = obs{status: "running", done: i == tc.doneAt-1}
+			}
+			got, err := run(t, t.Context(), poll.Options{What: "task", Interval: time.Second, After: 2 * time.Second}, script(&calls, nil, results...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if render(got) != tc.want {
+				t.Errorf("reports:\n%s\nwant:\n%s", render(got), tc.want)
+			}
+		})
+	}
+}

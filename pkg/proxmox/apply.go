@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/talforge/talforge/pkg/poll"
 )
 
 // Options tune an Executor; zero values take the defaults.
@@ -24,6 +26,9 @@ type Options struct {
 	Poll Backoff
 	// Events receives progress events (may be nil). It is called from several goroutines.
 	Events func(Event)
+	// Progress, when set, receives the reports of waits for PVE tasks instead of Events. It is
+	// called from several goroutines.
+	Progress func(poll.Progress)
 }
 
 // Event is a progress report.

@@ -4,9 +4,12 @@ package proxmox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/talforge/talforge/pkg/poll"
 )
 
 // Backoff is an exponential retry/poll schedule.
@@ -68,50 +71,66 @@ func (e *Executor) retry(ctx context.Context, vm, step string, fn func(attempt i
 }
 
 // Wait polls a task until it stops. A task that fails returns a *TaskError carrying the tail of
-// its log. Transient polling errors are tolerated.
+// its log. Transient polling errors are tolerated. A task that runs for a while is reported
+// (Options.Progress, or an Event per report) on start and at least every 15 s.
 func (e *Executor) Wait(ctx context.Context, upid string) error {
 	if upid == "" {
 		return nil // a synchronous answer
 	}
 
-	var (
-		delay   time.Duration
-		failure int
-	)
-
-	for {
-		st, err := e.api.TaskStatus(ctx, upid)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("waiting for task %s: %w", upid, ctx.Err())
+	what := "Proxmox task " + taskType(upid)
+	progress := e.opts.Progress
+	if progress == nil {
+		progress = func(p poll.Progress) {
+			if p.State == poll.Started || p.State == poll.Waiting {
+				e.emit(what, "waiting", "%s", roundSeconds(p.Elapsed))
 			}
-
-			if !Retryable(err) || failure >= e.opts.Attempts {
-				return fmt.Errorf("polling task %s: %w", upid, err)
-			}
-
-			failure++
-		} else if !st.Running {
-			if st.Succeeded() {
-				return nil
-			}
-
-			te := &TaskError{UPID: upid, ExitStatus: st.ExitStatus}
-			if lines, lerr := e.api.TaskLog(ctx, upid, 10); lerr == nil {
-				te.LogTail = lines
-			}
-
-			return te
-		} else {
-			failure = 0
-		}
-
-		delay = e.opts.Poll.next(delay)
-		if err := sleepCtx(ctx, delay); err != nil {
-			return fmt.Errorf("waiting for task %s: %w", upid, err)
 		}
 	}
+
+	var (
+		failure int
+		failed  *TaskError
+	)
+
+	err := poll.Until(ctx, poll.Options{
+		What: what, After: 2 * time.Second, Interval: e.opts.Poll.Initial, Factor: e.opts.Poll.Factor, MaxInterval: e.opts.Poll.Max, Progress: progress,
+	}, func(ctx context.Context) (bool, string, error) {
+		st, err := e.api.TaskStatus(ctx, upid)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return false, "", err
+		case err != nil:
+			if !Retryable(err) || failure >= e.opts.Attempts {
+				return false, "", fmt.Errorf("polling task %s: %w", upid, err)
+			}
+			failure++
+			return false, "polling: " + err.Error(), nil
+		case st.Running:
+			failure = 0
+			return false, "running", nil
+		case st.Succeeded():
+			return true, "", nil
+		}
+		failed = &TaskError{UPID: upid, ExitStatus: st.ExitStatus}
+		if lines, lerr := e.api.TaskLog(ctx, upid, 10); lerr == nil {
+			failed.LogTail = lines
+		}
+		return false, "", failed
+	})
+
+	switch {
+	case err == nil:
+		return nil
+	case failed != nil:
+		return failed
+	case ctx.Err() != nil:
+		return fmt.Errorf("waiting for task %s: %w", upid, ctx.Err())
+	}
+	return errors.Unwrap(err) // the check's own error, without poll's "what:" prefix
 }
+
+func roundSeconds(d time.Duration) time.Duration { return d.Round(time.Second) }
 
 // waitUnlocked waits until a VM's config lock (e.g. "create") is released.
 func (e *Executor) waitUnlocked(ctx context.Context, name string, vmid int) error {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/poll"
 )
 
 // Namespace is where Longhorn keeps its custom resources (longhorn.Namespace).
@@ -32,6 +33,8 @@ type Options struct {
 	// Log receives progress lines, among them a line when a wait starts and at least every
 	// 15 s while it goes on (default: discarded).
 	Log io.Writer
+	// Progress, when set, receives the reports of waits instead of Log.
+	Progress func(poll.Progress)
 	// Now stamps results (Took) and sync requests (default Clock.Now, else time.Now).
 	Now func() time.Time
 	// Clock measures waits (default the real clock).
@@ -82,7 +85,7 @@ func New(kubeconfig []byte, opts Options) (*Client, error) {
 // NewForConfig connects with a REST config.
 func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	kube, err := longhorn.NewConn(cfg, longhorn.ConnOptions{Poll: opts.Poll, Clock: opts.Clock, Log: opts.Log})
+	kube, err := longhorn.NewConn(cfg, longhorn.ConnOptions{Poll: opts.Poll, Clock: opts.Clock, Log: opts.Log, Progress: opts.Progress})
 	if err != nil {
 		return nil, err
 	}
