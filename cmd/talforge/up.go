@@ -65,6 +65,7 @@ func (l *lifecycleOptions) options(w io.Writer) (lifecycle.Options, error) {
 		Profile:    path,
 		Renderers:  renderers(),
 		Progress:   w,
+		Live:       isTerminal(w),
 		Detail:     detail,
 		ConnectPVE: l.pve.connection().Connect,
 		Proxmox:    proxmox.Options{Parallelism: l.pve.parallelism},
