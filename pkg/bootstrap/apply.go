@@ -205,8 +205,9 @@ func (r *Runner) foreignError(n Node, phase Phase, seen string) *Error {
 	return &Error{
 		Node: n.Name, Endpoint: r.endpoint(n), Phase: phase, LastSeen: seen,
 		Err: errors.New("the node answers TLS, but neither in maintenance mode nor with this cluster's CA and client certificate"),
-		Hint: "it runs a config from another cluster (or this talosconfig is not the cluster's): check the IP in the profile; " +
-			"to take the node over, reset it to maintenance mode (talosctl reset with that cluster's talosconfig) and run again",
+		Hint: "the node belongs to another cluster (or this talosconfig is not the cluster's): check the IP in the profile; " +
+			"to adopt a running cluster without touching it, use `talforge import NAME --talosconfig <its talosconfig>`; " +
+			"only a node you mean to wipe can be reset to maintenance mode instead (talosctl reset erases its data)",
 	}
 }
 

@@ -286,6 +286,11 @@ func TestWrongCARefused(t *testing.T) {
 		t.Fatalf("error = %#v, want a CA mismatch with a hint", be)
 	}
 
+	// Another cluster's node is adopted, not wiped: import comes first, a reset only after.
+	if i := strings.Index(be.Hint, "talforge import"); i < 0 || strings.Index(be.Hint, "reset") < i {
+		t.Errorf("the hint does not point to talforge import before any reset: %s", be.Hint)
+	}
+
 	if errors.Is(err, bootstrap.ErrTimeout) {
 		t.Fatal("a CA mismatch cannot resolve by waiting, yet the run waited for the timeout")
 	}

@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -65,8 +64,8 @@ func Observe(ctx context.Context, endpoint string, tc *clientconfig.Config, time
 		return Observation{Mode: "maintenance", Stage: stageName(ms.TypedSpec().Stage)}
 	}
 
-	if handshake(secureErr) && handshake(err) {
-		return Observation{Mode: "foreign", Error: "answers TLS, but neither in maintenance mode nor with this cluster's CA"}
+	if isHandshakeFailure(secureErr) && isHandshakeFailure(err) {
+		return Observation{Mode: "foreign", Error: "answers TLS, but neither in maintenance mode nor with this cluster's CA: it belongs to another cluster (`talforge import` adopts it)"}
 	}
 
 	return Observation{Mode: "unreachable", Error: ShortError(secureErr)}
@@ -76,33 +75,9 @@ func stageName(s runtime.MachineStage) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "MachineStage"))
 }
 
-func handshake(err error) bool {
-	msg := err.Error()
-	for _, s := range []string{"authentication handshake failed", "tls:", "x509:", "certificate"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-
-	return false
-}
-
-// ShortError names a network failure in a few words (connection refused, timeout) and
-// returns any other error's message whole.
-func ShortError(err error) string {
-	msg := err.Error()
-	for _, known := range []string{"connection refused", "no route to host", "network is unreachable", "connection reset by peer", "i/o timeout"} {
-		if strings.Contains(msg, known) {
-			return known
-		}
-	}
-
-	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "DeadlineExceeded") {
-		return "no answer (timeout)"
-	}
-
-	return msg
-}
+// ShortError names a network failure in a few words (connection refused, timeout, a gRPC
+// status) and returns any other error's message whole.
+func ShortError(err error) string { return describe(err) }
 
 // EtcdMembers asks a configured control plane for etcd's members (hostnames, sorted).
 func EtcdMembers(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) ([]string, error) {
