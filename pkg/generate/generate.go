@@ -62,6 +62,10 @@ type Options struct {
 	// SOPSConfig is the .sops.yaml whose creation rules choose the recipients (--sops-config);
 	// "" means the project's own, <root>/.sops.yaml. Never one found above OutDir.
 	SOPSConfig string
+	// Bundle is a running cluster's secrets (talforge import) to store as the cluster's
+	// bundle instead of creating one. With a bundle already stored, the run is refused: one is
+	// never replaced.
+	Bundle *talossecrets.Bundle
 }
 
 // Result is what a run produced.
@@ -135,12 +139,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	var bundle *talossecrets.Bundle
-	if haveBundle {
+	switch {
+	case haveBundle && opts.Bundle != nil:
+		return nil, fmt.Errorf("%s: %w", bundlePath, secrets.ErrExists)
+	case haveBundle:
 		if bundle, err = secrets.Load(bundlePath); err != nil {
 			return nil, err
 		}
-	} else if bundle, err = secrets.New(contract); err != nil {
-		return nil, err
+	case opts.Bundle != nil:
+		bundle = opts.Bundle
+	default:
+		if bundle, err = secrets.New(contract); err != nil {
+			return nil, err
+		}
 	}
 
 	talosconfig, err := storedTalosconfig(out)

@@ -3,6 +3,8 @@ package generate
 import (
 	"bytes"
 	"context"
+	"errors"
+	"maps"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"go.yaml.in/yaml/v4"
 
@@ -360,5 +363,58 @@ func TestCommit(t *testing.T) {
 
 	if res, err := Run(context.Background(), Options{Profile: path, Commit: true}); err != nil || res.Committed {
 		t.Errorf("a no-change run committed: %v", err)
+	}
+}
+
+// TestImportedBundle: a running cluster's bundle (talforge import) is stored as the cluster's,
+// the configs carry its identity, and once one is stored another is refused, nothing written.
+func TestImportedBundle(t *testing.T) {
+	dir, path := project(t, homelab)
+
+	contract, err := config.ParseContractFromVersion("v1.14.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	live, err := secrets.New(contract)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := Run(context.Background(), Options{Profile: path, Bundle: live})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out := filepath.Join(dir, "clusters", "home")
+
+	stored, err := secrets.Load(filepath.Join(out, secrets.FileName))
+	if err != nil || !res.BundleCreated {
+		t.Fatalf("stored bundle: %v, created %v", err, res.BundleCreated)
+	}
+
+	if stored.Cluster.ID != live.Cluster.ID || stored.Cluster.Secret != live.Cluster.Secret || !bytes.Equal(stored.Certs.OS.Key, live.Certs.OS.Key) ||
+		stored.Secrets.SecretboxEncryptionSecret != live.Secrets.SecretboxEncryptionSecret {
+		t.Error("the stored bundle is not the imported one")
+	}
+
+	cfg, err := sopsfile.DecryptFile(filepath.Join(out, NodeConfigFile("cp-1")))
+	if err != nil || !bytes.Contains(cfg, []byte(live.Cluster.ID)) {
+		t.Errorf("cp-1's config does not carry the imported cluster id: %v", err)
+	}
+
+	before := snapshot(t, dir)
+
+	other, err := secrets.New(contract)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := Run(context.Background(), Options{Profile: path, Bundle: other}); !errors.Is(err, secrets.ErrExists) {
+		t.Fatalf("a second import: %v, want ErrExists", err)
+	}
+
+	if after := snapshot(t, dir); !maps.Equal(before, after) {
+		t.Error("a refused import changed files")
 	}
 }
