@@ -6,7 +6,10 @@
 //   - Talos nodes (talosnode): when a VM runs with a cloud-init ipconfig0, a node boots in
 //     maintenance mode on that static IP (and the Env's Talos port), as the nocloud ISO does;
 //     when the VM stops or is deleted, the node goes away. All nodes of one VM generation
-//     share one etcd; when every VM is gone, so is etcd: the next VMs start a new cluster;
+//     share one etcd; when every VM is gone, so is etcd: the next VMs start a new cluster.
+//     The VMs of a hand-made cluster (HandMade: built as a person does, without talforge,
+//     for `talforge import`) have no ipconfig0: their nodes boot on the address and Talos
+//     version HandMade recorded for their VMID;
 //   - the real kube-apiserver (kubeenv) as every control plane's Kubernetes API: the nodes'
 //     Kubeconfig RPC serves its kubeconfig, and a configured node registers its Kubernetes
 //     Node, as a kubelet does. When etcd is lost (every VM deleted) the apiserver is wiped of

@@ -91,6 +91,9 @@ type Env struct {
 	data      *lhdata.Store
 	dataDisks map[diskID]bool // Longhorn data disks of this generation's VMs
 	diskOfVM  map[int]string  // VMID -> volume ID of its data disk, as last recorded
+
+	// handMadeBoots are the VMs HandMade created, which boot Talos without cloud-init.
+	handMadeBoots map[int]handMadeBoot
 }
 
 var (

@@ -51,7 +51,10 @@ func (e *Env) syncVMs(ctx context.Context) error {
 		if vm.Running {
 			e.recordDataDiskLocked(vm)
 		}
-		ip := ipOf(vm.Config)
+		ip, version := ipOf(vm.Config), ""
+		if hb, ok := e.handMadeBootLocked(vm.ID); ok && ip == "" {
+			ip, version = hb.ip, hb.talosVersion // a hand-made VM: no cloud-init (HandMade)
+		}
 		n, ok := e.nodes[vm.ID]
 		switch {
 		case ok && (!vm.Running || n.ip != ip):
@@ -59,7 +62,7 @@ func (e *Env) syncVMs(ctx context.Context) error {
 		case !ok && vm.Running && ip != "":
 			node, err := talosnode.Start(ctx, talosnode.Options{
 				Address: net.JoinHostPort(ip, strconv.Itoa(e.TalosPort)), Cluster: e.etcd,
-				BootDelay: e.opts.BootDelay, JoinDelay: e.opts.JoinDelay,
+				BootDelay: e.opts.BootDelay, JoinDelay: e.opts.JoinDelay, TalosVersion: version,
 			})
 			if err != nil {
 				return fmt.Errorf("VM %d: boot Talos on %s: %w", vm.ID, ip, err)

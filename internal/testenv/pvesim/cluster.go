@@ -29,6 +29,7 @@ func (s *Server) buildRoutes() []route {
 		{method: "POST", template: "/nodes/{node}/qemu/{vmid}/move_disk", async: true, handler: s.moveDisk},
 		{method: "POST", template: "/nodes/{node}/qemu/{vmid}/clone", async: true, handler: s.cloneVM},
 		{method: "GET", template: "/nodes/{node}/qemu/{vmid}/cloudinit/dump", handler: s.cloudinitDump},
+		{method: "GET", template: "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", handler: s.agentNetworkInterfaces},
 		{method: "GET", template: "/nodes/{node}/storage", handler: s.listStorage},
 		{method: "GET", template: "/nodes/{node}/storage/{storage}/content", handler: s.storageContent},
 		{method: "POST", template: "/nodes/{node}/storage/{storage}/download-url", async: true, handler: s.downloadURL},

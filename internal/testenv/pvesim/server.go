@@ -106,7 +106,13 @@ func newServer(opts Options) *Server {
 		}
 	}
 	if len(opts.Tokens) == 0 {
-		opts.Tokens = []Token{{ID: DefaultTokenID, Secret: DefaultTokenSecret, ACL: AdminACL()}}
+		acl := AdminACL()
+		if opts.Schema != nil && opts.Schema.Name == "pve8" {
+			// PVE 8's Administrator role still has VM.Monitor (the guest agent's privilege
+			// there); PVE 9 removed it.
+			acl["/"] = append(append([]string(nil), acl["/"]...), "VM.Monitor")
+		}
+		opts.Tokens = []Token{{ID: DefaultTokenID, Secret: DefaultTokenSecret, ACL: acl}}
 	}
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 10 * time.Second

@@ -61,12 +61,16 @@ type VM struct {
 	Running       bool
 	StartedAt     time.Time
 	HA            bool
+	// Agent is what the QEMU guest agent inside the VM reports (guest-network-get-interfaces)
+	// while the VM runs with agent enabled in its config; nil: no agent answers in the guest.
+	Agent []AgentInterface
 }
 
 func (v *VM) clone() VM {
 	c := *v
 	c.Config = copyMap(v.Config)
 	c.Pending = copyMap(v.Pending)
+	c.Agent = cloneAgent(v.Agent)
 	c.PendingDelete = map[string]bool{}
 	for k := range v.PendingDelete {
 		c.PendingDelete[k] = true
@@ -109,6 +113,8 @@ type SeedVM struct {
 	Config  map[string]string
 	Running bool
 	HA      bool
+	// Agent is what the guest agent in the VM reports (see VM.Agent).
+	Agent []AgentInterface
 }
 
 // Seed adds VMs directly (no task, no checks). Disk keys referencing volumes
@@ -123,7 +129,7 @@ func (s *Server) Seed(vms ...SeedVM) {
 			node = s.opts.Nodes[0]
 		}
 		v := &VM{ID: sv.ID, Node: node, Config: copyMap(sv.Config), Pending: map[string]string{},
-			PendingDelete: map[string]bool{}, Running: sv.Running, HA: sv.HA}
+			PendingDelete: map[string]bool{}, Running: sv.Running, HA: sv.HA, Agent: cloneAgent(sv.Agent)}
 		if v.Running {
 			v.StartedAt = s.opts.Now()
 		}
