@@ -19,7 +19,9 @@ type destroyOptions struct {
 	dryRun        bool
 	keepDataDisks bool
 	includeParked bool
-	nodes         []string
+	// includeAdopted also deletes VMs the profile adopted (nodes[].adopted).
+	includeAdopted bool
+	nodes          []string
 }
 
 func newDestroyCmd(o *rootOptions) *cobra.Command {
@@ -38,6 +40,8 @@ deleted: a VM renamed or retagged after the plan is left alone and reported.
 because Proxmox deletes every disk a VM owns, detached ones included. The next
 ` + "`talforge provision`" + ` re-attaches the disk to the re-created VM and removes the holder.
 --include-parked-disks also deletes the cluster's holder VMs, and the kept disks with them.
+VMs the profile adopted (nodes[].adopted: made by hand, taken over by talforge import) are left
+alone, even once they carry the ownership tag, unless --include-adopted is given.
 
 It asks you to type the cluster name unless --yes is given.`,
 		Example: `  talforge destroy -p profiles/tazlab.yaml --keep-data-disks
@@ -50,6 +54,7 @@ It asks you to type the cluster name unless --yes is given.`,
 	cmd.Flags().BoolVar(&d.dryRun, "dry-run", false, "show what would be destroyed and exit")
 	cmd.Flags().BoolVar(&d.keepDataDisks, "keep-data-disks", false, "keep the Longhorn data disks for re-created VMs")
 	cmd.Flags().BoolVar(&d.includeParked, "include-parked-disks", false, "also delete the holder VMs of kept data disks, and the disks")
+	cmd.Flags().BoolVar(&d.includeAdopted, "include-adopted", false, "also delete the VMs the profile adopted (nodes[].adopted)")
 	cmd.Flags().StringSliceVar(&d.nodes, "node", nil, "destroy only these VMs (node names; repeatable)")
 	d.addFlags(cmd)
 
@@ -67,7 +72,7 @@ func (d *destroyOptions) run(ctx context.Context) error {
 	}
 
 	do := lifecycle.DestroyOptions{
-		DestroyOptions: proxmox.DestroyOptions{Nodes: d.nodes, KeepDataDisks: d.keepDataDisks, IncludeParked: d.includeParked},
+		DestroyOptions: proxmox.DestroyOptions{Nodes: d.nodes, KeepDataDisks: d.keepDataDisks, IncludeParked: d.includeParked, IncludeAdopted: d.includeAdopted},
 		DryRun:         d.dryRun,
 		Show:           func(plan *proxmox.DestroyPlan) { d.show(plan) },
 	}

@@ -100,6 +100,17 @@ func exitCode(err error) int {
 
 type flagError struct{ err error }
 
+// exactArgs is cobra.ExactArgs whose refusal is invalid input (exit 3), like a bad flag.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return &flagError{err}
+		}
+
+		return nil
+	}
+}
+
 func (e *flagError) Error() string { return e.err.Error() }
 
 func newRootCmd(o *rootOptions) *cobra.Command {
@@ -121,6 +132,7 @@ Exit codes: 0 ok, 1 failure, 2 changes pending (plan, --plan, longhorn drift), 3
 
 	cmd.AddCommand(
 		newInitCmd(o),
+		newImportCmd(o),
 		newValidateCmd(o),
 		newGenerateCmd(o),
 		newApplyCmd(o),

@@ -396,6 +396,15 @@ func suffix(s string) string {
 // returned for printing: a secret that slipped through redaction fails the run instead of reaching a
 // terminal or a CI log.
 func redactedDiff(live, desired config.Provider) (bool, string, error) {
+	live, err := inDocumentOrder(live)
+	if err != nil {
+		return false, "", err
+	}
+
+	if desired, err = inDocumentOrder(desired); err != nil {
+		return false, "", err
+	}
+
 	full, err := configdiff.DiffConfigs(live, desired)
 	if err != nil {
 		return false, "", fmt.Errorf("diff configs: %w", err)

@@ -212,9 +212,15 @@ func (l *lab) vms() map[string]vmView {
 // helmRevision is the newest revision of the Longhorn release (0: none).
 func (l *lab) helmRevision() int {
 	l.t.Helper()
-	list, err := l.cs.CoreV1().Secrets("longhorn-system").List(l.t.Context(), metav1.ListOptions{LabelSelector: "owner=helm,name=longhorn"})
+	return helmRevisionOf(l.t, l.cs)
+}
+
+// helmRevisionOf is the newest revision of the Longhorn Helm release (0: none).
+func helmRevisionOf(t *testing.T, cs kubernetes.Interface) int {
+	t.Helper()
+	list, err := cs.CoreV1().Secrets("longhorn-system").List(t.Context(), metav1.ListOptions{LabelSelector: "owner=helm,name=longhorn"})
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	rev := 0
 	for _, s := range list.Items {

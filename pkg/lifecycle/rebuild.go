@@ -185,6 +185,12 @@ func fileDigest(path string) (string, error) {
 // would lose data or could not restore it.
 func (r *run) planRebuild(ctx context.Context, ro RebuildOptions) (*RebuildPlan, error) {
 	c := r.cluster
+	for _, n := range c.Nodes {
+		if n.IsAdopted() {
+			return nil, &InputError{fmt.Errorf("%s: nodes[%s].adopted: a rebuild destroys the VMs and creates them again, and talforge never creates or "+
+				"destroys a VM it adopted; once you mean to let talforge own %s's VM, remove adopted (and vmid) from the node", c.File(), n.Name, n.Name)}
+		}
+	}
 	plan := &RebuildPlan{Cluster: c.Metadata.Name}
 	bundlePath := filepath.Join(r.out, secrets.FileName)
 	sum, err := fileDigest(bundlePath)

@@ -258,6 +258,7 @@ func Destroy(ctx context.Context, opts Options, do DestroyOptions) (*proxmox.Des
 		return nil, err
 	}
 	name := r.cluster.Metadata.Name
+	do.Adopted = proxmox.AdoptedVMs(r.cluster) // the profile says which VMs are adopted
 	plan, err := proxmox.PlanDestroy(ctx, api, name, do.DestroyOptions)
 	if err != nil {
 		return nil, err

@@ -34,6 +34,9 @@ const (
 	StepBootstrap      = "bootstrap"
 	StepUpgrade        = "upgrade"
 	StepConverge       = "converge"
+	// StepAdopt adds the ownership tags to an adopted VM (with its cores, memory and disk
+	// growth, if the profile changes them): proxmox.VMPlan.Adopts.
+	StepAdopt = "adopt"
 )
 
 // Subjects of the steps that are not a node.
@@ -62,10 +65,12 @@ func proxmoxSteps(p *proxmox.Plan, res *proxmox.Result) []Step {
 			}
 			action, start = res.VMs[i].Action, res.VMs[i].Started
 		}
-		switch action {
-		case proxmox.ActionCreate:
+		switch {
+		case action == proxmox.ActionCreate:
 			steps = append(steps, Step{PhaseProvision, v.Spec.Name, StepCreate})
-		case proxmox.ActionUpdate:
+		case action == proxmox.ActionUpdate && v.Adopts():
+			steps = append(steps, Step{PhaseProvision, v.Spec.Name, StepAdopt})
+		case action == proxmox.ActionUpdate:
 			steps = append(steps, Step{PhaseProvision, v.Spec.Name, StepUpdate})
 		}
 		if start {

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"helm.sh/helm/v3/pkg/release"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/talforge/talforge/pkg/claim"
+	"github.com/talforge/talforge/pkg/profile"
 )
 
 // Difference is one way the cluster differs from the profile.
@@ -56,8 +58,10 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 	}
 	var diffs []Difference
 	add := func(d Difference) { diffs = append(diffs, d) }
+	// An adopted release keeps its values (and the Settings they set) until it is upgraded.
+	keep := keepsValues(cl.cluster.Longhorn, rel)
 
-	if rel.Info.Status != "deployed" || !sameValues(rel.Config, vals) {
+	if rel.Info.Status != "deployed" || (!keep && !sameValues(rel.Config, vals)) {
 		got := fmt.Sprintf("revision %d (%s) with other values", rel.Version, rel.Info.Status)
 		if sameValues(rel.Config, vals) {
 			got = fmt.Sprintf("revision %d is %s", rel.Version, rel.Info.Status)
@@ -83,6 +87,9 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 	}
 
 	for _, s := range OwnedSettings(cl.cluster.Longhorn) {
+		if keep {
+			break
+		}
 		got, ok, err := cl.setting(ctx, s.Setting)
 		if err != nil {
 			return nil, err
@@ -396,4 +403,10 @@ func quote(s string) string {
 		return s
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// keepsValues reports whether the installed release keeps its own values: the profile adopted
+// it (longhorn.keepReleaseValues) and it runs the profile's version, deployed.
+func keepsValues(l *profile.Longhorn, rel *release.Release) bool {
+	return l.KeepReleaseValues && rel != nil && rel.Info.Status == "deployed" && rel.Chart.Metadata.Version == l.Version
 }

@@ -74,6 +74,9 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 			return nil, fmt.Errorf("helm install longhorn %s: %w", version, err)
 		}
 		res.Action, res.Revision = "install", r.Version
+	case keepsValues(l, rel):
+		cl.logf("helm release longhorn %s (revision %d): adopted, its values kept (longhorn.keepReleaseValues)", version, rel.Version)
+		res.Action, res.Revision = "unchanged", rel.Version
 	case rel.Info.Status == "deployed" && sameValues(rel.Config, vals):
 		cl.logf("helm release longhorn %s (revision %d): unchanged", version, rel.Version)
 		res.Action, res.Revision = "unchanged", rel.Version

@@ -29,17 +29,23 @@ type Setting struct {
 // UI, by design. All values are strings: Longhorn stores strings, and newer charts refuse
 // anything else.
 func OwnedSettings(l *profile.Longhorn) []Setting {
+	// The Talos user volume on the node's dedicated data disk: only nodes labelled
+	// node.longhorn.io/create-default-disk=true (the ones with a data disk; pkg/machineconfig
+	// labels them) get a default disk, so no replica ever lands on a system disk that
+	// `talosctl reset` wipes, and the disk is Longhorn's alone: reserving Longhorn's default 30%
+	// for the OS wastes it. An adopted cluster that keeps its replicas on the system disks
+	// (longhorn.systemDiskDataPath) keeps Longhorn's defaults: a default disk on every node, 30%
+	// left to the OS.
+	labeled, reserved := "true", "5"
+	if l.SystemDiskDataPath != "" {
+		labeled, reserved = "false", "30"
+	}
 	return []Setting{
-		// The Talos user volume on the node's dedicated data disk; only read when a node's
-		// default disk is created.
-		{"defaultDataPath", "default-data-path", profile.LonghornDataPath},
-		// Only nodes labelled node.longhorn.io/create-default-disk=true (the ones with a data
-		// disk; pkg/machineconfig labels them) get a default disk, so no replica ever lands on
-		// a system disk that `talosctl reset` wipes.
-		{"createDefaultDiskLabeledNodes", "create-default-disk-labeled-nodes", "true"},
+		// Only read when a node's default disk is created.
+		{"defaultDataPath", "default-data-path", l.DataPath()},
+		{"createDefaultDiskLabeledNodes", "create-default-disk-labeled-nodes", labeled},
 		{"defaultReplicaCount", "default-replica-count", strconv.Itoa(l.ReplicaCount)},
-		// The disk is Longhorn's alone: reserving Longhorn's default 30% for the OS wastes it.
-		{"storageReservedPercentageForDefaultDisk", "storage-reserved-percentage-for-default-disk", "5"},
+		{"storageReservedPercentageForDefaultDisk", "storage-reserved-percentage-for-default-disk", reserved},
 		// Talos upgrades drain nodes; never let a drain take the last healthy replica away.
 		{"nodeDrainPolicy", "node-drain-policy", "block-if-contains-last-replica"},
 		// 0 (Longhorn's default) never upgrades volume engines after a manager upgrade, and

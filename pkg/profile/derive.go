@@ -45,7 +45,23 @@ func (c *Cluster) Workers() []Node {
 }
 
 // LonghornNodes returns the nodes that have a Longhorn data disk.
-func (c *Cluster) LonghornNodes() []Node { return c.nodesWhere(Node.HasLonghornDisk) }
+func (c *Cluster) LonghornNodes() []Node {
+	if c.Longhorn != nil && c.Longhorn.SystemDiskDataPath != "" {
+		return c.Nodes // Longhorn's default disk on every node, on its system disk
+	}
+
+	return c.nodesWhere(Node.HasLonghornDisk)
+}
+
+// DataPath returns where Longhorn keeps replicas on a node: the user volume on the
+// dedicated data disk, or the system-disk path an adopted cluster keeps.
+func (l *Longhorn) DataPath() string {
+	if l != nil && l.SystemDiskDataPath != "" {
+		return l.SystemDiskDataPath
+	}
+
+	return LonghornDataPath
+}
 
 func (c *Cluster) nodesWhere(keep func(Node) bool) []Node {
 	var out []Node
@@ -59,8 +75,14 @@ func (c *Cluster) nodesWhere(keep func(Node) bool) []Node {
 	return out
 }
 
+// LonghornNodesWithDisk are the nodes that get a Longhorn data disk.
+func (c *Cluster) LonghornNodesWithDisk() []Node { return c.nodesWhere(Node.HasLonghornDisk) }
+
 // HasLonghornDisk reports whether the node gets a Longhorn data disk.
 func (n Node) HasLonghornDisk() bool { return n.LonghornDisk != "" }
+
+// IsAdopted reports whether the node's VM was made by hand and adopted (nodes[].adopted).
+func (n Node) IsAdopted() bool { return n.Adopted != nil }
 
 // Node returns the node with the given name.
 func (c *Cluster) Node(name string) (Node, bool) {

@@ -168,6 +168,44 @@ type Node struct {
 	InstallDisk string `yaml:"installDisk,omitempty" json:"installDisk,omitempty"`
 	// NIC name override (instead of MAC selection).
 	Interface string `yaml:"interface,omitempty" json:"interface,omitempty"`
+	// The node's VM was made by hand and adopted (written by `talforge import`): talforge never
+	// creates, recreates or reconfigures it. It adds its ownership tags (the VM's own tags
+	// stay), sets cores and memory, and grows the disks in the slots named here; everything
+	// else stays as the VM has it, and `destroy` leaves it alone without --include-adopted.
+	// Needs vmid and mac (the VM's NIC), which identify the VM. `{}` means scsi0 and scsi1.
+	Adopted *AdoptedVM `yaml:"adopted,omitempty" json:"adopted,omitempty"`
+}
+
+// AdoptedVM names the disk slots of an adopted node's VM.
+type AdoptedVM struct {
+	// Slot of the system disk, e.g. scsi0 or virtio0 (default scsi0).
+	OSDisk string `yaml:"osDisk,omitempty" json:"osDisk,omitempty"`
+	// Slot of the Longhorn data disk (default scsi1); used only with longhornDisk.
+	LonghornDisk string `yaml:"longhornDisk,omitempty" json:"longhornDisk,omitempty"`
+}
+
+// Default disk slots of an adopted VM: those talforge gives the VMs it creates.
+const (
+	DefaultAdoptedOSDisk       = "scsi0"
+	DefaultAdoptedLonghornDisk = "scsi1"
+)
+
+// OSDiskSlot returns the system disk's slot, scsi0 unless set.
+func (a AdoptedVM) OSDiskSlot() string {
+	if a.OSDisk == "" {
+		return DefaultAdoptedOSDisk
+	}
+
+	return a.OSDisk
+}
+
+// LonghornDiskSlot returns the Longhorn data disk's slot, scsi1 unless set.
+func (a AdoptedVM) LonghornDiskSlot() string {
+	if a.LonghornDisk == "" {
+		return DefaultAdoptedLonghornDisk
+	}
+
+	return a.LonghornDisk
 }
 
 // Patches lists Talos config patch files (strategic merge or JSON6902, multi-document allowed).
@@ -201,6 +239,16 @@ type Longhorn struct {
 	Volumes []Volume `yaml:"volumes,omitempty" json:"volumes,omitempty"`
 	// Extra Helm values merged under talforge's own (talforge-owned keys win).
 	Values map[string]any `yaml:"values,omitempty" json:"values,omitempty"`
+	// Keep Longhorn's replicas on every node's system disk at this path (e.g.
+	// /var/lib/longhorn), as clusters built by hand often do: no node needs a longhornDisk.
+	// A Talos reset or reinstall that wipes a system disk destroys that node's replicas; move
+	// the data to dedicated disks (longhornDisk) when you can (docs/longhorn.md).
+	SystemDiskDataPath string `yaml:"systemDiskDataPath,omitempty" json:"systemDiskDataPath,omitempty"`
+	// Leave the installed Helm release's values and the Settings they set as they are while
+	// the installed chart is longhorn.version: a release installed by hand and adopted by
+	// talforge import. The next upgrade renders talforge's values (longhorn.values keeps the
+	// adopted ones), and plan shows the difference before it happens.
+	KeepReleaseValues bool `yaml:"keepReleaseValues,omitempty" json:"keepReleaseValues,omitempty"`
 }
 
 // LonghornBackup configures the default backup target.

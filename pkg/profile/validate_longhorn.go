@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 )
@@ -21,6 +22,10 @@ func (c *Cluster) validateLonghorn(ctx context.Context, e, w *problems) {
 	}
 
 	diskNodes := len(c.LonghornNodes())
+
+	if p := l.SystemDiskDataPath; p != "" {
+		c.validateSystemDiskDataPath(e, w, p)
+	}
 
 	if diskNodes == 0 {
 		e.add("longhorn", "give at least one node a longhornDisk (or set proxmox.defaults.longhornDisk)", "Longhorn is enabled but no node has a longhornDisk")
@@ -230,4 +235,27 @@ func (c *Cluster) checkJobRefs(e *problems, field string, refs []string, defined
 			e.add(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("use a %s defined in longhorn.backup.recurringJobs", kind), "there is no recurring-job %s %q", kind, r)
 		}
 	}
+}
+
+// validateSystemDiskDataPath checks longhorn.systemDiskDataPath and says, every time, what it
+// costs: replicas on a system disk die with a reset of that disk.
+func (c *Cluster) validateSystemDiskDataPath(e, w *problems, p string) {
+	const field = "longhorn.systemDiskDataPath"
+
+	switch {
+	case !path.IsAbs(p) || path.Clean(p) != p:
+		e.add(field, "use an absolute, clean path such as /var/lib/longhorn", "%q is not an absolute, clean path", p)
+	case !strings.HasPrefix(p, "/var/"):
+		e.add(field, "use a path under /var (the only writable part of a Talos system disk), such as /var/lib/longhorn", "%s is not under /var", p)
+	case p == LonghornDataPath || strings.HasPrefix(p, LonghornDataPath+"/"):
+		e.add(field, "leave systemDiskDataPath out to use the dedicated disks (longhornDisk)", "%s is talforge's data-disk path, not a system-disk one", p)
+	}
+
+	for _, n := range c.LonghornNodesWithDisk() {
+		e.add(field, "either keep the data on the system disks (remove longhornDisk from the nodes) or on dedicated disks (remove systemDiskDataPath)",
+			"node %s has a longhornDisk as well", n.Name)
+	}
+
+	w.add(field, "give the nodes a longhornDisk and move the data there (docs/longhorn.md, Moving data off the system disk)",
+		"Longhorn keeps replicas on the nodes' system disks at %s: a Talos reset or reinstall that wipes a node's system disk destroys its replicas", p)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 )
 
@@ -180,6 +181,10 @@ func (c *Cluster) validateNodes(ctx context.Context, e, w *problems, prefix neti
 			}
 		}
 
+		if n.Adopted != nil {
+			c.validateAdopted(e, f, n, explicitMAC)
+		}
+
 		if !strings.HasPrefix(n.InstallDisk, "/dev/") {
 			e.add(f("installDisk"), "name a device like /dev/sda", "%q is not a device path", n.InstallDisk)
 		}
@@ -203,5 +208,37 @@ func (c *Cluster) validateNodes(ctx context.Context, e, w *problems, prefix neti
 		e.add("nodes", "give at least one node role: controlplane", "there is no control-plane node")
 	case cps%2 == 0:
 		w.add("nodes", "use 1, 3 or 5 control planes", "%d control planes: an even number adds no etcd fault tolerance over %d", cps, cps-1)
+	}
+}
+
+// diskSlotRE matches the PVE disk slots a system or data disk can sit in (qemu-server
+// src/PVE/QemuServer/Drive.pm: ide0-3, sata0-5, scsi0-30, virtio0-15).
+var diskSlotRE = regexp.MustCompile(`^(?:ide[0-3]|sata[0-5]|scsi(?:[0-9]|[12][0-9]|30)|virtio(?:[0-9]|1[0-5]))$`)
+
+// validateAdopted checks nodes[i].adopted: the VM is identified by its VMID and confirmed by
+// its NIC's MAC, so both must be written down (a derived MAC would name no real NIC).
+func (c *Cluster) validateAdopted(e *problems, f func(string) string, n Node, explicitMAC bool) {
+	if c.Proxmox == nil {
+		e.add(f("adopted"), "remove adopted, or add the proxmox section the VM lives in", "an adopted VM needs the proxmox section")
+	}
+
+	if n.VMID == 0 {
+		e.add(f("vmid"), "write the adopted VM's VMID (talforge import records it)", "is required with adopted")
+	}
+
+	if !explicitMAC {
+		e.add(f("mac"), "write the MAC of the adopted VM's NIC (talforge import records it)", "is required with adopted: it confirms that VMID %d is still the node's VM", n.VMID)
+	}
+
+	osDisk, dataDisk := n.Adopted.OSDiskSlot(), n.Adopted.LonghornDiskSlot()
+
+	for _, d := range []struct{ field, slot string }{{"adopted.osDisk", osDisk}, {"adopted.longhornDisk", dataDisk}} {
+		if !diskSlotRE.MatchString(d.slot) {
+			e.add(f(d.field), "name a PVE disk slot like scsi0, virtio0 or sata0", "%q is not a disk slot", d.slot)
+		}
+	}
+
+	if osDisk == dataDisk && n.HasLonghornDisk() {
+		e.add(f("adopted.longhornDisk"), "name the slot of the VM's second disk", "%s is also adopted.osDisk", dataDisk)
 	}
 }

@@ -3,6 +3,9 @@
 package profile
 
 var fieldComments = map[string]string{
+	"github.com/talforge/talforge/pkg/profile.AdoptedVM":                            "AdoptedVM names the disk slots of an adopted node's VM.",
+	"github.com/talforge/talforge/pkg/profile.AdoptedVM.LonghornDisk":               "Slot of the Longhorn data disk (default scsi1); used only with longhornDisk.",
+	"github.com/talforge/talforge/pkg/profile.AdoptedVM.OSDisk":                     "Slot of the system disk, e.g. scsi0 or virtio0 (default scsi0).",
 	"github.com/talforge/talforge/pkg/profile.Cluster":                              "Cluster is a talforge cluster profile.",
 	"github.com/talforge/talforge/pkg/profile.Cluster.APIVersion":                   "Profile format version; must be talforge.dev/v1alpha1.",
 	"github.com/talforge/talforge/pkg/profile.Cluster.ExternalDirs":                 "Directories outside the project root that patches, proxmox.tokenFile, proxmox.caFile and\nlonghorn.backup.credentialsFile may be read from: absolute, or relative to the project root\n(e.g. ../shared-secrets). Without an entry here every such path must lie inside the project\nroot, symlinks followed: a profile cannot make talforge read /etc/passwd or ~/.ssh and put\nit into a machine config. List only directories you trust with the cluster.",
@@ -19,9 +22,11 @@ var fieldComments = map[string]string{
 	"github.com/talforge/talforge/pkg/profile.LimitError.Message":                   "Message says what exceeds the limit and names the limit.",
 	"github.com/talforge/talforge/pkg/profile.Longhorn":                             "Longhorn configures Longhorn and its backups.",
 	"github.com/talforge/talforge/pkg/profile.Longhorn.Backup":                      "S3 backup target, credentials and recurring jobs.",
+	"github.com/talforge/talforge/pkg/profile.Longhorn.KeepReleaseValues":           "Leave the installed Helm release's values and the Settings they set as they are while\nthe installed chart is longhorn.version: a release installed by hand and adopted by\ntalforge import. The next upgrade renders talforge's values (longhorn.values keeps the\nadopted ones), and plan shows the difference before it happens.",
 	"github.com/talforge/talforge/pkg/profile.Longhorn.ReplicaCount":                "Default number of replicas per volume; at most the number of nodes with a Longhorn disk.",
 	"github.com/talforge/talforge/pkg/profile.Longhorn.RepoURL":                     "Helm repository URL (default https://charts.longhorn.io).",
 	"github.com/talforge/talforge/pkg/profile.Longhorn.StorageClasses":              "Extra StorageClasses.",
+	"github.com/talforge/talforge/pkg/profile.Longhorn.SystemDiskDataPath":          "Keep Longhorn's replicas on every node's system disk at this path (e.g.\n/var/lib/longhorn), as clusters built by hand often do: no node needs a longhornDisk.\nA Talos reset or reinstall that wipes a system disk destroys that node's replicas; move\nthe data to dedicated disks (longhornDisk) when you can (docs/longhorn.md).",
 	"github.com/talforge/talforge/pkg/profile.Longhorn.Values":                      "Extra Helm values merged under talforge's own (talforge-owned keys win).",
 	"github.com/talforge/talforge/pkg/profile.Longhorn.Version":                     "Longhorn chart version (1.8.x to 1.11.x).",
 	"github.com/talforge/talforge/pkg/profile.Longhorn.Volumes":                     "Data the cluster owns, declared by claim (namespace + PVC name): the Longhorn volume\nbehind each claim gets its recurring-job labels, `talforge rebuild` restores each claim\nfrom its latest S3 backup, and `talforge dr-test` proves the restore byte for byte.",
@@ -42,6 +47,7 @@ var fieldComments = map[string]string{
 	"github.com/talforge/talforge/pkg/profile.Network.SearchDomains":                "DNS search domains.",
 	"github.com/talforge/talforge/pkg/profile.Network.VIP":                          "Optional shared virtual IP for the Kubernetes API on the control planes (Layer 2).",
 	"github.com/talforge/talforge/pkg/profile.Node":                                 "Node is one machine of the cluster.",
+	"github.com/talforge/talforge/pkg/profile.Node.Adopted":                         "The node's VM was made by hand and adopted (written by `talforge import`): talforge never\ncreates, recreates or reconfigures it. It adds its ownership tags (the VM's own tags\nstay), sets cores and memory, and grows the disks in the slots named here; everything\nelse stays as the VM has it, and `destroy` leaves it alone without --include-adopted.\nNeeds vmid and mac (the VM's NIC), which identify the VM. `{}` means scsi0 and scsi1.",
 	"github.com/talforge/talforge/pkg/profile.Node.IP":                              "Static IPv4 address inside network.cidr.",
 	"github.com/talforge/talforge/pkg/profile.Node.InstallDisk":                     "Install disk override.",
 	"github.com/talforge/talforge/pkg/profile.Node.Interface":                       "NIC name override (instead of MAC selection).",

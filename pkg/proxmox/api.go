@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
@@ -55,6 +57,12 @@ type API interface {
 	TaskStatus(ctx context.Context, upid string) (TaskStatus, error)
 	// TaskLog returns up to the last n lines of a task's log.
 	TaskLog(ctx context.Context, upid string, n int) ([]string, error)
+	// GuestInterfaces returns the network interfaces the QEMU guest agent of a running VM
+	// reports (GET .../agent/network-get-interfaces; it only reads, but needs
+	// VM.GuestAgent.Audit on PVE 9, VM.Monitor on PVE 8). An error wrapping ErrNoGuestAgent
+	// means there is no agent to ask: none configured, the VM stopped, or no agent running in
+	// the guest.
+	GuestInterfaces(ctx context.Context, node string, vmid int) ([]GuestInterface, error)
 }
 
 // Params are API parameters in PVE's string form.
@@ -119,6 +127,18 @@ type MoveDiskRequest struct {
 	// $load_and_check_reassign_configs): ownership checked before the call cannot go stale.
 	Digest, TargetDigest string
 }
+
+// GuestInterface is a network interface as the QEMU guest agent reports it.
+type GuestInterface struct {
+	Name string
+	MAC  net.HardwareAddr
+	// Addrs are the interface's IPv4 and IPv6 addresses.
+	Addrs []netip.Addr
+}
+
+// ErrNoGuestAgent is wrapped by GuestInterfaces errors that mean no agent can answer for the
+// VM (qemu-server src/PVE/QemuServer/Agent.pm assert_agent_available).
+var ErrNoGuestAgent = errors.New("no QEMU guest agent answers")
 
 // StorageVolume is a volume of a storage.
 type StorageVolume struct {

@@ -302,7 +302,7 @@ func (e *Executor) applyVM(ctx context.Context, cluster string, vp VMPlan, r *VM
 	}
 
 	if vp.NeedsStart() {
-		if err := e.start(ctx, cluster, s, vp.VMID); err != nil {
+		if err := e.start(ctx, cluster, vp); err != nil {
 			return err
 		}
 

@@ -125,9 +125,13 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 // update sends the config change and grows disks, each after re-checking that the VM is still
 // the cluster's node VM and with its config digest (PVE refuses the change if the config
 // changed after the check). fresh: the VM was just cloned and carries the template's tags.
+//
+// An adopted VM's tags are merged again with the ones read right before the update: tags only
+// ever get added to it, and the update carries that read's digest.
 func (e *Executor) update(ctx context.Context, cluster string, vp VMPlan, fresh bool) error {
 	s := vp.Spec
-	x := expect{cluster: cluster, kind: KindNode, name: s.Name, node: s.PVENode, vmid: vp.VMID, fresh: fresh}
+	x := vmExpect(cluster, vp)
+	x.fresh = fresh
 
 	if len(vp.Set) > 0 || len(vp.Delete) > 0 {
 		p := Params{}
@@ -148,6 +152,10 @@ func (e *Executor) update(ctx context.Context, cluster string, vp VMPlan, fresh 
 			}
 
 			p["digest"] = cfg["digest"]
+
+			if len(vp.AddTags) > 0 {
+				p["tags"] = mergeTags(cfg["tags"], vp.AddTags)
+			}
 
 			upid, err := e.api.UpdateVM(ctx, s.PVENode, vp.VMID, p)
 			if err != nil {
@@ -201,9 +209,10 @@ func (e *Executor) resize(ctx context.Context, x expect, disk string, gib int) e
 }
 
 // start starts the VM and waits until PVE reports it running.
-func (e *Executor) start(ctx context.Context, cluster string, s VMSpec, vmid int) error {
+func (e *Executor) start(ctx context.Context, cluster string, vp VMPlan) error {
+	s, vmid := vp.Spec, vp.VMID
 	e.emit(s.Name, "start", "VMID %d", vmid)
-	x := expect{cluster: cluster, kind: KindNode, name: s.Name, node: s.PVENode, vmid: vmid}
+	x := vmExpect(cluster, vp)
 
 	err := e.retry(ctx, s.Name, "start", func(attempt int) error {
 		if attempt > 0 {

@@ -23,6 +23,8 @@ type DestroyItem struct {
 	Keep bool
 	// Holder is an existing holder VM for this node (0 = create one when keeping).
 	Holder int
+	// AdoptedNode names the node whose adopted VM this is (DestroyOptions.IncludeAdopted).
+	AdoptedNode string
 }
 
 // DestroyPlan lists the cluster's VMs to destroy.
@@ -47,6 +49,11 @@ type DestroyOptions struct {
 	KeepDataDisks bool
 	// IncludeParked also destroys the holder VMs, and with them the kept data disks.
 	IncludeParked bool
+	// Adopted maps the VMIDs of the profile's adopted nodes to the node names (AdoptedVMs).
+	// Their VMs, made by hand, are left alone unless IncludeAdopted; Nodes may name them by
+	// node name or by VM name.
+	Adopted        map[int]string
+	IncludeAdopted bool
 }
 
 // PlanDestroy finds the cluster's VMs by their ownership tags: node VMs tagged
@@ -112,12 +119,28 @@ func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptio
 			continue
 		}
 
-		if len(only) > 0 && !only[vm.Name] {
+		node, adopted := opts.Adopted[vm.VMID]
+		if len(only) > 0 && !only[vm.Name] && !(adopted && only[node]) {
 			continue
 		}
 
 		found[vm.Name] = true
+
+		if adopted {
+			found[node] = true
+
+			if !opts.IncludeAdopted {
+				plan.Skipped = append(plan.Skipped, fmt.Sprintf("VM %d %q on %s is the adopted VM of node %s and is left alone (--include-adopted deletes it too)",
+					vm.VMID, vm.Name, vm.Node, node))
+
+				continue
+			}
+		}
+
 		it := DestroyItem{VM: vm}
+		if adopted {
+			it.AdoptedNode = node
+		}
 
 		cfg, err := api.VMConfig(ctx, vm.Node, vm.VMID)
 		if err != nil {
@@ -175,6 +198,10 @@ func (p *DestroyPlan) Print(w io.Writer) {
 
 	for _, it := range p.Items {
 		fmt.Fprintf(w, "  - %s (VMID %d on %s) will be stopped and deleted with purge\n", it.VM.Name, it.VM.VMID, it.VM.Node)
+
+		if it.AdoptedNode != "" {
+			fmt.Fprintf(w, "      # the adopted VM of node %s: talforge did not create it and cannot re-create it\n", it.AdoptedNode)
+		}
 
 		switch {
 		case it.DataDisk != "" && it.Keep:

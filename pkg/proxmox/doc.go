@@ -12,6 +12,12 @@
 //   - Observe lists the VMs, finds the cluster's by the ownership tag and their name, and plans
 //     create / update (field-level diff) / unchanged. A VM with a node's name or VMID but
 //     without the tag is foreign: a Conflict that blocks Apply; it is never touched.
+//   - Adopted VMs (adopt.go; nodes[].adopted, made by hand and taken over by `talforge
+//     import`) are found by VMID instead, whatever their name, and must still have a NIC with
+//     the node's MAC; untagged or tagged for this cluster they are the node's, otherwise a
+//     Conflict, and a missing one is never created. Only the ownership tags (added to the
+//     VM's own), cores, memory and disk growth are planned; no boot image, no lint, and
+//     destroy skips them unless DestroyOptions.IncludeAdopted.
 //   - Executor.Apply downloads the ISO where missing, then creates or updates and starts the
 //     VMs with bounded parallelism. Steps are retried with backoff on lock contention, 5xx
 //     answers and dropped connections; every retry re-observes first, so a create whose answer

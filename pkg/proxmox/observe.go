@@ -72,8 +72,17 @@ func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot 
 		want[s.Name] = true
 	}
 
+	// adopted VMs keep their own names: they are found by VMID, and are no orphans
+	adopted := map[int]bool{}
+
 	for _, s := range specs {
-		vp, err := observeVM(ctx, api, plan, vms, cluster, s)
+		observe := observeVM
+		if s.IsAdopted() {
+			observe = observeAdopted
+			adopted[s.VMID] = true
+		}
+
+		vp, err := observe(ctx, api, plan, vms, cluster, s)
 		if err != nil {
 			return nil, err
 		}
@@ -82,14 +91,18 @@ func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot 
 	}
 
 	for _, vm := range vms {
-		if vm.IsNodeOf(cluster) && !want[vm.Name] {
+		if vm.IsNodeOf(cluster) && !want[vm.Name] && !adopted[vm.VMID] {
 			plan.Orphans = append(plan.Orphans, vm)
 		}
 	}
 
+	// The boot image is needed where talforge creates VMs or points their CD-ROM at it: on the
+	// PVE nodes of VMs that are not adopted. Adopted VMs keep whatever they booted from.
 	nodes := map[string]bool{}
 	for _, s := range specs {
-		nodes[s.PVENode] = true
+		if !s.IsAdopted() {
+			nodes[s.PVENode] = true
+		}
 	}
 
 	for _, n := range sortedKeys(nodes) {
@@ -234,6 +247,8 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, clust
 		vp.Action = ActionUpdate
 	}
 
+	vp.VMName = vm.Name
+
 	if vm.Running {
 		for _, c := range vp.Changes {
 			if c.Key == "ipconfig0" || c.Key == "nameserver" || c.Key == "searchdomain" {
@@ -242,18 +257,28 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, clust
 			}
 		}
 
-		if vp.Pending, err = api.PendingKeys(ctx, vm.Node, vm.VMID); err != nil {
-			return vp, fmt.Errorf("VM %s (%d): reading pending changes: %w", s.Name, vm.VMID, err)
-		}
-
-		sort.Strings(vp.Pending)
-
-		if len(vp.Pending) > 0 {
-			vp.Notes = append(vp.Notes, "changes pending until the VM restarts: "+strings.Join(vp.Pending, ", "))
+		if err := notePending(ctx, api, &vp, vm); err != nil {
+			return vp, err
 		}
 	}
 
 	return vp, nil
+}
+
+// notePending reads the config keys of a running VM that wait for its restart.
+func notePending(ctx context.Context, api API, vp *VMPlan, vm VMResource) error {
+	var err error
+	if vp.Pending, err = api.PendingKeys(ctx, vm.Node, vm.VMID); err != nil {
+		return fmt.Errorf("VM %s (%d): reading pending changes: %w", vp.Spec.Name, vm.VMID, err)
+	}
+
+	sort.Strings(vp.Pending)
+
+	if len(vp.Pending) > 0 {
+		vp.Notes = append(vp.Notes, "changes pending until the VM restarts: "+strings.Join(vp.Pending, ", "))
+	}
+
+	return nil
 }
 
 // planReattach plans re-attaching a node's kept data disk, if a holder of this cluster keeps

@@ -284,10 +284,31 @@ type expect struct {
 	// fresh accepts a VM this run has just cloned (it carries the template's tags until the
 	// first config update): only the name is checked.
 	fresh bool
+	// adopted accepts a VM made by hand (nodes[].adopted) without an ownership tag, or with the
+	// cluster's node tag, as long as one of its NICs still has mac: the node's VM is found by
+	// VMID, and a VMID can be freed and reused.
+	adopted bool
+	mac     string
 }
 
 func (x expect) String() string {
+	if x.adopted {
+		return fmt.Sprintf("adopted VM %q (NIC %s) of cluster %s", x.name, x.mac, x.cluster)
+	}
+
 	return fmt.Sprintf("%s %q of cluster %s", x.kind, x.name, x.cluster)
+}
+
+// vmExpect is what a planned node VM must still be right before a change.
+func vmExpect(cluster string, vp VMPlan) expect {
+	s := vp.Spec
+	x := expect{cluster: cluster, kind: KindNode, name: s.Name, node: s.PVENode, vmid: vp.VMID}
+
+	if s.IsAdopted() {
+		x.name, x.adopted, x.mac = vp.VMName, true, s.Node.MAC
+	}
+
+	return x
 }
 
 func nodeExpect(cluster string, vm VMResource) expect {
@@ -313,6 +334,21 @@ func (x expect) check(cfg map[string]string) error {
 	}
 
 	o := ParseOwnership(splitTags(tags))
+
+	if x.adopted {
+		switch {
+		case o.Ambiguous != "":
+			oe.Reason = o.Ambiguous
+		case o.Kind != KindNone && !o.Is(KindNode, x.cluster):
+			oe.Reason = "it is tagged as a " + o.Kind.String() + " of cluster " + o.Cluster
+		case !hasMAC(cfg, x.mac):
+			oe.Reason = "no NIC has the MAC " + x.mac + " any more"
+		default:
+			return nil
+		}
+
+		return oe
+	}
 
 	switch {
 	case o.Ambiguous != "":

@@ -59,8 +59,15 @@ type VMPlan struct {
 	Action Action
 	// VMID of the existing VM, the profile's fixed VMID, or 0 (allocated at apply time).
 	VMID int
+	// VMName is the existing VM's name: the node's, except for an adopted VM, which keeps its
+	// own.
+	VMName string
 	// Running is the observed power state of an existing VM.
 	Running bool
+	// AddTags are the tags an adopted VM lacks (talforge, talforge.node.<cluster>, the role):
+	// the update adds them to the VM's own tags, which stay. Only with ActionUpdate; it is the
+	// step lifecycle calls "adopt".
+	AddTags []string
 	// Changes are field-level differences (update) or the new config (create).
 	Changes []Change
 	// Set and Delete are the config update to send; Resize maps disks to their new size in GiB.
@@ -74,6 +81,9 @@ type VMPlan struct {
 	// Notes are things worth knowing that change nothing.
 	Notes []string
 }
+
+// Adopts reports whether the update takes over an adopted VM by adding its ownership tags.
+func (v VMPlan) Adopts() bool { return v.Action == ActionUpdate && len(v.AddTags) > 0 }
 
 // NeedsStart reports whether apply will start the VM.
 func (v VMPlan) NeedsStart() bool { return v.Action == ActionCreate || !v.Running }
@@ -167,7 +177,7 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 
-	creates, updates, starts, same := 0, 0, 0, 0
+	creates, adopts, updates, starts, same := 0, 0, 0, 0, 0
 
 	for _, v := range p.VMs {
 		id := "new VMID"
@@ -185,12 +195,20 @@ func (p *Plan) Print(w io.Writer) {
 				fmt.Fprintf(w, "      %s\n", c)
 			}
 		case ActionUpdate:
-			updates++
+			if v.Adopts() {
+				adopts++
 
-			fmt.Fprintf(w, "  ~ %s (%s on %s) will be updated in place\n", v.Spec.Name, id, v.Spec.PVENode)
+				fmt.Fprintf(w, "  ~ %s (%s on %s): adopt: %s\n", v.Spec.Name, id, v.Spec.PVENode, v.describeAdoption())
+			} else {
+				updates++
+
+				fmt.Fprintf(w, "  ~ %s (%s on %s) will be updated in place\n", v.Spec.Name, id, v.Spec.PVENode)
+			}
 
 			for _, c := range v.Changes {
-				fmt.Fprintf(w, "      %s\n", c)
+				if c.Key != "tags" || !v.Adopts() {
+					fmt.Fprintf(w, "      %s\n", c)
+				}
 			}
 		default:
 			same++
@@ -222,5 +240,28 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintf(w, "  ! %s\n", f)
 	}
 
-	fmt.Fprintf(w, "\nPlan: %d to create, %d to update, %d to start, %d unchanged.\n", creates, updates, starts, same)
+	adopt := ""
+	if adopts > 0 {
+		adopt = fmt.Sprintf("%d to adopt, ", adopts)
+	}
+
+	fmt.Fprintf(w, "\nPlan: %d to create, %s%d to update, %d to start, %d unchanged.\n", creates, adopt, updates, starts, same)
+}
+
+// describeAdoption reads "tags +talforge, +talforge.node.lab, +worker (k8s, talos kept)".
+func (v VMPlan) describeAdoption() string {
+	add := make([]string, len(v.AddTags))
+	for i, t := range v.AddTags {
+		add[i] = "+" + t
+	}
+
+	out := "tags " + strings.Join(add, ", ")
+
+	for _, c := range v.Changes {
+		if c.Key == "tags" && c.From != "" {
+			out += " (" + strings.Join(splitTags(c.From), ", ") + " kept)"
+		}
+	}
+
+	return out
 }

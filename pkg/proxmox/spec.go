@@ -254,10 +254,15 @@ func Lint(name string, cfg Params, hasAgentExtension bool, role profile.Role) []
 	return out
 }
 
-// LintSpecs lints every spec.
+// LintSpecs lints every spec but the adopted ones: an adopted VM keeps the hardware its owner
+// gave it (it runs Talos already), and its Config is never sent.
 func LintSpecs(specs []VMSpec, img *schematic.Image) []Finding {
 	var out []Finding
 	for _, s := range specs {
+		if s.IsAdopted() {
+			continue
+		}
+
 		out = append(out, Lint(s.Name, s.Config, img.HasExtension(schematic.QemuGuestAgent), s.Node.Role)...)
 	}
 
