@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -94,6 +96,7 @@ func lifecycleError(err error) error {
 type upOptions struct {
 	*lifecycleOptions
 	commit bool
+	yes    bool
 	output outputOptions
 }
 
@@ -129,6 +132,9 @@ With --commit it commits what it wrote under clusters/<name>/ with a message say
 				return err
 			}
 			opts.Commit = u.commit
+			if !u.yes {
+				opts.ConfirmAdopt = u.confirmAdopt
+			}
 			res, err := lifecycle.Up(cmd.Context(), opts)
 			if err != nil {
 				return lifecycleError(err)
@@ -143,7 +149,24 @@ With --commit it commits what it wrote under clusters/<name>/ with a message say
 		},
 	}
 	cmd.Flags().BoolVar(&u.commit, "commit", false, "commit what changed under clusters/<name>/ with git")
+	cmd.Flags().BoolVar(&u.yes, "yes", false, "take over VMs made by hand (talforge import's adopted nodes) without asking")
 	u.output.addFlag(cmd)
 	u.addFlags(cmd)
 	return cmd
+}
+
+// confirmAdopt asks, on a terminal, before up tags VMs made by hand as talforge's; elsewhere it
+// refuses and names --yes.
+func (u *upOptions) confirmAdopt(vms []string) error {
+	what := fmt.Sprintf("the plan takes over %d VM(s) made by hand (%s): talforge adds its ownership tags and from then on manages their tags, CPU, memory and disk sizes",
+		len(vms), strings.Join(vms, ", "))
+	if terminal(u.in) == nil {
+		return fmt.Errorf("%w: %s; run `talforge plan` to see it, then `talforge up --yes`", lifecycle.ErrNotConfirmed, what)
+	}
+	fmt.Fprintf(u.errOut, "%s.\nType yes to go on: ", what)
+	line, _ := bufio.NewReader(u.in).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return fmt.Errorf("%w: nothing was changed", lifecycle.ErrNotConfirmed)
+	}
+	return nil
 }

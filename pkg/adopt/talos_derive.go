@@ -660,8 +660,8 @@ func restoreExpressions(n *nodeFacts, levels ...[]op) []op {
 }
 
 // withoutSecretInputs is c without the references to secret input files (the PVE token, its
-// CA, the backup credentials): they do not change a machine config, and while importing they
-// are not written yet, so the profile could not load with them.
+// CA, the backup credentials) and what depends on them: they do not change a machine config,
+// and while importing they are not written yet, so the profile could not load with them.
 func withoutSecretInputs(c *profile.Cluster) *profile.Cluster {
 	out := *c
 	if c.Proxmox != nil {
@@ -670,8 +670,10 @@ func withoutSecretInputs(c *profile.Cluster) *profile.Cluster {
 		out.Proxmox = &p
 	}
 	if c.Longhorn != nil {
+		// Only the data disks matter to a machine config; the backup block (and what refers
+		// to its recurring-job groups) goes with the credentials file it names.
 		l := *c.Longhorn
-		l.Backup = nil
+		l.Backup, l.StorageClasses, l.Volumes = nil, nil, nil
 		out.Longhorn = &l
 	}
 	return &out

@@ -1,6 +1,7 @@
 package lifecycle_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,6 +36,18 @@ persistence:
   defaultClassReplicaCount: 2
 `
 
+const importJob = `apiVersion: longhorn.io/v1beta2
+kind: RecurringJob
+metadata:
+  name: nightly-backup
+spec:
+  cron: "0 3 * * *"
+  task: backup
+  groups: [nightly]
+  retain: 7
+  concurrency: 1
+`
+
 // TestImportHandMadeCluster: a cluster built by hand (machinery's own generate, Talos 1.10's
 // machine.network, Longhorn from plain Helm values with backups, VMs of its own beside foreign
 // ones) is imported: the profile, patches, secrets and outputs reproduce every node's live
@@ -63,8 +76,9 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 		ControlPlanes: []e2e.HandMadeNode{node("talos-cp-1", addrs[0], 1)}, Workers: []e2e.HandMadeNode{worker},
 		Foreign: []pvesim.SeedVM{{ID: 100, Running: true, Config: map[string]string{"name": "pihole", "scsi0": "local-lvm:vm-100-disk-0,size=8G", "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}}},
 		Longhorn: &e2e.HandMadeLonghorn{Version: "1.10.1", Values: importValues, CredentialSecret: "s3-backup",
-			Claims:  []e2e.HandMadeClaim{{Namespace: "media", Name: "library", Size: "1Gi", Data: []byte("photos")}},
-			Backups: []e2e.HandMadeBackup{{Claim: "media/library"}}},
+			RecurringJobs: []string{importJob},
+			Claims:        []e2e.HandMadeClaim{{Namespace: "media", Name: "library", Size: "1Gi", Data: []byte("photos")}},
+			Backups:       []e2e.HandMadeBackup{{Claim: "media/library"}}},
 	})
 
 	root := t.TempDir()
@@ -169,6 +183,18 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 		if n.Action != "unchanged" {
 			t.Errorf("plan after import would change node %s: %s\n%s", n.Name, n.Action, n.Diff)
 		}
+	}
+
+	// Taking over VMs made by hand is asked for: refused, up changes nothing.
+	env.PVE.ResetLog()
+	refuse := opts
+	var asked []string
+	refuse.ConfirmAdopt = func(vms []string) error { asked = vms; return lifecycle.ErrNotConfirmed }
+	if _, err := lifecycle.Up(t.Context(), refuse); !errors.Is(err, lifecycle.ErrNotConfirmed) || len(asked) != 2 {
+		t.Errorf("up with the adoption refused: %v, asked for %v", err, asked)
+	}
+	if m := env.PVE.MutatingRequests(); len(m) > 0 {
+		t.Errorf("a refused adoption sent %v", m)
 	}
 
 	// up adopts the VMs (their tags, nothing else of them) and changes nothing else: no

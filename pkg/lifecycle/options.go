@@ -48,6 +48,10 @@ type Options struct {
 	Restore restore.Options
 	// OnPhase, when set, is called as each phase starts (progress UIs, fault-injection tests).
 	OnPhase func(name string)
+	// ConfirmAdopt, when set, is asked before up takes over VMs made by hand (the plan's
+	// "adopt" steps: talforge's tags added, nothing else changed); its error stops up before
+	// anything changes. nil adopts them.
+	ConfirmAdopt func(vms []string) error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

@@ -228,6 +228,17 @@ func (r *run) planPhase(ctx context.Context, p *phase) error {
 		return err
 	}
 	r.plan, r.res.Plan = plan, plan
+	var adopt []string
+	for _, s := range plan.Steps {
+		if s.Action == StepAdopt {
+			adopt = append(adopt, s.Subject)
+		}
+	}
+	if len(adopt) > 0 && r.opts.ConfirmAdopt != nil {
+		if err := r.opts.ConfirmAdopt(adopt); err != nil {
+			return err
+		}
+	}
 	if plan.Proxmox != nil {
 		for _, f := range plan.Proxmox.Findings {
 			if f.Severity == proxmox.SeverityWarning {
