@@ -1,6 +1,7 @@
 package adopt
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,7 +238,12 @@ func (r *lhReader) storageClasses(ctx context.Context) error {
 		var diffs []string
 		wp, _, _ := unstructured.NestedStringMap(want.Object, "parameters")
 		for _, k := range lhKeys(union(wp, p)) {
-			if w, g := wp[k], p[k]; w != g && (k != "recurringJobSelector" || !sameSelector(w, g)) {
+			w, wok := wp[k]
+			g, gok := p[k]
+			if def, ok := longhorn.StorageClassParameterDefault(k); ok && (!wok || !gok) && cmp.Or(w, def) == cmp.Or(g, def) {
+				continue // left out here, Longhorn's default there: the same class
+			}
+			if w != g && (k != "recurringJobSelector" || !sameSelector(w, g)) {
 				diffs = append(diffs, fmt.Sprintf("parameters.%s %s (talforge: %s)", k, orAbsent(g), orAbsent(w)))
 			}
 		}
@@ -253,14 +259,14 @@ func (r *lhReader) storageClasses(ctx context.Context) error {
 			diffs = append(diffs, fmt.Sprintf("allowVolumeExpansion %t (talforge: %t)", expand, w))
 		}
 		if len(diffs) > 0 {
-			r.note("StorageClass %s has what the profile cannot say: %s. talforge would re-create the class with its own fields (volumes that exist keep theirs)",
+			r.note("StorageClass %s has what the profile cannot say: %s. talforge never re-creates a class it adopted: until the profile says the same, up stops at it",
 				sc.Name, strings.Join(diffs, ", "))
 		}
 	}
 	slices.SortFunc(r.out.Longhorn.StorageClasses, func(a, b profile.StorageClass) int { return strings.Compare(a.Name, b.Name) })
 	if len(owned) > 0 {
 		slices.Sort(owned)
-		r.note("StorageClasses %s carry no %s=%s label: talforge refuses to touch a class it did not create until it is labelled so",
+		r.note("StorageClasses %s carry no %s=%s label: import adopts them (longhorn.storageClasses[].adopted), and the first up labels them talforge's, changing nothing else",
 			strings.Join(owned, ", "), longhorn.ManagedByLabel, longhorn.ManagedBy)
 	}
 	return nil

@@ -106,8 +106,12 @@ func Import(ctx context.Context, opts Options, in ImportOptions) (*ImportReport,
 			return nil, err
 		}
 		c.Longhorn = rep.Longhorn.Longhorn
-		// The release stays as the person installed it until talforge upgrades it.
+		// The release stays as the person installed it until talforge upgrades it, and the
+		// StorageClasses made by hand are taken over by a label, never re-created.
 		c.Longhorn.KeepReleaseValues = true
+		for i := range c.Longhorn.StorageClasses {
+			c.Longhorn.StorageClasses[i].Adopted = true
+		}
 		keepSystemDiskData(c, rep.Longhorn.DataPath)
 		rep.Notes = append(rep.Notes, rep.Longhorn.Notes...)
 		if err := inputs.takeBackupCredentials(ctx, in.Kubeconfig, c.Longhorn); err != nil {

@@ -48,6 +48,21 @@ spec:
   concurrency: 1
 `
 
+// importClass leaves out fsType and dataLocality, as people do: Longhorn takes its defaults.
+const importClass = `apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: longhorn-nightly
+provisioner: driver.longhorn.io
+allowVolumeExpansion: true
+reclaimPolicy: Retain
+volumeBindingMode: Immediate
+parameters:
+  numberOfReplicas: "2"
+  staleReplicaTimeout: "30"
+  recurringJobSelector: '[{"name":"nightly","isGroup":true}]'
+`
+
 // TestImportHandMadeCluster: a cluster built by hand (machinery's own generate, Talos 1.10's
 // machine.network, Longhorn from plain Helm values with backups, VMs of its own beside foreign
 // ones) is imported: the profile, patches, secrets and outputs reproduce every node's live
@@ -76,9 +91,9 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 		ControlPlanes: []e2e.HandMadeNode{node("talos-cp-1", addrs[0], 1)}, Workers: []e2e.HandMadeNode{worker},
 		Foreign: []pvesim.SeedVM{{ID: 100, Running: true, Config: map[string]string{"name": "pihole", "scsi0": "local-lvm:vm-100-disk-0,size=8G", "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}}},
 		Longhorn: &e2e.HandMadeLonghorn{Version: "1.10.1", Values: importValues, CredentialSecret: "s3-backup",
-			RecurringJobs: []string{importJob},
-			Claims:        []e2e.HandMadeClaim{{Namespace: "media", Name: "library", Size: "1Gi", Data: []byte("photos")}},
-			Backups:       []e2e.HandMadeBackup{{Claim: "media/library"}}},
+			RecurringJobs: []string{importJob}, StorageClasses: []string{importClass},
+			Claims:  []e2e.HandMadeClaim{{Namespace: "media", Name: "library", Size: "1Gi", StorageClass: "longhorn-nightly", Data: []byte("photos")}},
+			Backups: []e2e.HandMadeBackup{{Claim: "media/library"}}},
 	})
 
 	root := t.TempDir()
@@ -175,8 +190,8 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 	plan.Print(&pb)
 	t.Logf("plan after import:\n%s", pb.String())
 	for _, s := range plan.Steps {
-		if s.Stage != lifecycle.PhaseProvision || s.Action != lifecycle.StepAdopt {
-			t.Errorf("plan after import has a step other than adopting a VM: %s", s)
+		if s.Action != lifecycle.StepAdopt {
+			t.Errorf("plan after import has a step other than adopting what was made by hand: %s", s)
 		}
 	}
 	for _, n := range plan.Nodes {
@@ -190,7 +205,7 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 	refuse := opts
 	var asked []string
 	refuse.ConfirmAdopt = func(vms []string) error { asked = vms; return lifecycle.ErrNotConfirmed }
-	if _, err := lifecycle.Up(t.Context(), refuse); !errors.Is(err, lifecycle.ErrNotConfirmed) || len(asked) != 2 {
+	if _, err := lifecycle.Up(t.Context(), refuse); !errors.Is(err, lifecycle.ErrNotConfirmed) || len(asked) != 3 {
 		t.Errorf("up with the adoption refused: %v, asked for %v", err, asked)
 	}
 	if m := env.PVE.MutatingRequests(); len(m) > 0 {

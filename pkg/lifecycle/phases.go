@@ -321,7 +321,7 @@ func (r *run) didLonghorn(ctx context.Context, cl *longhorn.Client, planned *Lon
 		r.did(Step{PhaseLonghorn, SubjectLonghorn, StepInstall})
 	case res.Action == "upgrade":
 		r.did(Step{PhaseLonghorn, SubjectLonghorn, StepConverge})
-	case planned.Action == "converge":
+	case planned.Action == "converge" || planned.Action == "adopt":
 		diffs, err := cl.Drift(ctx)
 		if err != nil {
 			return fmt.Errorf("reading Longhorn's drift after converging: %w", err)
@@ -329,7 +329,11 @@ func (r *run) didLonghorn(ctx context.Context, cl *longhorn.Client, planned *Lon
 		if len(diffs) > 0 {
 			return fmt.Errorf("after converging, Longhorn still differs from the profile: %s", diffs[0])
 		}
-		r.did(Step{PhaseLonghorn, SubjectLonghorn, StepConverge})
+		if planned.Action == "adopt" {
+			r.did(Step{PhaseLonghorn, SubjectLonghorn, StepAdopt})
+		} else {
+			r.did(Step{PhaseLonghorn, SubjectLonghorn, StepConverge})
+		}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -311,7 +312,13 @@ func (r *run) planLonghorn(ctx context.Context, rep *PlanReport) error {
 		lp.Drift = append(lp.Drift, d.String())
 	}
 	lp.Action = "none"
-	if len(diffs) > 0 {
+	switch {
+	case len(diffs) == 0:
+	case !slices.ContainsFunc(diffs, func(d longhorn.Difference) bool { return !d.Ownership() }):
+		// Only objects made by hand that the profile adopted, to be labelled talforge's.
+		lp.Action = "adopt"
+		step(StepAdopt)
+	default:
 		lp.Action = "converge"
 		step(StepConverge)
 	}
@@ -362,7 +369,7 @@ func (rep *PlanReport) Print(w io.Writer) {
 			fmt.Fprintln(w)
 		case "upgrade":
 			fmt.Fprintf(w, "~ upgrade %s -> %s, one minor at a time\n", lp.Installed, strings.Join(lp.Steps, " -> "))
-		case "converge":
+		case "converge", "adopt":
 			fmt.Fprintf(w, "~ %s installed, %d difference(s) from the profile:\n", lp.Installed, len(lp.Drift))
 			for _, d := range lp.Drift {
 				fmt.Fprintf(w, "      %s\n", d)

@@ -3,6 +3,7 @@ package longhorn
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -94,6 +95,23 @@ func (cl *Client) apply(ctx context.Context, gvr schema.GroupVersionResource, ob
 // so a changed one is deleted and created again (existing volumes keep their PVs).
 func (cl *Client) applyStorageClass(ctx context.Context, sc *unstructured.Unstructured) error {
 	live, err := cl.kube.CS.StorageV1().StorageClasses().Get(ctx, sc.GetName(), metav1.GetOptions{})
+	if err == nil && live.Labels[ManagedByLabel] != ManagedBy && cl.adoptedClass(sc.GetName()) {
+		// Made by hand and adopted by the profile: the label is all talforge changes.
+		if storageClassDiffers(sc, live) {
+			return fmt.Errorf("StorageClass %s was adopted (longhorn.storageClasses[].adopted) but differs from the profile: %s; "+
+				"a StorageClass cannot change, and talforge never re-creates one it adopted: make the profile say what the class is",
+				sc.GetName(), describeDiffs(storageClassFieldDiffs(sc, live)))
+		}
+		if live.Labels == nil {
+			live.Labels = map[string]string{}
+		}
+		live.Labels[ManagedByLabel] = ManagedBy
+		cl.logf("StorageClass %s: adopted (labelled %s=%s)", sc.GetName(), ManagedByLabel, ManagedBy)
+		if _, err := cl.kube.CS.StorageV1().StorageClasses().Update(ctx, live, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("adopt StorageClass %s: %w", sc.GetName(), err)
+		}
+		return nil
+	}
 	if err == nil && live.Labels[ManagedByLabel] != ManagedBy {
 		// Someone else's StorageClass: re-creating it would change what its volumes get, and
 		// applying over it would take it over. Neither is talforge's to decide.
@@ -192,4 +210,13 @@ func (cl *Client) waitCRDs(ctx context.Context, names ...string) error {
 		}
 		return true, "", nil
 	})
+}
+
+// describeDiffs lists differences for a message: "parameters.fsType: want "xfs", got "ext4"".
+func describeDiffs(ds []Difference) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("%s: want %s, got %s", d.Field, d.Want, d.Got))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -243,12 +243,18 @@ func (cl *Client) recurringJobDrift(ctx context.Context, want []*unstructured.Un
 		if err != nil {
 			return nil, err
 		}
+		differs := false
 		for _, f := range recurringJobFields {
 			wv, _, _ := unstructured.NestedFieldNoCopy(w.Object, "spec", f)
 			lv, _, _ := unstructured.NestedFieldNoCopy(live.Object, "spec", f)
 			if a, b := canonical(f, wv), canonical(f, lv); a != b {
 				diffs = append(diffs, Difference{Kind: "RecurringJob", Name: w.GetName(), Field: "spec." + f, Want: a, Got: b, fix: fix})
+				differs = true
 			}
+		}
+		if !differs && live.GetLabels()[ManagedByLabel] != ManagedBy {
+			// A job made by hand with the profile's spec: applying it only adds talforge's label.
+			diffs = append(diffs, Difference{Kind: "RecurringJob", Name: w.GetName(), Field: OwnershipField, Want: ManagedByLabel + "=" + ManagedBy, Got: missing, fix: fix})
 		}
 	}
 	stale, err := cl.kube.Resource(RecurringJobGVR).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedBy})
@@ -284,9 +290,13 @@ func (cl *Client) storageClassDrift(ctx context.Context, want []*unstructured.Un
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range storageClassFieldDiffs(w, live) {
+		fieldDiffs := storageClassFieldDiffs(w, live)
+		for _, d := range fieldDiffs {
 			d.Kind, d.Name, d.fix = "StorageClass", w.GetName(), fix
 			diffs = append(diffs, d)
+		}
+		if len(fieldDiffs) == 0 && live.Labels[ManagedByLabel] != ManagedBy && cl.adoptedClass(w.GetName()) {
+			diffs = append(diffs, Difference{Kind: "StorageClass", Name: w.GetName(), Field: OwnershipField, Want: ManagedByLabel + "=" + ManagedBy, Got: missing, fix: fix})
 		}
 	}
 	list, err := cl.kube.CS.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedBy})
@@ -305,6 +315,29 @@ func (cl *Client) storageClassDrift(ctx context.Context, want []*unstructured.Un
 	}
 	return diffs, nil
 }
+
+// OwnershipField is the Difference.Field of an object the profile adopted (made by hand, found
+// by talforge import) that lacks only talforge's label: taking it over changes nothing else.
+const OwnershipField = "ownership"
+
+// Ownership reports whether the difference is only talforge's ownership label.
+func (d Difference) Ownership() bool { return d.Field == OwnershipField }
+
+// adoptedClass reports whether the profile declares the StorageClass as adopted.
+func (cl *Client) adoptedClass(name string) bool {
+	for _, sc := range cl.cluster.Longhorn.StorageClasses {
+		if sc.Name == name {
+			return sc.Adopted
+		}
+	}
+	return false
+}
+
+// storageClassDefaults are the values Longhorn's CSI driver takes for a parameter a
+// StorageClass leaves out (longhorn-manager csi/controller_server.go and types: fsType ext4,
+// dataLocality disabled, the backup target "default", no backup to restore from): absent and
+// the default are the same class.
+var storageClassDefaults = map[string]string{"fsType": "ext4", "dataLocality": "disabled", "backupTargetName": "default", "fromBackup": ""}
 
 // storageClassFieldDiffs compares the immutable fields of a StorageClass.
 func storageClassFieldDiffs(want *unstructured.Unstructured, live *storagev1.StorageClass) []Difference {
@@ -338,6 +371,9 @@ func storageClassFieldDiffs(want *unstructured.Unstructured, live *storagev1.Sto
 		w, wok := params[k]
 		g, gok := live.Parameters[k]
 		if w == g && wok == gok {
+			continue
+		}
+		if def, ok := storageClassDefaults[k]; ok && orDefault(w, wok, def) == orDefault(g, gok, def) {
 			continue
 		}
 		if !wok {
@@ -409,4 +445,18 @@ func quote(s string) string {
 // it (longhorn.keepReleaseValues) and it runs the profile's version, deployed.
 func keepsValues(l *profile.Longhorn, rel *release.Release) bool {
 	return l.KeepReleaseValues && rel != nil && rel.Info.Status == "deployed" && rel.Chart.Metadata.Version == l.Version
+}
+
+// StorageClassParameterDefault is the value Longhorn takes for a StorageClass parameter left
+// out, for the parameters talforge always writes.
+func StorageClassParameterDefault(key string) (string, bool) {
+	def, ok := storageClassDefaults[key]
+	return def, ok
+}
+
+func orDefault(v string, ok bool, def string) string {
+	if !ok {
+		return def
+	}
+	return v
 }

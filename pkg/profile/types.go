@@ -302,6 +302,10 @@ type StorageClass struct {
 	FSType string `yaml:"fsType,omitempty" json:"fsType,omitempty" jsonschema:"enum=ext4,enum=xfs"`
 	// disabled (default), best-effort or strict-local.
 	DataLocality string `yaml:"dataLocality,omitempty" json:"dataLocality,omitempty" jsonschema:"enum=disabled,enum=best-effort,enum=strict-local"`
+	// The class was made by hand and found by talforge import: talforge takes it over by
+	// labelling it, and never re-creates it (a StorageClass cannot change): a difference from
+	// the profile is an error to fix in the profile.
+	Adopted bool `yaml:"adopted,omitempty" json:"adopted,omitempty"`
 }
 
 // Volume is data the cluster owns, declared by the PersistentVolumeClaim that holds it. On a

@@ -100,6 +100,7 @@ var fieldComments = map[string]string{
 	"github.com/talforge/talforge/pkg/profile.RecurringJob.Task":                    "What the job does.",
 	"github.com/talforge/talforge/pkg/profile.Role":                                 "Role is a Talos machine type.",
 	"github.com/talforge/talforge/pkg/profile.StorageClass":                         "StorageClass is a Longhorn StorageClass.",
+	"github.com/talforge/talforge/pkg/profile.StorageClass.Adopted":                 "The class was made by hand and found by talforge import: talforge takes it over by\nlabelling it, and never re-creates it (a StorageClass cannot change): a difference from\nthe profile is an error to fix in the profile.",
 	"github.com/talforge/talforge/pkg/profile.StorageClass.DataLocality":            "disabled (default), best-effort or strict-local.",
 	"github.com/talforge/talforge/pkg/profile.StorageClass.FSType":                  "Filesystem (default ext4).",
 	"github.com/talforge/talforge/pkg/profile.StorageClass.Name":                    "StorageClass name.",
