@@ -79,9 +79,10 @@ type TalosReport struct {
 	Healthy bool `json:"healthy"`
 }
 
-// talosRun loads the profile and renders the stored configs for a single Talos stage, noting
-// when clusters/<name>/ (what Git holds) is not what is applied. Unless readOnly, it holds the
-// cluster's run lock; release it with the returned function.
+// talosRun loads the profile, renders the stored configs and builds the Talos runner for a
+// single Talos stage (a dry run when readOnly), noting when clusters/<name>/ (what Git holds)
+// is not what is applied. Unless readOnly, it holds the cluster's run lock; release it with
+// the returned function.
 func talosRun(ctx context.Context, opts Options, readOnly bool) (context.Context, *run, func(), error) {
 	r, err := loadRun(ctx, opts)
 	if err != nil {
@@ -105,6 +106,10 @@ func talosRun(ctx context.Context, opts Options, readOnly bool) (context.Context
 		r.rep.note("warning: the profile changed since %s was generated (nodes %s): run `talforge generate` and commit, so Git holds what is applied",
 			r.out, strings.Join(stale, ", "))
 	}
+	if err := r.newRunner(nil, readOnly); err != nil {
+		unlock()
+		return ctx, nil, nil, err
+	}
 	return ctx, r, unlock, nil
 }
 
@@ -117,9 +122,6 @@ func ApplyConfigs(ctx context.Context, opts Options, mode bootstrap.Mode, dryRun
 		return nil, err
 	}
 	defer unlock()
-	if err := r.newRunner(nil, dryRun); err != nil {
-		return nil, err
-	}
 	rep := &TalosReport{Cluster: r.cluster.Metadata.Name, Mode: mode}
 	rep.Nodes, err = r.runner.Apply(ctx)
 	return rep, err
@@ -135,9 +137,6 @@ func Bootstrap(ctx context.Context, opts Options, dryRun bool) (*TalosReport, er
 		return nil, err
 	}
 	defer unlock()
-	if err := r.newRunner(nil, dryRun); err != nil {
-		return nil, err
-	}
 	rep := &TalosReport{Cluster: r.cluster.Metadata.Name, Mode: bootstrap.ModeAuto}
 	if rep.Nodes, err = r.runner.Apply(ctx); err != nil {
 		return rep, err
@@ -172,9 +171,6 @@ func Health(ctx context.Context, opts Options) (*TalosReport, error) {
 		return nil, err
 	}
 	defer unlock()
-	if err := r.newRunner(nil, false); err != nil {
-		return nil, err
-	}
 	rep := &TalosReport{Cluster: r.cluster.Metadata.Name}
 	if rep.Written, err = r.healthy(ctx, false); err != nil {
 		return rep, err
@@ -191,9 +187,6 @@ func Kubeconfig(ctx context.Context, opts Options, refresh bool) ([]byte, []stri
 		return nil, nil, err
 	}
 	defer unlock()
-	if err := r.newRunner(nil, false); err != nil {
-		return nil, nil, err
-	}
 	kc, written, err := r.ensureKubeconfig(ctx, refresh)
 	return kc, relAll(r.out, written), err
 }
