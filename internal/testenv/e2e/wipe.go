@@ -53,8 +53,16 @@ func Wipe(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	// A group whose discovery failed (an API group in flux while CRDs come and go) would be
+	// left out of the wipe, and its objects would survive the "lost" cluster: ask again until
+	// every group answers.
+	deadline := time.Now().Add(30 * time.Second)
 	lists, err := disc.ServerPreferredResources()
-	if err != nil && !discovery.IsGroupDiscoveryFailedError(err) {
+	for discovery.IsGroupDiscoveryFailedError(err) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		lists, err = disc.ServerPreferredResources()
+	}
+	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}
 	var targets []schema.GroupVersionResource
@@ -73,7 +81,6 @@ func Wipe(ctx context.Context, cfg *rest.Config) error {
 			namespaced[gvr] = r.Namespaced
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	for {
 		left, err := wipeOnce(ctx, dyn, targets, namespaced)
 		if err != nil {
