@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/talforge/talforge/pkg/adopt"
 	"github.com/talforge/talforge/pkg/atomicfile"
@@ -80,9 +81,15 @@ func Import(ctx context.Context, opts Options, in ImportOptions) (*ImportReport,
 	}
 	var err error
 
-	if len(in.Talos.Nodes) == 0 && len(in.Kubeconfig) > 0 {
+	var kube kubernetes.Interface
+	if len(in.Kubeconfig) > 0 {
+		if kube, err = kubeClient(in.Kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	if len(in.Talos.Nodes) == 0 && kube != nil {
 		// Every node the cluster runs, workers included: etcd knows the control planes only.
-		if in.Talos.Nodes, err = kubeNodeIPs(ctx, in.Kubeconfig); err != nil {
+		if in.Talos.Nodes, err = kubeNodeIPs(ctx, kube); err != nil {
 			return nil, err
 		}
 	}
@@ -114,7 +121,7 @@ func Import(ctx context.Context, opts Options, in ImportOptions) (*ImportReport,
 		}
 		keepSystemDiskData(c, rep.Longhorn.DataPath)
 		rep.Notes = append(rep.Notes, rep.Longhorn.Notes...)
-		if err := inputs.takeBackupCredentials(ctx, in.Kubeconfig, c.Longhorn); err != nil {
+		if err := inputs.takeBackupCredentials(ctx, kube, c.Longhorn); err != nil {
 			return nil, err
 		}
 		if _, ok := inputs[importedCredentials]; ok {

@@ -39,17 +39,9 @@ func (s secretInputs) clear() {
 
 // takeBackupCredentials reads the backup credential Secret Longhorn uses and points the
 // profile's credentialsFile at the file import will write.
-func (s secretInputs) takeBackupCredentials(ctx context.Context, kubeconfig []byte, l *profile.Longhorn) error {
+func (s secretInputs) takeBackupCredentials(ctx context.Context, cs kubernetes.Interface, l *profile.Longhorn) error {
 	if l == nil || l.Backup == nil || l.Backup.CredentialSecret == "" {
 		return nil
-	}
-	cfg, err := longhorn.RESTConfig(kubeconfig)
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
 	}
 	sec, err := cs.CoreV1().Secrets(longhorn.Namespace).Get(ctx, l.Backup.CredentialSecret, metav1.GetOptions{})
 	if err != nil {
@@ -98,16 +90,17 @@ func (s secretInputs) paths() []string {
 	return out
 }
 
-// kubeNodeIPs lists the InternalIP of every Kubernetes node, sorted.
-func kubeNodeIPs(ctx context.Context, kubeconfig []byte) ([]string, error) {
+// kubeClient connects to the adopted cluster's Kubernetes API with its kubeconfig.
+func kubeClient(kubeconfig []byte) (kubernetes.Interface, error) {
 	cfg, err := longhorn.RESTConfig(kubeconfig)
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// kubeNodeIPs lists the InternalIP of every Kubernetes node, sorted.
+func kubeNodeIPs(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing the cluster's Kubernetes nodes: %w", err)
