@@ -107,11 +107,15 @@ func (f *fixture) volume(name string) *unstructured.Unstructured {
 
 func (f *fixture) waitFor(what string, cond func() (bool, string)) {
 	f.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// Longhorn's controllers (the emulator's goroutines) finish deletions after a store
+	// lock and a finalizer round trip each: seconds on a loaded 2-core CI machine.
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
 		var ok bool
 		if ok, last = cond(); ok {
+			f.t.Logf("%s after %s", what, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

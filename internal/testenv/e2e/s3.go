@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/sirupsen/logrus"
 
 	"github.com/talforge/talforge/internal/testenv/kubeenv"
 	"github.com/talforge/talforge/internal/testenv/s3server"
@@ -53,6 +54,9 @@ func (s *Shared) Start(t testing.TB, opts Options) *Env {
 
 // Run runs the tests, then stops the S3 server and the control plane if they were started.
 func (s *Shared) Run(m *testing.M) int {
+	// Longhorn's backupstore logs every config it reads at info level through logrus'
+	// standard logger; a test binary's output is for its failures. Warnings stay.
+	logrus.SetLevel(logrus.WarnLevel)
 	return s.s3.StopAfter(s.kube.Run(m), "e2e: stop S3 server", func(lab s3Lab) error { return lab.srv.Stop() })
 }
 

@@ -10,6 +10,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -36,6 +37,7 @@ func (m *Manager) syncJobs(ctx context.Context) error {
 			continue
 		}
 		var failure string
+		var recorded func() // counts the check once the Job's status says it ran
 		switch j.Name {
 		case PreUpgradeJob:
 			current, _, err := m.getSetting(ctx, SettingCurrentLonghornVersion)
@@ -45,12 +47,13 @@ func (m *Manager) syncJobs(ctx context.Context) error {
 			}
 			next := imageTag(j.Spec.Template.Spec.Containers)
 			check := checkUpgradePath(current, next)
-			m.recordCheck(current, next, check)
 			if check != nil {
+				// The pod reports before the Job controller marks the Job failed.
 				failure = check.Error()
 				m.event(ctx, &corev1.ObjectReference{Kind: "Job", APIVersion: "batch/v1", Name: j.Name, Namespace: j.Namespace, UID: j.UID},
 					corev1.EventTypeWarning, ReasonFailedUpgradePreCheck, failure)
 			}
+			recorded = func() { m.recordCheck(current, next, check) }
 		case UninstallJob:
 			flag, _, err := m.getSetting(ctx, SettingDeletingConfirmationFlag)
 			if err != nil {
@@ -69,8 +72,17 @@ func (m *Manager) syncJobs(ctx context.Context) error {
 				continue
 			}
 		}
+		// A stale informer cache can list a Job this loop already finished (and Helm may
+		// have deleted since): its status write then fails on the resourceVersion or on
+		// the missing object, and the check must not count as run twice.
 		if err := m.finishJob(ctx, j, failure); err != nil {
-			errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
+			if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
+			}
+			continue
+		}
+		if recorded != nil {
+			recorded()
 		}
 	}
 	return errors.Join(errs...)
