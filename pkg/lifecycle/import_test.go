@@ -13,6 +13,9 @@ import (
 	talosgenerate "github.com/siderolabs/talos/pkg/machinery/config/generate"
 	talossecrets "github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"gopkg.in/yaml.v3"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage"
+	"helm.sh/helm/v3/pkg/storage/driver"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/talforge/talforge/internal/testenv/e2e"
@@ -242,6 +245,8 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 		t.Errorf("plan after up: %v, steps %v", err, plan.Steps)
 	}
 
+	adoptedUpgrade(t, env, opts)
+
 	// A second import of the same name writes nothing.
 	if _, err := lifecycle.Import(t.Context(), lifecycle.Options{}, lifecycle.ImportOptions{Name: "homelab", Root: root,
 		Talos: adopt.TalosOptions{Talosconfig: h.Talosconfig, Port: env.TalosPort}}); err == nil || !strings.Contains(err.Error(), "exists already") {
@@ -285,4 +290,83 @@ func foreignTalosconfig(t *testing.T, endpoint string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// adoptedUpgrade: the adopted release is upgraded after longhorn.version moves on. plan lists
+// every Helm value the upgrade changes before it happens, and the release Helm writes differs
+// from the adopted one in exactly those values: everything else the person set is kept.
+func adoptedUpgrade(t *testing.T, env *e2e.Env, opts lifecycle.Options) {
+	t.Helper()
+	data, err := os.ReadFile(opts.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The release does not record where its chart came from: the test's chart repository.
+	if n := strings.Count(string(data), "\n  version: 1.10.1\n"); n != 1 {
+		t.Fatalf("the imported profile names Longhorn 1.10.1 %d times:\n%s", n, data)
+	}
+	if err := os.WriteFile(opts.Profile, []byte(strings.Replace(string(data), "\n  version: 1.10.1\n", "\n  version: 1.11.3\n  repoURL: "+env.Repo.URL+"\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	adopted := deployedLonghorn(t, env)
+
+	plan, err := lifecycle.Plan(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("plan of the upgrade: %v", err)
+	}
+	var pb strings.Builder
+	plan.Print(&pb)
+	t.Logf("plan of the upgrade:\n%s", pb.String())
+	if plan.Longhorn == nil || plan.Longhorn.Action != "upgrade" || len(plan.Steps) != 1 || plan.Steps[0].Action != lifecycle.StepUpgrade {
+		t.Fatalf("plan after moving longhorn.version: %+v, steps %v", plan.Longhorn, plan.Steps)
+	}
+	if !strings.Contains(pb.String(), "Helm values that change") && len(plan.Longhorn.Values) > 0 {
+		t.Errorf("the printed plan does not list the value changes:\n%s", pb.String())
+	}
+
+	res, err := lifecycle.Up(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("up with the upgrade: %v", err)
+	}
+	if d := lifecycle.StepsDiffer(plan.Steps, res.Steps); d != "" {
+		t.Errorf("up did not take the planned steps: %s", d)
+	}
+	upgraded := deployedLonghorn(t, env)
+	if v := upgraded.Chart.Metadata.Version; v != "1.11.3" {
+		t.Fatalf("deployed Longhorn %s after up, want 1.11.3", v)
+	}
+	var happened []string
+	for _, c := range longhorn.ValuesDiff(adopted.Config, upgraded.Config) {
+		happened = append(happened, c.String())
+	}
+	if strings.Join(happened, "\n") != strings.Join(plan.Longhorn.Values, "\n") {
+		t.Errorf("Helm values changed by the upgrade:\n  %s\nplan said:\n  %s", strings.Join(happened, "\n  "), strings.Join(plan.Longhorn.Values, "\n  "))
+	}
+	// What the person set by hand (importValues) is still what the release says.
+	for path, want := range map[string]any{
+		"defaultSettings.defaultReplicaCount":             2,
+		"defaultBackupStore.backupTarget":                 "s3://homelab-backups@us-east-1/",
+		"defaultBackupStore.backupTargetCredentialSecret": "s3-backup",
+		"persistence.defaultClassReplicaCount":            2,
+	} {
+		got := any(upgraded.Config)
+		for _, k := range strings.Split(path, ".") {
+			m, _ := got.(map[string]any)
+			got = m[k]
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("after the upgrade %s = %v, the adopted release had %v", path, got, want)
+		}
+	}
+}
+
+// deployedLonghorn reads the deployed Longhorn release through Helm's own storage.
+func deployedLonghorn(t *testing.T, env *e2e.Env) *release.Release {
+	t.Helper()
+	cs := kubernetes.NewForConfigOrDie(env.Kube.Config)
+	rel, err := storage.Init(driver.NewSecrets(cs.CoreV1().Secrets("longhorn-system"))).Deployed("longhorn")
+	if err != nil {
+		t.Fatalf("the deployed Longhorn release: %v", err)
+	}
+	return rel
 }

@@ -36,7 +36,9 @@ type LonghornPlan struct {
 	Installed string   `json:"installed,omitempty"`
 	Target    string   `json:"target"`
 	Steps     []string `json:"steps,omitempty"`
-	Drift     []string `json:"drift,omitempty"`
+	// Values are the Helm values the upgrade changes ("path: live -> planned").
+	Values []string `json:"values,omitempty"`
+	Drift  []string `json:"drift,omitempty"`
 	// Note explains an action decided without looking (no cluster to look at yet).
 	Note string `json:"note,omitempty"`
 }
@@ -301,6 +303,9 @@ func (r *run) planLonghorn(ctx context.Context, rep *PlanReport) error {
 	lp.Installed = up.From
 	if len(up.Steps) > 0 {
 		lp.Action, lp.Steps = "upgrade", up.Steps
+		for _, c := range up.Values {
+			lp.Values = append(lp.Values, c.String())
+		}
 		step(StepUpgrade)
 		return nil
 	}
@@ -369,6 +374,12 @@ func (rep *PlanReport) Print(w io.Writer) {
 			fmt.Fprintln(w)
 		case "upgrade":
 			fmt.Fprintf(w, "~ upgrade %s -> %s, one minor at a time\n", lp.Installed, strings.Join(lp.Steps, " -> "))
+			if len(lp.Values) > 0 {
+				fmt.Fprintf(w, "    Helm values that change (installed -> passed):\n")
+			}
+			for _, v := range lp.Values {
+				fmt.Fprintf(w, "      %s\n", v)
+			}
 		case "converge", "adopt":
 			fmt.Fprintf(w, "~ %s installed, %d difference(s) from the profile:\n", lp.Installed, len(lp.Drift))
 			for _, d := range lp.Drift {

@@ -124,7 +124,19 @@ func (cl *Client) applyStorageClass(ctx context.Context, sc *unstructured.Unstru
 		if err := cl.kube.CS.StorageV1().StorageClasses().Delete(ctx, sc.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("re-create StorageClass %s: %w", sc.GetName(), err)
 		}
-	} else if err != nil && !apierrors.IsNotFound(err) {
+	} else if err == nil {
+		// The same class, perhaps with a parameter left out where talforge writes Longhorn's
+		// default (an adopted class): the apiserver refuses any change to the parameters map,
+		// so send the live one and apply only what may change.
+		sc = sc.DeepCopy()
+		params := map[string]any{}
+		for k, v := range live.Parameters {
+			params[k] = v
+		}
+		if err := unstructured.SetNestedMap(sc.Object, params, "parameters"); err != nil {
+			return fmt.Errorf("StorageClass %s: %w", sc.GetName(), err)
+		}
+	} else if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("read StorageClass %s: %w", sc.GetName(), err)
 	}
 	return cl.apply(ctx, storageClassGVR, sc)

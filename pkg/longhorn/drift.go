@@ -62,7 +62,11 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 	keep := keepsValues(cl.cluster.Longhorn, rel)
 
 	if rel.Info.Status != "deployed" || (!keep && !sameValues(rel.Config, vals)) {
-		got := fmt.Sprintf("revision %d (%s) with other values", rel.Version, rel.Info.Status)
+		var paths []string
+		for _, c := range ValuesDiff(rel.Config, vals) {
+			paths = append(paths, c.Path)
+		}
+		got := fmt.Sprintf("revision %d (%s) with other values at %s", rel.Version, rel.Info.Status, strings.Join(paths, ", "))
 		if sameValues(rel.Config, vals) {
 			got = fmt.Sprintf("revision %d is %s", rel.Version, rel.Info.Status)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/talforge/talforge/internal/testenv/kubeenv"
 	"github.com/talforge/talforge/internal/testenv/lhmanager"
@@ -467,5 +469,54 @@ func TestForeignStorageClassIsNeverReplaced(t *testing.T) {
 	got, err := e.cs.StorageV1().StorageClasses().Get(e.ctx, "longhorn-retain", metav1.GetOptions{})
 	if err != nil || got.UID != foreign.UID || got.Provisioner != "nfs.csi.k8s.io" || got.Parameters["server"] != "nas.lan" || got.Labels[ManagedByLabel] != "" {
 		t.Fatalf("the foreign StorageClass was changed: %v %+v", err, got)
+	}
+}
+
+// TestAdoptedStorageClassKeepsItsParameters: a class made by hand that leaves out parameters
+// where talforge writes Longhorn's defaults (fsType, dataLocality) is the profile's class.
+// Adopting it labels it; every later install and upgrade leaves its immutable parameters
+// as they are instead of failing on them or re-creating the class.
+func TestAdoptedStorageClassKeepsItsParameters(t *testing.T) {
+	e := newEnv(t, "1.10.2", "recurringJobGroups: [critical]}\n  volumes:", "recurringJobGroups: [critical], adopted: true}\n  volumes:")
+	objs, err := BuildObjects(e.profile(), "1.10.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want *storagev1.StorageClass
+	for _, u := range objs.StorageClasses {
+		if u.GetName() == "longhorn-retain" {
+			want = &storagev1.StorageClass{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, want); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want == nil {
+		t.Fatal("the profile renders no StorageClass longhorn-retain")
+	}
+	byHand := want.DeepCopy()
+	byHand.Labels = nil
+	delete(byHand.Parameters, "fsType")
+	delete(byHand.Parameters, "dataLocality")
+	made, err := e.cs.StorageV1().StorageClasses().Create(e.ctx, byHand, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.install()
+	e.setVersion("1.10.2", "1.11.3")
+	if _, err := e.client().Upgrade(e.ctx, "1.11.3"); err != nil {
+		t.Fatalf("upgrade with the adopted class: %v", err)
+	}
+	if _, err := e.client().Install(e.ctx); err != nil {
+		t.Fatalf("a later install with the adopted class: %v", err)
+	}
+	got, err := e.cs.StorageV1().StorageClasses().Get(e.ctx, "longhorn-retain", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.UID != made.UID || !maps.Equal(got.Parameters, made.Parameters) || got.Labels[ManagedByLabel] != ManagedBy {
+		t.Errorf("adopted class after install, upgrade, install: uid %s (was %s), parameters %v (were %v), labels %v",
+			got.UID, made.UID, got.Parameters, made.Parameters, got.Labels)
 	}
 }

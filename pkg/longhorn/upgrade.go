@@ -20,6 +20,9 @@ type UpgradePlan struct {
 	From, To string
 	// Steps are the chart versions upgraded to, in order; empty when To is installed.
 	Steps []string
+	// Values are the Helm values that differ between the installed release and the values
+	// the last step passes: an adopted release's values included, nothing is reset unseen.
+	Values []ValueChange
 }
 
 func (p *UpgradePlan) String() string {
@@ -49,7 +52,15 @@ func (cl *Client) Plan(ctx context.Context, target string) (*UpgradePlan, error)
 	if err != nil {
 		return nil, err
 	}
-	return &UpgradePlan{From: installed, To: target, Steps: steps}, nil
+	plan := &UpgradePlan{From: installed, To: target, Steps: steps}
+	if len(steps) > 0 {
+		vals, err := Values(cl.cluster, steps[len(steps)-1])
+		if err != nil {
+			return nil, fmt.Errorf("values for %s: %w", steps[len(steps)-1], err)
+		}
+		plan.Values = ValuesDiff(rel.Config, vals)
+	}
+	return plan, nil
 }
 
 // Upgrade upgrades Longhorn to target one minor at a time (through the latest patch of
@@ -83,6 +94,9 @@ func (cl *Client) Upgrade(ctx context.Context, target string) (*UpgradePlan, err
 		return nil, err
 	}
 	cl.logf("%s", plan)
+	for _, c := range plan.Values {
+		cl.logf("  Helm value %s", c)
+	}
 	prev := plan.From
 	if err := cl.waitHealthy(ctx, prev); err != nil {
 		return nil, fmt.Errorf("before upgrading from %s: %w", prev, err)
