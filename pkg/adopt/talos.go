@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cosi-project/runtime/pkg/safe"
+	factory "github.com/siderolabs/image-factory/pkg/schematic"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
@@ -64,6 +65,8 @@ type TalosImport struct {
 
 	// nodes are the live nodes' facts, for Repatch.
 	nodes []*nodeFacts
+	// schematic is the control plane's image's schematic, when known, for Repatch.
+	schematic *factory.Schematic
 }
 
 // NodeDiff is the redacted difference between a node's rendered and live configs.
@@ -77,6 +80,9 @@ type liveNode struct {
 	version string
 	cfg     config.Provider
 	raw     []byte
+	// schematic is the Image Factory schematic the node reports its image was built from
+	// (ExtensionStatus "schematic"); nil when it reports none.
+	schematic *reportedSchematic
 }
 
 // ReadTalos reads every node's live machine config and the cluster's secrets, and describes
@@ -252,6 +258,10 @@ func (r *reader) read(ctx context.Context, ip string) (*liveNode, error) {
 
 	if msgs := v.GetMessages(); len(msgs) > 0 {
 		n.version = msgs[0].GetVersion().GetTag()
+	}
+
+	if n.schematic, err = readSchematic(ctx, c); err != nil {
+		return nil, fmt.Errorf("node %s: read its system extensions: %s", addr, bootstrap.ShortError(err))
 	}
 
 	return n, nil

@@ -15,6 +15,7 @@ import (
 	factory "github.com/siderolabs/image-factory/pkg/schematic"
 
 	"github.com/talforge/talforge/pkg/generate"
+	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/profile"
 )
 
@@ -104,7 +105,7 @@ func facts(n *liveNode) (*nodeFacts, error) {
 	}
 
 	f.disk = n.cfg.Machine().Install().Disk()
-	f.image = n.cfg.Machine().Install().Image()
+	f.image = machineconfig.InstallImage(n.cfg)
 
 	if f.disk == "" {
 		// Talos ≥ 1.14 writes the install disk as a selector of UnattendedInstallConfig.
@@ -241,7 +242,7 @@ func cmpOr(a, b string) string {
 }
 
 // derive builds the profile: only what the live configs say, nothing talforge would default.
-func derive(name string, nodes []*nodeFacts) (*profile.Cluster, []string, error) {
+func derive(name string, nodes []*nodeFacts) (*profile.Cluster, *factory.Schematic, []string, error) {
 	var warnings []string
 
 	slices.SortStableFunc(nodes, func(a, b *nodeFacts) int {
@@ -267,7 +268,7 @@ func derive(name string, nodes []*nodeFacts) (*profile.Cluster, []string, error)
 	}
 
 	if cp == nil {
-		return nil, nil, fmt.Errorf("none of the nodes %s is a control plane: include the control planes (--nodes)", ipsOf(nodes))
+		return nil, nil, nil, fmt.Errorf("none of the nodes %s is a control plane: include the control planes (--nodes)", ipsOf(nodes))
 	}
 
 	c := &profile.Cluster{APIVersion: profile.APIVersion, Kind: profile.Kind, Metadata: profile.Metadata{Name: name}}
@@ -288,7 +289,8 @@ func derive(name string, nodes []*nodeFacts) (*profile.Cluster, []string, error)
 	}
 
 	c.Talos.AllowSchedulingOnControlPlanes = schedulesOnControlPlanes(cp.docs)
-	warnings = append(warnings, deriveImage(c, cp.image)...)
+	live, imageWarnings := deriveImage(c, cp.image, cp.live.schematic)
+	warnings = append(warnings, imageWarnings...)
 
 	c.Network = profile.Network{
 		CIDR:          cp.addr.Masked().String(),
@@ -316,34 +318,35 @@ func derive(name string, nodes []*nodeFacts) (*profile.Cluster, []string, error)
 		}
 	}
 
-	return c, warnings, nil
+	return c, live, warnings, nil
 }
 
-// deriveImage reads the Image Factory host and schematic from the install image. Only the
-// schematic without extensions can be recognised offline (its ID is a hash); any other image
-// stays in a patch, exactly as it is.
-func deriveImage(c *profile.Cluster, image string) []string {
+// deriveImage reads the Image Factory host and schematic from the install image and the
+// schematic the node reports. Any other image stays in a patch, exactly as it is.
+func deriveImage(c *profile.Cluster, image string, rs *reportedSchematic) (*factory.Schematic, []string) {
 	ref, _, ok := strings.Cut(image, ":")
 	if !ok {
-		return nil
+		return nil, nil
 	}
 
 	parts := strings.Split(ref, "/")
 	if len(parts) != 3 || (parts[1] != "installer" && !strings.HasSuffix(parts[1], "-installer")) || strings.Contains(parts[0], "ghcr.io") {
-		return []string{fmt.Sprintf("install image %s is not an Image Factory image: it is kept as it is, in a patch", image)}
+		return nil, []string{fmt.Sprintf("install image %s is not an Image Factory image: it is kept as it is, in a patch", image)}
 	}
 
-	empty, err := (&factory.Schematic{}).ID()
-	if err != nil || parts[2] != empty {
-		return []string{fmt.Sprintf("install image %s: its schematic's extensions cannot be read from the image; the image is kept in a patch "+
-			"(list them under talos.extensions to let talforge build the image)", image)}
+	live, warnings := liveSchematic(parts[2], rs)
+	if live == nil {
+		return nil, warnings
 	}
 
 	if parts[0] != profile.DefaultImageFactory {
 		c.Talos.ImageFactory = parts[0]
 	}
 
-	return nil
+	c.Talos.Extensions = slices.Clone(live.Customization.SystemExtensions.OfficialExtensions)
+	c.Talos.KernelArgs = slices.Clone(live.Customization.ExtraKernelArgs)
+
+	return live, warnings
 }
 
 // schedulesOnControlPlanes reads whether workloads may run on control planes: the v1alpha1
@@ -399,7 +402,7 @@ func describe(ctx context.Context, name string, bundle *secrets.Bundle, live []*
 		nodes = append(nodes, f)
 	}
 
-	c, warnings, err := derive(name, nodes)
+	c, schematic, warnings, err := derive(name, nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +412,7 @@ func describe(ctx context.Context, name string, bundle *secrets.Bundle, live []*
 		return nil, err
 	}
 
-	imp := &TalosImport{Bundle: bundle, Profile: c, Live: map[string][]byte{}, Warnings: warnings, nodes: nodes}
+	imp := &TalosImport{Bundle: bundle, Profile: c, Live: map[string][]byte{}, Warnings: warnings, nodes: nodes, schematic: schematic}
 	for _, n := range nodes {
 		imp.Live[n.name] = n.live.raw
 	}
@@ -427,6 +430,7 @@ func describe(ctx context.Context, name string, bundle *secrets.Bundle, live []*
 // patch references are replaced, and so is Files.
 func (imp *TalosImport) Repatch(ctx context.Context, c *profile.Cluster) error {
 	c.Patches = profile.Patches{}
+	imp.Warnings = append(imp.Warnings, fitSchematic(c, imp.schematic)...)
 
 	rendered, err := renderBase(ctx, c, imp.Bundle)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	factory "github.com/siderolabs/image-factory/pkg/schematic"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	"github.com/siderolabs/talos/pkg/machinery/config"
@@ -150,6 +151,31 @@ func freePort(t *testing.T) int {
 func buildHandMade(t *testing.T, version string, multidoc bool) *handMade {
 	t.Helper()
 
+	return buildHandMadeFrom(t, version, multidoc, nil, false)
+}
+
+// buildHandMadeFrom is buildHandMade with the nodes installed from Image Factory's metal
+// installer of schematic s (nil: Talos' generic ghcr.io installer). Unless known, the nodes
+// do not report the schematic, as with an image Image Factory did not build.
+func buildHandMadeFrom(t *testing.T, version string, multidoc bool, s *factory.Schematic, known bool) *handMade {
+	t.Helper()
+
+	cluster := talosnode.NewCluster()
+	var image []generate.Option
+
+	if s != nil {
+		id, err := s.ID()
+		if known {
+			id, err = cluster.RegisterSchematic(*s)
+		}
+
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		image = append(image, generate.WithInstallImage("factory.talos.dev/metal-installer/"+id+":"+version))
+	}
+
 	contract, err := config.ParseContractFromVersion(version)
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +193,13 @@ func buildHandMade(t *testing.T, version string, multidoc bool) *handMade {
 
 	k8s := strings.TrimPrefix(profile.DefaultKubernetesVersion(version), "v")
 
-	in, err := generate.NewInput("old-homelab", "https://"+handVIP+":6443", k8s,
+	in, err := generate.NewInput("old-homelab", "https://"+handVIP+":6443", k8s, append([]generate.Option{
 		generate.WithVersionContract(contract),
 		generate.WithSecretsBundle(bundle),
 		generate.WithInstallDisk("/dev/vda"),
 		generate.WithAdditionalSubjectAltNames([]string{"k8s.home.lan", handVIP}),
 		generate.WithEndpointList(ips[:1]),
-	)
+	}, image...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +224,6 @@ func buildHandMade(t *testing.T, version string, multidoc bool) *handMade {
 	if hm.talosconfig, err = tc.Bytes(); err != nil {
 		t.Fatal(err)
 	}
-
-	cluster := talosnode.NewCluster()
 
 	for _, n := range handNodes {
 		typ := machinetype.TypeWorker

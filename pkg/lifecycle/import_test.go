@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	factory "github.com/siderolabs/image-factory/pkg/schematic"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	talosgenerate "github.com/siderolabs/talos/pkg/machinery/config/generate"
 	talossecrets "github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
@@ -71,18 +72,23 @@ parameters:
 // ones) is imported: the profile, patches, secrets and outputs reproduce every node's live
 // config, the cluster identity is the running one, and nothing on any server changes.
 func TestImportHandMadeCluster(t *testing.T) {
+	// The reference homelab's nodes run Image Factory's image with Longhorn's extensions and
+	// the guest agent: talforge adds exactly those by itself.
+	homelab := &factory.Schematic{Customization: factory.Customization{SystemExtensions: factory.SystemExtensions{
+		OfficialExtensions: []string{"siderolabs/iscsi-tools", "siderolabs/qemu-guest-agent", "siderolabs/util-linux-tools"}}}}
 	for _, tt := range []struct {
 		talos, kubernetes, net string
 		multiDoc               bool
+		schematic              *factory.Schematic
 	}{
-		{"v1.10.6", "1.33.3", "127.0.72", false}, // machine.network, as Talos 1.10 wrote it
-		{"v1.14.1", "1.35.0", "127.0.73", true},  // network documents
+		{"v1.10.6", "1.33.3", "127.0.72", false, nil},    // machine.network, as Talos 1.10 wrote it; Talos' own installer
+		{"v1.14.1", "1.35.0", "127.0.73", true, homelab}, // network documents
 	} {
-		t.Run(tt.talos, func(t *testing.T) { importHandMade(t, tt.talos, tt.kubernetes, tt.net, tt.multiDoc) })
+		t.Run(tt.talos, func(t *testing.T) { importHandMade(t, tt.talos, tt.kubernetes, tt.net, tt.multiDoc, tt.schematic) })
 	}
 }
 
-func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) {
+func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool, schematic *factory.Schematic) {
 	addrs := []string{net + ".11", net + ".21"}
 	env := shared.Start(t, e2e.Options{Addresses: addrs})
 	node := func(name, ip string, i int) e2e.HandMadeNode {
@@ -90,7 +96,7 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 	}
 	worker := node("talos-worker-1", addrs[1], 2)
 	h := env.HandMade(t, e2e.HandMadeOptions{
-		Name: "homelab", TalosVersion: talos, KubernetesVersion: kubernetes, MultiDocNetwork: multiDoc, CertSANs: []string{"homelab.lan"},
+		Name: "homelab", TalosVersion: talos, KubernetesVersion: kubernetes, MultiDocNetwork: multiDoc, CertSANs: []string{"homelab.lan"}, Schematic: schematic,
 		ControlPlanes: []e2e.HandMadeNode{node("talos-cp-1", addrs[0], 1)}, Workers: []e2e.HandMadeNode{worker},
 		Foreign: []pvesim.SeedVM{{ID: 100, Running: true, Config: map[string]string{"name": "pihole", "scsi0": "local-lvm:vm-100-disk-0,size=8G", "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}}},
 		Longhorn: &e2e.HandMadeLonghorn{Version: "1.10.1", Values: importValues, CredentialSecret: "s3-backup",
@@ -132,6 +138,16 @@ func importHandMade(t *testing.T, talos, kubernetes, net string, multiDoc bool) 
 	}
 	for _, d := range rep.Diffs {
 		t.Errorf("%s renders differently from its live config:\n%s", d.Node, d.Diff)
+	}
+	// The install image is the profile's own when the nodes report its schematic.
+	imagePatched := false
+	for _, f := range rep.Written {
+		if data, err := os.ReadFile(filepath.Join(root, f)); err == nil && strings.HasPrefix(f, "patches/") {
+			imagePatched = imagePatched || strings.Contains(string(data), "installer")
+		}
+	}
+	if imagePatched != (schematic == nil) {
+		t.Errorf("a patch pins the install image: %v, want %v", imagePatched, schematic == nil)
 	}
 
 	// Nothing changed anywhere.

@@ -460,3 +460,17 @@ func joinCapped(errs []error) error {
 
 	return errors.Join(failed...)
 }
+
+// InstallImage is the installer image a machine config names: Talos ≥ 1.14's
+// UnattendedInstallConfig document, else the v1alpha1 machine.install.image.
+func InstallImage(cfg config.Config) string {
+	if u := cfg.UnattendedInstallConfig(); u != nil && u.InstallerImage() != "" {
+		return u.InstallerImage()
+	}
+
+	if m := cfg.Machine(); m != nil && m.Install() != nil {
+		return m.Install().Image()
+	}
+
+	return ""
+}

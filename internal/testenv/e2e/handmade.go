@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	factory "github.com/siderolabs/image-factory/pkg/schematic"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 
 	"github.com/talforge/talforge/internal/testenv/pvesim"
@@ -72,8 +73,12 @@ type HandMadeOptions struct {
 	// MultiDocNetwork (Talos 1.12+) writes the network as LinkAliasConfig (by MAC),
 	// LinkConfig, ResolverConfig and Layer2VIPConfig documents instead of machine.network.
 	MultiDocNetwork bool
-	// InstallImage defaults to ghcr.io/siderolabs/installer:<TalosVersion>.
+	// InstallImage defaults to ghcr.io/siderolabs/installer:<TalosVersion>, or with Schematic
+	// to Image Factory's nocloud installer of it.
 	InstallImage string
+	// Schematic, when set, is the Image Factory schematic the nodes were installed from: they
+	// report it (and its extensions) as nodes installed from the factory do.
+	Schematic *factory.Schematic
 	// Patches are more config patches for every node (strategic merge YAML), applied last.
 	Patches []string
 	// Foreign are VMs beside the cluster that belong to nobody (never to be touched).
@@ -128,6 +133,11 @@ func (e *Env) HandMade(t testing.TB, o HandMadeOptions) *HandMade {
 func (e *Env) handMade(ctx context.Context, o *HandMadeOptions) (*HandMade, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
+	}
+	if o.Schematic != nil {
+		if _, err := e.etcd.RegisterSchematic(*o.Schematic); err != nil {
+			return nil, fmt.Errorf("schematic: %w", err)
+		}
 	}
 	gen, err := generateHandMade(o)
 	if err != nil {
@@ -189,6 +199,13 @@ func (o *HandMadeOptions) defaults() error {
 	}
 	if o.KubeletExtraArgs == nil {
 		o.KubeletExtraArgs = map[string]string{"rotate-server-certificates": "true"}
+	}
+	if o.Schematic != nil && o.InstallImage == "" {
+		id, err := o.Schematic.ID()
+		if err != nil {
+			return fmt.Errorf("schematic: %w", err)
+		}
+		o.InstallImage = "factory.talos.dev/nocloud-installer/" + id + ":" + o.TalosVersion
 	}
 	if o.InstallImage == "" {
 		o.InstallImage = "ghcr.io/siderolabs/installer:" + o.TalosVersion

@@ -129,6 +129,7 @@ func sensitiveTypes() map[resource.Type]bool {
 		&config.MachineConfig{},
 		config.NewMachineType(),
 		runtime.NewMachineStatus(),
+		runtime.NewExtensionStatus(runtime.NamespaceName, ""),
 	}
 
 	sensitive := map[resource.Type]bool{}

@@ -268,6 +268,8 @@ func (n *Node) publishStateLocked() {
 			n.log("publish %s: %v", r.Metadata().Type(), err)
 		}
 	}
+
+	n.publishExtensionsLocked(ctx)
 }
 
 func (n *Node) readyLocked() bool {

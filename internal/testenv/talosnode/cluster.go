@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/siderolabs/crypto/x509"
+	factory "github.com/siderolabs/image-factory/pkg/schematic"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 )
 
@@ -21,6 +22,8 @@ type Cluster struct {
 
 	kubeconfig []byte
 	osCA       *x509.PEMEncodedCertificateAndKey
+	// schematics are the ones this world's Image Factory built images from, by ID.
+	schematics map[string]factory.Schematic
 }
 
 type etcdMember struct {
