@@ -15,8 +15,9 @@ import (
 )
 
 const (
-	applyRPC     = "/machine.MachineService/ApplyConfiguration"
-	bootstrapRPC = "/machine.MachineService/Bootstrap"
+	applyRPC      = "/machine.MachineService/ApplyConfiguration"
+	bootstrapRPC  = "/machine.MachineService/Bootstrap"
+	kubeconfigRPC = "/machine.MachineService/Kubeconfig"
 )
 
 // TestUpFromEmptyProxmoxThenNothingChanges: `up` takes an empty PVE to a cluster with
@@ -147,6 +148,8 @@ func TestUpFromEmptyProxmoxThenNothingChanges(t *testing.T) {
 		t.Fatalf("plan after up: %v, changes %v\n%s", err, plan != nil && plan.Changes, pb.String())
 	}
 
+	certificatesRenewBeforeExpiry(t, l)
+
 	// A profile edit shows up as a PVE update and a redacted config diff, and is not applied.
 	data, err := os.ReadFile(l.proj.Profile)
 	if err != nil {
@@ -196,4 +199,42 @@ func git(t *testing.T, dir string, args ...string) string {
 		t.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 	return string(out)
+}
+
+// certificatesRenewBeforeExpiry: status shows when the stored talosconfig's and kubeconfig's
+// client certificates expire; 10 days before the kubeconfig's does, the next command that
+// needs the kubeconfig fetches a new one instead of reusing it.
+func certificatesRenewBeforeExpiry(t *testing.T, l *lab) {
+	t.Helper()
+	st, err := lifecycle.Status(t.Context(), l.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	st.Print(&sb)
+	if len(st.Certificates) != 2 || st.Certificates[0].File != "talosconfig.sops.yaml" || st.Certificates[1].File != "kubeconfig.sops.yaml" ||
+		st.Certificates[0].RenewSoon || st.Certificates[1].RenewSoon || !strings.Contains(sb.String(), "Client certificates:") {
+		t.Fatalf("status certificates: %+v\n%s", st.Certificates, sb.String())
+	}
+
+	kubeExpires := st.Certificates[1].Expires
+	soon := l.options()
+	soon.Now = func() time.Time { return kubeExpires.Add(-10 * 24 * time.Hour) }
+	if st, err = lifecycle.Status(t.Context(), soon); err != nil || !st.Certificates[1].RenewSoon {
+		t.Errorf("status 10 days before the kubeconfig expires: %v, %+v", err, st.Certificates)
+	}
+	fetches := l.env.TalosCalls(kubeconfigRPC)
+	if _, _, err := lifecycle.Kubeconfig(t.Context(), soon, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.env.TalosCalls(kubeconfigRPC) - fetches; got != 1 {
+		t.Errorf("10 days before expiry the kubeconfig was fetched %d times, want once", got)
+	}
+	fetches = l.env.TalosCalls(kubeconfigRPC)
+	if _, _, err := lifecycle.Kubeconfig(t.Context(), l.options(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.env.TalosCalls(kubeconfigRPC) - fetches; got != 0 {
+		t.Errorf("a year before expiry the kubeconfig was fetched %d times, want reused", got)
+	}
 }

@@ -96,8 +96,12 @@ type StatusReport struct {
 	EtcdMembers []string        `json:"etcdMembers"`
 	Kubernetes  string          `json:"kubernetes,omitempty"`
 	Longhorn    *LonghornStatus `json:"longhorn,omitempty"`
+	// Certificates are the stored talosconfig's and kubeconfig's client certificates.
+	Certificates []CertificateStatus `json:"certificates,omitempty"`
 	// Problems are the parts that could not be observed, and why.
 	Problems []string `json:"problems,omitempty"`
+	// now is when the report was made, for the certificates' remaining time.
+	now time.Time
 }
 
 // Status observes the cluster: per node the VM, the Talos stage, etcd membership and the
@@ -123,6 +127,8 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 	if kc != nil {
 		st.observeKube(ctx, kc, timeout)
 	}
+	st.now = opts.Now()
+	st.observeCertificates(c, kc, st.now)
 	if c.Longhorn != nil {
 		st.Longhorn = &LonghornStatus{ProfileVersion: c.Longhorn.Version, Volumes: []VolumeStatus{}}
 		decl, _ := restore.Declarations(c) // the profile validated
@@ -443,6 +449,7 @@ func (st *StatusReport) Print(w io.Writer) {
 			tw.Flush() // as above
 		}
 	}
+	st.printCertificates(w, st.now)
 	if len(st.Problems) > 0 {
 		fmt.Fprintln(w, "\nCould not observe:")
 		for _, p := range st.Problems {

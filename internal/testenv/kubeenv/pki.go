@@ -15,6 +15,11 @@ import (
 	"time"
 )
 
+// certLifetime is what Talos gives the admin kubeconfig it serves
+// (constants.KubernetesAdminCertDefaultLifetime, a year): talforge renews a stored
+// kubeconfig 30 days before it expires, and the test control plane's must look like one.
+const certLifetime = 365 * 24 * time.Hour
+
 // pki is the throw-away certificate set of one control plane. Everything is P-256 ECDSA:
 // key generation is instant, and kube-apiserver accepts EC keys for serving, client
 // certificates and service-account token signing (ES256).
@@ -40,7 +45,7 @@ func newPKI(now time.Time) (*pki, error) {
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "talforge-testenv-ca"},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
+		NotAfter:              now.Add(certLifetime),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
@@ -62,7 +67,7 @@ func newPKI(now time.Time) (*pki, error) {
 		}
 		tmpl.SerialNumber = serial()
 		tmpl.NotBefore = now.Add(-time.Hour)
-		tmpl.NotAfter = now.Add(7 * 24 * time.Hour)
+		tmpl.NotAfter = now.Add(certLifetime)
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 		if err != nil {
