@@ -79,9 +79,8 @@ func talosOnly(s *factory.Schematic) bool {
 	bare.Customization.SystemExtensions.OfficialExtensions = nil
 
 	id, err := bare.ID()
-	empty, eerr := (&factory.Schematic{}).ID()
 
-	return err == nil && eerr == nil && id == empty
+	return err == nil && emptySchematic(id)
 }
 
 // liveSchematic is the schematic a node's install image was built from, as far as talforge

@@ -15,6 +15,7 @@ import (
 
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/proxmox"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
@@ -211,14 +212,15 @@ func (r *run) bootstrap(ctx context.Context, p *phase) error {
 func (r *run) ensureKubeconfig(ctx context.Context, refresh bool) ([]byte, []string, error) {
 	path := filepath.Join(r.out, bootstrap.KubeconfigFile)
 	stored, err := sopsfile.DecryptFile(path)
+	// A kubeconfig without a client certificate (a token) has no expiry to renew before.
+	expires, expErr := bootstrap.KubeconfigExpiry(stored)
 	switch {
 	case refresh:
-	case err == nil && expiresSoon(stored, r.opts.Now()):
+	case err == nil && expErr == nil && machineconfig.RenewalDue(expires, r.opts.Now()):
 		// Talos mints an admin certificate valid for a year on each fetch: take a new one
 		// before this one runs out, not after kubectl starts failing.
-		exp, _ := bootstrap.KubeconfigExpiry(stored)
 		fmt.Fprintf(r.opts.Detail, "%s: its client certificate expires on %s: fetching a new kubeconfig from a control plane\n",
-			r.shown(path), exp.UTC().Format(time.DateOnly))
+			r.shown(path), expires.UTC().Format(time.DateOnly))
 	case err == nil:
 		if kube, kerr := bootstrap.NewKubeClient(stored); kerr == nil {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -342,11 +344,4 @@ func (r *run) didLonghorn(ctx context.Context, cl *longhorn.Client, planned *Lon
 		}
 	}
 	return nil
-}
-
-// expiresSoon reports whether the kubeconfig's client certificate expires within
-// bootstrap.RenewBefore of now. A kubeconfig without one (a token) never does.
-func expiresSoon(kubeconfig []byte, now time.Time) bool {
-	exp, err := bootstrap.KubeconfigExpiry(kubeconfig)
-	return err == nil && exp.Sub(now) < bootstrap.RenewBefore
 }

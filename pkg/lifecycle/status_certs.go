@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
@@ -17,8 +18,8 @@ import (
 type CertificateStatus struct {
 	File    string    `json:"file"`
 	Expires time.Time `json:"expires"`
-	// RenewSoon is true within bootstrap.RenewBefore of Expires: the next generate renews the
-	// talosconfig's, the next command that needs the kubeconfig fetches a new one.
+	// RenewSoon is true within machineconfig.RenewBefore of Expires: the next generate renews
+	// the talosconfig's, the next command that needs the kubeconfig fetches a new one.
 	RenewSoon bool `json:"renewSoon"`
 }
 
@@ -30,7 +31,7 @@ func (st *StatusReport) observeCertificates(c *profile.Cluster, kc []byte, now t
 			st.problem("certificates: %s: %v", file, err)
 			return
 		}
-		st.Certificates = append(st.Certificates, CertificateStatus{File: file, Expires: exp, RenewSoon: exp.Sub(now) < bootstrap.RenewBefore})
+		st.Certificates = append(st.Certificates, CertificateStatus{File: file, Expires: exp, RenewSoon: machineconfig.RenewalDue(exp, now)})
 	}
 	tc, err := sopsfile.DecryptFile(filepath.Join(c.OutputDir(), bootstrap.TalosconfigFile))
 	switch {
@@ -38,7 +39,7 @@ func (st *StatusReport) observeCertificates(c *profile.Cluster, kc []byte, now t
 	case err != nil:
 		add(bootstrap.TalosconfigFile, time.Time{}, err)
 	default:
-		exp, err := bootstrap.TalosconfigExpiry(tc)
+		exp, err := machineconfig.TalosconfigExpiry(tc)
 		add(bootstrap.TalosconfigFile, exp, err)
 	}
 	if kc != nil {

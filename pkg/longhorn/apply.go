@@ -129,11 +129,7 @@ func (cl *Client) applyStorageClass(ctx context.Context, sc *unstructured.Unstru
 		// default (an adopted class): the apiserver refuses any change to the parameters map,
 		// so send the live one and apply only what may change.
 		sc = sc.DeepCopy()
-		params := map[string]any{}
-		for k, v := range live.Parameters {
-			params[k] = v
-		}
-		if err := unstructured.SetNestedMap(sc.Object, params, "parameters"); err != nil {
+		if err := unstructured.SetNestedStringMap(sc.Object, live.Parameters, "parameters"); err != nil {
 			return fmt.Errorf("StorageClass %s: %w", sc.GetName(), err)
 		}
 	} else if !apierrors.IsNotFound(err) {

@@ -61,14 +61,15 @@ func (cl *Client) Drift(ctx context.Context) ([]Difference, error) {
 	// An adopted release keeps its values (and the Settings they set) until it is upgraded.
 	keep := keepsValues(cl.cluster.Longhorn, rel)
 
-	if rel.Info.Status != "deployed" || (!keep && !sameValues(rel.Config, vals)) {
-		var paths []string
-		for _, c := range ValuesDiff(rel.Config, vals) {
-			paths = append(paths, c.Path)
-		}
-		got := fmt.Sprintf("revision %d (%s) with other values at %s", rel.Version, rel.Info.Status, strings.Join(paths, ", "))
-		if sameValues(rel.Config, vals) {
-			got = fmt.Sprintf("revision %d is %s", rel.Version, rel.Info.Status)
+	otherValues := !sameValues(rel.Config, vals)
+	if rel.Info.Status != "deployed" || (!keep && otherValues) {
+		got := fmt.Sprintf("revision %d is %s", rel.Version, rel.Info.Status)
+		if otherValues {
+			var paths []string
+			for _, c := range ValuesDiff(rel.Config, vals) {
+				paths = append(paths, c.Path)
+			}
+			got = fmt.Sprintf("revision %d (%s) with other values at %s", rel.Version, rel.Info.Status, strings.Join(paths, ", "))
 		}
 		add(Difference{Kind: "HelmRelease", Name: ReleaseName, Field: "values", Want: "the values rendered from the profile for " + version, Got: got,
 			fix: func(ctx context.Context) error { _, err := cl.upgradeTo(ctx, version, vals); return err }})

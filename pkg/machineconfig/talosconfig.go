@@ -12,8 +12,33 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/role"
 )
 
-// renewBefore is how close to expiry a talosconfig client certificate gets replaced.
-const renewBefore = 30 * 24 * time.Hour
+// RenewBefore is how close to expiry a stored client certificate gets replaced: the
+// talosconfig's by Talosconfig, the kubeconfig's by the next command that needs it.
+const RenewBefore = 30 * 24 * time.Hour
+
+// RenewalDue reports whether a certificate that expires at notAfter is to be renewed now.
+func RenewalDue(notAfter, now time.Time) bool { return notAfter.Sub(now) < RenewBefore }
+
+// TalosconfigExpiry is when the client certificate of the talosconfig's current context
+// expires.
+func TalosconfigExpiry(data []byte) (time.Time, error) {
+	cfg, err := clientconfig.FromBytes(data)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("talosconfig: %w", err)
+	}
+
+	ctx := cfg.Contexts[cfg.Context]
+	if ctx == nil || ctx.Crt == "" {
+		return time.Time{}, fmt.Errorf("talosconfig: context %q has no client certificate", cfg.Context)
+	}
+
+	crt, err := parseCert(ctx.Crt)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("talosconfig: client certificate: %w", err)
+	}
+
+	return crt.NotAfter, nil
+}
 
 // Talosconfig returns the cluster's talosconfig: one context named after the cluster, the
 // control planes' IPs as endpoints (not the VIP, which needs a healthy cluster) and no default
@@ -62,7 +87,7 @@ func (g *Generator) reusableContext(existing []byte, name string) *clientconfig.
 	}
 
 	crt, err := parseCert(ctx.Crt)
-	if err != nil || time.Until(crt.NotAfter) < renewBefore {
+	if err != nil || RenewalDue(crt.NotAfter, time.Now()) {
 		return nil
 	}
 

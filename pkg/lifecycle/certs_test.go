@@ -1,4 +1,4 @@
-package bootstrap
+package lifecycle_test
 
 import (
 	"encoding/base64"
@@ -10,6 +10,9 @@ import (
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/talforge/talforge/pkg/bootstrap"
+	"github.com/talforge/talforge/pkg/machineconfig"
 )
 
 // clientPair is a CA and a client certificate of it that expires at notAfter.
@@ -26,6 +29,8 @@ func clientPair(t *testing.T, notAfter time.Time) (ca *x509.CertificateAuthority
 	return ca, crt
 }
 
+// TestCertificateExpiry: the expiry status shows and renewal acts on, read from the stored
+// talosconfig (machineconfig) and kubeconfig (bootstrap).
 func TestCertificateExpiry(t *testing.T) {
 	notAfter := time.Now().Add(10 * 24 * time.Hour).Truncate(time.Second)
 	ca, crt := clientPair(t, notAfter)
@@ -54,10 +59,10 @@ func TestCertificateExpiry(t *testing.T) {
 		want    time.Time
 		wantErr string
 	}{
-		{name: "talosconfig", read: TalosconfigExpiry, data: string(talosconfig), want: notAfter},
-		{name: "kubeconfig", read: KubeconfigExpiry, data: string(kubeconfig), want: notAfter},
-		{name: "kubeconfig with a token", read: KubeconfigExpiry, data: tokenOnly, wantErr: `user "admin@lab" has no client certificate`},
-		{name: "not a talosconfig", read: TalosconfigExpiry, data: "contexts: [", wantErr: "talosconfig:"},
+		{name: "talosconfig", read: machineconfig.TalosconfigExpiry, data: string(talosconfig), want: notAfter},
+		{name: "kubeconfig", read: bootstrap.KubeconfigExpiry, data: string(kubeconfig), want: notAfter},
+		{name: "kubeconfig with a token", read: bootstrap.KubeconfigExpiry, data: tokenOnly, wantErr: `user "admin@lab" has no client certificate`},
+		{name: "not a talosconfig", read: machineconfig.TalosconfigExpiry, data: "contexts: [", wantErr: "talosconfig:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
