@@ -41,7 +41,7 @@ func kept(resource, namespace, name string) bool {
 // nodes, persistent volumes, storage classes, CRDs (with their custom resources) and
 // anything labelled as managed by Helm or talforge. Namespaces stay (no namespace controller
 // runs to finalize their deletion) but end up empty. Finalizers that only a missing
-// controller would remove are removed.
+// controller would remove are removed; a CRD's, the apiserver's own, is left to it.
 func Wipe(ctx context.Context, cfg *rest.Config) error {
 	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
@@ -130,7 +130,10 @@ func wipeOnce(ctx context.Context, dyn dynamic.Interface, targets []schema.Group
 				ri = dyn.Resource(gvr).Namespace(ns)
 			}
 			if item.GetDeletionTimestamp() != nil {
-				if len(item.GetFinalizers()) > 0 {
+				// A CRD's finalizer is the apiserver's own (apiextensions' CRD finalizer
+				// controller): it deletes the CRD's objects first. Removing it would drop the
+				// CRD with its objects still in etcd, to come back with the next install.
+				if len(item.GetFinalizers()) > 0 && gvr.Resource != "customresourcedefinitions" {
 					_, err := ri.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
 					if err != nil && !apierrors.IsNotFound(err) {
 						errs = append(errs, fmt.Errorf("remove finalizers of %s %s/%s: %w", gvr.Resource, ns, name, err))
