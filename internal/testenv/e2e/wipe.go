@@ -81,6 +81,22 @@ func Wipe(ctx context.Context, cfg *rest.Config) error {
 			namespaced[gvr] = r.Namespaced
 		}
 	}
+	// The objects first, then their CRDs: apiextensions' CRD finalizer deletes a CRD's
+	// objects itself, but polls every 5 s for them to go, and an object whose controller is
+	// gone keeps its finalizer until the wipe removes it.
+	crds := slices.DeleteFunc(slices.Clone(targets), func(gvr schema.GroupVersionResource) bool { return gvr.Resource != "customresourcedefinitions" })
+	objects := slices.DeleteFunc(targets, func(gvr schema.GroupVersionResource) bool { return gvr.Resource == "customresourcedefinitions" })
+	for _, phase := range [][]schema.GroupVersionResource{objects, crds} {
+		if err := wipeUntilGone(ctx, dyn, phase, namespaced); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wipeUntilGone repeats wipeOnce until nothing of targets is left, for 30 s at most.
+func wipeUntilGone(ctx context.Context, dyn dynamic.Interface, targets []schema.GroupVersionResource, namespaced map[schema.GroupVersionResource]bool) error {
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		left, err := wipeOnce(ctx, dyn, targets, namespaced)
 		if err != nil {
