@@ -6,7 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+
 	"github.com/talforge/talforge/pkg/lifecycle"
+	"github.com/talforge/talforge/pkg/longhorn"
 )
 
 // TestUpTakesExactlyThePlannedSteps holds Terraform's contract between plan and apply: on a
@@ -62,6 +67,19 @@ func TestUpTakesExactlyThePlannedSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after an edit", lifecycle.PhaseProvision, lifecycle.PhaseApply, lifecycle.PhaseLonghorn)
+
+	// Longhorn's UI writes a Setting directly, and longhorn-manager re-reads the chart's
+	// ConfigMap only when it changes: up must write the profile's value back itself.
+	dyn := dynamic.NewForConfigOrDie(l.env.Kube.Config)
+	settings := dyn.Resource(longhorn.SettingGVR).Namespace(longhorn.Namespace)
+	patch := []byte(`{"value":"3"}`)
+	if _, err := settings.Patch(t.Context(), "default-replica-count", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a Setting changed in Longhorn's UI", lifecycle.PhaseLonghorn)
+	if u, err := settings.Get(t.Context(), "default-replica-count", metav1.GetOptions{}); err != nil || u.Object["value"] != "2" {
+		t.Errorf("default-replica-count after up = %v (%v), want the profile's 2", u.Object["value"], err)
+	}
 
 	plan, err := lifecycle.Plan(t.Context(), l.options())
 	if err != nil || len(plan.Steps) != 0 || plan.Changes {

@@ -191,7 +191,12 @@ func (cl *Client) Reconcile(ctx context.Context) ([]Difference, error) {
 	if err != nil {
 		return nil, err
 	}
-	done := map[string]bool{} // one fix may cover several differences (same func)
+	return diffs, cl.fix(ctx, diffs)
+}
+
+// fix applies the fixes of diffs, once per object (one fix may cover several differences).
+func (cl *Client) fix(ctx context.Context, diffs []Difference) error {
+	done := map[string]bool{}
 	for _, d := range diffs {
 		key := d.Kind + "/" + d.Name
 		if done[key] {
@@ -200,10 +205,10 @@ func (cl *Client) Reconcile(ctx context.Context) ([]Difference, error) {
 		done[key] = true
 		cl.logf("reconcile: %s", d)
 		if err := d.fix(ctx); err != nil {
-			return nil, fmt.Errorf("reconcile %s %s: %w", d.Kind, d.Name, err)
+			return fmt.Errorf("reconcile %s %s: %w", d.Kind, d.Name, err)
 		}
 	}
-	return diffs, nil
+	return nil
 }
 
 func (cl *Client) settingFix(s Setting) func(context.Context) error {

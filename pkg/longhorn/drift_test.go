@@ -121,3 +121,31 @@ func TestDriftDetectedAndReconciled(t *testing.T) {
 func recurringJobObjectInput(name string) profileRecurringJob {
 	return profileRecurringJob{Name: name, Task: "snapshot", Cron: "0 1 * * *", Retain: 3, Concurrency: 1}
 }
+
+// TestInstallPutsBackWhatWasChangedByHand: with the release unchanged, Install still writes
+// the profile's Settings and backup target back (the UI writes them directly, and
+// longhorn-manager re-reads the chart's ConfigMaps only when they change).
+func TestInstallPutsBackWhatWasChangedByHand(t *testing.T) {
+	e := newEnv(t, "1.10.2")
+	e.install()
+	e.setSetting("default-replica-count", "3")
+	bt, err := e.dyn.Resource(BackupTargetGVR).Namespace(Namespace).Get(e.ctx, "default", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = unstructured.SetNestedField(bt.Object, "s3://other-bucket@us-east-1/", "spec", "backupTargetURL")
+	if _, err := e.dyn.Resource(BackupTargetGVR).Namespace(Namespace).Update(e.ctx, bt, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	if res := e.install(); res.Action != "unchanged" {
+		t.Errorf("install = %+v, want the release unchanged", res)
+	}
+	if got := e.setting("default-replica-count"); got != "2" {
+		t.Errorf("default-replica-count = %q after install, want the profile's 2", got)
+	}
+	d, err := e.client().Drift(e.ctx)
+	if err != nil || len(d) != 0 {
+		t.Errorf("drift after install = %v, %v", d, err)
+	}
+}

@@ -3,6 +3,7 @@ package longhorn
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,6 +95,8 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 		if err := cl.waitSettings(ctx); err != nil {
 			return nil, err
 		}
+	} else if err := cl.restoreSettings(ctx); err != nil {
+		return nil, err
 	}
 	if err := cl.waitBackupTarget(ctx); err != nil {
 		return nil, err
@@ -118,6 +121,45 @@ func (cl *Client) waitSettings(ctx context.Context) error {
 		}
 		return len(pending) == 0, strings.Join(pending, "; "), nil
 	})
+}
+
+// restoreSettings brings the Settings and BackupTarget "default" of an unchanged release back to
+// the profile. An unchanged release does not mean longhorn-manager is done with it (the
+// install of an interrupted run may have finished a moment ago, in the background, and the
+// manager has not made the Settings yet), nor that nobody changed a Setting since (the UI
+// writes Settings directly, and the manager re-reads the chart's ConfigMaps only when they
+// change). So: wait until the manager has made every owned Setting and the BackupTarget,
+// then write back, as Reconcile does, those that differ.
+func (cl *Client) restoreSettings(ctx context.Context) error {
+	b := cl.cluster.Longhorn.Backup
+	err := cl.kube.Wait(ctx, cl.opts.BackupTargetTimeout, "longhorn-manager made its Settings", func(ctx context.Context) (bool, string, error) {
+		var absent []string
+		for _, s := range OwnedSettings(cl.cluster.Longhorn) {
+			if _, ok, err := cl.setting(ctx, s.Setting); err != nil {
+				return false, "", err
+			} else if !ok {
+				absent = append(absent, "Setting "+s.Setting)
+			}
+		}
+		if b != nil {
+			st, err := cl.backupTarget(ctx)
+			if err != nil {
+				return false, "", err
+			}
+			if !st.Exists {
+				absent = append(absent, "BackupTarget "+DefaultBackupTarget)
+			}
+		}
+		return len(absent) == 0, strings.Join(absent, ", ") + " not made yet", nil
+	})
+	if err != nil {
+		return err
+	}
+	diffs, err := cl.Drift(ctx)
+	if err != nil {
+		return err
+	}
+	return cl.fix(ctx, slices.DeleteFunc(diffs, func(d Difference) bool { return d.Kind != "Setting" && d.Kind != "BackupTarget" }))
 }
 
 // notPending refuses to start while the release is in a pending state (an interrupted
