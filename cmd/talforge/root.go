@@ -145,6 +145,7 @@ Exit codes: 0 ok, 1 failure, 2 changes pending (plan, --plan, longhorn drift), 3
 		newIAMPolicyCmd(o),
 		newBackupCmd(o),
 		newUpCmd(o),
+		newUpgradeCmd(o),
 		newPlanCmd(o),
 		newStatusCmd(o),
 		newRebuildCmd(o),

@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -106,4 +107,29 @@ func EtcdMembers(ctx context.Context, endpoint string, tc *clientconfig.Config, 
 	slices.Sort(names)
 
 	return slices.Compact(names), nil
+}
+
+// TalosVersion asks a configured node which Talos version it runs ("v1.14.1").
+func TalosVersion(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	c, err := client.New(ctx, client.WithConfig(tc), client.WithEndpoints(endpoint))
+	if err != nil {
+		return "", err
+	}
+	defer c.Close() // read-only
+
+	resp, err := c.Version(ctx)
+	if err != nil {
+		return "", err
+	}
+
+	for _, m := range resp.GetMessages() {
+		if tag := m.GetVersion().GetTag(); tag != "" {
+			return tag, nil
+		}
+	}
+
+	return "", errors.New("the node reports no version")
 }

@@ -87,8 +87,14 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	env := shared.Start(t, e2e.Options{Addresses: labAddresses})
-	l := &lab{t: t, env: env, proj: env.Project(t, "lab", homelab), charts: t.TempDir(), out: &syncBuffer{},
+	return newLabOf(t, homelab, e2e.Options{Addresses: labAddresses})
+}
+
+// newLabOf is a lab of another profile (cluster name lab) on the Env opts describe.
+func newLabOf(t *testing.T, profileText string, opts e2e.Options) *lab {
+	t.Helper()
+	env := shared.Start(t, opts)
+	l := &lab{t: t, env: env, proj: env.Project(t, "lab", profileText), charts: t.TempDir(), out: &syncBuffer{},
 		cs: kubernetes.NewForConfigOrDie(env.Kube.Config), dyn: dynamic.NewForConfigOrDie(env.Kube.Config)}
 	t.Cleanup(func() {
 		if t.Failed() {

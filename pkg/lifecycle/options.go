@@ -14,6 +14,7 @@ import (
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
 	"github.com/talforge/talforge/pkg/restore"
+	"github.com/talforge/talforge/pkg/rollout"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -46,6 +47,9 @@ type Options struct {
 	Longhorn longhorn.Options
 	// Restore tunes backups and restores; Log is set by lifecycle.
 	Restore restore.Options
+	// Rollout tunes Talos upgrades (gates' timeouts); Progress, Now, TalosPort and, unless
+	// set, Poll come from lifecycle.
+	Rollout rollout.Options
 	// OnPhase, when set, is called as each phase starts (progress UIs, fault-injection tests).
 	OnPhase func(name string)
 	// ConfirmAdopt, when set, is asked before up takes over VMs made by hand (the plan's

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/proxmox"
@@ -27,6 +29,8 @@ type NodePlan struct {
 	Action string `json:"action"`
 	// Diff is the redacted diff live → desired for a configured node whose config differs.
 	Diff string `json:"diff,omitempty"`
+	// TalosVersion is the version a configured node runs.
+	TalosVersion string `json:"talosVersion,omitempty"`
 }
 
 // LonghornPlan is what Up would do to Longhorn.
@@ -237,6 +241,13 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 				np.Action += " (mode auto)"
 			}
 			step, _ = talosStep(res)
+			if res.Action != bootstrap.ActionWouldInstall {
+				np.TalosVersion = r.talosVersion(ctx, n)
+			}
+			if np.TalosVersion != "" && np.TalosVersion != c.Talos.Version {
+				// up refuses this: `talforge upgrade` takes the node to the new version first.
+				np.Action, np.Diff, step = fmt.Sprintf("upgrade pending: runs Talos %s, the profile says %s (`talforge upgrade`)", np.TalosVersion, c.Talos.Version), "", Step{}
+			}
 		}
 		if step.Action != "" {
 			rep.Steps = append(rep.Steps, step)
@@ -265,6 +276,23 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 		rep.Etcd, rep.etcdDone = fmt.Sprintf("bootstrapped (members %s)", strings.Join(etcd.Members, ", ")), true
 	}
 	return nil
+}
+
+// talosVersion is the Talos version a configured node reports ("" when it does not answer).
+func (r *run) talosVersion(ctx context.Context, n bootstrap.Node) string {
+	tc, err := clientconfig.FromBytes(r.talos.Talosconfig)
+	if err != nil {
+		return ""
+	}
+	timeout := r.opts.Talos.CallTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	v, err := bootstrap.TalosVersion(ctx, bootstrap.Endpoint(n.IP, r.opts.Talos.TalosPort), tc, timeout)
+	if err != nil {
+		return ""
+	}
+	return v
 }
 
 func (r *run) planLonghorn(ctx context.Context, rep *PlanReport) error {

@@ -26,6 +26,7 @@ import (
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
 	"github.com/talforge/talforge/pkg/restore"
+	"github.com/talforge/talforge/pkg/rollout"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -42,6 +43,11 @@ type KubeNodeStatus struct {
 	Registered bool `json:"registered"`
 	// Ready is the Ready condition's status (True, False, Unknown), "" when not registered.
 	Ready string `json:"ready,omitempty"`
+	// Kubelet is the kubelet version the node reports.
+	Kubelet string `json:"kubelet,omitempty"`
+	// Upgrading is the Talos version talforge upgrade cordoned the node for ("" when none):
+	// an upgrade is in progress, or was interrupted (`talforge upgrade` finishes it).
+	Upgrading string `json:"upgrading,omitempty"`
 }
 
 // NodeStatus is one node.
@@ -51,6 +57,8 @@ type NodeStatus struct {
 	IP    string           `json:"ip"`
 	VM    *VMStatus        `json:"vm,omitempty"`
 	Talos TalosObservation `json:"talos"`
+	// TalosVersion is the version a configured node reports.
+	TalosVersion string `json:"talosVersion,omitempty"`
 	// EtcdMember is set for control planes.
 	EtcdMember *bool          `json:"etcdMember,omitempty"`
 	Kubernetes KubeNodeStatus `json:"kubernetes"`
@@ -229,7 +237,12 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 			n.Talos = TalosObservation{Mode: "unreachable", Error: "its VM is " + n.VM.State}
 			continue
 		}
-		wg.Go(func() { n.Talos = bootstrap.Observe(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout) })
+		wg.Go(func() {
+			n.Talos = bootstrap.Observe(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
+			if n.Talos.Mode == "configured" {
+				n.TalosVersion, _ = bootstrap.TalosVersion(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
+			}
+		})
 	}
 	wg.Wait()
 	var errs []string
@@ -294,7 +307,8 @@ func (st *StatusReport) observeKube(ctx context.Context, kc []byte, timeout time
 			if kn.Name != n.Name {
 				continue
 			}
-			n.Kubernetes = KubeNodeStatus{Registered: true, Ready: string(corev1.ConditionUnknown)}
+			n.Kubernetes = KubeNodeStatus{Registered: true, Ready: string(corev1.ConditionUnknown),
+				Kubelet: kn.Status.NodeInfo.KubeletVersion, Upgrading: kn.Annotations[rollout.AnnotationUpgrading]}
 			for _, cond := range kn.Status.Conditions {
 				if cond.Type == corev1.NodeReady {
 					n.Kubernetes.Ready = string(cond.Status)
@@ -376,7 +390,7 @@ func (st *StatusReport) WriteJSON(w io.Writer) error {
 func (st *StatusReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "Cluster %s\n\n", st.Cluster)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tIP\tVM\tTALOS\tETCD\tKUBERNETES")
+	fmt.Fprintln(tw, "NODE\tROLE\tIP\tVM\tTALOS\tVERSION\tETCD\tKUBERNETES")
 	for _, n := range st.Nodes {
 		vm := "-"
 		if n.VM != nil {
@@ -399,8 +413,14 @@ func (st *StatusReport) Print(w io.Writer) {
 		kube := "not registered"
 		if n.Kubernetes.Registered {
 			kube = "Ready=" + n.Kubernetes.Ready
+			if n.Kubernetes.Kubelet != "" {
+				kube += ", kubelet " + n.Kubernetes.Kubelet
+			}
+			if n.Kubernetes.Upgrading != "" {
+				kube += ", cordoned: upgrade to " + n.Kubernetes.Upgrading + " in progress"
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, vm, talos, etcd, kube)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, vm, talos, orDash(n.TalosVersion), etcd, kube)
 	}
 	tw.Flush() // the writer's errors surface on the next write
 	members := "none"

@@ -228,6 +228,9 @@ func (r *run) planPhase(ctx context.Context, p *phase) error {
 		return err
 	}
 	r.plan, r.res.Plan = plan, plan
+	if err := r.refuseUpgrade(ctx); err != nil {
+		return err
+	}
 	var adopt []string
 	for _, s := range plan.Steps {
 		if s.Action == StepAdopt {

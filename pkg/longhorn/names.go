@@ -54,6 +54,9 @@ var (
 	BackupTargetGVR = longhornGVR("backuptargets")
 	SettingGVR      = longhornGVR("settings")
 	RecurringJobGVR = longhornGVR("recurringjobs")
+	ReplicaGVR      = longhornGVR("replicas")
+	NodeGVR         = longhornGVR("nodes")
+	EngineImageGVR  = longhornGVR("engineimages")
 )
 
 // Core resources talforge server-side applies through the dynamic client.

@@ -47,6 +47,9 @@ type Options struct {
 	JoinDelay time.Duration
 	// Poll is how often the Env looks at the emulators (default 10 ms).
 	Poll time.Duration
+	// RebuildTime is how long longhorn-manager takes to rebuild a replica once its node is
+	// back (default 300 ms).
+	RebuildTime time.Duration
 }
 
 // Env is one emulated homelab. Create it with Start.
@@ -91,6 +94,9 @@ type Env struct {
 	data      *lhdata.Store
 	dataDisks map[diskID]bool // Longhorn data disks of this generation's VMs
 	diskOfVM  map[int]string  // VMID -> volume ID of its data disk, as last recorded
+
+	eventsMu    sync.Mutex
+	talosEvents []talosnode.Event
 
 	// handMadeBoots are the VMs HandMade created, which boot Talos without cloud-init.
 	handMadeBoots map[int]handMadeBoot
@@ -221,7 +227,7 @@ func (e *Env) newEtcd() {
 // data and the S3 server) on the apiserver.
 func (e *Env) startManager() error {
 	m, err := lhmanager.New(e.Kube.Config, lhmanager.Options{Logf: func(f string, a ...any) { e.t.Logf("lhmanager: "+f, a...) },
-		Resync: 150 * time.Millisecond, Data: e.data})
+		Resync: 150 * time.Millisecond, Data: e.data, RebuildTime: e.opts.RebuildTime})
 	if err != nil {
 		return err
 	}

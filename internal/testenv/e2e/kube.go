@@ -6,53 +6,131 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// syncKube registers configured nodes with Kubernetes (the kubelet's job) and binds
-// pre-bound PV/PVC pairs (kube-controller-manager's).
+// syncKube registers configured nodes with Kubernetes and keeps their Ready condition and
+// versions in step with the Talos node (the kubelet's job), deletes pods the apiserver marked
+// for deletion (the kubelet stops them), and binds pre-bound PV/PVC pairs
+// (kube-controller-manager's).
 func (e *Env) syncKube(ctx context.Context) error {
-	type reg struct{ name, ip string }
-	var regs []reg
+	var regs []nodeReport
 	e.mu.Lock()
 	for _, n := range e.nodes {
-		if n.node.Up() && n.node.ActiveConfig() != nil {
-			regs = append(regs, reg{n.node.Hostname(), n.ip})
+		cfg := n.node.ActiveConfig()
+		if cfg == nil || n.name == "" && !n.node.Up() {
+			continue
 		}
+		if n.node.Up() {
+			n.name = n.node.Hostname()
+		}
+		regs = append(regs, nodeReport{name: n.name, ip: n.ip, ready: n.node.Up(), talos: n.node.Version(), kubelet: kubeletVersion(cfg), bootID: n.node.BootID()})
 	}
 	e.mu.Unlock()
 	for _, r := range regs {
-		if err := e.registerNode(ctx, r.name, r.ip); err != nil {
+		if err := e.reportNode(ctx, r); err != nil {
 			return err
 		}
+	}
+	if err := e.finishDeletedPods(ctx); err != nil {
+		return err
 	}
 	return e.bindVolumes(ctx)
 }
 
-func (e *Env) registerNode(ctx context.Context, name, ip string) error {
-	if _, err := e.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return err
+// nodeReport is what a node's kubelet posts.
+type nodeReport struct {
+	name, ip       string
+	ready          bool
+	talos, kubelet string
+	bootID         string
+}
+
+// kubeletVersion reads the kubelet image tag of a machine config (what the kubelet reports).
+func kubeletVersion(cfg []byte) string {
+	c, err := configloader.NewFromBytes(cfg)
+	if err != nil || c.K8sKubeletConfig() == nil {
+		return ""
 	}
-	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name: name, Labels: map[string]string{"kubernetes.io/hostname": name},
-	}}, metav1.CreateOptions{})
-	if err != nil {
+	img := c.K8sKubeletConfig().Image()
+	if i := strings.LastIndex(img, ":"); i >= 0 {
+		return img[i+1:]
+	}
+	return ""
+}
+
+// reportNode registers the node once and posts its status when it changed: Ready while the
+// Talos node is up, its OS image and kubelet version.
+func (e *Env) reportNode(ctx context.Context, r nodeReport) error {
+	n, err := e.cs.CoreV1().Nodes().Get(ctx, r.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if !r.ready {
+			return nil
+		}
+		n, err = e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name: r.name, Labels: map[string]string{"kubernetes.io/hostname": r.name},
+		}}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			return nil
 		}
-		return fmt.Errorf("register node %s: %w", name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("register node %s: %w", r.name, err)
+	}
+	status, reason, msg := corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"
+	if !r.ready {
+		status, reason, msg = corev1.ConditionUnknown, "NodeStatusUnknown", "Kubelet stopped posting node status."
+	}
+	osImage := "Talos (" + r.talos + ")"
+	var cur *corev1.NodeCondition
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == corev1.NodeReady {
+			cur = &n.Status.Conditions[i]
+		}
+	}
+	// A kubelet posts its status when it starts, so a new boot is seen even when the node was
+	// down too briefly for anyone to notice.
+	if cur != nil && cur.Status == status && n.Status.NodeInfo.OSImage == osImage && n.Status.NodeInfo.KubeletVersion == r.kubelet &&
+		(!r.ready || n.Status.NodeInfo.BootID == r.bootID) {
+		return nil
 	}
 	now := metav1.Now()
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-		Message: "kubelet is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("node %s status: %w", name, err)
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: r.ip}, {Type: corev1.NodeHostName, Address: r.name}}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, Reason: reason,
+		Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}}
+	n.Status.NodeInfo.OSImage, n.Status.NodeInfo.KubeletVersion = osImage, r.kubelet
+	if r.ready {
+		n.Status.NodeInfo.BootID = r.bootID
+	}
+	n.Status.NodeInfo.OperatingSystem, n.Status.NodeInfo.Architecture = "linux", "amd64"
+	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("node %s status: %w", r.name, err)
+	}
+	return nil
+}
+
+// finishDeletedPods removes the pods a graceful delete (an eviction) marked: the kubelet
+// stops their containers and deletes them for good.
+func (e *Env) finishDeletedPods(ctx context.Context) error {
+	pods, err := e.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	zero := int64(0)
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			continue
+		}
+		err := e.cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,7 +30,20 @@ type diskID struct {
 type vmNode struct {
 	ip   string
 	node *talosnode.Node
+	name string // its Kubernetes node name, once it ran configured
 }
+
+// isoVersion is the Talos version of the boot ISO a VM has attached (talforge names it
+// talos-<version>-<platform>-<arch>-<schematic>.iso), "" for none.
+func isoVersion(cfg map[string]string) string {
+	m := isoName.FindStringSubmatch(cfg["ide0"])
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+var isoName = regexp.MustCompile(`iso/talos-(v\d+\.\d+\.\d+[^-]*)-`)
 
 // ipOf reads the static address from a VM's cloud-init ipconfig0 ("ip=10.0.0.5/24,gw=...").
 func ipOf(cfg map[string]string) string {
@@ -51,7 +66,7 @@ func (e *Env) syncVMs(ctx context.Context) error {
 		if vm.Running {
 			e.recordDataDiskLocked(vm)
 		}
-		ip, version := ipOf(vm.Config), ""
+		ip, version := ipOf(vm.Config), isoVersion(vm.Config)
 		if hb, ok := e.handMadeBootLocked(vm.ID); ok && ip == "" {
 			ip, version = hb.ip, hb.talosVersion // a hand-made VM: no cloud-init (HandMade)
 		}
@@ -63,6 +78,7 @@ func (e *Env) syncVMs(ctx context.Context) error {
 			node, err := talosnode.Start(ctx, talosnode.Options{
 				Address: net.JoinHostPort(ip, strconv.Itoa(e.TalosPort)), Cluster: e.etcd,
 				BootDelay: e.opts.BootDelay, JoinDelay: e.opts.JoinDelay, TalosVersion: version,
+				OnEvent: e.recordTalosEvent,
 			})
 			if err != nil {
 				return fmt.Errorf("VM %d: boot Talos on %s: %w", vm.ID, ip, err)
@@ -179,6 +195,8 @@ func (e *Env) closeNodeLocked(id int) {
 var countedMethods = []string{
 	"/machine.MachineService/ApplyConfiguration",
 	"/machine.MachineService/Bootstrap",
+	"/machine.MachineService/Upgrade",
+	"/machine.LifecycleService/Upgrade",
 }
 
 // TalosCalls counts the RPCs of a method (e.g. "/machine.MachineService/ApplyConfiguration")
@@ -212,4 +230,31 @@ func (e *Env) BootstrapCalls() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.etcd.BootstrapCalls()
+}
+
+// recordTalosEvent keeps a node's API going down or up (called with that node's lock held:
+// it only appends).
+func (e *Env) recordTalosEvent(ev talosnode.Event) {
+	e.eventsMu.Lock()
+	defer e.eventsMu.Unlock()
+	e.talosEvents = append(e.talosEvents, ev)
+}
+
+// TalosEvents are the nodes' APIs going down and coming up, in order, since the Env started.
+func (e *Env) TalosEvents() []talosnode.Event {
+	e.eventsMu.Lock()
+	defer e.eventsMu.Unlock()
+	return slices.Clone(e.talosEvents)
+}
+
+// TalosNode is the running node at ip (nil when none runs there).
+func (e *Env) TalosNode(ip string) *talosnode.Node {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range e.nodes {
+		if n.ip == ip {
+			return n.node
+		}
+	}
+	return nil
 }

@@ -60,6 +60,8 @@ var (
 	EngineGVR       = schema.GroupVersionResource{Group: group, Version: version, Resource: "engines"}
 	BackupVolumeGVR = schema.GroupVersionResource{Group: group, Version: version, Resource: "backupvolumes"}
 	BackupGVR       = schema.GroupVersionResource{Group: group, Version: version, Resource: "backups"}
+	ReplicaGVR      = schema.GroupVersionResource{Group: group, Version: version, Resource: "replicas"}
+	NodeGVR         = schema.GroupVersionResource{Group: group, Version: version, Resource: "nodes"}
 )
 
 // Options configure a Manager.
@@ -76,6 +78,8 @@ type Options struct {
 	// and provisioning. Without it there is no data path, the backup target's availability
 	// is judged from its URL and Secret alone and backups can only be simulated.
 	Data *lhdata.Store
+	// RebuildTime is how long a replica takes to rebuild once its node is back (default 300 ms).
+	RebuildTime time.Duration
 }
 
 // Manager is the fake longhorn-manager.
@@ -99,6 +103,9 @@ type Manager struct {
 	appliedSettingRV, appliedResourceRV string
 
 	mu            sync.Mutex
+	rebuildTime   time.Duration
+	rebuilds      map[string]time.Time // replica -> when the manager started rebuilding it
+	bootIDs       map[string]string    // node -> the boot ID it last reported
 	rolloutPaused bool
 	storeError    string
 	checks        []string
@@ -127,6 +134,10 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	}
 	if m.resync == 0 {
 		m.resync = 300 * time.Millisecond
+	}
+	m.rebuildTime, m.rebuilds, m.bootIDs = opts.RebuildTime, map[string]time.Time{}, map[string]string{}
+	if m.rebuildTime == 0 {
+		m.rebuildTime = 300 * time.Millisecond
 	}
 	return m, nil
 }
@@ -217,6 +228,7 @@ func (m *Manager) sync(ctx context.Context) error {
 		{"backup target", m.syncBackupTarget},
 		{"storage class", m.syncStorageClass},
 		{"workloads", m.syncWorkloads},
+		{"nodes", m.syncNodes},
 	} {
 		if err := step.fn(ctx); err != nil && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("%s: %w", step.name, err))

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/talforge/talforge/internal/testenv/lhdata"
 )
@@ -157,15 +158,26 @@ func (m *Manager) SimulateBackup(ctx context.Context, volume, backup string) err
 }
 
 func (m *Manager) setVolumeStatus(ctx context.Context, v *unstructured.Unstructured, fields map[string]any) error {
-	status, _, _ := unstructured.NestedMap(v.Object, "status")
-	if status == nil {
-		status = map[string]any{}
-	}
-	for k, val := range fields {
-		status[k] = val
-	}
-	v.Object["status"] = status
-	if _, err := m.dyn.Resource(VolumeGVR).Namespace(m.ns).UpdateStatus(ctx, v, metav1.UpdateOptions{}); err != nil {
+	res := m.dyn.Resource(VolumeGVR).Namespace(m.ns)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		status, _, _ := unstructured.NestedMap(v.Object, "status")
+		if status == nil {
+			status = map[string]any{}
+		}
+		for k, val := range fields {
+			status[k] = val
+		}
+		v.Object["status"] = status
+		_, err := res.UpdateStatus(ctx, v, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			// Another round of the manager wrote the volume meanwhile: start from its copy.
+			if cur, gerr := res.Get(ctx, v.GetName(), metav1.GetOptions{}); gerr == nil {
+				v = cur
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("volume %s status: %w", v.GetName(), err)
 	}
 	return nil

@@ -23,9 +23,10 @@ import (
 )
 
 var (
-	readers = role.MakeSet(role.Admin, role.Operator, role.Reader)
-	admins  = role.MakeSet(role.Admin)
-	nobody  = role.MakeSet()
+	readers   = role.MakeSet(role.Admin, role.Operator, role.Reader)
+	operators = role.MakeSet(role.Admin, role.Operator)
+	admins    = role.MakeSet(role.Admin)
+	nobody    = role.MakeSet()
 )
 
 // methodRoles lists which roles may call what, as Talos' authorizer rules do
@@ -34,6 +35,9 @@ var methodRoles = map[string]role.Set{
 	machine.MachineService_ApplyConfiguration_FullMethodName: admins,
 	machine.MachineService_Bootstrap_FullMethodName:          admins,
 	machine.MachineService_Kubeconfig_FullMethodName:         admins,
+	machine.MachineService_Reboot_FullMethodName:             operators,
+	machine.MachineService_Upgrade_FullMethodName:            admins,
+	machine.LifecycleService_Upgrade_FullMethodName:          admins,
 	machine.MachineService_Version_FullMethodName:            readers,
 	machine.MachineService_ServiceList_FullMethodName:        readers,
 	machine.MachineService_EtcdMemberList_FullMethodName:     readers,

@@ -61,6 +61,11 @@ func (n *Node) goDownLocked(stage runtime.MachineStage) *grpc.Server {
 	n.gen++
 	n.stage = stage
 
+	if n.srv != nil {
+		n.cluster.setUp(n.ip.String(), false)
+		n.emitLocked(false)
+	}
+
 	if n.cancelBoot != nil {
 		n.cancelBoot()
 		n.cancelBoot = nil
@@ -93,7 +98,15 @@ func (n *Node) scheduleBootLocked(after time.Duration) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 
-		if n.closed || n.gen != gen || n.srv != nil {
+		if n.closed || n.dead || n.gen != gen || n.srv != nil {
+			return
+		}
+
+		if n.stagedVersion != "" && n.failUpgradeBoot {
+			n.failUpgradeBoot = false
+			n.dead = true
+			n.log("boot into %s failed: the node stays down (FailNextUpgradeBoot)", n.stagedVersion)
+
 			return
 		}
 
@@ -108,6 +121,16 @@ func (n *Node) scheduleBootLocked(after time.Duration) {
 func (n *Node) bootLocked(lis net.Listener) error {
 	if n.pending != nil && !n.stuck {
 		n.active, n.persistent = n.pending, n.pending
+
+		// The install ran the config's installer image, so the node boots that image's version.
+		if version, ok := imageVersion(installImage(n.pending.provider)); ok {
+			n.version = version
+		}
+	}
+
+	// A reboot after an upgrade boots the version the installer wrote.
+	if n.stagedVersion != "" {
+		n.version, n.stagedVersion = n.stagedVersion, ""
 	}
 
 	n.pending = nil
@@ -156,6 +179,13 @@ func (n *Node) bootLocked(lis net.Listener) error {
 	)
 
 	machine.RegisterMachineServiceServer(srv, &machineService{n: n})
+
+	// Older nodes lack the service, so a call answers Unimplemented (unknown service), which is
+	// how clients tell them apart.
+	if hasLifecycleAPI(n.version) {
+		machine.RegisterLifecycleServiceServer(srv, &lifecycleService{n: n})
+	}
+
 	cosiv1alpha1.RegisterStateServer(srv, cosiserver.NewState(state.Filter(n.st, n.cosiAccessRule)))
 
 	bootCtx, cancel := context.WithCancel(context.Background())
@@ -182,7 +212,9 @@ func (n *Node) bootLocked(lis net.Listener) error {
 	}
 
 	n.publishStateLocked()
-	n.log("up on %s in %s mode as %q", n.addr, n.stage, hostname)
+	n.cluster.setUp(n.ip.String(), true)
+	n.emitLocked(true)
+	n.log("up on %s in %s mode as %q, Talos %s", n.addr, n.stage, hostname, n.version)
 
 	return nil
 }

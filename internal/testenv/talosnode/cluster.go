@@ -1,6 +1,8 @@
 package talosnode
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -19,6 +21,9 @@ type Cluster struct {
 	bootstrapped         chan struct{}
 	members              []etcdMember
 	nextMemberID         uint64
+	// up holds the IPs of the cluster's nodes whose API is up: an etcd member runs on its node,
+	// so it is healthy exactly while that node is up.
+	up map[string]bool
 
 	kubeconfig []byte
 	osCA       *x509.PEMEncodedCertificateAndKey
@@ -137,6 +142,46 @@ func (c *Cluster) addMemberLocked(hostname, ip string) {
 	c.members = append(c.members, etcdMember{id: c.nextMemberID, hostname: hostname, ip: ip})
 	c.nextMemberID++
 }
+
+// setUp records whether the node at ip is up.
+func (c *Cluster) setUp(ip string, up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if c.up == nil {
+		c.up = map[string]bool{}
+	}
+
+	c.up[ip] = up
+}
+
+// validateForUpgrade is etcd's pre-upgrade check a control plane runs before an upgrade
+// (internal/pkg/etcd/etcd.go ValidateForUpgrade): two members would lose quorum while one
+// reboots, and every member must be healthy. Upstream names an unhealthy member by its ID; the
+// emulator names it by hostname (emulator choice: easier to read in test failures).
+func (c *Cluster) validateForUpgrade() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if len(c.members) == 0 {
+		return errNoEtcdEndpoints
+	}
+
+	if len(c.members) == 2 {
+		return fmt.Errorf("etcd member count(%d) is insufficient to maintain quorum if upgrade commences", len(c.members))
+	}
+
+	for _, m := range c.members {
+		if !c.up[m.ip] {
+			return fmt.Errorf("etcd member %s is not healthy; all members must be healthy to perform an upgrade", m.hostname)
+		}
+	}
+
+	return nil
+}
+
+// errNoEtcdEndpoints is what Talos answers when it asks etcd before any control plane runs it.
+var errNoEtcdEndpoints = errors.New("failed to create etcd client: no controlplane endpoints discovered yet")
 
 func (c *Cluster) memberList() []*machine.EtcdMember {
 	c.mu.Lock()

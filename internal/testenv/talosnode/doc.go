@@ -20,11 +20,20 @@
 //     kubeconfig for the cluster endpoint.
 //   - The COSI state holds MachineStatus (stage), MachineType and MachineConfig (ids "v1alpha1" and
 //     "persistent"); MachineConfig is Sensitive and needs os:admin, like on a real node.
+//   - Versions and upgrades: a node runs Options.TalosVersion until it installs another installer image
+//     (the tag of the config's install image when it leaves maintenance mode, or of an upgrade's image).
+//     Nodes newer than 1.13.0-alpha.2 serve LifecycleService.Upgrade, which streams the installer's
+//     progress and exit code and leaves the reboot to the client (MachineService.Reboot); every node
+//     serves the deprecated MachineService.Upgrade, which checks etcd health on control planes and
+//     reboots into the new version on its own.
+//   - Options.OnEvent sees every time the node's API goes down or comes up, so tests can check rolling
+//     operations across nodes.
 //
 // Fault injection: Options.StartDelay (slow boot, connection refused until it elapses), Node.RefuseFor
 // (listener closed then reopened on the same address), Node.InterruptNext (the node reboots in the middle
-// of the next call of a method, dropping the connection) and Node.SetStuckInMaintenance (an applied config
-// never takes: the node comes back in maintenance mode).
+// of the next call of a method, dropping the connection), Node.SetStuckInMaintenance (an applied config
+// never takes: the node comes back in maintenance mode) and Node.FailNextUpgradeBoot (the node never comes
+// back from its next upgrade).
 //
 // Emulated Talos version: the API shape of machinery v1.14 (maintenance and regular APIs unified since
 // v1.13: Version answers in maintenance, admin-only calls are refused with PermissionDenied "not

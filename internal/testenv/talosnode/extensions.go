@@ -86,7 +86,7 @@ func (n *Node) extensionStatusesLocked() []*runtime.ExtensionStatus {
 		Compatibility: extensions.Compatibility{Talos: extensions.Constraint{Version: ">= 1.0.0"}},
 	}
 
-	if quirks.New(n.opts.TalosVersion).SupportsOverlay() {
+	if quirks.New(n.version).SupportsOverlay() {
 		if data, err := s.Marshal(); err == nil {
 			meta.ExtraInfo = string(data)
 		}

@@ -28,7 +28,7 @@ type machineService struct {
 func (s *machineService) Version(context.Context, *emptypb.Empty) (*machine.VersionResponse, error) {
 	return &machine.VersionResponse{Messages: []*machine.Version{{
 		Version: &machine.VersionInfo{
-			Tag:       s.n.opts.TalosVersion,
+			Tag:       s.n.Version(),
 			Sha:       "talosnode",
 			GoVersion: runtime.Version(),
 			Os:        "linux",

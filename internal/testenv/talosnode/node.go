@@ -56,10 +56,28 @@ type Options struct {
 	// AutoReboots makes a configured node resolve an AUTO apply to a reboot (as Talos does for changes it
 	// cannot apply live) instead of applying it in place.
 	AutoReboots bool
-	// TalosVersion is the tag Version reports. Default DefaultTalosVersion.
+	// TalosVersion is the Talos version the node runs at first (the tag Version reports). It
+	// changes when the node installs from an image of another version (an install from
+	// maintenance mode, an upgrade). Versions > 1.13.0-alpha.2 serve LifecycleService. Default
+	// DefaultTalosVersion.
 	TalosVersion string
 	// Logf, when set, receives one line per lifecycle event (boot, apply, reboot), e.g. testing.T.Logf.
 	Logf func(format string, args ...any)
+	// OnEvent, when set, is called every time the node's API goes down or comes up. It is called
+	// synchronously with the node's lock held, so that events of one node arrive in order and
+	// tests can check invariants across nodes (never two down at once); it must not call back
+	// into the node.
+	OnEvent func(Event)
+}
+
+// Event is a node's API going down (Up false; Stage is why: Rebooting, Upgrading, Installing,
+// ShuttingDown…) or coming up (Stage Running or Maintenance), with the version it runs then.
+type Event struct {
+	Addr    string
+	Up      bool
+	Stage   runtime.MachineStage
+	Version string
+	At      time.Time
 }
 
 // Node is one emulated Talos machine. Create it with Start and stop it with Close.
@@ -86,6 +104,11 @@ type Node struct {
 	pending         *loadedConfig
 	applyInProgress bool
 	stuck           bool
+	version         string
+	stagedVersion   string // installed by an upgrade, boots on the next reboot
+	upgrading       bool
+	failUpgradeBoot bool
+	dead            bool // never boots again
 	interrupts      map[string]interruptSpec
 	calls           map[string]int
 }
@@ -131,6 +154,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		sensitive:  sensitiveTypes(),
 		done:       make(chan struct{}),
 		stage:      runtime.MachineStageBooting,
+		version:    opts.TalosVersion,
 		interrupts: map[string]interruptSpec{},
 		calls:      map[string]int{},
 	}
@@ -214,6 +238,27 @@ func (n *Node) Up() bool {
 	return n.srv != nil
 }
 
+// Version is the Talos version the node runs (the tag the Version RPC reports).
+func (n *Node) Version() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+
+	return n.version
+}
+
+// BootID identifies the node's current boot (what the kubelet reports as nodeInfo.bootID):
+// it changes on every boot, "" before the first.
+func (n *Node) BootID() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+
+	if n.bootedAt.IsZero() {
+		return ""
+	}
+
+	return strconv.FormatInt(n.bootedAt.UnixNano(), 36)
+}
+
 // ActiveConfig returns the machine config the node runs (nil in maintenance mode).
 func (n *Node) ActiveConfig() []byte {
 	n.mu.Lock()
@@ -261,6 +306,16 @@ func (n *Node) InterruptNext(fullMethod string, afterEffect bool) {
 	n.interrupts[fullMethod] = interruptSpec{afterEffect: afterEffect}
 }
 
+// FailNextUpgradeBoot makes the next boot into an upgraded version (after either upgrade API
+// and the reboot that follows) never happen: the node stays down, connection refused, until
+// Close, like a machine that does not come back from its upgrade.
+func (n *Node) FailNextUpgradeBoot() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+
+	n.failUpgradeBoot = true
+}
+
 // Close stops the node for good.
 func (n *Node) Close() error {
 	n.mu.Lock()
@@ -283,6 +338,13 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 
 	return nil
+}
+
+// emitLocked reports the node's API going up or down to Options.OnEvent.
+func (n *Node) emitLocked(up bool) {
+	if n.opts.OnEvent != nil {
+		n.opts.OnEvent(Event{Addr: n.addr, Up: up, Stage: n.stage, Version: n.version, At: time.Now()})
+	}
 }
 
 func (n *Node) log(format string, args ...any) {

@@ -241,3 +241,51 @@ status:
     error: {type: string}
     restoreSize: {type: integer}
 {{- end -}}
+
+{{- /* Replica (longhorn k8s/pkg/apis/longhorn/v1beta2/replica.go): InstanceSpec inline
+(volumeName, nodeID), healthyAt/failedAt; InstanceStatus.currentState. */ -}}
+{{- define "lhchart.schema.replica" -}}
+spec:
+  type: object
+  x-kubernetes-preserve-unknown-fields: true
+  properties:
+    volumeName: {type: string}
+    nodeID: {type: string}
+    dataEngine: {type: string}
+    healthyAt: {type: string}
+    failedAt: {type: string}
+status:
+  type: object
+  x-kubernetes-preserve-unknown-fields: true
+  properties:
+    currentState: {type: string}
+    ownerID: {type: string}
+{{- end -}}
+
+{{- /* Node (v1beta2/node.go): allowScheduling; conditions Ready and Schedulable. */ -}}
+{{- define "lhchart.schema.node" -}}
+spec:
+  type: object
+  x-kubernetes-preserve-unknown-fields: true
+  properties:
+    name: {type: string}
+    allowScheduling: {type: boolean}
+status:
+  type: object
+  x-kubernetes-preserve-unknown-fields: true
+  properties:
+    {{- include "lhchart.conditions" . | nindent 4 }}
+{{- end -}}
+
+{{- /* EngineImage (v1beta2/engineimage.go): image; status.state (deployed, deploying, ...). */ -}}
+{{- define "lhchart.schema.engineimage" -}}
+spec:
+  type: object
+  properties:
+    image: {type: string}
+status:
+  type: object
+  x-kubernetes-preserve-unknown-fields: true
+  properties:
+    state: {type: string}
+{{- end -}}

@@ -1,0 +1,98 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+
+	"github.com/talforge/talforge/pkg/machineconfig"
+	"github.com/talforge/talforge/pkg/rollout"
+)
+
+// UpgradeReport is what Upgrade planned and did.
+type UpgradeReport struct {
+	Cluster string         `json:"cluster"`
+	Version string         `json:"version"`
+	Image   string         `json:"image"`
+	Steps   []rollout.Step `json:"steps"`
+	// Upgraded lists the nodes upgraded, in order (empty with dry run).
+	Upgraded []string `json:"upgraded"`
+}
+
+// Upgrade brings every node to the profile's Talos version, one node at a time, gated on
+// etcd, Kubernetes and Longhorn health (package rollout); with dryRun it only lists the steps.
+// The new configs come from the profile and the stored secrets bundle, rendered in memory.
+func Upgrade(ctx context.Context, opts Options, dryRun bool) (*UpgradeReport, error) {
+	ctx, r, unlock, err := talosRun(ctx, opts, dryRun)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ro, rep, err := r.rollout(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Steps, err = ro.Plan(ctx); err != nil || dryRun || len(rep.Steps) == 0 {
+		return rep, err
+	}
+	res, err := ro.Run(ctx)
+	if res != nil {
+		rep.Upgraded = res.Upgraded
+	}
+	if err != nil && ctx.Err() != nil {
+		return rep, fmt.Errorf("interrupted; run `talforge upgrade` again to continue where it stopped: %w", err)
+	}
+	return rep, err
+}
+
+// rollout builds the rolling upgrade of the run's cluster to the profile's Talos version.
+func (r *run) rollout(ctx context.Context) (*rollout.Rollout, *UpgradeReport, error) {
+	rep := &UpgradeReport{Cluster: r.cluster.Metadata.Name, Version: r.cluster.Talos.Version}
+	kubeconfig, written, err := r.ensureKubeconfig(ctx, false)
+	if err != nil {
+		return nil, rep, fmt.Errorf("kubeconfig: %w", err)
+	}
+	r.wrote(written...)
+	c := rollout.Cluster{Name: rep.Cluster, Version: rep.Version, Talosconfig: r.talos.Talosconfig, Kubeconfig: kubeconfig}
+	for _, n := range r.talos.Nodes {
+		c.Nodes = append(c.Nodes, rollout.Node{Name: n.Name, IP: n.IP, ControlPlane: n.Role.IsControlPlane(), Config: n.Config})
+		if c.Image == "" {
+			cfg, err := configloader.NewFromBytes(n.Config)
+			if err != nil {
+				return nil, rep, fmt.Errorf("node %s: rendered config: %w", n.Name, err)
+			}
+			c.Image = machineconfig.InstallImage(cfg)
+		}
+	}
+	rep.Image = c.Image
+	o := r.opts.Rollout
+	o.TalosPort, o.Progress, o.Now = r.opts.Talos.TalosPort, prefixWriter{r.opts.Detail, "  "}, r.opts.Now
+	if o.Poll == 0 {
+		o.Poll = r.opts.Talos.PollInterval
+	}
+	ro, err := rollout.New(c, o)
+	return ro, rep, err
+}
+
+// ErrUpgradeNeeded is up's refusal to change the Talos version of running nodes.
+var ErrUpgradeNeeded = errors.New("talos upgrade needed")
+
+// refuseUpgrade stops up before it touches a node when configured nodes run another Talos
+// version than the profile's: that is `talforge upgrade`'s job, one node at a time with
+// health gates, and a config rendered for the new version may not suit the old one.
+func (r *run) refuseUpgrade(ctx context.Context) error {
+	var differ []string
+	for _, n := range r.plan.Nodes {
+		if n.TalosVersion != "" && n.TalosVersion != r.cluster.Talos.Version {
+			differ = append(differ, fmt.Sprintf("%s runs %s", n.Name, n.TalosVersion))
+		}
+	}
+	if len(differ) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: the profile says Talos %s but %s; up never upgrades running nodes: run `talforge upgrade` (one node at a time, gated on etcd and Longhorn health), then up",
+		ErrUpgradeNeeded, r.cluster.Talos.Version, strings.Join(differ, ", "))
+}

@@ -1,0 +1,288 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/talforge/talforge/internal/testenv/e2e"
+	"github.com/talforge/talforge/internal/testenv/talosnode"
+	"github.com/talforge/talforge/pkg/lifecycle"
+	"github.com/talforge/talforge/pkg/rollout"
+)
+
+// upgradeLab is a cluster on Proxmox with Longhorn (S3 backups off: the upgrade does not need
+// them) at Talos version, with the given control planes and workers on 127.0.73.x.
+func upgradeLab(t *testing.T, version string, controlPlanes, workers int, opts e2e.Options) (*lab, map[string]string) {
+	t.Helper()
+	ips := map[string]string{}
+	var nodes strings.Builder
+	add := func(name, role, ip string) {
+		ips[name] = ip
+		opts.Addresses = append(opts.Addresses, ip)
+		fmt.Fprintf(&nodes, "  - {name: %s, role: %s, ip: %s}\n", name, role, ip)
+	}
+	for i := 1; i <= controlPlanes; i++ {
+		add(fmt.Sprintf("lab-cp-%d", i), "controlplane", fmt.Sprintf("127.0.73.%d", 10+i))
+	}
+	for i := 1; i <= workers; i++ {
+		add(fmt.Sprintf("lab-worker-%d", i), "worker", fmt.Sprintf("127.0.73.%d", 20+i))
+	}
+	profileText := `apiVersion: talforge.dev/v1alpha1
+kind: Cluster
+metadata: {name: lab}
+talos: {version: ` + version + `}
+network: {cidr: 127.0.73.0/24, gateway: 127.0.73.1, nameservers: [127.0.73.1]}
+proxmox:
+  endpoint: {{PVE_URL}}
+  tokenFile: secrets/proxmox.sops.yaml
+  caFile: pve-ca.pem
+  node: pve
+  storage: local-lvm
+  defaults: {cores: 2, memory: 4096, disk: 20G, longhornDisk: 10G}
+nodes:
+` + nodes.String() + `longhorn:
+  version: 1.10.2
+  repoURL: {{REPO_URL}}
+  replicaCount: 2
+`
+	l := newLabOf(t, profileText, opts)
+	l.up(t.Context(), l.options())
+	return l, ips
+}
+
+// setTalosVersion edits the profile's talos.version.
+func (l *lab) setTalosVersion(from, to string) {
+	l.t.Helper()
+	data, err := os.ReadFile(l.proj.Profile)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	edited := strings.Replace(string(data), "version: "+from+"}", "version: "+to+"}", 1)
+	if edited == string(data) {
+		l.t.Fatalf("profile has no talos version %s", from)
+	}
+	if err := os.WriteFile(l.proj.Profile, []byte(edited), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// versions are the Talos versions the nodes run, by name.
+func (l *lab) versions(ips map[string]string) map[string]string {
+	out := map[string]string{}
+	for name, ip := range ips {
+		if n := l.env.TalosNode(ip); n != nil {
+			out[name] = n.Version()
+		}
+	}
+	return out
+}
+
+// downs replays the nodes' API events: the order in which nodes went down, and the largest
+// number of nodes down at once.
+func downs(events []talosnode.Event, names map[string]string) (order []string, most int) {
+	byAddr := map[string]string{}
+	for name, ip := range names {
+		byAddr[ip] = name
+	}
+	down := map[string]bool{}
+	for _, ev := range events {
+		name := byAddr[strings.Split(ev.Addr, ":")[0]]
+		if name == "" {
+			continue
+		}
+		if ev.Up {
+			delete(down, name)
+			continue
+		}
+		if !down[name] {
+			order = append(order, name)
+		}
+		down[name] = true
+		most = max(most, len(down))
+	}
+	return order, most
+}
+
+// TestUpgradeTalosOneNodeAtATime: a 3+3 cluster on Talos v1.13.4 with two Longhorn volumes is
+// taken to v1.14.1 by `talforge upgrade`, interrupted once and resumed. Control planes go
+// first, then workers, never two nodes down at once; the second worker waits until the
+// replica of volume web on the first worker rebuilt; every node ends on the new version,
+// uncordoned, with its config for the new version applied; up refused the upgrade before.
+func TestUpgradeTalosOneNodeAtATime(t *testing.T) {
+	l, ips := upgradeLab(t, "v1.13.4", 3, 3, e2e.Options{RebuildTime: 1500 * time.Millisecond})
+	ctx := t.Context()
+	for name, v := range l.versions(ips) {
+		if v != "v1.13.4" {
+			t.Fatalf("%s runs %s after up, want v1.13.4 (the ISO and the install image of the profile's version)", name, v)
+		}
+	}
+	mgr := l.env.Manager()
+	for vol, nodes := range map[string][]string{"web": {"lab-worker-1", "lab-worker-2"}, "db": {"lab-worker-2", "lab-worker-3"}} {
+		if err := mgr.CreateVolume(ctx, vol, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if err := mgr.SetReplica(ctx, vol, n, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	l.setTalosVersion("v1.13.4", "v1.14.1")
+	applies := l.env.TalosCalls("/machine.MachineService/ApplyConfiguration")
+	_, err := lifecycle.Up(ctx, l.options())
+	if !errors.Is(err, lifecycle.ErrUpgradeNeeded) || !strings.Contains(err.Error(), "talforge upgrade") {
+		t.Fatalf("up with a new Talos version = %v, want a refusal pointing at talforge upgrade", err)
+	}
+	if n := l.env.TalosCalls("/machine.MachineService/ApplyConfiguration"); n != applies {
+		t.Errorf("the refused up applied %d config(s)", n-applies)
+	}
+	plan, err := lifecycle.Plan(ctx, l.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range plan.Nodes {
+		if !strings.HasPrefix(n.Action, "upgrade pending: runs Talos v1.13.4") {
+			t.Errorf("plan for %s: %q, want the pending upgrade", n.Name, n.Action)
+		}
+	}
+
+	dry, err := lifecycle.Upgrade(ctx, l.options(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var planned []string
+	for _, s := range dry.Steps {
+		planned = append(planned, s.Node)
+		if s.API != rollout.APILifecycle || s.From != "v1.13.4" || s.To != "v1.14.1" {
+			t.Errorf("step %s", s)
+		}
+	}
+	order := []string{"lab-cp-1", "lab-cp-2", "lab-cp-3", "lab-worker-1", "lab-worker-2", "lab-worker-3"}
+	if !slices.Equal(planned, order) {
+		t.Errorf("planned order %v, want %v", planned, order)
+	}
+	if !strings.HasSuffix(dry.Image, ":v1.14.1") || !strings.Contains(dry.Image, "installer") {
+		t.Errorf("installer image %q", dry.Image)
+	}
+	if got := l.env.TalosCalls("/machine.LifecycleService/Upgrade"); got != 0 {
+		t.Fatalf("the dry run upgraded %d node(s)", got)
+	}
+
+	before := len(l.env.TalosEvents())
+	// Ctrl-C while the second control plane reboots; the next run goes on from there.
+	stop, cancel := context.WithCancel(ctx)
+	opts := l.options()
+	opts.Detail = cancelOn{testLog{t}, "lab-cp-2: waiting for Talos v1.14.1", cancel}
+	if _, err := lifecycle.Upgrade(stop, opts, false); err == nil || !strings.Contains(err.Error(), "run `talforge upgrade` again") {
+		t.Fatalf("interrupted upgrade = %v", err)
+	}
+	// The node reboots into the new version on its own, whoever watches.
+	for deadline := time.Now().Add(10 * time.Second); l.env.TalosNode(ips["lab-cp-2"]).Version() != "v1.14.1"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("lab-cp-2 did not reboot into v1.14.1")
+		}
+	}
+	st, err := lifecycle.Status(ctx, l.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if wantCordoned := n.Name == "lab-cp-2"; (n.Kubernetes.Upgrading != "") != wantCordoned {
+			t.Errorf("status of %s after the interrupt: upgrading %q", n.Name, n.Kubernetes.Upgrading)
+		}
+	}
+
+	detail := &syncBuffer{}
+	opts = l.options()
+	opts.Detail = io.MultiWriter(testLog{t}, detail)
+	rep, err := lifecycle.Upgrade(ctx, opts, false)
+	if err != nil {
+		t.Fatalf("resumed upgrade: %v", err)
+	}
+	if want := order[1:]; !slices.Equal(rep.Upgraded, want) {
+		t.Errorf("the resumed run upgraded %v, want %v", rep.Upgraded, want)
+	}
+	if rep.Steps[0].Node != "lab-cp-2" || !rep.Steps[0].Resume {
+		t.Errorf("the resumed run began with %s, want to finish lab-cp-2", rep.Steps[0])
+	}
+
+	for name, v := range l.versions(ips) {
+		if v != "v1.14.1" {
+			t.Errorf("%s runs %s, want v1.14.1", name, v)
+		}
+	}
+	gone, most := downs(l.env.TalosEvents()[before:], ips)
+	if most != 1 {
+		t.Errorf("%d nodes were down at once", most)
+	}
+	if !slices.Equal(gone, order) {
+		t.Errorf("nodes went down in the order %v, want %v, each once", gone, order)
+	}
+	if got := l.env.TalosCalls("/machine.LifecycleService/Upgrade"); got != 6 {
+		t.Errorf("LifecycleService.Upgrade called %d times, want 6 (one per node; v1.13.4 has it)", got)
+	}
+	if got := l.env.TalosCalls("/machine.MachineService/Upgrade"); got != 0 {
+		t.Errorf("the deprecated MachineService.Upgrade called %d times", got)
+	}
+	// The storage gate held lab-worker-2 until web's replica on lab-worker-1 rebuilt.
+	held := strings.Index(detail.String(), "lab-worker-1: waiting for the storage gate after lab-worker-1 is back: volume web is degraded (replica on lab-worker-1 rebuilding)")
+	drained := strings.Index(detail.String(), "lab-worker-2: cordoned")
+	if held < 0 || drained < held {
+		t.Errorf("lab-worker-2 was not held by the storage gate until web rebuilt (held at %d, cordoned at %d):\n%s", held, drained, detail.String())
+	}
+	nodes, err := l.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable || n.Annotations[rollout.AnnotationUpgrading] != "" {
+			t.Errorf("node %s left cordoned", n.Name)
+		}
+		if !strings.Contains(n.Status.NodeInfo.OSImage, "v1.14.1") || !ready(n) {
+			t.Errorf("node %s: %s, ready %v", n.Name, n.Status.NodeInfo.OSImage, ready(n))
+		}
+	}
+	// The configs for v1.14.1 are what the nodes run: up has nothing to apply.
+	applies = l.env.TalosCalls("/machine.MachineService/ApplyConfiguration")
+	l.up(ctx, l.options())
+	if n := l.env.TalosCalls("/machine.MachineService/ApplyConfiguration"); n != applies {
+		t.Errorf("up after the upgrade applied %d config(s): the upgrade left old configs", n-applies)
+	}
+	if again, err := lifecycle.Upgrade(ctx, l.options(), false); err != nil || len(again.Steps) != 0 {
+		t.Errorf("a second upgrade: %v, %v", again.Steps, err)
+	}
+}
+
+func ready(n corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// cancelOn passes writes on and cancels once a line containing marker went by.
+type cancelOn struct {
+	next   io.Writer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c cancelOn) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), c.marker) {
+		c.cancel()
+	}
+	return c.next.Write(p)
+}
