@@ -286,3 +286,73 @@ func (c cancelOn) Write(p []byte) (int, error) {
 	}
 	return c.next.Write(p)
 }
+
+// TestUpgradeAPIByVersionAndANodeThatNeverComesBack: a Talos 1.12 cluster is upgraded with the
+// deprecated MachineService.Upgrade (the only call it has), a 1.14 one with
+// LifecycleService.Upgrade; and when a node does not come back from its upgrade the run stops
+// and names it, with the rest of the cluster serving and untouched.
+func TestUpgradeAPIByVersionAndANodeThatNeverComesBack(t *testing.T) {
+	tests := []struct {
+		name, from, to string
+		api            string
+		lost           string // a node that does not come back from its upgrade
+	}{
+		{name: "talos 1.12: deprecated MachineService.Upgrade", from: "v1.12.6", to: "v1.13.4", api: rollout.APILegacy},
+		{name: "talos 1.14: LifecycleService.Upgrade, a worker lost", from: "v1.14.0", to: "v1.14.1", api: rollout.APILifecycle, lost: "lab-worker-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, ips := upgradeLab(t, tt.from, 1, 2, e2e.Options{})
+			ctx := t.Context()
+			l.setTalosVersion(tt.from, tt.to)
+			if tt.lost != "" {
+				l.env.TalosNode(ips[tt.lost]).FailNextUpgradeBoot()
+			}
+			opts := l.options()
+			opts.Rollout.NodeTimeout = 3 * time.Second
+			rep, err := lifecycle.Upgrade(ctx, opts, false)
+			legacy := l.env.TalosCalls("/machine.MachineService/Upgrade")
+			lifecycleCalls := l.env.TalosCalls("/machine.LifecycleService/Upgrade")
+			if tt.api == rollout.APILegacy && (legacy != 3 || lifecycleCalls != 0) || tt.api == rollout.APILifecycle && legacy != 0 {
+				t.Errorf("MachineService.Upgrade %d call(s), LifecycleService.Upgrade %d, want %s for every node", legacy, lifecycleCalls, tt.api)
+			}
+			if tt.lost == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for name, v := range l.versions(ips) {
+					if v != tt.to {
+						t.Errorf("%s runs %s, want %s", name, v, tt.to)
+					}
+				}
+				if len(rep.Upgraded) != 3 {
+					t.Errorf("upgraded %v", rep.Upgraded)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "node "+tt.lost) || !strings.Contains(err.Error(), "does not come back") {
+				t.Fatalf("upgrade with %s lost = %v, want an error naming it", tt.lost, err)
+			}
+			if !slices.Equal(rep.Upgraded, []string{"lab-cp-1"}) {
+				t.Errorf("upgraded %v before the lost node, want lab-cp-1", rep.Upgraded)
+			}
+			// The cluster still serves: every other node up, Ready, and the next worker untouched.
+			st, err := lifecycle.Status(ctx, l.options())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range st.Nodes {
+				up := n.Talos.Mode == "configured" && n.Kubernetes.Ready == "True"
+				switch {
+				case n.Name == tt.lost && (up || n.Kubernetes.Upgrading != tt.to):
+					t.Errorf("%s: %+v, want down and marked for the upgrade", n.Name, n)
+				case n.Name != tt.lost && !up:
+					t.Errorf("%s is not serving: %+v", n.Name, n)
+				}
+			}
+			if v := l.versions(ips)["lab-worker-2"]; v != tt.from {
+				t.Errorf("lab-worker-2 runs %s: a node was upgraded after one did not come back", v)
+			}
+		})
+	}
+}

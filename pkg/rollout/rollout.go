@@ -142,6 +142,27 @@ func apiFor(version string) (string, error) {
 	return APILegacy, nil
 }
 
+// checkPath refuses what Talos does not support: a downgrade, or a jump over a minor version
+// (Talos upgrades and their config migrations are made and tested one minor at a time).
+func checkPath(from, to string) error {
+	f, err := semver.NewVersion(from)
+	if err != nil {
+		return fmt.Errorf("node reports Talos version %q: %w", from, err)
+	}
+	t, err := semver.NewVersion(to)
+	if err != nil {
+		return err
+	}
+	switch {
+	case t.LessThan(f):
+		return fmt.Errorf("it runs Talos %s, newer than the profile's %s: talforge does not downgrade; set talos.version to %s", from, to, from)
+	case t.Major() != f.Major() || t.Minor() > f.Minor()+1:
+		return fmt.Errorf("it runs Talos %s: upgrades go one minor version at a time; set talos.version to the latest v%d.%d.x first, upgrade, then %s",
+			from, f.Major(), f.Minor()+1, to)
+	}
+	return nil
+}
+
 // Rollout upgrades one cluster. Build it with New.
 type Rollout struct {
 	c    Cluster
@@ -221,6 +242,10 @@ func (r *Rollout) Plan(ctx context.Context) ([]Step, error) {
 			continue
 		}
 		if v == r.c.Version && !resume {
+			continue
+		}
+		if err := checkPath(v, r.c.Version); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
 			continue
 		}
 		api, err := apiFor(v)

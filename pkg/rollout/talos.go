@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	"google.golang.org/grpc/codes"
@@ -56,22 +57,53 @@ func (r *Rollout) version(ctx context.Context, n Node) (string, error) {
 func (r *Rollout) upgradeTalos(ctx context.Context, n Node, api string) error {
 	if api == APILifecycle {
 		err := r.upgradeLifecycle(ctx, n)
-		if status.Code(errors.Unwrap(err)) != codes.Unimplemented && status.Code(err) != codes.Unimplemented {
+		if status.Code(err) != codes.Unimplemented { // status.Code sees through wrapping
 			return err
 		}
-		// As talosctl: a node without the new API gets the old one.
-		r.logf(n.Name, "LifecycleService is not implemented on the node: using MachineService.Upgrade")
+		// As talosctl: a node without the new APIs gets the old one.
+		r.logf(n.Name, "the node does not implement ImageService/LifecycleService: using MachineService.Upgrade")
 	}
 	return r.upgradeLegacy(ctx, n)
+}
+
+// systemContainerd is where the installer image goes: talosctl upgrade's default namespace
+// "system" (cmd/talosctl/cmd/talos/image.go containerdInstance).
+var systemContainerd = &common.ContainerdInstance{Driver: common.ContainerDriver_CRI, Namespace: common.ContainerdNamespace_NS_SYSTEM}
+
+// pullImage pulls the installer image into the node's containerd store: LifecycleService.Upgrade
+// runs it from there only (as talosctl's imagePullInternal before the upgrade).
+func (r *Rollout) pullImage(ctx context.Context, n Node) error {
+	err := r.talos(ctx, n, func(ctx context.Context, c *client.Client) error {
+		stream, err := c.ImageClient.Pull(ctx, &machine.ImageServicePullRequest{Containerd: systemContainerd, ImageRef: r.c.Image})
+		if err != nil {
+			return err
+		}
+		for {
+			if _, err := stream.Recv(); errors.Is(err, io.EOF) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", r.c.Image, err)
+	}
+	r.logf(n.Name, "pulled %s", r.c.Image)
+	return nil
 }
 
 // upgradeLifecycle installs the new image with LifecycleService.Upgrade (streamed progress,
 // an exit code) and reboots into it, as talosctl upgrade does (upgradeViaLifecycleService).
 func (r *Rollout) upgradeLifecycle(ctx context.Context, n Node) error {
+	if err := r.pullImage(ctx, n); err != nil {
+		return err
+	}
 	r.logf(n.Name, "LifecycleService.Upgrade with %s", r.c.Image)
 	err := r.talos(ctx, n, func(ctx context.Context, c *client.Client) error {
 		stream, err := c.LifecycleClient.Upgrade(ctx, &machine.LifecycleServiceUpgradeRequest{
-			Source: &machine.InstallArtifactsSource{ImageName: r.c.Image},
+			Containerd: systemContainerd,
+			Source:     &machine.InstallArtifactsSource{ImageName: r.c.Image},
 		})
 		if err != nil {
 			return err

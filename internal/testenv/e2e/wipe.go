@@ -145,6 +145,14 @@ func wipeOnce(ctx context.Context, dyn dynamic.Interface, targets []schema.Group
 			if ns != "" {
 				ri = dyn.Resource(gvr).Namespace(ns)
 			}
+			zero := int64(0)
+			if gvr.Resource == "pods" {
+				// A pod bound to a node waits for its kubelet to stop it; none runs here.
+				if err := ri.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, fmt.Errorf("delete pod %s/%s: %w", ns, name, err))
+				}
+				continue
+			}
 			if item.GetDeletionTimestamp() != nil {
 				// A CRD's finalizer is the apiserver's own (apiextensions' CRD finalizer
 				// controller): it deletes the CRD's objects first. Removing it would drop the

@@ -38,6 +38,7 @@ var methodRoles = map[string]role.Set{
 	machine.MachineService_Reboot_FullMethodName:             operators,
 	machine.MachineService_Upgrade_FullMethodName:            admins,
 	machine.LifecycleService_Upgrade_FullMethodName:          admins,
+	machine.ImageService_Pull_FullMethodName:                 operators,
 	machine.MachineService_Version_FullMethodName:            readers,
 	machine.MachineService_ServiceList_FullMethodName:        readers,
 	machine.MachineService_EtcdMemberList_FullMethodName:     readers,

@@ -184,6 +184,7 @@ func (n *Node) bootLocked(lis net.Listener) error {
 	// how clients tell them apart.
 	if hasLifecycleAPI(n.version) {
 		machine.RegisterLifecycleServiceServer(srv, &lifecycleService{n: n})
+		machine.RegisterImageServiceServer(srv, &imageService{n: n})
 	}
 
 	cosiv1alpha1.RegisterStateServer(srv, cosiserver.NewState(state.Filter(n.st, n.cosiAccessRule)))

@@ -111,6 +111,7 @@ type Node struct {
 	dead            bool // never boots again
 	interrupts      map[string]interruptSpec
 	calls           map[string]int
+	pulled          map[string]bool // images in the containerd store (pulledKey); a disk keeps them across reboots
 }
 
 type loadedConfig struct {
@@ -157,6 +158,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		version:    opts.TalosVersion,
 		interrupts: map[string]interruptSpec{},
 		calls:      map[string]int{},
+		pulled:     map[string]bool{},
 	}
 
 	if opts.Config != nil {

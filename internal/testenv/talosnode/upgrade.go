@@ -118,6 +118,12 @@ func (s *lifecycleService) Upgrade(req *machine.LifecycleServiceUpgradeRequest, 
 		return status.Error(codes.InvalidArgument, "installer image name is required")
 	}
 
+	if !n.pulled[pulledKey(req.GetContainerd(), image)] {
+		n.mu.Unlock()
+
+		return status.Errorf(codes.Internal, "upgrade failed: installer image %q not found in containerd store: image not found", image)
+	}
+
 	n.upgrading = true
 	n.mu.Unlock()
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
@@ -86,6 +87,33 @@ func waitForVersion(t *testing.T, newClient func() *client.Client, want string) 
 // lifecycleUpgrade runs LifecycleService.Upgrade to its end and returns the progress messages and
 // the exit code (-1 when none came).
 func lifecycleUpgrade(ctx context.Context, c *client.Client, image string) (messages []string, exitCode int32, err error) {
+	if image != "" {
+		if err := pull(ctx, c, image); err != nil {
+			return nil, -1, err
+		}
+	}
+
+	return lifecycleUpgradeOnly(ctx, c, image)
+}
+
+// pull is ImageService.Pull into the system containerd, as talosctl upgrade does first.
+func pull(ctx context.Context, c *client.Client, image string) error {
+	stream, err := c.ImageClient.Pull(ctx, &machine.ImageServicePullRequest{ImageRef: image})
+	if err != nil {
+		return err
+	}
+
+	for {
+		if _, err := stream.Recv(); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// lifecycleUpgradeOnly is LifecycleService.Upgrade without the pull before it.
+func lifecycleUpgradeOnly(ctx context.Context, c *client.Client, image string) (messages []string, exitCode int32, err error) {
 	stream, err := c.LifecycleClient.Upgrade(ctx, &machine.LifecycleServiceUpgradeRequest{
 		Source: &machine.InstallArtifactsSource{ImageName: image},
 	})
@@ -196,6 +224,12 @@ func TestLifecycleUpgrade(t *testing.T) {
 	for _, tt := range refusals {
 		_, _, err := lifecycleUpgrade(ctx, admin, tt.image)
 		wantCode(t, err, tt.code)
+	}
+
+	// The installer runs from the containerd store only: an image not pulled fails.
+	if _, _, err := lifecycleUpgradeOnly(ctx, admin, "factory.talos.dev/installer/abc:v1.14.3"); status.Code(err) != codes.Internal ||
+		!strings.Contains(err.Error(), "not found in containerd store") {
+		t.Fatalf("upgrade without a pull = %v, want Internal: not found in containerd store", err)
 	}
 
 	// An image whose tag is no version: the installer fails, nothing is staged.
