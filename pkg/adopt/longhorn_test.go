@@ -21,8 +21,6 @@ import (
 	"helm.sh/helm/v3/pkg/cli"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -165,9 +163,8 @@ func TestDiscoverLonghorn(t *testing.T) {
 	goneKS := backuptarget.KubernetesStatus{Namespace: "app", PVCName: "gone", PVName: "pvc-gone", LastPVCRefAt: "2026-01-01T00:00:00Z"}
 	createBackup(t, ctx, dyn, ns, "backup-gone-1", "pvc-gone", 3<<30, longhorn.BackupStateCompleted, map[string]string{backuptarget.KubernetesStatusLabel: goneKS.Label()})
 
-	// Longhorn's nodes and their disks (the test chart has no Node CRD: add upstream's
-	// shape, longhorn.io/v1beta2 nodes, spec.disks by name).
-	createNodeCRD(t, ctx, cp)
+	// Longhorn's nodes and their disks (upstream's shape, longhorn.io/v1beta2 nodes,
+	// spec.disks by name).
 	for node, path := range map[string]string{"w-1": "/var/lib/longhorn/", "w-2": "/var/mnt/longhorn"} {
 		mustCreate(t, func() error {
 			_, err := dyn.Resource(nodeGVR).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
@@ -481,30 +478,6 @@ func helmCLIInstall(t *testing.T, ctx context.Context, kubeconfig []byte, repoUR
 	if _, err := in.RunWithContext(ctx, ch, vals); err != nil {
 		t.Fatalf("helm install: %v", err)
 	}
-}
-
-// createNodeCRD installs a CustomResourceDefinition for Longhorn's nodes and waits until
-// it is served.
-func createNodeCRD(t *testing.T, ctx context.Context, cp *kubeenv.ControlPlane) {
-	t.Helper()
-	ext := apiextclient.NewForConfigOrDie(cp.Config)
-	preserve := true
-	if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, &apiextv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "nodes.longhorn.io"},
-		Spec: apiextv1.CustomResourceDefinitionSpec{
-			Group: "longhorn.io", Scope: apiextv1.NamespaceScoped,
-			Names: apiextv1.CustomResourceDefinitionNames{Plural: "nodes", Singular: "node", Kind: "Node", ListKind: "NodeList"},
-			Versions: []apiextv1.CustomResourceDefinitionVersion{{Name: "v1beta2", Served: true, Storage: true,
-				Schema: &apiextv1.CustomResourceValidation{OpenAPIV3Schema: &apiextv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: &preserve}}}},
-		},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	dyn := dynamic.NewForConfigOrDie(cp.Config)
-	waitFor(t, "the Node CRD", func() (bool, string) {
-		_, err := dyn.Resource(nodeGVR).Namespace(longhorn.Namespace).List(ctx, metav1.ListOptions{})
-		return err == nil, errString(err)
-	})
 }
 
 // bindClaim creates a claim bound to a PV of a Longhorn volume, as the CSI provisioner does

@@ -109,27 +109,57 @@ func EtcdMembers(ctx context.Context, endpoint string, tc *clientconfig.Config, 
 	return slices.Compact(names), nil
 }
 
-// TalosVersion asks a configured node which Talos version it runs ("v1.14.1").
-func TalosVersion(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) (string, error) {
+// Versions are what a configured node runs: its Talos version ("v1.14.1") and the
+// Kubernetes version of the kubelet its machine config names (the image tag, "v1.37.0").
+type Versions struct {
+	Talos   string `json:"talos"`
+	Kubelet string `json:"kubelet,omitempty"`
+}
+
+// NodeVersions asks a configured node which Talos version it runs and reads the kubelet image
+// of the machine config it runs (that needs os:admin; Kubelet stays empty without it).
+func NodeVersions(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) (Versions, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	c, err := client.New(ctx, client.WithConfig(tc), client.WithEndpoints(endpoint))
 	if err != nil {
-		return "", err
+		return Versions{}, err
 	}
 	defer c.Close() // read-only
 
 	resp, err := c.Version(ctx)
 	if err != nil {
-		return "", err
+		return Versions{}, err
 	}
+
+	var v Versions
 
 	for _, m := range resp.GetMessages() {
 		if tag := m.GetVersion().GetTag(); tag != "" {
-			return tag, nil
+			v.Talos = tag
 		}
 	}
 
-	return "", errors.New("the node reports no version")
+	if v.Talos == "" {
+		return v, errors.New("the node reports no version")
+	}
+
+	if cfg, err := ReadLiveConfig(ctx, c); err == nil && cfg.K8sKubeletConfig() != nil {
+		v.Kubelet = ImageTag(cfg.K8sKubeletConfig().Image())
+	}
+
+	return v, nil
+}
+
+// ImageTag is an image reference's tag ("" for none or a digest only).
+func ImageTag(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return ""
+	}
+
+	return ref[i+1:]
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
 	"github.com/talforge/talforge/pkg/schematic"
 	"github.com/talforge/talforge/pkg/secrets"
@@ -29,8 +30,8 @@ type NodePlan struct {
 	Action string `json:"action"`
 	// Diff is the redacted diff live → desired for a configured node whose config differs.
 	Diff string `json:"diff,omitempty"`
-	// TalosVersion is the version a configured node runs.
-	TalosVersion string `json:"talosVersion,omitempty"`
+	// Versions are the Talos and kubelet versions a configured node runs.
+	Versions bootstrap.Versions `json:"versions"`
 }
 
 // LonghornPlan is what Up would do to Longhorn.
@@ -242,11 +243,11 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 			}
 			step, _ = talosStep(res)
 			if res.Action != bootstrap.ActionWouldInstall {
-				np.TalosVersion = r.talosVersion(ctx, n)
+				np.Versions = r.nodeVersions(ctx, n)
 			}
-			if np.TalosVersion != "" && np.TalosVersion != c.Talos.Version {
-				// up refuses this: `talforge upgrade` takes the node to the new version first.
-				np.Action, np.Diff, step = fmt.Sprintf("upgrade pending: runs Talos %s, the profile says %s (`talforge upgrade`)", np.TalosVersion, c.Talos.Version), "", Step{}
+			if why := upgradePending(np.Versions, c); why != "" {
+				// up refuses this: `talforge upgrade` takes the node there, one node at a time.
+				np.Action, np.Diff, step = "upgrade pending: "+why+" (`talforge upgrade`)", "", Step{}
 			}
 		}
 		if step.Action != "" {
@@ -278,21 +279,34 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 	return nil
 }
 
-// talosVersion is the Talos version a configured node reports ("" when it does not answer).
-func (r *run) talosVersion(ctx context.Context, n bootstrap.Node) string {
+// nodeVersions are the versions a configured node runs (zero when it does not answer).
+func (r *run) nodeVersions(ctx context.Context, n bootstrap.Node) bootstrap.Versions {
 	tc, err := clientconfig.FromBytes(r.talos.Talosconfig)
 	if err != nil {
-		return ""
+		return bootstrap.Versions{}
 	}
 	timeout := r.opts.Talos.CallTimeout
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
-	v, err := bootstrap.TalosVersion(ctx, bootstrap.Endpoint(n.IP, r.opts.Talos.TalosPort), tc, timeout)
+	v, err := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, r.opts.Talos.TalosPort), tc, timeout)
 	if err != nil {
-		return ""
+		return bootstrap.Versions{}
 	}
 	return v
+}
+
+// upgradePending says how a node's versions differ from the profile's ("" when they do not,
+// or are unknown).
+func upgradePending(v bootstrap.Versions, c *profile.Cluster) string {
+	var why []string
+	if v.Talos != "" && v.Talos != c.Talos.Version {
+		why = append(why, fmt.Sprintf("runs Talos %s, the profile says %s", v.Talos, c.Talos.Version))
+	}
+	if v.Kubelet != "" && c.Talos.Kubernetes != "" && v.Kubelet != c.Talos.Kubernetes {
+		why = append(why, fmt.Sprintf("runs Kubernetes %s, the profile says %s", v.Kubelet, c.Talos.Kubernetes))
+	}
+	return strings.Join(why, "; ")
 }
 
 func (r *run) planLonghorn(ctx context.Context, rep *PlanReport) error {

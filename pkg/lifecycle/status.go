@@ -240,7 +240,8 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 		wg.Go(func() {
 			n.Talos = bootstrap.Observe(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
 			if n.Talos.Mode == "configured" {
-				n.TalosVersion, _ = bootstrap.TalosVersion(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
+				v, _ := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
+				n.TalosVersion = v.Talos
 			}
 		})
 	}

@@ -56,7 +56,7 @@ func (r *run) rollout(ctx context.Context) (*rollout.Rollout, *UpgradeReport, er
 		return nil, rep, fmt.Errorf("kubeconfig: %w", err)
 	}
 	r.wrote(written...)
-	c := rollout.Cluster{Name: rep.Cluster, Version: rep.Version, Talosconfig: r.talos.Talosconfig, Kubeconfig: kubeconfig}
+	c := rollout.Cluster{Name: rep.Cluster, Version: rep.Version, Kubernetes: r.cluster.Talos.Kubernetes, Talosconfig: r.talos.Talosconfig, Kubeconfig: kubeconfig}
 	for _, n := range r.talos.Nodes {
 		c.Nodes = append(c.Nodes, rollout.Node{Name: n.Name, IP: n.IP, ControlPlane: n.Role.IsControlPlane(), Config: n.Config})
 		if c.Image == "" {
@@ -86,13 +86,13 @@ var ErrUpgradeNeeded = errors.New("talos upgrade needed")
 func (r *run) refuseUpgrade(ctx context.Context) error {
 	var differ []string
 	for _, n := range r.plan.Nodes {
-		if n.TalosVersion != "" && n.TalosVersion != r.cluster.Talos.Version {
-			differ = append(differ, fmt.Sprintf("%s runs %s", n.Name, n.TalosVersion))
+		if why := upgradePending(n.Versions, r.cluster); why != "" {
+			differ = append(differ, n.Name+" "+why)
 		}
 	}
 	if len(differ) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: the profile says Talos %s but %s; up never upgrades running nodes: run `talforge upgrade` (one node at a time, gated on etcd and Longhorn health), then up",
-		ErrUpgradeNeeded, r.cluster.Talos.Version, strings.Join(differ, ", "))
+	return fmt.Errorf("%w: %s; up never upgrades running nodes: run `talforge upgrade` (one node at a time, gated on etcd and Longhorn health), then up",
+		ErrUpgradeNeeded, strings.Join(differ, "; "))
 }

@@ -63,13 +63,19 @@ nodes:
 // setTalosVersion edits the profile's talos.version.
 func (l *lab) setTalosVersion(from, to string) {
 	l.t.Helper()
+	l.editProfile("version: "+from+"}", "version: "+to+"}")
+}
+
+// editProfile replaces old by new in the profile, once.
+func (l *lab) editProfile(old, new string) {
+	l.t.Helper()
 	data, err := os.ReadFile(l.proj.Profile)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	edited := strings.Replace(string(data), "version: "+from+"}", "version: "+to+"}", 1)
+	edited := strings.Replace(string(data), old, new, 1)
 	if edited == string(data) {
-		l.t.Fatalf("profile has no talos version %s", from)
+		l.t.Fatalf("profile has no %q", old)
 	}
 	if err := os.WriteFile(l.proj.Profile, []byte(edited), 0o600); err != nil {
 		l.t.Fatal(err)
@@ -354,5 +360,62 @@ func TestUpgradeAPIByVersionAndANodeThatNeverComesBack(t *testing.T) {
 				t.Errorf("lab-worker-2 runs %s: a node was upgraded after one did not come back", v)
 			}
 		})
+	}
+}
+
+// TestUpgradeKubernetesOnly: with the Talos version unchanged and talos.kubernetes one minor
+// up, up refuses and `talforge upgrade` applies each node's config in turn (control plane
+// first), no node rebooted, until every kubelet reports the new version; the removed-API
+// check read the real kube-apiserver's metrics and found nothing in use.
+func TestUpgradeKubernetesOnly(t *testing.T) {
+	l, ips := upgradeLab(t, "v1.14.1, kubernetes: v1.36.0", 1, 2, e2e.Options{})
+	ctx := t.Context()
+	kubelets := func() map[string]string {
+		nodes, err := l.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, n := range nodes.Items {
+			out[n.Name] = n.Status.NodeInfo.KubeletVersion
+		}
+		return out
+	}
+	for name, v := range kubelets() {
+		if v != "v1.36.0" {
+			t.Fatalf("%s: kubelet %s after up, want v1.36.0", name, v)
+		}
+	}
+	l.editProfile("kubernetes: v1.36.0}", "kubernetes: v1.37.0}")
+	if _, err := lifecycle.Up(ctx, l.options()); !errors.Is(err, lifecycle.ErrUpgradeNeeded) || !strings.Contains(err.Error(), "runs Kubernetes v1.36.0, the profile says v1.37.0") {
+		t.Fatalf("up with a new Kubernetes version = %v, want a refusal", err)
+	}
+	before := len(l.env.TalosEvents())
+	rep, err := lifecycle.Upgrade(ctx, l.options(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, s := range rep.Steps {
+		kinds = append(kinds, s.Node+" "+s.Kind)
+	}
+	if want := []string{"lab-cp-1 kubernetes", "lab-worker-1 kubernetes", "lab-worker-2 kubernetes"}; !slices.Equal(kinds, want) {
+		t.Errorf("steps %v, want %v", kinds, want)
+	}
+	for name, v := range kubelets() {
+		if v != "v1.37.0" {
+			t.Errorf("%s: kubelet %s, want v1.37.0", name, v)
+		}
+	}
+	if gone, _ := downs(l.env.TalosEvents()[before:], ips); len(gone) != 0 {
+		t.Errorf("nodes rebooted for a Kubernetes upgrade: %v", gone)
+	}
+	if n := l.env.TalosCalls("/machine.LifecycleService/Upgrade") + l.env.TalosCalls("/machine.MachineService/Upgrade"); n != 0 {
+		t.Errorf("%d Talos upgrade call(s) for a Kubernetes upgrade", n)
+	}
+	applies := l.env.TalosCalls("/machine.MachineService/ApplyConfiguration")
+	l.up(ctx, l.options())
+	if n := l.env.TalosCalls("/machine.MachineService/ApplyConfiguration"); n != applies {
+		t.Errorf("up after the upgrade applied %d config(s)", n-applies)
 	}
 }

@@ -37,7 +37,10 @@ type Cluster struct {
 	Version string
 	// Image is the installer image of the target version (with the profile's schematic, so
 	// system extensions stay).
-	Image       string
+	Image string
+	// Kubernetes is the target Kubernetes version ("v1.37.0"): the nodes' configs name its
+	// images, so applying them upgrades the control plane and the kubelets.
+	Kubernetes  string
 	Talosconfig []byte
 	Kubeconfig  []byte
 }
@@ -89,6 +92,9 @@ func (o Options) withDefaults() Options {
 // Step is one node's upgrade, as planned.
 type Step struct {
 	Node string
+	// Kind is KindTalos (the OS, and with its new config Kubernetes too) or KindKubernetes
+	// (the config only: control plane pods and kubelet restart, no reboot).
+	Kind string
 	// From is the version the node reports, To the target.
 	From, To string
 	// API is the upgrade call the node gets: "LifecycleService.Upgrade" or the deprecated
@@ -98,7 +104,16 @@ type Step struct {
 	Resume bool
 }
 
+// Step kinds.
+const (
+	KindTalos      = "talos"
+	KindKubernetes = "kubernetes"
+)
+
 func (s Step) String() string {
+	if s.Kind == KindKubernetes {
+		return fmt.Sprintf("%s: Kubernetes %s -> %s (its config applied: the kubelet and control plane pods restart, no reboot)", s.Node, s.From, s.To)
+	}
 	if s.Resume {
 		return fmt.Sprintf("%s: finish the interrupted upgrade to %s", s.Node, s.To)
 	}
@@ -235,13 +250,27 @@ func (r *Rollout) Plan(ctx context.Context) ([]Step, error) {
 		if err != nil {
 			if resume {
 				// Taken down by an interrupted run: it is rebooting into the new version.
-				steps = append(steps, Step{Node: n.Name, From: "unknown (down)", To: r.c.Version, Resume: true})
+				steps = append(steps, Step{Node: n.Name, Kind: KindTalos, From: "unknown (down)", To: r.c.Version, Resume: true})
 				continue
 			}
 			errs = append(errs, fmt.Errorf("node %s does not answer: %s", n.Name, shortError(err)))
 			continue
 		}
+		kubelet, err := r.kubeletVersion(ctx, n.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+			continue
+		}
+		if r.c.Kubernetes != "" && kubelet != "" {
+			if err := checkKubernetesPath(kubelet, r.c.Kubernetes); err != nil {
+				errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+				continue
+			}
+		}
 		if v == r.c.Version && !resume {
+			if r.c.Kubernetes != "" && kubelet != "" && kubelet != r.c.Kubernetes {
+				steps = append(steps, Step{Node: n.Name, Kind: KindKubernetes, From: kubelet, To: r.c.Kubernetes})
+			}
 			continue
 		}
 		if err := checkPath(v, r.c.Version); err != nil {
@@ -253,12 +282,38 @@ func (r *Rollout) Plan(ctx context.Context) ([]Step, error) {
 			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
 			continue
 		}
-		steps = append(steps, Step{Node: n.Name, From: v, To: r.c.Version, API: api, Resume: resume && v == r.c.Version})
+		steps = append(steps, Step{Node: n.Name, Kind: KindTalos, From: v, To: r.c.Version, API: api, Resume: resume && v == r.c.Version})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cannot plan the upgrade: %w", err)
 	}
+	if r.c.Kubernetes != "" && len(steps) > 0 {
+		if err := r.removedAPIsInUse(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return steps, nil
+}
+
+// checkKubernetesPath refuses a Kubernetes downgrade or a jump over a minor version (the
+// version skew policy; talosctl upgrade-k8s refuses the same, upgrade.Path.IsSupported).
+func checkKubernetesPath(from, to string) error {
+	f, err := semver.NewVersion(from)
+	if err != nil {
+		return fmt.Errorf("kubelet reports version %q: %w", from, err)
+	}
+	t, err := semver.NewVersion(to)
+	if err != nil {
+		return err
+	}
+	switch {
+	case t.LessThan(f):
+		return fmt.Errorf("its kubelet runs Kubernetes %s, newer than the profile's %s: talforge does not downgrade; set talos.kubernetes to %s", from, to, from)
+	case t.Major() != f.Major() || t.Minor() > f.Minor()+1:
+		return fmt.Errorf("its kubelet runs Kubernetes %s: Kubernetes upgrades go one minor version at a time; set talos.kubernetes to the latest v%d.%d.x first, upgrade, then %s",
+			from, f.Major(), f.Minor()+1, to)
+	}
+	return nil
 }
 
 // Run upgrades every node Plan lists, one at a time. It stops at the first node that fails
@@ -290,7 +345,7 @@ func (r *Rollout) Run(ctx context.Context) (*Result, error) {
 		}
 		res.Upgraded = append(res.Upgraded, s.Node)
 		res.Took[s.Node] = r.opts.Now().Sub(start)
-		r.logf(s.Node, "upgraded to %s in %s", r.c.Version, res.Took[s.Node].Round(100*time.Millisecond))
+		r.logf(s.Node, "upgraded to %s in %s", s.To, res.Took[s.Node].Round(100*time.Millisecond))
 	}
 	return res, nil
 }
@@ -298,6 +353,9 @@ func (r *Rollout) Run(ctx context.Context) (*Result, error) {
 // upgradeNode takes one node through the upgrade; each part observes first, so a resumed
 // node skips what is done.
 func (r *Rollout) upgradeNode(ctx context.Context, n Node, s Step) error {
+	if s.Kind == KindKubernetes {
+		return r.upgradeKubernetes(ctx, n)
+	}
 	if !s.Resume {
 		if err := r.waitStorage(ctx, n.Name, true); err != nil {
 			return err
