@@ -12,7 +12,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/talforge/talforge/internal/testenv/e2e"
 	"github.com/talforge/talforge/internal/testenv/talosnode"
@@ -417,5 +419,68 @@ func TestUpgradeKubernetesOnly(t *testing.T) {
 	l.up(ctx, l.options())
 	if n := l.env.TalosCalls("/machine.MachineService/ApplyConfiguration"); n != applies {
 		t.Errorf("up after the upgrade applied %d config(s)", n-applies)
+	}
+}
+
+// TestUpgradeDrainHeldByAPodDisruptionBudget: a budget that allows no disruption holds the
+// drain of the first worker; the run stops naming the budget, with the worker cordoned but
+// never taken down, and once the budget is gone the next run finishes it (kube-apiserver's own
+// Eviction API enforces the budget here).
+func TestUpgradeDrainHeldByAPodDisruptionBudget(t *testing.T) {
+	l, ips := upgradeLab(t, "v1.14.0", 1, 2, e2e.Options{})
+	ctx := t.Context()
+	pod, err := l.cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{NodeName: "lab-worker-1", Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if _, err := l.cs.CoreV1().Pods("default").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	one := intstr.FromInt32(1)
+	pdb, err := l.cs.PolicyV1().PodDisruptionBudgets("default").Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kube-controller-manager's disruption controller: one healthy pod of one wanted.
+	pdb.Status = policyv1.PodDisruptionBudgetStatus{ObservedGeneration: pdb.Generation, CurrentHealthy: 1, DesiredHealthy: 1, ExpectedPods: 1}
+	if _, err := l.cs.PolicyV1().PodDisruptionBudgets("default").UpdateStatus(ctx, pdb, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	l.setTalosVersion("v1.14.0", "v1.14.1")
+	opts := l.options()
+	opts.Rollout.DrainTimeout = 2 * time.Second
+	rep, err := lifecycle.Upgrade(ctx, opts, false)
+	if err == nil || !strings.Contains(err.Error(), "node lab-worker-1") || !strings.Contains(err.Error(), "pod default/web-0 is held by PodDisruptionBudget default/web") {
+		t.Fatalf("upgrade with a drain held = %v, want an error naming the node, the pod and the budget", err)
+	}
+	if !slices.Equal(rep.Upgraded, []string{"lab-cp-1"}) {
+		t.Errorf("upgraded %v", rep.Upgraded)
+	}
+	if v := l.versions(ips); v["lab-worker-1"] != "v1.14.0" || v["lab-worker-2"] != "v1.14.0" {
+		t.Errorf("versions after the held drain: %v", v)
+	}
+	if n, _ := l.cs.CoreV1().Nodes().Get(ctx, "lab-worker-1", metav1.GetOptions{}); n == nil || !n.Spec.Unschedulable {
+		t.Error("lab-worker-1 is not left cordoned")
+	}
+
+	if err := l.cs.PolicyV1().PodDisruptionBudgets("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = lifecycle.Upgrade(ctx, l.options(), false); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Upgraded, []string{"lab-worker-1", "lab-worker-2"}) {
+		t.Errorf("the second run upgraded %v", rep.Upgraded)
+	}
+	if _, err := l.cs.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{}); err == nil {
+		t.Error("web-0 was not evicted")
 	}
 }

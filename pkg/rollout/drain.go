@@ -37,7 +37,9 @@ func (r *Rollout) marked(ctx context.Context, n Node) (bool, error) {
 	return ok, nil
 }
 
-func (r *Rollout) nodeReady(ctx context.Context, name string) (bool, string, error) {
+// nodeReady reports the node's Ready condition; afterReboot also requires a kubelet status
+// from after the reboot of the upgrade (another boot ID than the one recorded at cordon).
+func (r *Rollout) nodeReady(ctx context.Context, name string, afterReboot bool) (bool, string, error) {
 	node, err := r.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, "not registered with Kubernetes", nil
@@ -45,7 +47,7 @@ func (r *Rollout) nodeReady(ctx context.Context, name string) (bool, string, err
 	if err != nil {
 		return false, "", err
 	}
-	if before, ok := node.Annotations[annotationBootID]; ok && before != "" && node.Status.NodeInfo.BootID == before {
+	if before := node.Annotations[annotationBootID]; afterReboot && before != "" && node.Status.NodeInfo.BootID == before {
 		return false, "its kubelet has not reported since the reboot (same boot ID)", nil
 	}
 	for _, c := range node.Status.Conditions {

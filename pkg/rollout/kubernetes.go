@@ -42,7 +42,7 @@ func (r *Rollout) upgradeKubernetes(ctx context.Context, n Node) error {
 		if v != r.c.Kubernetes {
 			return false, "kubelet still reports " + v, nil
 		}
-		return r.nodeReady(ctx, n.Name)
+		return r.nodeReady(ctx, n.Name, false)
 	})
 }
 

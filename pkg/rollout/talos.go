@@ -185,8 +185,7 @@ func (r *Rollout) waitBack(ctx context.Context, n Node) error {
 		}
 	}
 	return r.wait(ctx, n.Name, r.opts.NodeTimeout, "Kubernetes node Ready", func(ctx context.Context) (bool, string, error) {
-		ready, why, err := r.nodeReady(ctx, n.Name)
-		return ready, why, err
+		return r.nodeReady(ctx, n.Name, true)
 	})
 }
 
@@ -269,7 +268,7 @@ func (r *Rollout) clusterHealthy(ctx context.Context) error {
 			problems = append(problems, fmt.Sprintf("%s does not answer (%s)", n.Name, shortError(err)))
 			continue
 		}
-		if ready, why, err := r.nodeReady(ctx, n.Name); err != nil {
+		if ready, why, err := r.nodeReady(ctx, n.Name, false); err != nil {
 			return err
 		} else if !ready {
 			problems = append(problems, fmt.Sprintf("%s: %s", n.Name, why))
