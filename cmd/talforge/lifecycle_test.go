@@ -93,6 +93,9 @@ func TestLifecycleCommands(t *testing.T) {
 		t.Errorf("plan --output json: %v\n%s", err, res.out)
 	}
 
+	res = step("upgrade, nothing to do", exitOK, "", "upgrade", "--dry-run")
+	expect("upgrade, nothing to do", res.out, "every node of cluster lab runs Talos v1.14.1")
+
 	vol := bindClaim(t, env, "traefik", "traefik")
 	res = step("dr-test", exitOK, "", "dr-test", "--verify-data")
 	expect("dr-test", res.out, "dr-test    traefik/traefik  PASS: backup backup-", "(time to restore)", "ok   restore finished",
@@ -133,7 +136,7 @@ func TestLifecycleCommands(t *testing.T) {
 	}
 
 	res = step("status after rebuild", exitOK, "", "status")
-	expect("status after rebuild", res.out, "lab-cp-1      controlplane  127.0.72.11", "Ready=True", "Backups:      s3://lab-longhorn@eu-central-1/ available",
+	expect("status after rebuild", res.out, "lab-cp-1      controlplane  127.0.72.11", "Ready=True, kubelet v1.37.0", "configured, running  v1.14.1", "Backups:      s3://lab-longhorn@eu-central-1/ available",
 		"traefik/traefik  "+vol+"  ", "backup-")
 
 	res = step("bad output flag", exitInvalid, "", "status", "--output", "yaml")

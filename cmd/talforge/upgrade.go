@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -9,8 +10,11 @@ import (
 )
 
 func newUpgradeCmd(o *rootOptions) *cobra.Command {
-	u := &talosOptions{rootOptions: o}
-	var dryRun bool
+	u := newLifecycleOptions(o)
+	var (
+		dryRun                bool
+		gateTimeout, nodeWait time.Duration
+	)
 
 	cmd := &cobra.Command{
 		Use:   "upgrade",
@@ -35,10 +39,13 @@ Interrupted, it continues where it stopped on the next run. up never upgrades no
   talforge upgrade -p profiles/ha.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts, err := u.options()
+			opts, err := u.options(u.errOut)
 			if err != nil {
 				return err
 			}
+			// The steps go to the output as they happen, not only with --verbose.
+			opts.Detail = u.out
+			opts.Rollout.GateTimeout, opts.Rollout.NodeTimeout = gateTimeout, nodeWait
 
 			rep, err := lifecycle.Upgrade(cmd.Context(), opts, dryRun)
 			if rep != nil && (dryRun || err != nil) {
@@ -63,11 +70,13 @@ Interrupted, it continues where it stopped on the next run. up never upgrades no
 
 	u.addFlags(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list the upgrades, change nothing (exit code 2 when some are pending)")
+	cmd.Flags().DurationVar(&gateTimeout, "gate-timeout", 30*time.Minute, "limit for each wait on Longhorn's storage gate (replica rebuilds take a while on large volumes)")
+	cmd.Flags().DurationVar(&nodeWait, "node-timeout", 15*time.Minute, "limit for a node to come back on the new version, Ready and in etcd")
 
 	return cmd
 }
 
-func printUpgradeSteps(u *talosOptions, rep *lifecycle.UpgradeReport) {
+func printUpgradeSteps(u *lifecycleOptions, rep *lifecycle.UpgradeReport) {
 	if len(rep.Steps) == 0 {
 		return
 	}
