@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 )
 
 // talforgeRun is the outcome of one in-process `talforge` invocation.
@@ -654,5 +655,45 @@ func TestGeneratedFilesOpenWithSOPSCLI(t *testing.T) {
 	sum := sha256.Sum256(node)
 	if !strings.Contains(string(lock), "configDigest: sha256:"+hex.EncodeToString(sum[:])) {
 		t.Errorf("sops -d of cp-1's config is not the config talforge recorded in the lockfile:\n%s", lock)
+	}
+}
+
+// TestTalosconfigRenew: talosconfig says when the client certificate expires and writes a
+// 0600 copy; --renew mints another certificate from the bundle, stored re-encrypted, and the
+// next generate keeps it (the lockfile knows it).
+func TestTalosconfigRenew(t *testing.T) {
+	dir, _ := cliProject(t)
+	writeProjectFile(t, "profiles/lab.yaml", cliProfile)
+	if res := talforge(t, "generate", "-p", "profiles/lab.yaml"); res.code != exitOK {
+		t.Fatalf("generate: %v", res)
+	}
+	first := filepath.Join(dir, "first.yaml")
+	res := talforge(t, "talosconfig", "-p", "profiles/lab.yaml", "--out", first)
+	if res.code != exitOK || !strings.Contains(res.out, "talosconfig of cluster lab: client certificate expires on ") {
+		t.Fatalf("talosconfig: %v", res)
+	}
+	if info, err := os.Stat(first); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("talosconfig --out: %v, %v", info, err)
+	}
+	renewed := filepath.Join(dir, "renewed.yaml")
+	if res := talforge(t, "talosconfig", "-p", "profiles/lab.yaml", "--renew", "--out", renewed); res.code != exitOK || !strings.Contains(res.out, "talosconfig.sops.yaml") {
+		t.Fatalf("talosconfig --renew: %v", res)
+	}
+	crt := func(path string) string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := clientconfig.FromBytes(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Contexts["lab"].Crt
+	}
+	if a, b := crt(first), crt(renewed); a == "" || a == b {
+		t.Errorf("--renew kept the client certificate")
+	}
+	if res := talforge(t, "generate", "-p", "profiles/lab.yaml"); res.code != exitOK || !strings.Contains(res.out, "clusters/lab: 0 written") {
+		t.Errorf("generate after --renew: %v", res)
 	}
 }

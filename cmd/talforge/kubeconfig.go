@@ -24,8 +24,9 @@ func newKubeconfigCmd(o *rootOptions) *cobra.Command {
 		Use:   "kubeconfig --out PATH",
 		Short: "Write a decrypted copy of the cluster's admin kubeconfig (mode 0600)",
 		Long: `kubeconfig decrypts clusters/<name>/kubeconfig.sops.yaml and writes it to --out with mode 0600,
-atomically. When the cluster has no stored kubeconfig yet (or with --refresh) it fetches one from
-a control plane through the Talos API and stores it encrypted first.
+atomically. When the cluster has no stored kubeconfig yet (or with --refresh/--renew, or when its
+client certificate expires within 30 days) it fetches one from a control plane through the Talos
+API, which mints a new client certificate, and stores it encrypted first.
 
 The kubeconfig holds cluster-admin credentials: talforge never prints it, and .gitignore keeps
 /kubeconfig out of Git.`,
@@ -63,6 +64,8 @@ The kubeconfig holds cluster-admin credentials: talforge never prints it, and .g
 
 	cmd.Flags().StringVar(&k.out, "out", "", "file to write the decrypted kubeconfig to (required)")
 	cmd.Flags().BoolVar(&k.refresh, "refresh", false, "fetch a fresh kubeconfig from a control plane and store it before writing")
+	// Talos mints a new admin client certificate on every fetch: a refresh is a renewal.
+	cmd.Flags().BoolVar(&k.refresh, "renew", false, "the same as --refresh: a new kubeconfig carries a new client certificate (Talos mints one per fetch)")
 	k.addFlags(cmd)
 
 	return cmd

@@ -139,6 +139,7 @@ Exit codes: 0 ok, 1 failure, 2 changes pending (plan, --plan, longhorn drift), 3
 		newBootstrapCmd(o),
 		newHealthCmd(o),
 		newKubeconfigCmd(o),
+		newTalosconfigCmd(o),
 		newProvisionCmd(o),
 		newDestroyCmd(o),
 		newLonghornCmd(o),

@@ -66,6 +66,9 @@ type Options struct {
 	// bundle instead of creating one. With a bundle already stored, the run is refused: one is
 	// never replaced.
 	Bundle *talossecrets.Bundle
+	// RenewTalosconfig mints a new talosconfig client certificate from the bundle even when
+	// the stored one is still valid for more than 30 days (`talforge talosconfig --renew`).
+	RenewTalosconfig bool
 }
 
 // Result is what a run produced.
@@ -157,6 +160,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	talosconfig, err := storedTalosconfig(out)
 	if err != nil {
 		return nil, err
+	}
+
+	if opts.RenewTalosconfig {
+		talosconfig = nil
 	}
 
 	rendered, err := Render(ctx, c, bundle, talosconfig)
