@@ -18,6 +18,7 @@ import (
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
+	"github.com/talforge/talforge/pkg/rollout"
 	"github.com/talforge/talforge/pkg/schematic"
 	"github.com/talforge/talforge/pkg/secrets"
 	"github.com/talforge/talforge/pkg/sopsfile"
@@ -58,9 +59,13 @@ type PlanReport struct {
 	Etcd      string        `json:"etcd"`
 	Longhorn  *LonghornPlan `json:"longhorn,omitempty"`
 	// Steps are the changes up would make, stage by stage, in the order it makes them.
-	Steps    []Step `json:"steps"`
-	Changes  bool   `json:"changes"`
-	etcdDone bool
+	Steps []Step `json:"steps"`
+	// Upgrade are the steps `talforge upgrade` would take first (up refuses to); UpgradeNote
+	// says why they could not be listed.
+	Upgrade     []rollout.Step `json:"upgrade,omitempty"`
+	UpgradeNote string         `json:"upgradeNote,omitempty"`
+	Changes     bool           `json:"changes"`
+	etcdDone    bool
 	// running and stopped: the nodes whose VM runs, and is stopped, per the Proxmox plan.
 	running, stopped map[string]bool
 }
@@ -84,7 +89,12 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 			return nil, err
 		}
 	}
-	return r.computePlan(ctx)
+	rep, err := r.computePlan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.planUpgrade(ctx, rep)
+	return rep, nil
 }
 
 // plan computes every stage's plan; r.rendered (and r.talos) are set when clusters/<name>/ is
@@ -405,6 +415,15 @@ func (rep *PlanReport) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\netcd: %s\n", rep.Etcd)
+	if len(rep.Upgrade) > 0 || rep.UpgradeNote != "" {
+		fmt.Fprintln(w, "\nUpgrade first, with `talforge upgrade` (one node at a time; up does not upgrade):")
+		for i, s := range rep.Upgrade {
+			fmt.Fprintf(w, "  %d. %s\n", i+1, s)
+		}
+		if rep.UpgradeNote != "" {
+			fmt.Fprintf(w, "  (steps not listed: %s)\n", rep.UpgradeNote)
+		}
+	}
 	if lp := rep.Longhorn; lp != nil {
 		fmt.Fprint(w, "\nLonghorn: ")
 		switch lp.Action {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 
+	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/rollout"
+	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
 // UpgradeReport is what Upgrade planned and did.
@@ -50,12 +53,17 @@ func Upgrade(ctx context.Context, opts Options, dryRun bool) (*UpgradeReport, er
 
 // rollout builds the rolling upgrade of the run's cluster to the profile's Talos version.
 func (r *run) rollout(ctx context.Context) (*rollout.Rollout, *UpgradeReport, error) {
-	rep := &UpgradeReport{Cluster: r.cluster.Metadata.Name, Version: r.cluster.Talos.Version}
 	kubeconfig, written, err := r.ensureKubeconfig(ctx, false)
 	if err != nil {
-		return nil, rep, fmt.Errorf("kubeconfig: %w", err)
+		return nil, &UpgradeReport{Cluster: r.cluster.Metadata.Name, Version: r.cluster.Talos.Version}, fmt.Errorf("kubeconfig: %w", err)
 	}
 	r.wrote(written...)
+	return r.rolloutWith(kubeconfig)
+}
+
+// rolloutWith builds the rolling upgrade with a kubeconfig in hand.
+func (r *run) rolloutWith(kubeconfig []byte) (*rollout.Rollout, *UpgradeReport, error) {
+	rep := &UpgradeReport{Cluster: r.cluster.Metadata.Name, Version: r.cluster.Talos.Version}
 	c := rollout.Cluster{Name: rep.Cluster, Version: rep.Version, Kubernetes: r.cluster.Talos.Kubernetes, Talosconfig: r.talos.Talosconfig, Kubeconfig: kubeconfig}
 	for _, n := range r.talos.Nodes {
 		c.Nodes = append(c.Nodes, rollout.Node{Name: n.Name, IP: n.IP, ControlPlane: n.Role.IsControlPlane(), Config: n.Config})
@@ -95,4 +103,26 @@ func (r *run) refuseUpgrade(ctx context.Context) error {
 	}
 	return fmt.Errorf("%w: %s; up never upgrades running nodes: run `talforge upgrade` (one node at a time, gated on etcd and Longhorn health), then up",
 		ErrUpgradeNeeded, strings.Join(differ, "; "))
+}
+
+// planUpgrade lists the upgrade steps `talforge upgrade` would take, for plan, with the stored
+// kubeconfig (plan writes nothing, so it fetches none).
+func (r *run) planUpgrade(ctx context.Context, rep *PlanReport) {
+	pending := false
+	for _, n := range rep.Nodes {
+		pending = pending || upgradePending(n.Versions, r.cluster) != ""
+	}
+	if !pending {
+		return
+	}
+	kubeconfig, err := sopsfile.DecryptFile(filepath.Join(r.out, bootstrap.KubeconfigFile))
+	if err == nil {
+		var ro *rollout.Rollout
+		if ro, _, err = r.rolloutWith(kubeconfig); err == nil {
+			rep.Upgrade, err = ro.Plan(ctx)
+		}
+	}
+	if err != nil {
+		rep.UpgradeNote = err.Error()
+	}
 }

@@ -164,6 +164,13 @@ func TestUpgradeTalosOneNodeAtATime(t *testing.T) {
 			t.Errorf("plan for %s: %q, want the pending upgrade", n.Name, n.Action)
 		}
 	}
+	var planText strings.Builder
+	plan.Print(&planText)
+	for _, want := range []string{"Upgrade first, with `talforge upgrade`", "1. lab-cp-1: v1.13.4 -> v1.14.1 (LifecycleService.Upgrade)", "6. lab-worker-3: v1.13.4 -> v1.14.1"} {
+		if !strings.Contains(planText.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, planText.String())
+		}
+	}
 
 	dry, err := lifecycle.Upgrade(ctx, l.options(), true)
 	if err != nil {

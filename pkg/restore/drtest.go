@@ -274,6 +274,24 @@ func (c *Client) cleanupRun(ctx context.Context, run *drRun) []string {
 			left = append(left, fmt.Sprintf("%s (%v)", what, err))
 			continue
 		}
+		// Gone means gone: a Longhorn volume waits for longhorn-manager to delete its data
+		// (its finalizer), and the test promises to leave nothing behind.
+		err = c.kube.Wait(ctx, c.opts.SyncTimeout, "deletion of "+what, func(ctx context.Context) (bool, string, error) {
+			cur, err := o.get(ctx, o.name)
+			switch {
+			case apierrors.IsNotFound(err):
+				return true, "", nil
+			case err != nil:
+				return false, "", err
+			case cur.GetUID() != uid:
+				return true, "", nil // something else of that name, not ours
+			}
+			return false, fmt.Sprintf("still there (finalizers %v)", cur.GetFinalizers()), nil
+		})
+		if err != nil {
+			left = append(left, fmt.Sprintf("%s (%v)", what, err))
+			continue
+		}
 		c.logf("deleted %s", what)
 	}
 	return left

@@ -169,6 +169,12 @@ func (e *Env) handMadeLonghorn(ctx context.Context, l *HandMadeLonghorn, h *Hand
 		}
 		h.Volumes[c.Namespace+"/"+c.Name] = vol
 	}
+	// A person backs up once the UI shows the backup target available.
+	if len(l.Backups) > 0 {
+		if err := waitBackupTargetAvailable(ctx, dyn, l.Namespace); err != nil {
+			return err
+		}
+	}
 	for _, b := range l.Backups {
 		res, err := e.handMadeBackup(ctx, dyn, l.Namespace, b, h.Volumes)
 		if err != nil {
@@ -462,4 +468,25 @@ func randomUUID() string {
 	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
 	h := hex.EncodeToString(b)
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// waitBackupTargetAvailable waits up to 30 s for BackupTarget "default" to be available.
+func waitBackupTargetAvailable(ctx context.Context, dyn dynamic.Interface, ns string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bt, err := dyn.Resource(lhmanager.BackupTargetGVR).Namespace(ns).Get(ctx, lhmanager.DefaultBackupTarget, metav1.GetOptions{})
+		if err == nil {
+			if ok, _, _ := unstructured.NestedBool(bt.Object, "status", "available"); ok {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("backup target %s is not available after 30s (%v)", lhmanager.DefaultBackupTarget, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

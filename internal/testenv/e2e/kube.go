@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
@@ -41,7 +42,70 @@ func (e *Env) syncKube(ctx context.Context) error {
 	if err := e.finishDeletedPods(ctx); err != nil {
 		return err
 	}
+	if err := e.releaseProtection(ctx); err != nil {
+		return err
+	}
 	return e.bindVolumes(ctx)
+}
+
+// Finalizers the apiserver's StorageObjectInUseProtection admission adds to every claim and
+// volume; kube-controller-manager's pvc- and pv-protection controllers remove them.
+const (
+	pvcProtection = "kubernetes.io/pvc-protection"
+	pvProtection  = "kubernetes.io/pv-protection"
+)
+
+// releaseProtection lets deleted claims and volumes go as kube-controller-manager's protection
+// controllers do: a claim once no running pod mounts it (pkg/controller/volume/pvcprotection),
+// a volume once its claim is gone (pvprotection: not bound).
+func (e *Env) releaseProtection(ctx context.Context) error {
+	pvcs, err := e.cs.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	pods, err := e.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	inUse := map[string]bool{}
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				inUse[p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName] = true
+			}
+		}
+	}
+	claims := map[string]bool{}
+	for _, c := range pvcs.Items {
+		claims[c.Namespace+"/"+c.Name] = true
+		if c.DeletionTimestamp == nil || inUse[c.Namespace+"/"+c.Name] || !slices.Contains(c.Finalizers, pvcProtection) {
+			continue
+		}
+		c.Finalizers = slices.DeleteFunc(c.Finalizers, func(f string) bool { return f == pvcProtection })
+		if _, err := e.cs.CoreV1().PersistentVolumeClaims(c.Namespace).Update(ctx, &c, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("claim %s/%s: %w", c.Namespace, c.Name, err)
+		}
+	}
+	pvs, err := e.cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, pv := range pvs.Items {
+		if pv.DeletionTimestamp == nil || !slices.Contains(pv.Finalizers, pvProtection) {
+			continue
+		}
+		if ref := pv.Spec.ClaimRef; ref != nil && claims[ref.Namespace+"/"+ref.Name] {
+			continue
+		}
+		pv.Finalizers = slices.DeleteFunc(pv.Finalizers, func(f string) bool { return f == pvProtection })
+		if _, err := e.cs.CoreV1().PersistentVolumes().Update(ctx, &pv, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("volume %s: %w", pv.Name, err)
+		}
+	}
+	return nil
 }
 
 // nodeReport is what a node's kubelet posts.
