@@ -160,9 +160,15 @@ func apiFor(version string) (string, error) {
 // checkPath refuses what Talos does not support: a downgrade, or a jump over a minor version
 // (Talos upgrades and their config migrations are made and tested one minor at a time).
 func checkPath(from, to string) error {
+	return oneMinorAtATime("Talos", "talos.version", "it runs", from, to)
+}
+
+// oneMinorAtATime refuses a downgrade from a node's version (what runs it: "it runs") to the
+// profile's field, or a jump over a minor version, saying which version to set first.
+func oneMinorAtATime(product, field, runs, from, to string) error {
 	f, err := semver.NewVersion(from)
 	if err != nil {
-		return fmt.Errorf("node reports Talos version %q: %w", from, err)
+		return fmt.Errorf("node reports %s version %q: %w", product, from, err)
 	}
 	t, err := semver.NewVersion(to)
 	if err != nil {
@@ -170,10 +176,10 @@ func checkPath(from, to string) error {
 	}
 	switch {
 	case t.LessThan(f):
-		return fmt.Errorf("it runs Talos %s, newer than the profile's %s: talforge does not downgrade; set talos.version to %s", from, to, from)
+		return fmt.Errorf("%s %s %s, newer than the profile's %s: talforge does not downgrade; set %s to %s", runs, product, from, to, field, from)
 	case t.Major() != f.Major() || t.Minor() > f.Minor()+1:
-		return fmt.Errorf("it runs Talos %s: upgrades go one minor version at a time; set talos.version to the latest v%d.%d.x first, upgrade, then %s",
-			from, f.Major(), f.Minor()+1, to)
+		return fmt.Errorf("%s %s %s: %s upgrades go one minor version at a time; set %s to the latest v%d.%d.x first, upgrade, then %s",
+			runs, product, from, product, field, f.Major(), f.Minor()+1, to)
 	}
 	return nil
 }
@@ -298,22 +304,7 @@ func (r *Rollout) Plan(ctx context.Context) ([]Step, error) {
 // checkKubernetesPath refuses a Kubernetes downgrade or a jump over a minor version (the
 // version skew policy; talosctl upgrade-k8s refuses the same, upgrade.Path.IsSupported).
 func checkKubernetesPath(from, to string) error {
-	f, err := semver.NewVersion(from)
-	if err != nil {
-		return fmt.Errorf("kubelet reports version %q: %w", from, err)
-	}
-	t, err := semver.NewVersion(to)
-	if err != nil {
-		return err
-	}
-	switch {
-	case t.LessThan(f):
-		return fmt.Errorf("its kubelet runs Kubernetes %s, newer than the profile's %s: talforge does not downgrade; set talos.kubernetes to %s", from, to, from)
-	case t.Major() != f.Major() || t.Minor() > f.Minor()+1:
-		return fmt.Errorf("its kubelet runs Kubernetes %s: Kubernetes upgrades go one minor version at a time; set talos.kubernetes to the latest v%d.%d.x first, upgrade, then %s",
-			from, f.Major(), f.Minor()+1, to)
-	}
-	return nil
+	return oneMinorAtATime("Kubernetes", "talos.kubernetes", "its kubelet runs", from, to)
 }
 
 // Run upgrades every node Plan lists, one at a time. It stops at the first node that fails
