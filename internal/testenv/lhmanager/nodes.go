@@ -22,11 +22,11 @@ import (
 
 // Labels of instance-manager pods (longhorn types.GetInstanceManagerLabels).
 const (
-	LabelComponent       = "longhorn.io/component"
-	LabelNode            = "longhorn.io/node"
-	componentIM          = "instance-manager"
-	drainPolicySetting   = "node-drain-policy"
-	drainBlockLastRepica = "block-if-contains-last-replica"
+	LabelComponent        = "longhorn.io/component"
+	LabelNode             = "longhorn.io/node"
+	componentIM           = "instance-manager"
+	drainPolicySetting    = "node-drain-policy"
+	drainBlockLastReplica = "block-if-contains-last-replica"
 )
 
 // InstanceManagerName is the name of the instance-manager pod (and of its PDB) on node.
@@ -339,12 +339,12 @@ func (m *Manager) syncInstanceManagerPDBs(ctx context.Context, nodes []corev1.No
 	pdbs := m.cs.PolicyV1().PodDisruptionBudgets(m.ns)
 	for _, n := range nodes {
 		name := InstanceManagerName(n.Name)
-		want := policy == drainBlockLastRepica && last[n.Name]
-		cur, err := pdbs.Get(ctx, name, metav1.GetOptions{})
+		want := policy == drainBlockLastReplica && last[n.Name]
+		_, err := pdbs.Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err) && want:
 			one := intstr.FromInt32(1)
-			cur, err = pdbs.Create(ctx, &policyv1.PodDisruptionBudget{
+			cur, err := pdbs.Create(ctx, &policyv1.PodDisruptionBudget{
 				ObjectMeta: metav1.ObjectMeta{Name: name},
 				Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{
 					MatchLabels: map[string]string{LabelComponent: componentIM, LabelNode: n.Name}}},
