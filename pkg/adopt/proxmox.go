@@ -144,7 +144,7 @@ func DiscoverProxmox(ctx context.Context, api ProxmoxReads, nodes []ProxmoxNode)
 
 	for _, r := range list {
 		vm := &pveVM{res: r}
-		if !r.Template { // a template never runs a node; it is only listed among the others
+		if !r.Template && !r.Container { // neither runs a node; they are only listed among the others
 			if vm.cfg, err = pveRead(ctx, func() (map[string]string, error) { return api.VMConfig(ctx, r.Node, r.VMID) }); err != nil {
 				return nil, fmt.Errorf("%s: reading its config: %w", vm, err)
 			}

@@ -127,7 +127,8 @@ func (pc PVEConnection) Connect(ctx context.Context, c *profile.Cluster) (proxmo
 	if err != nil {
 		return nil, &InputError{err}
 	}
-	v, err := api.Version(ctx)
+	// One 503 from a busy pveproxy must not end the run: the version check is a read.
+	v, err := proxmox.WithReadRetries(api).Version(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s as %s (token from %s): %w", c.Proxmox.Endpoint, tok.ID, src, err)
 	}

@@ -127,6 +127,9 @@ func observeAdopted(ctx context.Context, api API, plan *Plan, vms []VMResource, 
 	case vm.Template:
 		conflict(vm, "is a template, not the adopted VM of node %s: check nodes[].vmid", s.Name)
 		return vp, nil
+	case vm.Container:
+		conflict(vm, "is an LXC container, not the adopted VM of node %s: check nodes[].vmid", s.Name)
+		return vp, nil
 	case o.Ambiguous != "":
 		conflict(vm, "has the VMID of adopted node %s but its tags are ambiguous: it %s; talforge will not touch it (fix its tags by hand)", s.Name, o.Ambiguous)
 		return vp, nil

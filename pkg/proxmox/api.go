@@ -88,6 +88,9 @@ type VMResource struct {
 	Locked   bool
 	Template bool
 	Tags     []string
+	// Container marks an LXC container: it shares the VMID space with VMs, so it can hold a
+	// VMID the profile fixes, but it is never a node, a holder or anything talforge changes.
+	Container bool
 }
 
 // HasTag reports whether the VM carries a tag (PVE tags are case-insensitive).

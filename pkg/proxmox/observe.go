@@ -33,6 +33,15 @@ func readRetry[T any](ctx context.Context, read func() (T, error)) (T, error) {
 // retryingReads wraps the read side of an API with readRetry.
 type retryingReads struct{ API }
 
+func (r retryingReads) Version(ctx context.Context) (string, error) {
+	return readRetry(ctx, func() (string, error) { return r.API.Version(ctx) })
+}
+
+// WithReadRetries wraps api so that its idempotent reads (version, VM listing, configs,
+// pending changes, storage content) are retried on transient failures (a 502-504, a
+// timeout, a lock), four attempts with backoff from 100 ms; writes are left as they are.
+func WithReadRetries(api API) API { return retryingReads{api} }
+
 func (r retryingReads) ListVMs(ctx context.Context) ([]VMResource, error) {
 	return readRetry(ctx, func() ([]VMResource, error) { return r.API.ListVMs(ctx) })
 }
@@ -154,6 +163,12 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, clust
 		ours := o.Is(KindNode, cluster)
 
 		switch {
+		case vm.Container:
+			// A container's name is no VM's; its VMID is: PVE refuses a VM with it.
+			if s.VMID != 0 && vm.VMID == s.VMID {
+				plan.Conflicts = append(plan.Conflicts, Conflict{VM: vm, Node: s.Name, Message: fmt.Sprintf(
+					"is an LXC container holding VMID %d, which the profile gives node %s: PVE keeps one id space for VMs and containers; choose another nodes[].vmid", s.VMID, s.Name)})
+			}
 		case o.Is(KindHolder, cluster):
 		case ours && vm.Name == s.Name:
 			mine = append(mine, vm)

@@ -238,7 +238,13 @@ func claimClusters(cs []claim) []string {
 }
 
 // Ownership classifies the VM by its tags (see ParseOwnership).
-func (r VMResource) Ownership() Ownership { return ParseOwnership(r.Tags) }
+// A container owns nothing, whatever its tags say: talforge makes and changes only VMs.
+func (r VMResource) Ownership() Ownership {
+	if r.Container {
+		return Ownership{}
+	}
+	return ParseOwnership(r.Tags)
+}
 
 // IsNodeOf reports whether the VM is unambiguously a node VM of the cluster.
 func (r VMResource) IsNodeOf(cluster string) bool { return r.Ownership().Is(KindNode, cluster) }

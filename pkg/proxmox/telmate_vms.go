@@ -36,12 +36,12 @@ func (t *Telmate) ListVMs(ctx context.Context) ([]VMResource, error) {
 
 		for _, raw := range raws {
 			r := raw.Get()
-			if r.Type != pxapi.GuestQemu {
+			if r.Type != pxapi.GuestQemu && r.Type != pxapi.GuestLxc {
 				continue
 			}
 
 			vm := VMResource{VMID: int(r.ID), Node: string(r.Node), Name: string(r.Name), Running: r.Status == pxapi.PowerStateRunning,
-				Locked: r.Locked, Template: r.Template}
+				Locked: r.Locked, Template: r.Template, Container: r.Type == pxapi.GuestLxc}
 			for _, tag := range r.Tags {
 				vm.Tags = append(vm.Tags, string(tag))
 			}

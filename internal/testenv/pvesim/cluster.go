@@ -82,6 +82,23 @@ func (s *Server) resources(c *call) (any, *apiError) {
 			}
 			out = append(out, s.vmResource(v))
 		}
+		cts := make([]int, 0, len(s.cts))
+		for id := range s.cts {
+			cts = append(cts, id)
+		}
+		sort.Ints(cts)
+		for _, id := range cts {
+			if !c.token.can("/vms/"+strconv.Itoa(id), "VM.Audit") {
+				continue
+			}
+			ct := s.cts[id]
+			r := map[string]any{"id": "lxc/" + strconv.Itoa(id), "type": "lxc", "vmid": id, "node": ct.Node, "name": ct.Name,
+				"status": "running", "template": 0, "maxmem": int64(512) << 20, "maxcpu": 1, "maxdisk": int64(8) << 30}
+			if ct.Tags != "" {
+				r["tags"] = ct.Tags
+			}
+			out = append(out, r)
+		}
 	}
 	if typ == "" || typ == "node" {
 		for _, n := range s.opts.Nodes {
@@ -193,13 +210,13 @@ func (s *Server) nextID(c *call) (any, *apiError) {
 	defer s.mu.Unlock()
 	if v := c.params.Get("vmid"); v != "" {
 		id, _ := strconv.Atoi(v)
-		if _, taken := s.vms[id]; taken {
+		if s.vmidTaken(id) != "" {
 			return nil, paramError(map[string]string{"vmid": "VM " + v + " already exists"})
 		}
 		return v, nil
 	}
 	for id := 100; ; id++ {
-		if _, taken := s.vms[id]; !taken {
+		if s.vmidTaken(id) == "" {
 			return strconv.Itoa(id), nil
 		}
 	}

@@ -100,9 +100,9 @@ func (s *Server) createVM(c *call) (any, *apiError) {
 	}
 	node := c.uri["node"]
 	s.mu.Lock()
-	if old, exists := s.vms[vmid]; exists {
+	if taken := s.vmidTaken(vmid); taken != "" {
 		s.mu.Unlock()
-		return nil, err500("unable to create VM %d - VM %d already exists on node '%s'\n", vmid, vmid, old.Node)
+		return nil, err500("unable to create VM %d - %s\n", vmid, taken)
 	}
 	probe := &VM{ID: vmid, Config: map[string]string{}}
 	cloudinit := ""
@@ -281,6 +281,8 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 	if aerr == nil {
 		if _, exists := s.vms[newid]; exists {
 			aerr = err500("unable to create VM %d: config file already exists\n", newid)
+		} else if taken := s.vmidTaken(newid); taken != "" {
+			aerr = err500("unable to create VM %d - %s\n", newid, taken)
 		} else if targetStorage != "" && s.storages[targetStorage] == nil {
 			aerr = err500("storage '%s' does not exist\n", targetStorage)
 		}

@@ -64,6 +64,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	vms      map[int]*VM
+	cts      map[int]Container // LXC containers: only their VMIDs, names and nodes matter here
 	volumes  map[string]*Volume
 	storages map[string]*Storage
 	tokens   map[string]*Token
@@ -131,7 +132,7 @@ func newServer(opts Options) *Server {
 	}
 	s := &Server{
 		opts: opts, schema: opts.Schema,
-		vms: map[int]*VM{}, volumes: map[string]*Volume{}, storages: map[string]*Storage{},
+		vms: map[int]*VM{}, cts: map[int]Container{}, volumes: map[string]*Volume{}, storages: map[string]*Storage{},
 		tokens: map[string]*Token{}, tasks: map[string]*task{}, flocks: map[int]chan struct{}{},
 		closed: make(chan struct{}), pidSeq: 0x1a2b0,
 	}

@@ -196,6 +196,33 @@ func (s *Server) SeedVolume(v Volume) {
 	s.volumes[v.VolID] = &vv
 }
 
+// Container is an LXC container. PVE keeps one VMID space for VMs and containers
+// (PVE::Cluster::check_vmid_unused), and /cluster/resources lists both.
+type Container struct {
+	ID         int
+	Node, Name string
+	Tags       string
+}
+
+// AddContainer puts an LXC container on the cluster.
+func (s *Server) AddContainer(ct Container) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cts[ct.ID] = ct
+}
+
+// vmidTaken is PVE's check_vmid_unused: the error for a VMID a VM or a container holds
+// ("" when free; s.mu held).
+func (s *Server) vmidTaken(id int) string {
+	if v, ok := s.vms[id]; ok {
+		return fmt.Sprintf("VM %d already exists on node '%s'", id, v.Node)
+	}
+	if ct, ok := s.cts[id]; ok {
+		return fmt.Sprintf("CT %d already exists on node '%s'", id, ct.Node)
+	}
+	return ""
+}
+
 // VMs returns copies of all VMs (sorted by ID).
 func (s *Server) VMs() []VM {
 	s.mu.Lock()

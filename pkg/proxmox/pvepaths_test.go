@@ -1,0 +1,89 @@
+package proxmox
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/talforge/talforge/internal/testenv/pvesim"
+)
+
+// TestContainersShareTheVMIDSpace: PVE keeps one id space for VMs and LXC containers. A
+// container holding the VMID a node is given is a conflict the plan names before PVE refuses
+// the create; a container named like a node is not; and a container is never talforge's,
+// whatever its tags say, so destroy leaves it alone.
+func TestContainersShareTheVMIDSpace(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "tazlab")
+	fixed := e.specs[0].VMID
+	if fixed == 0 {
+		t.Fatal("the tazlab profile gives its nodes fixed VMIDs")
+	}
+	host := e.specs[0].PVENode
+	e.srv.AddContainer(pvesim.Container{ID: fixed, Node: host, Name: "dns"})
+	e.srv.AddContainer(pvesim.Container{ID: 100, Node: host, Name: e.specs[1].Name, Tags: "talforge;" + OwnerTag(e.cluster.Metadata.Name)})
+	e.srv.AddContainer(pvesim.Container{ID: 101, Node: host, Name: "proxy"})
+
+	p := e.plan(ctx)
+	want := "LXC container holding VMID " + strconv.Itoa(fixed)
+	if len(p.Conflicts) != 1 || p.Conflicts[0].VM.VMID != fixed || !p.Conflicts[0].VM.Container || !strings.Contains(p.Conflicts[0].Message, want) {
+		t.Fatalf("conflicts = %v, want only the container holding VMID %d", p.Conflicts, fixed)
+	}
+	if _, err := e.executor(Options{}).Apply(ctx, p); err == nil {
+		t.Fatal("a plan with a conflict was applied")
+	}
+	if m := mutating(e.srv); len(m) > 0 {
+		t.Fatalf("requests sent despite the conflict: %v", m)
+	}
+
+	// The tagged container named like a node is not the cluster's: nothing to destroy.
+	dp, err := PlanDestroy(ctx, e.api, e.cluster.Metadata.Name, DestroyOptions{IncludeParked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dp.Items) != 0 || len(dp.Holders) != 0 {
+		t.Errorf("destroy plans %+v: a container is never talforge's", dp)
+	}
+
+	// Without fixed VMIDs, PVE's next free id skips the containers' ids.
+	for i := range e.cluster.Nodes {
+		e.cluster.Nodes[i].VMID = 0
+	}
+	e.refresh()
+	if _, _, err := e.provision(ctx, Options{}); err != nil {
+		t.Fatalf("provision: %v\n%s", err, summary(e.srv))
+	}
+	if len(e.srv.VMs()) != len(e.specs) {
+		t.Fatalf("%d VMs, want %d", len(e.srv.VMs()), len(e.specs))
+	}
+	for _, vm := range e.srv.VMs() {
+		if vm.ID == fixed || vm.ID == 100 || vm.ID == 101 {
+			t.Errorf("VM %d reuses a container's id", vm.ID)
+		}
+	}
+}
+
+// TestVersionReadIsRetried: one 503 from pveproxy on GET /version does not end a run (the
+// connection check reads through WithReadRetries); a 401 is final.
+func TestVersionReadIsRetried(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "tazlab")
+	e.srv.InjectFault(pvesim.Fault{Kind: pvesim.FaultHTTPError, Method: "GET", Path: "/version", Status: 503, Message: "Service Unavailable"})
+	if _, err := e.api.Version(ctx); err == nil {
+		t.Fatal("the fault did not fire: the test proves nothing")
+	}
+	e.srv.InjectFault(pvesim.Fault{Kind: pvesim.FaultHTTPError, Method: "GET", Path: "/version", Status: 503, Message: "Service Unavailable"})
+	v, err := WithReadRetries(e.api).Version(ctx)
+	if err != nil || v == "" {
+		t.Fatalf("version with one 503 = %q, %v; want it retried", v, err)
+	}
+	e.srv.InjectFault(pvesim.Fault{Kind: pvesim.FaultHTTPError, Method: "GET", Path: "/version", Status: 401, Message: "authentication failure", Count: -1})
+	e.srv.ResetLog()
+	if _, err := WithReadRetries(e.api).Version(ctx); err == nil {
+		t.Fatal("a 401 came back as success")
+	}
+	if n := len(e.srv.Requests()); n != 1 {
+		t.Errorf("a 401 was sent %d times, want once (it is final)", n)
+	}
+}
