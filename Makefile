@@ -13,11 +13,13 @@ build: ## bin/talforge
 
 # The whole suite: the real test control plane (kube-apiserver + etcd built from the module
 # proxy, cached), the sops CLI and SeaweedFS (the S3 server of the backup tests; both cached)
-# are prepared first, and tests that need them fail instead of skipping.
+# are prepared first, and tests that need them fail instead of skipping; so do tests without
+# the PVE API schema fixture (../shared/fixtures/proxmox).
 test: testenv tools
 	TALFORGE_REQUIRE_KUBE=1 TALFORGE_KUBE_ASSETS=$$(bash scripts/kube-testenv.sh assets) \
 	TALFORGE_REQUIRE_SOPS=1 TALFORGE_SOPS=$$(bash scripts/tools.sh sops) \
 	TALFORGE_REQUIRE_S3=1 TALFORGE_WEED=$$(bash scripts/tools.sh weed) \
+	TALFORGE_REQUIRE_PVE_SCHEMA=1 \
 	  $(GO) test -count=1 -timeout 30m $(PKGS)
 
 unit: ## fast tests only: integration tests skip without the control plane

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -86,13 +85,7 @@ func pveServer(t *testing.T) *pvesim.Server {
 	o := pvesim.Options{AuthFailDelay: -1, DefaultLatency: 5 * time.Millisecond,
 		Tokens: []pvesim.Token{{ID: pveTokenID, Secret: pveTokenSecret, ACL: pvesim.MinimalACL("local-lvm", "local", "pve", "vmbr0")}}}
 
-	if p, err := pvesim.FindSchema(9); err == nil {
-		if o.Schema, err = pvesim.LoadSchema(p); err != nil {
-			t.Fatal(err)
-		}
-	} else if !errors.Is(err, pvesim.ErrSchemaNotFound) {
-		t.Fatal(err)
-	}
+	o.Schema = pvesim.SchemaForTest(t, 9)
 
 	srv := pvesim.New(o)
 	t.Cleanup(srv.Close)

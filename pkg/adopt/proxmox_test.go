@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,38 +14,11 @@ import (
 	"github.com/talforge/talforge/pkg/proxmox"
 )
 
-var pveSchemaCache struct {
-	sync.Mutex
-	s   *pvesim.Schema
-	err error
-}
-
-// pveTestSchema loads the PVE 9 API schema once; without the fixture the emulator runs
-// without parameter checks.
+// pveTestSchema is the PVE 9 API schema fixture (pvesim.SchemaForTest: required under CI).
 func pveTestSchema(t *testing.T) *pvesim.Schema {
 	t.Helper()
-	pveSchemaCache.Lock()
-	defer pveSchemaCache.Unlock()
 
-	if pveSchemaCache.s == nil && pveSchemaCache.err == nil {
-		p, err := pvesim.FindSchema(9)
-		if err == nil {
-			pveSchemaCache.s, err = pvesim.LoadSchema(p)
-		}
-
-		pveSchemaCache.err = err
-	}
-
-	if errors.Is(pveSchemaCache.err, pvesim.ErrSchemaNotFound) {
-		t.Logf("PVE API schema fixture not found; schema checks skipped")
-		return nil
-	}
-
-	if pveSchemaCache.err != nil {
-		t.Fatal(pveSchemaCache.err)
-	}
-
-	return pveSchemaCache.s
+	return pvesim.SchemaForTest(t, 9)
 }
 
 // pveHandMade is a cluster built by hand: four node VMs on two PVE hosts made four different

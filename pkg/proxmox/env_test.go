@@ -3,7 +3,6 @@ package proxmox
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -17,38 +16,11 @@ import (
 	"github.com/talforge/talforge/pkg/schematic"
 )
 
-var schemaCache struct {
-	sync.Mutex
-	s   *pvesim.Schema
-	err error
-}
-
-// pveSchema loads the PVE 9 API schema fixture once. Without the fixture the emulator runs
-// without parameter checks: the tests still run, only the schema checks are skipped.
+// pveSchema is the PVE 9 API schema fixture (pvesim.SchemaForTest: required under CI).
 func pveSchema(t testing.TB) *pvesim.Schema {
 	t.Helper()
-	schemaCache.Lock()
-	defer schemaCache.Unlock()
 
-	if schemaCache.s == nil && schemaCache.err == nil {
-		p, err := pvesim.FindSchema(9)
-		if err == nil {
-			schemaCache.s, err = pvesim.LoadSchema(p)
-		}
-
-		schemaCache.err = err
-	}
-
-	if schemaCache.err != nil {
-		if errors.Is(schemaCache.err, pvesim.ErrSchemaNotFound) {
-			t.Logf("PVE API schema fixture not found at %v; schema checks skipped", schemaCache.err)
-			return nil
-		}
-
-		t.Fatalf("loading PVE API schema: %v", schemaCache.err)
-	}
-
-	return schemaCache.s
+	return pvesim.SchemaForTest(t, 9)
 }
 
 // env is a PVE emulator plus a Telmate client and the cluster profile under test.

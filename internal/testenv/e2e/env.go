@@ -102,12 +102,6 @@ type Env struct {
 	handMadeBoots map[int]handMadeBoot
 }
 
-var (
-	schemaOnce sync.Once
-	pveSchema  *pvesim.Schema
-	schemaErr  error
-)
-
 // Start builds the Env on a control plane (share one per test package with kubeenv.Shared:
 // Start wipes it first, so tests do not see each other's objects). Everything stops when the
 // test ends.
@@ -140,18 +134,7 @@ func start(t testing.TB, kube *kubeenv.ControlPlane, srv *s3server.Server, user 
 		opts.Poll = 10 * time.Millisecond
 	}
 
-	schemaOnce.Do(func() {
-		var p string
-		if p, schemaErr = pvesim.FindSchema(9); schemaErr == nil {
-			pveSchema, schemaErr = pvesim.LoadSchema(p)
-		}
-	})
-	if schemaErr != nil && !errors.Is(schemaErr, pvesim.ErrSchemaNotFound) {
-		t.Fatalf("e2e: PVE schema: %v", schemaErr)
-	}
-	if pveSchema == nil {
-		t.Logf("e2e: PVE API schema fixture not found: requests are not schema-checked")
-	}
+	pveSchema := pvesim.SchemaForTest(t, 9)
 
 	e := &Env{
 		t: t, opts: opts, Kube: kube, S3: srv, S3User: user,

@@ -1,6 +1,7 @@
 package pvesim
 
 import (
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -222,5 +223,34 @@ func TestWithoutSchema(t *testing.T) {
 	}
 	if st := waitTask(t, srv, a.data().(string)); st != "OK" {
 		t.Fatalf("task: %s", st)
+	}
+}
+
+// recordTB records what SchemaForTest reports instead of ending the test.
+type recordTB struct {
+	testing.TB
+	fatal, logged string
+}
+
+func (r *recordTB) Helper()                        {}
+func (r *recordTB) Fatalf(format string, a ...any) { r.fatal = fmt.Sprintf(format, a...) }
+func (r *recordTB) Logf(format string, a ...any)   { r.logged = fmt.Sprintf(format, a...) }
+
+// TestMissingSchemaFailsWhenRequired: without a fixture the emulator runs unchecked and says
+// so, unless TALFORGE_REQUIRE_PVE_SCHEMA=1 (CI), which fails the test.
+func TestMissingSchemaFailsWhenRequired(t *testing.T) {
+	const absent = 5 // no PVE 5 schema among the fixtures
+	t.Setenv(EnvRequireSchema, "")
+	r := &recordTB{TB: t}
+	if s := SchemaForTest(r, absent); s != nil || r.fatal != "" || !strings.Contains(r.logged, "checks no parameters") {
+		t.Fatalf("without the requirement: schema %v, fatal %q, log %q", s, r.fatal, r.logged)
+	}
+	t.Setenv(EnvRequireSchema, "1")
+	r = &recordTB{TB: t}
+	if s := SchemaForTest(r, absent); s != nil || !strings.Contains(r.fatal, "pve5-apischema.json") {
+		t.Fatalf("with the requirement: schema %v, fatal %q", s, r.fatal)
+	}
+	if s := SchemaForTest(t, 9); s == nil {
+		t.Fatal("the PVE 9 schema fixture did not load")
 	}
 }
