@@ -206,7 +206,7 @@ func (r *run) planRebuild(ctx context.Context, ro RebuildOptions) (*RebuildPlan,
 		if err != nil {
 			return nil, err
 		}
-		if plan.Destroy, err = proxmox.PlanDestroy(ctx, api, c.Metadata.Name, proxmox.DestroyOptions{KeepDataDisks: ro.KeepDataDisks}); err != nil {
+		if plan.Destroy, err = proxmox.PlanDestroy(ctx, api, c.Metadata.Name, proxmox.DestroyOptions{KeepDataDisks: ro.KeepDataDisks, Pool: c.Proxmox.Pool}); err != nil {
 			return nil, err
 		}
 	}

@@ -252,6 +252,9 @@ func Destroy(ctx context.Context, opts Options, do DestroyOptions) (*proxmox.Des
 	}
 	name := r.cluster.Metadata.Name
 	do.Adopted = proxmox.AdoptedVMs(r.cluster) // the profile says which VMs are adopted
+	if r.cluster.Proxmox != nil {
+		do.Pool = r.cluster.Proxmox.Pool
+	}
 	plan, err := proxmox.PlanDestroy(ctx, api, name, do.DestroyOptions)
 	if err != nil {
 		return nil, err

@@ -23,6 +23,8 @@ type DestroyItem struct {
 	Keep bool
 	// Holder is an existing holder VM for this node (0 = create one when keeping).
 	Holder int
+	// Pool is the resource pool a new holder joins (DestroyOptions.Pool).
+	Pool string
 	// AdoptedNode names the node whose adopted VM this is (DestroyOptions.IncludeAdopted).
 	AdoptedNode string
 }
@@ -54,6 +56,9 @@ type DestroyOptions struct {
 	// node name or by VM name.
 	Adopted        map[int]string
 	IncludeAdopted bool
+	// Pool is the profile's proxmox.pool: a holder made for a kept data disk joins it, so a
+	// token whose privileges come from the pool can create, fill and delete it.
+	Pool string
 }
 
 // PlanDestroy finds the cluster's VMs by their ownership tags: node VMs tagged
@@ -137,7 +142,7 @@ func PlanDestroy(ctx context.Context, api API, cluster string, opts DestroyOptio
 			}
 		}
 
-		it := DestroyItem{VM: vm}
+		it := DestroyItem{VM: vm, Pool: opts.Pool}
 		if adopted {
 			it.AdoptedNode = node
 		}
@@ -366,7 +371,7 @@ func (e *Executor) park(ctx context.Context, cluster string, it DestroyItem) err
 	hx := expect{cluster: cluster, kind: KindHolder, name: ParkedName(vm.Name), node: vm.Node, vmid: it.Holder}
 
 	if hx.vmid == 0 {
-		id, err := e.createHolder(ctx, cluster, vm)
+		id, err := e.createHolder(ctx, cluster, vm, it.Pool)
 		if err != nil {
 			return err
 		}
@@ -436,8 +441,9 @@ func (e *Executor) park(ctx context.Context, cluster string, it DestroyItem) err
 	return nil
 }
 
-// createHolder creates the empty holder VM <node>-parked, tagged talforge.parked.<cluster>.
-func (e *Executor) createHolder(ctx context.Context, cluster string, vm VMResource) (int, error) {
+// createHolder creates the empty holder VM <node>-parked, tagged talforge.parked.<cluster>, in
+// pool when one is given.
+func (e *Executor) createHolder(ctx context.Context, cluster string, vm VMResource, pool string) (int, error) {
 	e.allocMu.Lock()
 	id, err := e.freeID(ctx)
 	if err == nil {
@@ -456,6 +462,9 @@ func (e *Executor) createHolder(ctx context.Context, cluster string, vm VMResour
 		"onboot":      "0",
 		"tags":        strings.Join([]string{TagManaged, HolderTag(cluster)}, ";"),
 		"description": fmt.Sprintf("Holds the data disk of %s kept by talforge destroy --keep-data-disks; talforge provision re-attaches it.", vm.Name),
+	}
+	if pool != "" {
+		cfg["pool"] = pool
 	}
 
 	e.emit(vm.Name, "park", "creating holder VM %s (%d)", cfg["name"], id)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/talforge/talforge/internal/testenv/pvesim"
 )
@@ -85,5 +86,55 @@ func TestVersionReadIsRetried(t *testing.T) {
 	}
 	if n := len(e.srv.Requests()); n != 1 {
 		t.Errorf("a 401 was sent %d times, want once (it is final)", n)
+	}
+}
+
+// TestPoolScopedTokenKeepsDataDisks: with a token whose VM privileges come only from the
+// profile's resource pool (docs/proxmox.md's least-privilege setup), provision creates the VMs
+// in the pool, destroy --keep-data-disks creates the holders in it too (else PVE answers 403 on
+// their create, move_disk and delete), and the next provision re-attaches the kept disks.
+func TestPoolScopedTokenKeepsDataDisks(t *testing.T) {
+	ctx := context.Background()
+	c := loadProfile(t, "tazlab")
+	c.Proxmox.Pool = "k8s"
+	e := newEnvWith(t, c, pvesim.Options{Schema: pveSchema(t), Nodes: []string{c.Proxmox.Node}, Pools: []string{"k8s"}, AuthFailDelay: -1,
+		DefaultLatency: 5 * time.Millisecond, Tokens: []pvesim.Token{{ID: pvesim.DefaultTokenID, Secret: pvesim.DefaultTokenSecret,
+			ACL: pvesim.PoolACL("k8s", c.Proxmox.Storage, "local", c.Proxmox.Node, "vmbr0")}}})
+
+	if _, _, err := e.provision(ctx, Options{}); err != nil {
+		t.Fatalf("provision with a pool-scoped token: %v\n%s", err, summary(e.srv))
+	}
+	for _, vm := range e.srv.VMs() {
+		if e.srv.PoolOf(vm.ID) != "k8s" {
+			t.Fatalf("VM %d is not in pool k8s", vm.ID)
+		}
+	}
+	dp, err := PlanDestroy(ctx, e.api, c.Metadata.Name, DestroyOptions{KeepDataDisks: true, Pool: c.Proxmox.Pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.executor(Options{}).Destroy(ctx, dp); err != nil {
+		t.Fatalf("destroy --keep-data-disks with a pool-scoped token: %v\n%s", err, summary(e.srv))
+	}
+	holders := 0
+	for _, vm := range e.srv.VMs() {
+		if ParseOwnership(vm.Tags()).Is(KindHolder, c.Metadata.Name) {
+			holders++
+			if e.srv.PoolOf(vm.ID) != "k8s" {
+				t.Errorf("holder %d is not in pool k8s", vm.ID)
+			}
+		}
+	}
+	if holders != len(e.specs) {
+		t.Fatalf("%d holders, want %d", holders, len(e.specs))
+	}
+	if _, _, err := e.provision(ctx, Options{}); err != nil {
+		t.Fatalf("re-provision: %v\n%s", err, summary(e.srv))
+	}
+	e.assertConverged()
+	for _, vm := range e.srv.VMs() {
+		if ParseOwnership(vm.Tags()).Is(KindHolder, c.Metadata.Name) {
+			t.Errorf("holder %d left after the re-attach", vm.ID)
+		}
 	}
 }

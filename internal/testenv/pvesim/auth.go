@@ -2,6 +2,7 @@ package pvesim
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -43,6 +44,16 @@ func MinimalACL(vmStorage, isoStorage, node, bridge string) map[string][]string 
 		"/nodes/" + node:                    {"Sys.AccessNetwork"},
 		"/sdn/zones/localnetwork/" + bridge: {"SDN.Use"},
 	}
+}
+
+// PoolACL is MinimalACL with the VM privileges granted on the resource pool instead of /vms
+// (the pool-scoped token docs/proxmox.md recommends): the token reaches only the VMs of that
+// pool, and creates VMs only into it.
+func PoolACL(pool, vmStorage, isoStorage, node, bridge string) map[string][]string {
+	acl := MinimalACL(vmStorage, isoStorage, node, bridge)
+	acl["/pool/"+pool] = acl["/vms"]
+	delete(acl, "/vms")
+	return acl
 }
 
 // authenticate verifies an Authorization header value.
@@ -95,9 +106,30 @@ func (t *Token) can(path, priv string) bool {
 	return false
 }
 
+// can is the token's privilege on path, with the ACLs of a VM's resource pool: PVE gives the
+// members of a pool the privileges granted on /pool/<name> (PVE::RPCEnvironment::permissions
+// adds the pool's path for /vms/<vmid>), which is how a pool-scoped token reaches its VMs.
+func (c *call) can(path, priv string) bool {
+	if c.token.can(path, priv) {
+		return true
+	}
+	if id, ok := strings.CutPrefix(path, "/vms/"); ok {
+		if vmid, err := strconv.Atoi(id); err == nil {
+			pool := c.s.poolOf(vmid)
+			if c.joins != "" && vmid == c.joinsVMID {
+				pool = c.joins
+			}
+			if pool != "" {
+				return c.token.can("/pool/"+pool, priv)
+			}
+		}
+	}
+	return false
+}
+
 // require returns the PVE permission error when priv is missing.
 func (c *call) require(path, priv string) *apiError {
-	if c.token.can(path, priv) {
+	if c.can(path, priv) {
 		return nil
 	}
 	return permError(path, priv)
@@ -106,7 +138,7 @@ func (c *call) require(path, priv string) *apiError {
 // requireAny needs at least one of privs on path.
 func (c *call) requireAny(path string, privs ...string) *apiError {
 	for _, p := range privs {
-		if c.token.can(path, p) {
+		if c.can(path, p) {
 			return nil
 		}
 	}

@@ -77,7 +77,7 @@ func (s *Server) resources(c *call) (any, *apiError) {
 		sort.Ints(ids)
 		for _, id := range ids {
 			v := s.vms[id]
-			if !c.token.can("/vms/"+strconv.Itoa(id), "VM.Audit") {
+			if !c.can("/vms/"+strconv.Itoa(id), "VM.Audit") {
 				continue
 			}
 			out = append(out, s.vmResource(v))
@@ -88,7 +88,7 @@ func (s *Server) resources(c *call) (any, *apiError) {
 		}
 		sort.Ints(cts)
 		for _, id := range cts {
-			if !c.token.can("/vms/"+strconv.Itoa(id), "VM.Audit") {
+			if !c.can("/vms/"+strconv.Itoa(id), "VM.Audit") {
 				continue
 			}
 			ct := s.cts[id]

@@ -58,6 +58,10 @@ type call struct {
 	token    *Token
 	fault    *faultRule
 	upid     string
+	// joins is the pool a VM this call creates (joinsVMID) joins: PVE's check_vm_perm counts
+	// the pool's ACLs for it before the VM exists.
+	joins     string
+	joinsVMID int
 }
 
 type route struct {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha1" // instance-id like PVE
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func (s *Server) listQemu(c *call) (any, *apiError) {
 	}
 	sort.Ints(ids)
 	for _, id := range ids {
-		if !c.token.can("/vms/"+strconv.Itoa(id), "VM.Audit") {
+		if !c.can("/vms/"+strconv.Itoa(id), "VM.Audit") {
 			continue
 		}
 		r := s.vmResource(s.vms[id])
@@ -84,11 +85,8 @@ func (s *Server) listQemu(c *call) (any, *apiError) {
 // POST /nodes/{node}/qemu
 func (s *Server) createVM(c *call) (any, *apiError) {
 	vmid := c.vmid()
-	if pool := c.params.Get("pool"); pool != "" {
-		if aerr := c.require("/pool/"+pool, "VM.Allocate"); aerr != nil {
-			return nil, aerr
-		}
-	} else if aerr := c.require("/vms/"+strconv.Itoa(vmid), "VM.Allocate"); aerr != nil {
+	pool := c.params.Get("pool")
+	if aerr := s.checkPool(c, pool, vmid); aerr != nil {
 		return nil, aerr
 	}
 	if c.params.Has("archive") {
@@ -125,6 +123,7 @@ func (s *Server) createVM(c *call) (any, *apiError) {
 	v := &VM{ID: vmid, Node: node, Config: map[string]string{"lock": "create"}, Pending: map[string]string{}, PendingDelete: map[string]bool{}}
 	s.vms[vmid] = v
 	s.mu.Unlock()
+	s.setPool(vmid, pool)
 
 	params := c.params
 	start := params.Bool("start")
@@ -162,6 +161,7 @@ func (s *Server) createVM(c *call) (any, *apiError) {
 			}
 			if s.vms[vmid] == v {
 				delete(s.vms, vmid)
+				s.setPool(vmid, "")
 			}
 		},
 	})
@@ -249,6 +249,7 @@ func (s *Server) destroy(c *call) (any, *apiError) {
 				lines = append(lines, fmt.Sprintf("purging VM %d from related configurations..", vmid))
 			}
 			delete(s.vms, vmid)
+			s.setPool(vmid, "")
 			return lines, nil
 		}}), nil
 }
@@ -268,11 +269,8 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 	if aerr := c.require("/vms/"+strconv.Itoa(vmid), "VM.Clone"); aerr != nil {
 		return nil, aerr
 	}
-	if pool := c.params.Get("pool"); pool != "" {
-		if aerr := c.require("/pool/"+pool, "VM.Allocate"); aerr != nil {
-			return nil, aerr
-		}
-	} else if aerr := c.require("/vms/"+strconv.Itoa(newid), "VM.Allocate"); aerr != nil {
+	pool := c.params.Get("pool")
+	if aerr := s.checkPool(c, pool, newid); aerr != nil {
 		return nil, aerr
 	}
 	targetStorage := c.params.Get("storage")
@@ -296,6 +294,7 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	s.setPool(newid, pool)
 	name := c.params.Get("name")
 	return s.startTask(c, taskSpec{typ: "qmclone", id: strconv.Itoa(vmid), vmid: vmid,
 		work: func() ([]string, *taskError) {
@@ -346,6 +345,43 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 		onFail: func() {
 			if s.vms[newid] == nv {
 				delete(s.vms, newid)
+				s.setPool(newid, "")
 			}
 		}}), nil
 }
+
+// checkPool is the permission (and existence) check of a create or clone: VM.Allocate on
+// /pool/<pool> when the VM joins a pool, else on /vms/<vmid>. Emulator choice: a pool not in
+// Options.Pools is refused as PVE's check_pool_exist does, before the privilege check.
+func (s *Server) checkPool(c *call, pool string, vmid int) *apiError {
+	if pool == "" {
+		return c.require("/vms/"+strconv.Itoa(vmid), "VM.Allocate")
+	}
+	if !slices.Contains(s.opts.Pools, pool) {
+		return err500("pool '%s' does not exist\n", pool)
+	}
+	c.joins, c.joinsVMID = pool, vmid
+	return c.require("/pool/"+pool, "VM.Allocate")
+}
+
+// setPool records a VM's pool membership ("" removes it).
+func (s *Server) setPool(vmid int, pool string) {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	if pool == "" {
+		delete(s.vmPools, vmid)
+		return
+	}
+	s.vmPools[vmid] = pool
+}
+
+// poolOf is the pool a VM is a member of ("" for none). It has its own lock: permission
+// checks run with and without s.mu held.
+func (s *Server) poolOf(vmid int) string {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	return s.vmPools[vmid]
+}
+
+// PoolOf is the resource pool VM vmid is a member of ("" for none).
+func (s *Server) PoolOf(vmid int) string { return s.poolOf(vmid) }

@@ -28,6 +28,8 @@ type Options struct {
 	Version string
 	// Nodes are the cluster nodes; default {"pve"}.
 	Nodes []string
+	// Pools are the resource pools that exist (none by default).
+	Pools []string
 	// Storages default to "local" (dir: iso, vztmpl, import, backup,
 	// snippets) and "local-lvm" (lvmthin: images, rootdir).
 	Storages []Storage
@@ -65,6 +67,8 @@ type Server struct {
 	mu       sync.Mutex
 	vms      map[int]*VM
 	cts      map[int]Container // LXC containers: only their VMIDs, names and nodes matter here
+	poolMu   sync.Mutex
+	vmPools  map[int]string // VMID -> pool it is a member of
 	volumes  map[string]*Volume
 	storages map[string]*Storage
 	tokens   map[string]*Token
@@ -132,7 +136,7 @@ func newServer(opts Options) *Server {
 	}
 	s := &Server{
 		opts: opts, schema: opts.Schema,
-		vms: map[int]*VM{}, cts: map[int]Container{}, volumes: map[string]*Volume{}, storages: map[string]*Storage{},
+		vms: map[int]*VM{}, cts: map[int]Container{}, vmPools: map[int]string{}, volumes: map[string]*Volume{}, storages: map[string]*Storage{},
 		tokens: map[string]*Token{}, tasks: map[string]*task{}, flocks: map[int]chan struct{}{},
 		closed: make(chan struct{}), pidSeq: 0x1a2b0,
 	}
