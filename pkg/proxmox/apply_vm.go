@@ -70,12 +70,7 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 		)
 
 		if s.Template != 0 {
-			p := Params{"name": s.Name, "storage": s.Storage}
-			if s.Pool != "" {
-				p["pool"] = s.Pool
-			}
-
-			upid, err = e.api.CloneVM(ctx, s.PVENode, s.Template, vp.VMID, p)
+			upid, err = e.clone(ctx, s, vp.VMID)
 		} else {
 			upid, err = e.api.CreateVM(ctx, s.PVENode, vp.VMID, cfg)
 		}
@@ -263,4 +258,27 @@ func (e *Executor) start(ctx context.Context, cluster string, vp VMPlan) error {
 	e.emit(s.Name, "running", "VMID %d", vmid)
 
 	return nil
+}
+
+// clone starts a full clone of the profile's template as VM vmid on the node's host. PVE
+// clones on the host that holds the template (its config lives there) and places the copy
+// with target=<host>; full=1, because a linked clone takes no target storage and cannot go
+// to another host (qemu-server clone_vm).
+func (e *Executor) clone(ctx context.Context, s VMSpec, vmid int) (string, error) {
+	tmpl, err := e.findVM(ctx, s.Template)
+	if err != nil {
+		return "", err
+	}
+	if tmpl == nil || !tmpl.Template {
+		return "", fmt.Errorf("template %d does not exist (proxmox.template): nothing to clone", s.Template)
+	}
+	p := Params{"name": s.Name, "storage": s.Storage} // CloneVM asks for full=1
+	if s.Pool != "" {
+		p["pool"] = s.Pool
+	}
+	if tmpl.Node != s.PVENode {
+		p["target"] = s.PVENode
+		e.emit(s.Name, "create", "cloning template %d from %s to %s", s.Template, tmpl.Node, s.PVENode)
+	}
+	return e.api.CloneVM(ctx, tmpl.Node, s.Template, vmid, p)
 }

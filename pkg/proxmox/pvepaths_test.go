@@ -2,6 +2,7 @@ package proxmox
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,5 +137,39 @@ func TestPoolScopedTokenKeepsDataDisks(t *testing.T) {
 		if ParseOwnership(vm.Tags()).Is(KindHolder, c.Metadata.Name) {
 			t.Errorf("holder %d left after the re-attach", vm.ID)
 		}
+	}
+}
+
+// TestCloneAcrossHosts: with the template on pve and a node placed on pve2, the clone is
+// asked of pve (where the template's config is) with target=pve2 and a full copy onto the
+// profile's storage; PVE refuses it on pve2 ("Configuration file ... does not exist") and a
+// linked clone with a storage.
+func TestCloneAcrossHosts(t *testing.T) {
+	ctx := context.Background()
+	c := loadProfile(t, "tazlab")
+	c.Nodes[1].PVENode = "pve2"
+	c.Proxmox.Template = 9000
+	e := newEnvWith(t, c, pvesim.Options{Schema: pveSchema(t), Nodes: []string{"pve", "pve2"}, AuthFailDelay: -1, DefaultLatency: 5 * time.Millisecond})
+	e.srv.Seed(pvesim.SeedVM{ID: 9000, Node: "pve", Config: map[string]string{"name": "talos-template", "template": "1", "memory": "2048",
+		"cores": "1", "scsihw": "virtio-scsi-pci", "scsi0": "local-lvm:base-9000-disk-0,size=8G", "cpu": "host",
+		"net0": "virtio=BC:24:11:00:00:99,bridge=vmbr0"}})
+
+	if _, _, err := e.provision(ctx, Options{}); err != nil {
+		t.Fatalf("provision: %v\n%s", err, summary(e.srv))
+	}
+	e.assertConverged()
+	var clones []string
+	for _, r := range e.srv.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/clone") {
+			clones = append(clones, r.Path+" target="+r.Params["target"]+" full="+r.Params["full"])
+		}
+	}
+	want := []string{"/nodes/pve/qemu/9000/clone target= full=1", "/nodes/pve/qemu/9000/clone target=pve2 full=1"}
+	slices.Sort(clones)
+	if !slices.Equal(clones, want) {
+		t.Errorf("clone requests %v, want %v", clones, want)
+	}
+	if vm := e.vmByName(c.Nodes[1].Name); vm.Node != "pve2" {
+		t.Errorf("%s runs on %s, want pve2", c.Nodes[1].Name, vm.Node)
 	}
 }

@@ -274,8 +274,12 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 		return nil, aerr
 	}
 	targetStorage := c.params.Get("storage")
+	target := c.params.Get("target")
 	s.mu.Lock()
 	src, aerr := s.lookupVM(c)
+	if aerr == nil {
+		aerr = s.checkClone(src, c.params, target, targetStorage)
+	}
 	if aerr == nil {
 		if _, exists := s.vms[newid]; exists {
 			aerr = err500("unable to create VM %d: config file already exists\n", newid)
@@ -287,7 +291,11 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 	}
 	var nv *VM
 	if aerr == nil {
-		nv = &VM{ID: newid, Node: src.Node, Config: map[string]string{"lock": "clone"}, Pending: map[string]string{}, PendingDelete: map[string]bool{}}
+		node := src.Node
+		if target != "" {
+			node = target
+		}
+		nv = &VM{ID: newid, Node: node, Config: map[string]string{"lock": "clone"}, Pending: map[string]string{}, PendingDelete: map[string]bool{}}
 		s.vms[newid] = nv
 	}
 	s.mu.Unlock()
@@ -348,6 +356,41 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 				s.setPool(newid, "")
 			}
 		}}), nil
+}
+
+// checkClone applies qemu-server's clone_vm rules (PVE/API2/Qemu.pm): a template is linked-
+// cloned unless full=1, and a linked clone takes no target storage; a clone to another node
+// (target) must be full, and without a target storage every disk must be on shared storage.
+// s.mu held.
+func (s *Server) checkClone(src *VM, params Params, target, storage string) *apiError {
+	full := params.Bool("full") || src.Config["template"] != "1"
+	if storage != "" && !full {
+		return paramError(map[string]string{"storage": "parameter 'storage' not allowed for linked clones"})
+	}
+	if target == "" || target == src.Node {
+		return nil
+	}
+	if !slices.Contains(s.opts.Nodes, target) {
+		return paramError(map[string]string{"target": fmt.Sprintf("no such cluster node '%s'", target)})
+	}
+	if !full {
+		// Emulator choice: the wording; PVE refuses a linked clone to another node.
+		return err500("Linked clone feature for VM %d is not available on another node\n", src.ID)
+	}
+	if storage != "" {
+		return nil
+	}
+	for k, val := range src.Config {
+		if !isDriveKey(k) {
+			continue
+		}
+		if vol := s.volumes[parseDriveString(val).get("file")]; vol != nil {
+			if st := s.storages[vol.Storage]; st != nil && !st.Shared {
+				return err500("can't clone VM to node '%s' (VM uses local storage)\n", target)
+			}
+		}
+	}
+	return nil
 }
 
 // checkPool is the permission (and existence) check of a create or clone: VM.Allocate on
