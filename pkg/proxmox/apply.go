@@ -289,7 +289,7 @@ func (e *Executor) applyVM(ctx context.Context, cluster string, vp VMPlan, r *VM
 
 		r.VMID = vp.VMID
 	case ActionUpdate:
-		if err := e.update(ctx, cluster, vp, false); err != nil {
+		if err := e.update(ctx, cluster, vp, vp.Unfinished); err != nil {
 			return err
 		}
 

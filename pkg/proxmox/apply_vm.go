@@ -70,7 +70,7 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 		)
 
 		if s.Template != 0 {
-			upid, err = e.clone(ctx, s, vp.VMID)
+			upid, err = e.clone(ctx, cluster, s, vp.VMID)
 		} else {
 			upid, err = e.api.CreateVM(ctx, s.PVENode, vp.VMID, cfg)
 		}
@@ -98,6 +98,9 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 		}
 
 		d := diffConfig(spec, cur)
+		if cur["description"] == CloneMarker(cluster, s.Name) {
+			d.del = append(d.del, "description") // tagged by this update: the marker has done its job
+		}
 		if len(d.errs) > 0 {
 			return fmt.Errorf("converging the clone of template %d: %s", s.Template, strings.Join(d.errs, "; "))
 		}
@@ -264,7 +267,7 @@ func (e *Executor) start(ctx context.Context, cluster string, vp VMPlan) error {
 // clones on the host that holds the template (its config lives there) and places the copy
 // with target=<host>; full=1, because a linked clone takes no target storage and cannot go
 // to another host (qemu-server clone_vm).
-func (e *Executor) clone(ctx context.Context, s VMSpec, vmid int) (string, error) {
+func (e *Executor) clone(ctx context.Context, cluster string, s VMSpec, vmid int) (string, error) {
 	tmpl, err := e.findVM(ctx, s.Template)
 	if err != nil {
 		return "", err
@@ -272,7 +275,8 @@ func (e *Executor) clone(ctx context.Context, s VMSpec, vmid int) (string, error
 	if tmpl == nil || !tmpl.Template {
 		return "", fmt.Errorf("template %d does not exist (proxmox.template): nothing to clone", s.Template)
 	}
-	p := Params{"name": s.Name, "storage": s.Storage} // CloneVM asks for full=1
+	// CloneVM asks for full=1; the description marks the clone as ours until it is tagged.
+	p := Params{"name": s.Name, "storage": s.Storage, "description": CloneMarker(cluster, s.Name)}
 	if s.Pool != "" {
 		p["pool"] = s.Pool
 	}

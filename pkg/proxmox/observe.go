@@ -162,6 +162,18 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, clust
 		o := vm.Ownership()
 		ours := o.Is(KindNode, cluster)
 
+		if !ours && o.Kind == KindNone && o.Ambiguous == "" && vm.Name == s.Name && s.Template != 0 && !vm.Container {
+			unfinished, err := unfinishedClone(ctx, api, vm, cluster, s.Name)
+			if err != nil {
+				return vp, err
+			}
+
+			if unfinished {
+				vp.Unfinished = true
+				ours = true
+			}
+		}
+
 		switch {
 		case vm.Container:
 			// A container's name is no VM's; its VMID is: PVE refuses a VM with it.
@@ -234,6 +246,11 @@ func observeVM(ctx context.Context, api API, plan *Plan, vms []VMResource, clust
 
 	d := diffConfig(s, cfg)
 	vp.Set, vp.Delete, vp.Resize, vp.Changes, vp.Notes = d.set, d.del, d.resize, d.changes, d.notes
+
+	if vp.Unfinished {
+		vp.Delete = append(vp.Delete, "description") // the marker has done its job
+		vp.Notes = append(vp.Notes, "an interrupted run cloned it and did not tag it yet (its description says so): this run finishes it")
+	}
 
 	if vm.Ownership().Legacy {
 		vp.Notes = append(vp.Notes, "carries the old ownership tag "+legacyOwnerTag(cluster)+"; the tags update moves it to "+owner)
@@ -359,4 +376,15 @@ func findParked(ctx context.Context, api API, vms []VMResource, cluster string, 
 	}
 
 	return nil, nil
+}
+
+// unfinishedClone reports whether an untagged VM with the node's name is a clone an
+// interrupted run made for it: its description still is the CloneMarker of the request.
+func unfinishedClone(ctx context.Context, api API, vm VMResource, cluster, node string) (bool, error) {
+	cfg, err := api.VMConfig(ctx, vm.Node, vm.VMID)
+	if err != nil {
+		return false, fmt.Errorf("VM %s (%d): reading config: %w", vm.Name, vm.VMID, err)
+	}
+
+	return strings.TrimSpace(cfg["description"]) == CloneMarker(cluster, node), nil
 }

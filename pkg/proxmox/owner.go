@@ -436,3 +436,10 @@ var (
 	rxDiskKey   = regexp.MustCompile(`^(?:ide|sata|scsi|virtio)\d+$|^efidisk0$|^tpmstate0$`)
 	rxUnusedKey = regexp.MustCompile(`^unused\d+$`)
 )
+
+// CloneMarker is the description a clone gets in the clone request itself (PVE's clone takes
+// no tags): until the update that follows tags it, the marker is what tells a later run that
+// the untagged VM with the node's name is its own unfinished clone, not a foreign VM.
+func CloneMarker(cluster, node string) string {
+	return fmt.Sprintf("talforge: clone for node %s of cluster %s, being created (talforge provision finishes it)", node, cluster)
+}

@@ -78,6 +78,9 @@ type VMPlan struct {
 	Pending []string
 	// Parked is a kept data disk to re-attach on create.
 	Parked *ParkedDisk
+	// Unfinished marks a clone an interrupted run made for this node (its description carries
+	// CloneMarker) but did not tag yet: the update finishes it, tags included.
+	Unfinished bool
 	// Notes are things worth knowing that change nothing.
 	Notes []string
 }

@@ -2,6 +2,7 @@ package proxmox
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,5 +172,53 @@ func TestCloneAcrossHosts(t *testing.T) {
 	}
 	if vm := e.vmByName(c.Nodes[1].Name); vm.Node != "pve2" {
 		t.Errorf("%s runs on %s, want pve2", c.Nodes[1].Name, vm.Node)
+	}
+}
+
+// TestUnfinishedCloneIsFinished: a run that dies between the clone and the update that tags
+// it leaves an untagged VM with the node's name. The clone request itself marked it (PVE's
+// clone takes a description, not tags), so the next run recognises its own unfinished clone,
+// tags and converges it instead of reporting a foreign VM forever; a VM of that name without
+// the marker still is foreign.
+func TestUnfinishedCloneIsFinished(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "tazlab")
+	e.srv.Seed(pvesim.SeedVM{ID: 9000, Config: map[string]string{"name": "talos-template", "template": "1", "memory": "2048",
+		"cores": "1", "scsihw": "virtio-scsi-pci", "scsi0": "local-lvm:base-9000-disk-0,size=8G", "cpu": "host",
+		"net0": "virtio=BC:24:11:00:00:99,bridge=vmbr0"}})
+	e.cluster.Proxmox.Template = 9000
+	e.refresh()
+	cp := e.specs[0]
+	// The run dies right after the clone: every config update of the new VM fails.
+	crash := e.srv.InjectFault(pvesim.Fault{Kind: pvesim.FaultHTTPError, Method: "POST", Path: fmt.Sprintf("/nodes/[^/]+/qemu/%d/config", cp.VMID),
+		Status: 500, Message: "simulated crash", Count: 1000})
+	if _, _, err := e.provision(ctx, Options{}); err == nil {
+		t.Fatal("the run survived its crash")
+	}
+	if crash.Fired() == 0 {
+		t.Fatal("the crash did not happen: the test proves nothing")
+	}
+	half, ok := e.srv.VM(cp.VMID)
+	if !ok || half.Name() != cp.Name || len(half.Tags()) != 0 {
+		t.Fatalf("after the crash: %+v, want the untagged clone named %s", half, cp.Name)
+	}
+	e.srv.ClearFaults()
+
+	p := e.plan(ctx)
+	if len(p.Conflicts) != 0 {
+		t.Fatalf("the unfinished clone is reported as a conflict: %v", p.Conflicts)
+	}
+	if _, err := e.executor(Options{}).Apply(ctx, p); err != nil {
+		t.Fatalf("re-run: %v\n%s", err, summary(e.srv))
+	}
+	e.assertConverged()
+	if vm, _ := e.srv.VM(cp.VMID); vm.Config["description"] != "" {
+		t.Errorf("the clone marker stayed: %q", vm.Config["description"])
+	}
+
+	// Without the marker, an untagged VM with a node's name is foreign as before.
+	e.srv.Modify(cp.VMID, func(v *pvesim.VM) { delete(v.Config, "tags") })
+	if p := e.plan(ctx); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0].Message, "foreign VM") {
+		t.Errorf("an untagged VM without the marker: conflicts %v", p.Conflicts)
 	}
 }

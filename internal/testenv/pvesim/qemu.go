@@ -303,7 +303,7 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 		return nil, aerr
 	}
 	s.setPool(newid, pool)
-	name := c.params.Get("name")
+	name, description := c.params.Get("name"), c.params.Get("description")
 	return s.startTask(c, taskSpec{typ: "qmclone", id: strconv.Itoa(vmid), vmid: vmid,
 		work: func() ([]string, *taskError) {
 			src, ok := s.vms[vmid]
@@ -345,6 +345,9 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 			}
 			if name != "" {
 				nv.Config["name"] = name
+			}
+			if description != "" {
+				nv.Config["description"] = description
 			}
 			nv.Config["vmgenid"] = fakeUUID(newid, 2)
 			delete(nv.Config, "lock")
