@@ -255,12 +255,16 @@ func isDigestMismatch(msg string) bool {
 // Retryable reports whether an error is transient: config lock contention, 5xx answers
 // that are not a handler's verdict, dropped or refused connections, tasks that failed on the
 // config lock, config digest mismatches, and a disk caught between the two VMs of a move.
+// errVMIDTaken marks a create that lost its allocated VMID to someone else between nextid and
+// the create: retried, the create re-allocates (a VMID the profile fixes is never retried).
+var errVMIDTaken = errors.New("the VMID was taken meanwhile")
+
 func Retryable(err error) bool {
 	if err == nil {
 		return false
 	}
 
-	if errors.Is(err, errMoveInFlight) {
+	if errors.Is(err, errMoveInFlight) || errors.Is(err, errVMIDTaken) {
 		return true
 	}
 

@@ -76,6 +76,12 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 		}
 
 		if err != nil {
+			if s.VMID == 0 && idTaken(err) {
+				// PVE's "VM <id> already exists": another client took the id nextid gave us;
+				// the retry allocates another one.
+				return fmt.Errorf("%w: %w", errVMIDTaken, err)
+			}
+
 			return err
 		}
 
@@ -285,4 +291,11 @@ func (e *Executor) clone(ctx context.Context, cluster string, s VMSpec, vmid int
 		e.emit(s.Name, "create", "cloning template %d from %s to %s", s.Template, tmpl.Node, s.PVENode)
 	}
 	return e.api.CloneVM(ctx, tmpl.Node, s.Template, vmid, p)
+}
+
+// idTaken recognises PVE's refusal of a VMID that a VM or container holds
+// (PVE::Cluster::check_vmid_unused: "VM <id> already exists on node ..." or "CT <id> ...").
+func idTaken(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == 500 && strings.Contains(ae.Message, " already exists on node ")
 }

@@ -222,3 +222,42 @@ func TestUnfinishedCloneIsFinished(t *testing.T) {
 		t.Errorf("an untagged VM without the marker: conflicts %v", p.Conflicts)
 	}
 }
+
+// TestVMIDRaceConvergesInOneRun: someone else creates a VM on the id nextid gave talforge,
+// between nextid and the create. PVE refuses the create ("VM <id> already exists on node");
+// the same run allocates another id and converges, and the other VM is left alone.
+func TestVMIDRaceConvergesInOneRun(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "tazlab")
+	for i := range e.cluster.Nodes {
+		e.cluster.Nodes[i].VMID = 0
+	}
+	e.refresh()
+	var taken int
+	e.srv.InjectFault(pvesim.Fault{Kind: pvesim.FaultActor, Method: "POST", Path: `/nodes/[^/]+/qemu`, Act: func() {
+		// the other client's create lands first on the lowest free id
+		for id := 100; ; id++ {
+			if _, ok := e.srv.VM(id); !ok {
+				taken = id
+				e.srv.Seed(pvesim.SeedVM{ID: id, Config: map[string]string{"name": "someone-else", "memory": "512"}})
+				return
+			}
+		}
+	}})
+	if _, _, err := e.provision(ctx, Options{}); err != nil {
+		t.Fatalf("provision with a VMID race: %v\n%s", err, summary(e.srv))
+	}
+	e.assertConverged()
+	if vm, ok := e.srv.VM(taken); !ok || vm.Name() != "someone-else" {
+		t.Errorf("the other client's VM %d: %+v", taken, vm)
+	}
+	refused := 0
+	for _, r := range e.srv.Requests() {
+		if r.Method == "POST" && r.Status == 500 && strings.Contains(r.Message, "already exists on node") {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d creates refused for a taken id, want 1 (the race happened once)", refused)
+	}
+}

@@ -281,9 +281,7 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 		aerr = s.checkClone(src, c.params, target, targetStorage)
 	}
 	if aerr == nil {
-		if _, exists := s.vms[newid]; exists {
-			aerr = err500("unable to create VM %d: config file already exists\n", newid)
-		} else if taken := s.vmidTaken(newid); taken != "" {
+		if taken := s.vmidTaken(newid); taken != "" {
 			aerr = err500("unable to create VM %d - %s\n", newid, taken)
 		} else if targetStorage != "" && s.storages[targetStorage] == nil {
 			aerr = err500("storage '%s' does not exist\n", targetStorage)
