@@ -116,35 +116,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt != nil {
 		c.template, c.uri = rt.template, uri
 	}
-	fault := s.takeFault(r.Method, rec.Path)
-	if fault != nil && fault.Act != nil {
-		fault.Act()
-	}
-	if fault != nil && fault.Kind == FaultActor {
-		rec.Fault = fault.Kind.String()
-		fault = nil
-	}
-	if fault != nil {
-		rec.Fault = fault.Kind.String()
-		switch fault.Kind {
-		case FaultDropBefore:
-			s.record(rec)
-			dropConnection(w)
-			return
-		case FaultHTTPError:
-			st := fault.Status
-			if st == 0 {
-				st = 500
-			}
-			msg := fault.Message
-			if msg == "" {
-				msg = http.StatusText(st)
-			}
-			s.finish(w, &rec, nil, errStatus(st, "%s", msg), nil)
-			return
-		}
-		c.fault = fault
-	}
 	if rt == nil {
 		s.finish(w, &rec, nil, errStatus(501, "Method '%s %s' not implemented", r.Method, rec.Path), nil)
 		return
@@ -173,8 +144,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if node, ok := uri["node"]; ok && !s.hasNode(node) {
-		s.finish(w, &rec, nil, errStatus(500, "no such cluster node '%s'", node), nil)
+		// pveproxy forwards /nodes/<node>/... to that host and fails to resolve it.
+		s.finish(w, &rec, nil, errStatus(500, "hostname lookup '%s' failed - failed to get address info for: %s: Name or service not known", node, node), nil)
 		return
+	}
+	// Faults fire only on requests PVE would accept: a fault test must not pass with
+	// parameters the schema refuses.
+	fault := s.takeFault(r.Method, rec.Path)
+	if fault != nil && fault.Act != nil {
+		fault.Act()
+	}
+	if fault != nil && fault.Kind == FaultActor {
+		rec.Fault = fault.Kind.String()
+		fault = nil
+	}
+	if fault != nil {
+		rec.Fault = fault.Kind.String()
+		switch fault.Kind {
+		case FaultDropBefore:
+			s.record(rec)
+			dropConnection(w)
+			return
+		case FaultHTTPError:
+			st := fault.Status
+			if st == 0 {
+				st = 500
+			}
+			msg := fault.Message
+			if msg == "" {
+				msg = http.StatusText(st)
+			}
+			s.finish(w, &rec, nil, errStatus(st, "%s", msg), nil)
+			return
+		}
+		c.fault = fault
 	}
 	if c.fault != nil && c.fault.Kind == FaultLockTimeout && !rt.async {
 		vmid, _ := strconv.Atoi(params.Get("vmid"))

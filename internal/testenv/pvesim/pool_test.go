@@ -74,3 +74,20 @@ func TestPoolsScopeATokenLikePVE(t *testing.T) {
 		t.Error("a deleted VM stays in its pool")
 	}
 }
+
+// TestFaultsFireOnlyOnValidRequests: a request the schema refuses gets PVE's 400, even when a
+// fault waits for it; the fault fires on the next valid one.
+func TestFaultsFireOnlyOnValidRequests(t *testing.T) {
+	s := New(fastOptions(testSchema(t, 9)))
+	t.Cleanup(s.Close)
+	h := s.InjectFault(Fault{Kind: FaultHTTPError, Method: "POST", Path: `/nodes/[^/]+/qemu`, Status: 503, Message: "Service Unavailable"})
+	if a := doReq(t, s, "POST", "/nodes/pve/qemu", url.Values{"vmid": {"300"}, "cores": {"lots"}}); a.status != 400 || a.errs()["cores"] == "" {
+		t.Fatalf("invalid create with a fault pending: %d %s, want the schema's 400", a.status, a.raw)
+	}
+	if h.Fired() != 0 {
+		t.Fatal("the fault fired on a request PVE refuses")
+	}
+	if a := doReq(t, s, "POST", "/nodes/pve/qemu", url.Values{"vmid": {"300"}, "memory": {"64"}}); a.status != 503 || h.Fired() != 1 {
+		t.Fatalf("valid create: %d %s, fired %d; want the fault", a.status, a.raw, h.Fired())
+	}
+}

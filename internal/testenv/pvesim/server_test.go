@@ -37,7 +37,7 @@ func TestEnvelopeAndErrors(t *testing.T) {
 		{"unknown path", "GET", "/nodes/pve/bogus", nil, 501, "Method 'GET /nodes/pve/bogus' not implemented", ""},
 		{"missing VM", "GET", "/nodes/pve/qemu/777/config", nil, 500, "Configuration file 'nodes/pve/qemu-server/777.conf' does not exist",
 			`{"data":null,"message":"Configuration file 'nodes/pve/qemu-server/777.conf' does not exist\n"}`},
-		{"unknown node", "GET", "/nodes/nope/qemu", nil, 500, "no such cluster node 'nope'", ""},
+		{"unknown node", "GET", "/nodes/nope/qemu", nil, 500, "hostname lookup 'nope' failed - failed to get address info for: nope: Name or service not known", ""},
 		{"destroy missing VM", "DELETE", "/nodes/pve/qemu/777", vals("purge", "1"), 500, "Configuration file 'nodes/pve/qemu-server/777.conf' does not exist", ""},
 	}
 	for _, tc := range cases {
