@@ -27,7 +27,7 @@ Nothing is written, sent or applied. Nodes whose VM does not run are not waited 
 that runs but does not answer within --timeout is an error.
 
 Exit codes: 0 nothing would change; 2 something would change (for CI); 1 something could not be
-observed; 3 invalid input.`,
+observed, or a VM is in conflict (the plan for the other nodes is printed first); 3 invalid input.`,
 		Example: `  talforge plan -p profiles/tazlab.yaml
   talforge plan -p profiles/ha.yaml --output json`,
 		Args: cobra.NoArgs,
@@ -43,11 +43,13 @@ observed; 3 invalid input.`,
 				opts.Talos.APITimeout, opts.Talos.BootstrapTimeout = 30*time.Second, 30*time.Second
 			}
 			rep, err := lifecycle.Plan(cmd.Context(), opts)
+			if rep != nil { // with VMs in conflict: the plan for the rest, then the error
+				if werr := output.write(l.out, rep, rep.Print); werr != nil && err == nil {
+					err = werr
+				}
+			}
 			if err != nil {
 				return lifecycleError(err)
-			}
-			if err := output.write(l.out, rep, rep.Print); err != nil {
-				return err
 			}
 			if rep.Changes {
 				return &exitError{code: exitChanges} // "would change", already reported

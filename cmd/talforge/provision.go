@@ -73,8 +73,9 @@ func newProvisionCmd(o *rootOptions) *cobra.Command {
      (ipconfig0, nameserver, searchdomain), a serial console, the QEMU agent when the schematic
      has it, and the tags talforge, talforge.node.<cluster> and the role;
   3. VMs are found by the ownership tag talforge.node.<cluster> and their name. A VM with a
-     node's name or VMID but without that tag is foreign: it is never touched and provision
-     fails. Each VM is checked again right before every change;
+     node's name or VMID but without that tag is foreign: it and that node are left alone,
+     the other nodes are provisioned, and provision then fails naming it. Each VM is checked
+     again right before every change;
   4. new VMs are created, existing ones updated field by field (disks only grow), then started;
      a data disk kept by ` + "`destroy --keep-data-disks`" + ` is moved back from its holder VM.
 

@@ -168,13 +168,28 @@ func TestProvisionCommandFailures(t *testing.T) {
 	path := pveProject(t, srv)
 	srv.Seed(pvesim.SeedVM{ID: 300, Config: map[string]string{"name": "lab-cp-1", "memory": "2048"}, Running: true})
 
+	// A node in conflict is left alone, the other node is provisioned in the same run, and the
+	// run fails naming the conflict.
 	res := runCLI(t, "provision", "-p", path)
-	if res.code != exitFailure || !strings.Contains(res.out, `! VM 300 "lab-cp-1" on pve: has the name of node lab-cp-1 but not the ownership tag talforge.node.lab`) {
+	conflict := `VM 300 "lab-cp-1" on pve: has the name of node lab-cp-1 but not the ownership tag talforge.node.lab`
+	if res.code != exitFailure || !strings.Contains(res.out, "! "+conflict) || !strings.Contains(res.errOut, conflict) ||
+		!strings.Contains(res.out, "! lab-cp-1 (new VMID on pve) is left alone until its conflict below is resolved") ||
+		!strings.Contains(res.out, "1 of 2 VMs provisioned.") {
 		t.Errorf("foreign VM: exit %d\n%s\n%s", res.code, res.out, res.errOut)
 	}
 
-	if len(srv.MutatingRequests()) != 0 {
-		t.Errorf("foreign VM run changed something: %v", srv.MutatingRequests())
+	for _, r := range srv.MutatingRequests() {
+		if strings.Contains(r.Path+"/", "/qemu/300/") || r.Params["name"] == "lab-cp-1" {
+			t.Errorf("the node in conflict got %s %s %v", r.Method, r.Path, r.Params)
+		}
+	}
+
+	worker := false
+	for _, vm := range srv.VMs() {
+		worker = worker || (vm.Config["name"] == "lab-worker-1" && vm.Running)
+	}
+	if len(srv.VMs()) != 2 || !worker {
+		t.Errorf("VMs after the run: %+v, want the foreign VM and lab-worker-1 running", srv.VMs())
 	}
 
 	t.Setenv("TALFORGE_PVE_TOKEN", pveTokenID+"=wrong-"+pveTokenSecret)

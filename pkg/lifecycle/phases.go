@@ -57,7 +57,14 @@ func (r *run) provision(ctx context.Context, p *phase) error {
 	plan := r.plan.Proxmox
 	if !plan.HasChanges() {
 		for _, v := range plan.VMs {
+			if err := plan.Blocked(v.Spec.Name); err != nil {
+				p.node(v.Spec.Name, "left alone: %v", err)
+				continue
+			}
 			p.node(v.Spec.Name, "unchanged (VMID %d, running)", v.VMID)
+		}
+		if err := plan.Err(); err != nil {
+			return err
 		}
 		r.record(p, false, "%d VM(s) in place", len(plan.VMs))
 		return nil

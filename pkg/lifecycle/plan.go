@@ -71,7 +71,9 @@ type PlanReport struct {
 }
 
 // Plan reports what Up would change, changing nothing: the Proxmox plan, a redacted config
-// diff per node against the live node, the etcd bootstrap state and the Longhorn steps.
+// diff per node against the live node, the etcd bootstrap state and the Longhorn steps. VMs in
+// conflict are reported with the plan and fail it (proxmox.ErrConflict) after everything else
+// is planned.
 // Talos nodes whose VM does not run are not waited for; a node that runs but does not answer
 // within Options.Talos.APITimeout (default 30s here) is an error. Up computes the same plan,
 // with the same function, and applies it.
@@ -94,6 +96,10 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 		return nil, err
 	}
 	r.planUpgrade(ctx, rep)
+	if rep.Proxmox != nil {
+		// The plan is whole for every other node; the conflicts still fail it.
+		return rep, rep.Proxmox.Err()
+	}
 	return rep, nil
 }
 
@@ -170,9 +176,8 @@ func (r *run) planProxmox(ctx context.Context, rep *PlanReport) error {
 		return err
 	}
 	rep.Proxmox.Findings = proxmox.LintSpecs(specs, img)
-	if err := rep.Proxmox.Err(); err != nil {
-		return err
-	}
+	// A node in conflict is left alone and the others go on (Plan.Blocked); the conflicts
+	// make the plan fail once every stage is planned.
 	rep.Steps = append(rep.Steps, proxmoxSteps(rep.Proxmox, nil)...)
 	return nil
 }

@@ -1,6 +1,8 @@
 package lifecycle_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -10,8 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/talforge/talforge/internal/testenv/pvesim"
 	"github.com/talforge/talforge/pkg/lifecycle"
 	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/proxmox"
 )
 
 // TestUpTakesExactlyThePlannedSteps holds Terraform's contract between plan and apply: on a
@@ -106,4 +110,72 @@ func TestStepsDiffer(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestUpLeavesANodeInConflictAndConvergesTheRest: a foreign VM has the worker's name. plan
+// shows the plan for the rest and fails naming the conflict; up creates and starts the control
+// plane's VM in the same run, sends nothing for the worker or to the foreign VM, and stops after
+// provisioning with the conflict; once the foreign VM is renamed, up brings the whole cluster up.
+func TestUpLeavesANodeInConflictAndConvergesTheRest(t *testing.T) {
+	l := newLab(t)
+	const foreign = 950
+	l.env.PVE.Seed(pvesim.SeedVM{ID: foreign, Config: map[string]string{"name": "lab-worker-1", "memory": "1024"}})
+	want := fmt.Sprintf(`VM %d "lab-worker-1"`, foreign)
+
+	plan, err := lifecycle.Plan(t.Context(), l.options())
+	if !errors.Is(err, proxmox.ErrConflict) || !strings.Contains(err.Error(), want) || plan == nil {
+		t.Fatalf("plan: %v, want the conflict with %s and the plan for the rest", err, want)
+	}
+	created := false
+	for _, s := range plan.Steps {
+		if s.Subject == "lab-worker-1" {
+			t.Errorf("the plan has a step for the node in conflict: %s", s)
+		}
+		created = created || (s == lifecycle.Step{Stage: lifecycle.PhaseProvision, Subject: "lab-cp-1", Action: lifecycle.StepCreate})
+	}
+	if !created {
+		t.Errorf("the plan does not create lab-cp-1: %v", plan.Steps)
+	}
+
+	res, err := lifecycle.Up(t.Context(), l.options())
+	if !errors.Is(err, proxmox.ErrConflict) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("up: %v, want the conflict reported", err)
+	}
+	if d := lifecycle.StepsDiffer(proxmoxOnly(plan.Steps), res.Steps); d != "" {
+		t.Errorf("up did not provision what plan listed: %s", d)
+	}
+	if cp := l.vms()["lab-cp-1"]; !cp.Running {
+		t.Errorf("lab-cp-1 was not provisioned in the same run: %+v", cp)
+	}
+	for _, r := range l.env.PVE.MutatingRequests() {
+		if strings.Contains(r.Path+"/", fmt.Sprintf("/qemu/%d/", foreign)) || r.Params["name"] == "lab-worker-1" {
+			t.Errorf("sent for the node in conflict: %s %s %v", r.Method, r.Path, r.Params)
+		}
+	}
+	if vm, _ := l.env.PVE.VM(foreign); vm.Running || vm.Config["memory"] != "1024" || vm.Config["tags"] != "" {
+		t.Errorf("the foreign VM changed: %+v", vm)
+	}
+
+	l.env.PVE.Modify(foreign, func(v *pvesim.VM) { v.Config["name"] = "pihole" })
+	l.up(t.Context(), l.options())
+	vms := l.vms()
+	for _, name := range []string{"lab-cp-1", "lab-worker-1"} {
+		if vm := vms[name]; !vm.Running || !strings.Contains(vm.Tags, "talforge.node.lab") || vm.ID == foreign {
+			t.Errorf("after the rename, %s: %+v", name, vm)
+		}
+	}
+	if plan, err := lifecycle.Plan(t.Context(), l.options()); err != nil || plan.Changes {
+		t.Errorf("plan after up: %v, steps %v", err, plan.Steps)
+	}
+}
+
+// proxmoxOnly are the steps of the provision stage.
+func proxmoxOnly(steps []lifecycle.Step) []lifecycle.Step {
+	var out []lifecycle.Step
+	for _, s := range steps {
+		if s.Stage == lifecycle.PhaseProvision {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -48,8 +48,11 @@ func Provision(ctx context.Context, opts Options, planOnly bool) (*ProvisionRepo
 	plan := &PlanReport{}
 	err = r.planProxmox(ctx, plan)
 	rep.Plan, rep.Planned = plan.Proxmox, plan.Steps
-	if err != nil || planOnly || !rep.Plan.HasChanges() {
+	if err != nil {
 		return rep, err
+	}
+	if planOnly || !rep.Plan.HasChanges() {
+		return rep, rep.Plan.Err()
 	}
 	api, err := r.connect(ctx)
 	if err != nil {

@@ -53,12 +53,15 @@ func proxmoxSteps(p *proxmox.Plan, res *proxmox.Result) []Step {
 	}
 	var steps []Step
 	for _, iso := range p.ISOs {
-		if !iso.Present {
+		if p.Downloads(iso) {
 			steps = append(steps, Step{PhaseProvision, iso.Node, StepDownloadISO})
 		}
 	}
 	for i, v := range p.VMs {
 		action, start := v.Action, v.NeedsStart()
+		if p.Blocked(v.Spec.Name) != nil {
+			continue // left alone
+		}
 		if res != nil {
 			if i >= len(res.VMs) || res.VMs[i].Err != nil {
 				continue

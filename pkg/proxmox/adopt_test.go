@@ -173,7 +173,8 @@ func TestAdoptHandMadeVMs(t *testing.T) {
 }
 
 // TestAdoptedConflicts: a VM is adopted only when its VMID, PVE node and MAC say it is the
-// node's and no other cluster owns it; otherwise nothing is sent to it, and nothing created.
+// node's and no other cluster owns it; otherwise nothing is sent to it and nothing created for
+// its node, while the other node's VM is adopted in the same run, and the run fails naming it.
 func TestAdoptedConflicts(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -219,12 +220,31 @@ func TestAdoptedConflicts(t *testing.T) {
 
 			e.srv.ResetLog()
 
-			if _, err := e.executor(Options{}).Apply(ctx, p); !errors.Is(err, ErrConflict) {
-				t.Errorf("apply error %v, want ErrConflict", err)
+			res, err := e.executor(Options{}).Apply(ctx, p)
+			if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("apply error %v, want a conflict saying %q", err, tc.want)
 			}
 
-			if m := mutating(e.srv); len(m) != 0 {
-				t.Errorf("mutating requests despite the conflict: %v", m)
+			node := e.cluster.Nodes[0].Name
+			if m := touching(e.srv, node, 151, 152); len(m) != 0 {
+				t.Errorf("requests for the node in conflict: %v", m)
+			}
+
+			for _, r := range e.srv.MutatingRequests() {
+				if r.Method == "POST" && strings.HasSuffix(r.Path, "/qemu") {
+					t.Errorf("a VM was created: %v", r.Params)
+				}
+			}
+
+			// The other node is independent: its VM is adopted (tags) in this run.
+			for _, r := range res.VMs {
+				if (r.Err != nil) != (r.Name == node) {
+					t.Errorf("VM %s: error %v", r.Name, r.Err)
+				}
+			}
+
+			if other, _ := e.srv.VM(161); !strings.Contains(other.Config["tags"], OwnerTag(e.cluster.Metadata.Name)) {
+				t.Errorf("the other node's VM was not adopted in the same run: tags %q", other.Config["tags"])
 			}
 
 			if after, ok := e.srv.VM(151); tc.modify != nil && (!ok || !maps.Equal(after.Config, before.Config)) {

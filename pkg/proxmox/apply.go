@@ -99,16 +99,13 @@ type Result struct {
 }
 
 // Apply converges Proxmox to the plan: boot images first, then every VM (create or update,
-// then start) with bounded parallelism. A failing VM does not stop the others; the returned
-// error joins every failure. Cancelling ctx stops new work and returns promptly; tasks PVE has
-// already started keep running there, and a re-run converges.
+// then start) with bounded parallelism. A node in conflict (Plan.Blocked) is left alone and a
+// failing VM does not stop the others; the returned error joins every conflict and failure.
+// Cancelling ctx stops new work and returns promptly; tasks PVE has already started keep
+// running there, and a re-run converges.
 func (e *Executor) Apply(ctx context.Context, plan *Plan) (*Result, error) {
-	if err := plan.Err(); err != nil {
-		return nil, err
-	}
-
 	for _, iso := range plan.ISOs {
-		if iso.Present {
+		if !plan.Downloads(iso) {
 			continue
 		}
 
@@ -129,6 +126,11 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 	for i := range plan.VMs {
 		vp := plan.VMs[i]
 		res.VMs[i] = VMResult{Name: vp.Spec.Name, VMID: vp.VMID, Action: vp.Action}
+
+		if err := plan.Blocked(vp.Spec.Name); err != nil {
+			res.VMs[i].Err = err
+			continue
+		}
 
 		select {
 		case sem <- struct{}{}:
@@ -158,7 +160,7 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 		}
 	}
 
-	return res, errors.Join(errs...)
+	return res, errors.Join(append(errs, plan.unattributed()...)...)
 }
 
 // ensureISO makes PVE download the boot image into the node's ISO storage.
@@ -207,7 +209,7 @@ func (e *Executor) allocate(ctx context.Context, plan *Plan) error {
 
 	for i := range plan.VMs {
 		v := &plan.VMs[i]
-		if v.Action != ActionCreate || v.VMID != 0 {
+		if v.Action != ActionCreate || v.VMID != 0 || plan.Blocked(v.Spec.Name) != nil {
 			continue
 		}
 

@@ -37,11 +37,20 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 				return err
 			}
 
-			if vm != nil {
-				if vm.IsNodeOf(cluster) && vm.Name == s.Name || vm.Locked && vm.Name == "" {
-					return e.waitUnlocked(ctx, s.Name, vp.VMID)
+			if vm != nil && (vm.IsNodeOf(cluster) && vm.Name == s.Name || vm.Locked && vm.Name == "") {
+				// An earlier attempt's create may still run (PVE shows it locked and nameless),
+				// or someone else's: which one shows only once the lock is gone.
+				if vm, err = e.afterLock(ctx, s.Name, vp.VMID); err != nil {
+					return err
 				}
 
+				ours, err := e.createdHere(ctx, cluster, s, vm)
+				if err != nil || ours {
+					return err
+				}
+			}
+
+			if vm != nil {
 				if s.VMID != 0 {
 					return fmt.Errorf("VMID %d was taken by VM %q meanwhile; it is not ours, so it is not touched", vp.VMID, vm.Name)
 				}
@@ -124,6 +133,29 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 	}
 
 	return nil
+}
+
+// createdHere reports whether vm, found unlocked at the id a lost create request asked for, is
+// that create's VM: the node's name and the ownership tags, or for a clone, which gets its tags
+// only afterwards, the marker description the clone request carried.
+func (e *Executor) createdHere(ctx context.Context, cluster string, s VMSpec, vm *VMResource) (bool, error) {
+	if vm == nil || vm.Name != s.Name {
+		return false, nil
+	}
+
+	ours := vm.IsNodeOf(cluster)
+	if !ours && s.Template != 0 && vm.Ownership().Kind == KindNone {
+		var err error
+		if ours, err = unfinishedClone(ctx, e.api, *vm, cluster, s.Name); err != nil {
+			return false, err
+		}
+	}
+
+	if ours {
+		e.emit(s.Name, "create", "VMID %d exists (an earlier attempt created it)", vm.VMID)
+	}
+
+	return ours, nil
 }
 
 // update sends the config change and grows disks, each after re-checking that the VM is still

@@ -242,3 +242,24 @@ func mutating(srv *pvesim.Server) []string {
 
 	return out
 }
+
+// touching are the mutating requests that concern one of the VM ids, or create or clone a VM
+// with the name or one of the ids: what a node in conflict must never get.
+func touching(srv *pvesim.Server, name string, ids ...int) []string {
+	var out []string
+
+	for _, r := range srv.MutatingRequests() {
+		hit := name != "" && r.Params["name"] == name
+		for _, id := range ids {
+			vmid := fmt.Sprint(id)
+			hit = hit || strings.Contains(r.Path+"/", "/qemu/"+vmid+"/") ||
+				r.Params["vmid"] == vmid || r.Params["newid"] == vmid || r.Params["target-vmid"] == vmid
+		}
+
+		if hit {
+			out = append(out, fmt.Sprintf("%s %s %v -> %d", r.Method, r.Path, r.Params, r.Status))
+		}
+	}
+
+	return out
+}

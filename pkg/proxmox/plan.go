@@ -124,10 +124,12 @@ type Plan struct {
 	Findings []Finding
 }
 
-// ErrConflict is returned by Plan.Err when foreign or ambiguous VMs block provisioning.
+// ErrConflict is returned by Plan.Err and Plan.Blocked when foreign or ambiguous VMs, or lint
+// errors, block a node's VM.
 var ErrConflict = errors.New("conflicting VMs")
 
-// Err returns an error when the plan cannot be applied: conflicts or lint errors.
+// Err returns every conflict and lint error of the plan: Apply leaves the nodes they name alone,
+// converges the others, and fails with this.
 func (p *Plan) Err() error {
 	var msgs []string
 	for _, c := range p.Conflicts {
@@ -147,16 +149,82 @@ func (p *Plan) Err() error {
 	return fmt.Errorf("%w: cluster %s:\n  %s", ErrConflict, p.Cluster, strings.Join(msgs, "\n  "))
 }
 
-// HasChanges reports whether applying would change anything.
+// Blocked returns why Apply leaves a node's VM alone: its conflicts and lint errors, joined
+// (nil when none). The other nodes' VMs do not depend on it and are worked on.
+func (p *Plan) Blocked(node string) error {
+	var msgs []string
+
+	for _, c := range p.Conflicts {
+		if c.Node == node {
+			msgs = append(msgs, c.String())
+		}
+	}
+
+	for _, f := range p.Findings {
+		if f.Severity == SeverityError && f.VM == node {
+			msgs = append(msgs, f.String())
+		}
+	}
+
+	if len(msgs) == 0 {
+		return nil
+	}
+
+	return fmt.Errorf("%w: %s", ErrConflict, strings.Join(msgs, "; "))
+}
+
+// Downloads reports whether Apply downloads the boot image: it is missing and a VM on its host
+// is worked on (a host whose every node is in conflict gets nothing).
+func (p *Plan) Downloads(iso ISOPlan) bool {
+	if iso.Present {
+		return false
+	}
+
+	for _, v := range p.VMs {
+		if v.Spec.PVENode == iso.Node && p.Blocked(v.Spec.Name) == nil {
+			return true
+		}
+	}
+
+	return false
+}
+
+// unattributed are the conflicts and lint errors that name no VM of the plan: Blocked reports
+// the others with their VM.
+func (p *Plan) unattributed() []error {
+	planned := map[string]bool{}
+	for _, v := range p.VMs {
+		planned[v.Spec.Name] = true
+	}
+
+	var errs []error
+
+	for _, c := range p.Conflicts {
+		if !planned[c.Node] {
+			errs = append(errs, fmt.Errorf("%w: %s", ErrConflict, c))
+		}
+	}
+
+	for _, f := range p.Findings {
+		if f.Severity == SeverityError && !planned[f.VM] {
+			errs = append(errs, fmt.Errorf("%w: %s", ErrConflict, f))
+		}
+	}
+
+	return errs
+}
+
+// HasChanges reports whether applying would change anything (a blocked node's VM is not
+// changed).
 func (p *Plan) HasChanges() bool {
 	for _, i := range p.ISOs {
-		if !i.Present {
+		if p.Downloads(i) {
 			return true
 		}
 	}
 
 	for _, v := range p.VMs {
-		if v.Action != ActionUnchanged || v.NeedsStart() {
+		if (v.Action != ActionUnchanged || v.NeedsStart()) && p.Blocked(v.Spec.Name) == nil {
 			return true
 		}
 	}
@@ -180,12 +248,20 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 
-	creates, adopts, updates, starts, same := 0, 0, 0, 0, 0
+	creates, adopts, updates, starts, same, blocked := 0, 0, 0, 0, 0, 0
 
 	for _, v := range p.VMs {
 		id := "new VMID"
 		if v.VMID != 0 {
 			id = "VMID " + strconv.Itoa(v.VMID)
+		}
+
+		if p.Blocked(v.Spec.Name) != nil {
+			blocked++
+
+			fmt.Fprintf(w, "  ! %s (%s on %s) is left alone until its conflict below is resolved\n", v.Spec.Name, id, v.Spec.PVENode)
+
+			continue
 		}
 
 		switch v.Action {
@@ -248,7 +324,12 @@ func (p *Plan) Print(w io.Writer) {
 		adopt = fmt.Sprintf("%d to adopt, ", adopts)
 	}
 
-	fmt.Fprintf(w, "\nPlan: %d to create, %s%d to update, %d to start, %d unchanged.\n", creates, adopt, updates, starts, same)
+	left := ""
+	if blocked > 0 {
+		left = fmt.Sprintf(", %d left alone (conflict)", blocked)
+	}
+
+	fmt.Fprintf(w, "\nPlan: %d to create, %s%d to update, %d to start, %d unchanged%s.\n", creates, adopt, updates, starts, same, left)
 }
 
 // describeAdoption reads "tags +talforge, +talforge.node.lab, +worker (k8s, talos kept)".

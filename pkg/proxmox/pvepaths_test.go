@@ -2,6 +2,7 @@ package proxmox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -33,11 +34,14 @@ func TestContainersShareTheVMIDSpace(t *testing.T) {
 	if len(p.Conflicts) != 1 || p.Conflicts[0].VM.VMID != fixed || !p.Conflicts[0].VM.Container || !strings.Contains(p.Conflicts[0].Message, want) {
 		t.Fatalf("conflicts = %v, want only the container holding VMID %d", p.Conflicts, fixed)
 	}
-	if _, err := e.executor(Options{}).Apply(ctx, p); err == nil {
-		t.Fatal("a plan with a conflict was applied")
+	if _, err := e.executor(Options{}).Apply(ctx, p); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("apply: %v, want the conflict", err)
 	}
-	if m := mutating(e.srv); len(m) > 0 {
-		t.Fatalf("requests sent despite the conflict: %v", m)
+	if m := touching(e.srv, e.specs[0].Name, fixed); len(m) > 0 {
+		t.Fatalf("requests sent for the node in conflict: %v", m)
+	}
+	if vm := e.vmByName(e.specs[1].Name); !vm.Running {
+		t.Fatalf("the node not in conflict was provisioned but not started in the same run: %+v", vm)
 	}
 
 	// The tagged container named like a node is not the cluster's: nothing to destroy.
@@ -45,8 +49,13 @@ func TestContainersShareTheVMIDSpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dp.Items) != 0 || len(dp.Holders) != 0 {
-		t.Errorf("destroy plans %+v: a container is never talforge's", dp)
+	for _, it := range dp.Items {
+		if it.VM.Container || it.VM.VMID == 100 {
+			t.Errorf("destroy plans the container %+v: a container is never talforge's", it.VM)
+		}
+	}
+	if len(dp.Items) != 1 || len(dp.Holders) != 0 {
+		t.Errorf("destroy plans %+v, want only the VM provisioned above", dp)
 	}
 
 	// Without fixed VMIDs, PVE's next free id skips the containers' ids.
@@ -259,5 +268,117 @@ func TestVMIDRaceConvergesInOneRun(t *testing.T) {
 	}
 	if refused != 1 {
 		t.Errorf("%d creates refused for a taken id, want 1 (the race happened once)", refused)
+	}
+}
+
+// TestConflictLeavesTheOtherNodesToConverge: one node in conflict does not hold up the others.
+// A foreign VM takes one node's name; in the same run the other node's VM, stopped and with a
+// changed size, is updated and started, nothing is sent for the node in conflict (neither to
+// the foreign VM nor to the node's own VM), and the run fails naming the conflict.
+func TestConflictLeavesTheOtherNodesToConverge(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "tazlab")
+	if _, _, err := e.provision(ctx, Options{}); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	blocked, free := e.specs[0], e.specs[1]
+	if !e.srv.Modify(free.VMID, func(v *pvesim.VM) { v.Running = false }) {
+		t.Fatalf("no VM %d", free.VMID)
+	}
+	for i := range e.cluster.Nodes {
+		if e.cluster.Nodes[i].Name == free.Name {
+			e.cluster.Nodes[i].Memory = 12288
+		}
+	}
+	e.refresh()
+	e.srv.Seed(pvesim.SeedVM{ID: 500, Config: map[string]string{"name": blocked.Name, "memory": "1024"}, Running: true})
+	e.srv.ResetLog()
+
+	p := e.plan(ctx)
+	want := `VM 500 "` + blocked.Name + `"`
+	if err := p.Err(); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("plan: %v, want the conflict with %s", err, want)
+	}
+	if !p.HasChanges() {
+		t.Fatal("the node not in conflict has changes the plan does not count")
+	}
+
+	res, err := e.executor(Options{}).Apply(ctx, p)
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("apply: %v, want the conflict reported at the end", err)
+	}
+	if m := touching(e.srv, blocked.Name, 500, blocked.VMID); len(m) > 0 {
+		t.Errorf("requests for the node in conflict: %v", m)
+	}
+	vm := e.vmByName(free.Name)
+	if !vm.Running || vm.Config["memory"] != "12288" {
+		t.Errorf("%s: running %v, memory %s: not converged in the same run", free.Name, vm.Running, vm.Config["memory"])
+	}
+	for _, r := range res.VMs {
+		if (r.Err != nil) != (r.Name == blocked.Name) || (r.Name == free.Name && (!r.Started || r.Action != ActionUpdate)) {
+			t.Errorf("result %s: %+v", r.Name, r)
+		}
+	}
+
+	// Once the conflict is gone (the foreign VM renamed), the next run has nothing else to do.
+	e.srv.Modify(500, func(v *pvesim.VM) { v.Config["name"] = "pihole" })
+	if p := e.plan(ctx); p.Err() != nil || p.HasChanges() {
+		t.Errorf("after the rename: err %v, changes %v", p.Err(), p.HasChanges())
+	}
+}
+
+// TestLockedVMAtTheIDIsCheckedAfterTheLock: talforge's create request is lost, and at the id it
+// asked for another client's create is running (locked, no name yet). The retry waits for the
+// lock and looks again: the VM is someone else's, so an allocated id is given up for another
+// and a fixed one is an error; the other VM is never touched either way.
+func TestLockedVMAtTheIDIsCheckedAfterTheLock(t *testing.T) {
+	for _, fixed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fixed VMID %v", fixed), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, "tazlab")
+			if !fixed {
+				for i := range e.cluster.Nodes {
+					e.cluster.Nodes[i].VMID = 0
+				}
+				e.refresh()
+			}
+			first := e.specs[0]
+			id := first.VMID
+			if !fixed {
+				id = 100 // the first allocation: PVE's lowest free id
+			}
+			done := make(chan struct{})
+			e.srv.InjectFault(pvesim.Fault{Kind: pvesim.FaultDropBefore, Method: "POST", Path: `/nodes/[^/]+/qemu`, Act: func() {
+				e.srv.Seed(pvesim.SeedVM{ID: id, Config: map[string]string{"lock": "create"}})
+				go func() {
+					defer close(done)
+					time.Sleep(150 * time.Millisecond)
+					e.srv.Modify(id, func(v *pvesim.VM) {
+						delete(v.Config, "lock")
+						v.Config["name"], v.Config["memory"] = "someone-else", "512"
+					})
+				}()
+			}})
+			_, _, err := e.provision(ctx, Options{Parallelism: 1})
+			<-done
+			if fixed {
+				want := fmt.Sprintf(`VMID %d was taken by VM "someone-else" meanwhile; it is not ours`, id)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("provision: %v, want %q", err, want)
+				}
+			} else if err != nil {
+				t.Fatalf("provision: %v\n%s", err, summary(e.srv))
+			} else {
+				e.assertConverged()
+			}
+			// The lost create (dropped before PVE saw it, status 0) asked for the id; nothing
+			// after it may.
+			if m := touching(e.srv, "", id); len(m) != 1 || !strings.HasSuffix(m[0], "-> 0") {
+				t.Errorf("requests for the other client's VM %d: %v, want only the lost create", id, m)
+			}
+			if vm, ok := e.srv.VM(id); !ok || vm.Name() != "someone-else" || vm.Running || len(vm.Tags()) > 0 {
+				t.Errorf("the other client's VM %d: %+v", id, vm)
+			}
+		})
 	}
 }

@@ -134,26 +134,32 @@ func roundSeconds(d time.Duration) time.Duration { return d.Round(time.Second) }
 
 // waitUnlocked waits until a VM's config lock (e.g. "create") is released.
 func (e *Executor) waitUnlocked(ctx context.Context, name string, vmid int) error {
+	_, err := e.afterLock(ctx, name, vmid)
+	return err
+}
+
+// afterLock waits until a VM's config lock (e.g. "create") is released and returns the VM as it
+// is then: whose it is must be checked again, a lock hides a VM's name and tags.
+func (e *Executor) afterLock(ctx context.Context, name string, vmid int) (*VMResource, error) {
 	var delay time.Duration
 
 	for {
 		vm, err := e.findVM(ctx, vmid)
 		if err != nil {
-			return err
+			return nil, err
 		}
 
 		if vm == nil {
-			return fmt.Errorf("%w: VM %d disappeared while being created (its create task failed); retrying", ErrConnection, vmid)
+			return nil, fmt.Errorf("%w: VM %d disappeared while being created (its create task failed); retrying", ErrConnection, vmid)
 		}
 
 		if !vm.Locked {
-			e.emit(name, "create", "VMID %d exists (an earlier attempt created it)", vmid)
-			return nil
+			return vm, nil
 		}
 
 		delay = e.opts.Poll.next(delay)
 		if err := sleepCtx(ctx, delay); err != nil {
-			return err
+			return nil, err
 		}
 	}
 }
