@@ -27,7 +27,8 @@ Nothing is written, sent or applied. Nodes whose VM does not run are not waited 
 that runs but does not answer within --timeout is an error.
 
 Exit codes: 0 nothing would change; 2 something would change (for CI); 1 something could not be
-observed, or a VM is in conflict (the plan for the other nodes is printed first); 3 invalid input.`,
+observed, or a VM is in conflict (the Proxmox plan is printed first: up would provision the
+other VMs and stop there); 3 invalid input.`,
 		Example: `  talforge plan -p profiles/tazlab.yaml
   talforge plan -p profiles/ha.yaml --output json`,
 		Args: cobra.NoArgs,

@@ -64,16 +64,18 @@ type PlanReport struct {
 	// says why they could not be listed.
 	Upgrade     []rollout.Step `json:"upgrade,omitempty"`
 	UpgradeNote string         `json:"upgradeNote,omitempty"`
-	Changes     bool           `json:"changes"`
-	etcdDone    bool
+	// Stopped says why the plan ends after a stage (VMs in conflict: up stops there too).
+	Stopped  string `json:"stopped,omitempty"`
+	Changes  bool   `json:"changes"`
+	etcdDone bool
 	// running and stopped: the nodes whose VM runs, and is stopped, per the Proxmox plan.
 	running, stopped map[string]bool
 }
 
 // Plan reports what Up would change, changing nothing: the Proxmox plan, a redacted config
-// diff per node against the live node, the etcd bootstrap state and the Longhorn steps. VMs in
-// conflict are reported with the plan and fail it (proxmox.ErrConflict) after everything else
-// is planned.
+// diff per node against the live node, the etcd bootstrap state and the Longhorn steps. With
+// VMs in conflict the plan ends after provisioning, as up does, and is returned with the
+// conflicts as the error (proxmox.ErrConflict).
 // Talos nodes whose VM does not run are not waited for; a node that runs but does not answer
 // within Options.Talos.APITimeout (default 30s here) is an error. Up computes the same plan,
 // with the same function, and applies it.
@@ -95,11 +97,10 @@ func Plan(ctx context.Context, opts Options) (*PlanReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.planUpgrade(ctx, rep)
-	if rep.Proxmox != nil {
-		// The plan is whole for every other node; the conflicts still fail it.
+	if rep.Stopped != "" {
 		return rep, rep.Proxmox.Err()
 	}
+	r.planUpgrade(ctx, rep)
 	return rep, nil
 }
 
@@ -113,6 +114,11 @@ func (r *run) computePlan(ctx context.Context) (*PlanReport, error) {
 		}
 		if err := s.plan(ctx, rep); err != nil {
 			return nil, err
+		}
+		if rep.Proxmox != nil && rep.Proxmox.Err() != nil {
+			// up provisions the other VMs and stops there: nothing after it would happen.
+			rep.Stopped = "nothing after provisioning is planned: up converges the VMs not in conflict, then stops until the conflicts are resolved"
+			break
 		}
 	}
 	rep.Changes = rep.Changes || len(rep.Steps) > 0
@@ -239,6 +245,7 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 		}
 	}
 	configured := true
+	versions := r.versionReader()
 	for _, n := range r.talos.Nodes {
 		np := NodePlan{Name: n.Name}
 		res, ok := results[n.Name]
@@ -258,7 +265,7 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 			}
 			step, _ = talosStep(res)
 			if res.Action != bootstrap.ActionWouldInstall {
-				np.Versions = r.nodeVersions(ctx, n)
+				np.Versions = versions(ctx, n)
 			}
 			if why := upgradePending(np.Versions, c); why != "" {
 				// up refuses this: `talforge upgrade` takes the node there, one node at a time.
@@ -294,21 +301,24 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 	return nil
 }
 
-// nodeVersions are the versions a configured node runs (zero when it does not answer).
-func (r *run) nodeVersions(ctx context.Context, n bootstrap.Node) bootstrap.Versions {
+// versionReader reads the versions a configured node runs (zero when it does not answer),
+// with the talosconfig parsed once for every node.
+func (r *run) versionReader() func(context.Context, bootstrap.Node) bootstrap.Versions {
 	tc, err := clientconfig.FromBytes(r.talos.Talosconfig)
 	if err != nil {
-		return bootstrap.Versions{}
+		return func(context.Context, bootstrap.Node) bootstrap.Versions { return bootstrap.Versions{} }
 	}
 	timeout := r.opts.Talos.CallTimeout
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
-	v, err := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, r.opts.Talos.TalosPort), tc, timeout)
-	if err != nil {
-		return bootstrap.Versions{}
+	return func(ctx context.Context, n bootstrap.Node) bootstrap.Versions {
+		v, err := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, r.opts.Talos.TalosPort), tc, timeout)
+		if err != nil {
+			return bootstrap.Versions{}
+		}
+		return v
 	}
-	return v
 }
 
 // upgradePending says how a node's versions differ from the profile's ("" when they do not,
@@ -394,6 +404,10 @@ func (rep *PlanReport) Print(w io.Writer) {
 		rep.Proxmox.Print(&b)
 		w.Write(b.Bytes()) // best effort, like fmt.Fprint
 		fmt.Fprintln(w)
+	}
+	if rep.Stopped != "" {
+		fmt.Fprintf(w, "The plan stops here: %s.\n", rep.Stopped)
+		return
 	}
 	fmt.Fprintf(w, "Talos configs for cluster %s", rep.Cluster)
 	if !rep.Generated {
