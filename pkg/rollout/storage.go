@@ -48,18 +48,8 @@ func (r *Rollout) storageProblems(ctx context.Context, node string, before bool)
 	if err != nil {
 		return nil, err
 	}
-	healthyOn := map[string][]string{} // volume -> nodes with a healthy replica
-	rebuilding := map[string][]string{}
-	for _, rep := range replicas {
-		v, _, _ := unstructured.NestedString(rep.Object, "spec", "volumeName")
-		n, _, _ := unstructured.NestedString(rep.Object, "spec", "nodeID")
-		switch {
-		case healthyReplica(rep):
-			healthyOn[v] = append(healthyOn[v], n)
-		case replicaRebuilding(rep):
-			rebuilding[v] = append(rebuilding[v], n)
-		}
-	}
+	healthyOn := replicaNodes(replicas, healthyReplica)
+	rebuilding := replicaNodes(replicas, replicaRebuilding)
 	var problems []string
 	for _, v := range vols {
 		name := v.GetName()
@@ -164,22 +154,27 @@ func replicaRebuilding(r unstructured.Unstructured) bool {
 	return failedAt == "" && healthyAt == "" && state == "running"
 }
 
+// replicaNodes maps each volume to the nodes of its replicas that are (in the sense of is).
+func replicaNodes(replicas []unstructured.Unstructured, is func(unstructured.Unstructured) bool) map[string][]string {
+	out := map[string][]string{}
+	for _, rep := range replicas {
+		if is(rep) {
+			v, _, _ := unstructured.NestedString(rep.Object, "spec", "volumeName")
+			n, _, _ := unstructured.NestedString(rep.Object, "spec", "nodeID")
+			out[v] = append(out[v], n)
+		}
+	}
+	return out
+}
+
 // lastReplicaVolumes lists the attached volumes whose only healthy replica is on node.
 func (r *Rollout) lastReplicaVolumes(ctx context.Context, node string) ([]string, error) {
 	replicas, _, err := r.list(ctx, longhorn.ReplicaGVR)
 	if err != nil {
 		return nil, err
 	}
-	healthyOn := map[string][]string{}
-	for _, rep := range replicas {
-		if healthyReplica(rep) {
-			v, _, _ := unstructured.NestedString(rep.Object, "spec", "volumeName")
-			n, _, _ := unstructured.NestedString(rep.Object, "spec", "nodeID")
-			healthyOn[v] = append(healthyOn[v], n)
-		}
-	}
 	var out []string
-	for v, nodes := range healthyOn {
+	for v, nodes := range replicaNodes(replicas, healthyReplica) {
 		if slices.Equal(slices.Compact(slices.Sorted(slices.Values(nodes))), []string{node}) {
 			out = append(out, v)
 		}
