@@ -39,10 +39,15 @@ func (e *Env) syncKube(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := e.finishDeletedPods(ctx); err != nil {
+	pods, err := e.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
 		return err
 	}
-	if err := e.releaseProtection(ctx); err != nil {
+	running, err := e.finishDeletedPods(ctx, pods.Items)
+	if err != nil {
+		return err
+	}
+	if err := e.releaseProtection(ctx, running); err != nil {
 		return err
 	}
 	return e.bindVolumes(ctx)
@@ -58,17 +63,13 @@ const (
 // releaseProtection lets deleted claims and volumes go as kube-controller-manager's protection
 // controllers do: a claim once no running pod mounts it (pkg/controller/volume/pvcprotection),
 // a volume once its claim is gone (pvprotection: not bound).
-func (e *Env) releaseProtection(ctx context.Context) error {
+func (e *Env) releaseProtection(ctx context.Context, pods []corev1.Pod) error {
 	pvcs, err := e.cs.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
-	pods, err := e.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
 	inUse := map[string]bool{}
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
@@ -180,23 +181,21 @@ func (e *Env) reportNode(ctx context.Context, r nodeReport) error {
 }
 
 // finishDeletedPods removes the pods a graceful delete (an eviction) marked: the kubelet
-// stops their containers and deletes them for good.
-func (e *Env) finishDeletedPods(ctx context.Context) error {
-	pods, err := e.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
+// stops their containers and deletes them for good. It returns the pods that stay.
+func (e *Env) finishDeletedPods(ctx context.Context, pods []corev1.Pod) ([]corev1.Pod, error) {
 	zero := int64(0)
-	for _, p := range pods.Items {
+	var stay []corev1.Pod
+	for _, p := range pods {
 		if p.DeletionTimestamp == nil {
+			stay = append(stay, p)
 			continue
 		}
 		err := e.cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete pod %s/%s: %w", p.Namespace, p.Name, err)
+			return nil, fmt.Errorf("delete pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
 	}
-	return nil
+	return stay, nil
 }
 
 func (e *Env) bindVolumes(ctx context.Context) error {
