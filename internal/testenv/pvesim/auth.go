@@ -1,10 +1,6 @@
 package pvesim
 
-import (
-	"sort"
-	"strconv"
-	"strings"
-)
+import "strings"
 
 // Token is an API token the emulator accepts.
 type Token struct {
@@ -12,8 +8,10 @@ type Token struct {
 	ID     string
 	Secret string
 	// ACL maps ACL paths ("/", "/vms", "/storage/local", "/sdn/zones/
-	// localnetwork/vmbr0") to privileges; entries propagate to sub-paths,
-	// like ACLs with propagate=1 on a privilege-separated token.
+	// localnetwork/vmbr0") to privileges, like ACLs with propagate=1 on a
+	// privilege-separated token: an entry propagates to sub-paths until a more
+	// specific entry replaces it (see acl.go). An entry listing NoAccess is
+	// PVE's NoAccess role.
 	ACL map[string][]string
 }
 
@@ -91,42 +89,6 @@ func (s *Server) SetACL(tokenID, secret string, acl map[string][]string) {
 	s.tokens[tokenID] = &Token{ID: tokenID, Secret: secret, ACL: acl}
 }
 
-// can reports whether the token holds priv on path (through the path or an
-// ancestor, as with propagating ACLs).
-func (t *Token) can(path, priv string) bool {
-	for p, privs := range t.ACL {
-		if p == "/" || path == p || strings.HasPrefix(path, strings.TrimSuffix(p, "/")+"/") {
-			for _, x := range privs {
-				if x == priv {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// can is the token's privilege on path, with the ACLs of a VM's resource pool: PVE gives the
-// members of a pool the privileges granted on /pool/<name> (PVE::RPCEnvironment::permissions
-// adds the pool's path for /vms/<vmid>), which is how a pool-scoped token reaches its VMs.
-func (c *call) can(path, priv string) bool {
-	if c.token.can(path, priv) {
-		return true
-	}
-	if id, ok := strings.CutPrefix(path, "/vms/"); ok {
-		if vmid, err := strconv.Atoi(id); err == nil {
-			pool := c.s.poolOf(vmid)
-			if c.joins != "" && vmid == c.joinsVMID {
-				pool = c.joins
-			}
-			if pool != "" {
-				return c.token.can("/pool/"+pool, priv)
-			}
-		}
-	}
-	return false
-}
-
 // require returns the PVE permission error when priv is missing.
 func (c *call) require(path, priv string) *apiError {
 	if c.can(path, priv) {
@@ -143,29 +105,6 @@ func (c *call) requireAny(path string, privs ...string) *apiError {
 		}
 	}
 	return permError(path, strings.Join(privs, "|"))
-}
-
-// permissions renders GET /access/permissions for a token: for every ACL
-// path (and the paths below it the emulator knows), priv -> 1.
-func (t *Token) permissions() map[string]map[string]int {
-	out := map[string]map[string]int{}
-	paths := make([]string, 0, len(t.ACL))
-	for p := range t.ACL {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		m := map[string]int{}
-		for _, q := range paths {
-			if q == "/" || p == q || strings.HasPrefix(p, strings.TrimSuffix(q, "/")+"/") {
-				for _, priv := range t.ACL[q] {
-					m[priv] = 1
-				}
-			}
-		}
-		out[p] = m
-	}
-	return out
 }
 
 // VM config keys grouped by the privilege PVE's $check_vm_modify_config_perm

@@ -136,3 +136,46 @@ func netmask(bits int) string {
 	}
 	return strconv.Itoa(int(m>>24)) + "." + strconv.Itoa(int(m>>16&0xff)) + "." + strconv.Itoa(int(m>>8&0xff)) + "." + strconv.Itoa(int(m&0xff))
 }
+
+// checkCustomCloudinit is what a VM start does with cicustom while it generates the cloud-init
+// drive (qemu-server PVE/QemuServer/Cloudinit.pm get_custom_cloudinit_files,
+// read_cloudinit_snippets_file): every file named must be a snippet, i.e. parse as a volume of
+// content type snippets, and exist. Only a VM with its cloud-init drive reads them. It returns
+// the start's failure ("" when fine); s.mu held.
+func (s *Server) checkCustomCloudinit(v *VM) string {
+	if !s.hasCloudinitDrive(v) || v.Config["cicustom"] == "" {
+		return ""
+	}
+	files := parsePropString(v.Config["cicustom"], "")
+	for _, k := range []string{"network", "user", "meta", "vendor"} {
+		volid := files.get(k)
+		if volid == "" {
+			continue
+		}
+		info, msg := s.parseVolname(volid)
+		if msg != "" {
+			return msg
+		}
+		if info.vtype != "snippets" {
+			return volid + " is not in the snippets directory"
+		}
+		if s.volumes[volid] == nil {
+			st, name, _ := strings.Cut(volid, ":")
+			// pve-common PVE/File.pm file_get_contents
+			return "can't open '" + s.storages[st].Path + "/" + name + "' - No such file or directory"
+		}
+	}
+	return ""
+}
+
+// hasCloudinitDrive: a drive holds the VM's own cloud-init volume (vm-<vmid>-cloudinit), the
+// one generate_cloudinit_config regenerates.
+func (s *Server) hasCloudinitDrive(v *VM) bool {
+	own := "vm-" + strconv.Itoa(v.ID) + "-cloudinit"
+	for k, val := range v.Config {
+		if isDriveKey(k) && strings.Contains(parseDriveString(val).get("file"), own) {
+			return true
+		}
+	}
+	return false
+}

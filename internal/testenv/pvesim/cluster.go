@@ -228,19 +228,10 @@ func (s *Server) permissions(c *call) (any, *apiError) {
 			return nil, aerr
 		}
 	}
-	perms := c.token.permissions()
 	if p := c.params.Get("path"); p != "" {
-		out := map[string]int{}
-		for path, privs := range perms {
-			if path == "/" || p == path || strings.HasPrefix(p, strings.TrimSuffix(path, "/")+"/") {
-				for k := range privs {
-					out[k] = 1
-				}
-			}
-		}
-		return map[string]any{p: out}, nil
+		return map[string]any{p: c.permissionsAt(p)}, nil
 	}
-	return perms, nil
+	return c.effectivePermissions(), nil
 }
 
 // haResource answers GET /cluster/ha/resources/{sid}: 500 "no such

@@ -10,8 +10,18 @@
 //     verification failed." and the per-parameter "errors" map PVE sends;
 //   - responses use the {"data": ...} envelope; errors carry their first
 //     message line in the HTTP reason phrase, as pve-http-server does;
+//   - the semantic parameter checks qemu-server and pve-storage make before
+//     any task starts, answered like the schema's (drive_params.go,
+//     drive_storage.go: media=cdrom misuse, import-from, content types;
+//     storage.go: download-url targets and extensions);
 //   - API-token authentication (401 on a bad token, 403 "Permission check
-//     failed (<path>, <priv>)" when a token lacks a privilege);
+//     failed (<path>, <priv>)" when a token lacks a privilege), with PVE's
+//     ACL propagation: the most specific ACL path wins, NoAccess ends
+//     inheritance, pools lend their ACLs to their VMs (acl.go);
+//   - hotplug as vmconfig_hotplug_pending does it: a running VM's change
+//     either applies at once or waits in [PENDING] (hotplug.go);
+//   - move_disk to another VM with the checks of move_vm_disk
+//     (qemu_reassign.go);
 //   - asynchronous tasks with real-format UPIDs, task status and log,
 //     per-VM configuration locks, configurable per-task latency;
 //   - fault injection (5xx, dropped connections, lock timeouts, failed tasks);

@@ -86,14 +86,26 @@ func (s *Server) listQemu(c *call) (any, *apiError) {
 func (s *Server) createVM(c *call) (any, *apiError) {
 	vmid := c.vmid()
 	pool := c.params.Get("pool")
-	if aerr := s.checkPool(c, pool, vmid); aerr != nil {
+	// create_vm checks that the pool exists before it checks VM.Allocate
+	if aerr := s.checkPoolExists(pool); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := c.checkAllocate(pool, vmid); aerr != nil {
 		return nil, aerr
 	}
 	if c.params.Has("archive") {
 		return nil, err500("pvesim: restore from archive is not emulated\n")
 	}
+	// create_vm's order (qemu-server PVE/API2/Qemu.pm): storage access, then the config
+	// privileges, then the drive parameters.
 	keys := configKeys(c.params)
+	if aerr := s.checkStorageAccess(c, vmid, keys, c.params, c.params.Get("storage")); aerr != nil {
+		return nil, aerr
+	}
 	if aerr := s.checkConfigPerms(c, vmid, keys, c.params); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.checkDriveParams(keys, c.params); aerr != nil {
 		return nil, aerr
 	}
 	node := c.uri["node"]
@@ -270,7 +282,11 @@ func (s *Server) cloneVM(c *call) (any, *apiError) {
 		return nil, aerr
 	}
 	pool := c.params.Get("pool")
-	if aerr := s.checkPool(c, pool, newid); aerr != nil {
+	// clone_vm's permission check comes first, its $load_and_check looks for the pool
+	if aerr := c.checkAllocate(pool, newid); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.checkPoolExists(pool); aerr != nil {
 		return nil, aerr
 	}
 	targetStorage := c.params.Get("storage")
@@ -394,18 +410,28 @@ func (s *Server) checkClone(src *VM, params Params, target, storage string) *api
 	return nil
 }
 
-// checkPool is the permission (and existence) check of a create or clone: VM.Allocate on
-// /pool/<pool> when the VM joins a pool, else on /vms/<vmid>. Emulator choice: a pool not in
-// Options.Pools is refused as PVE's check_pool_exist does, before the privilege check.
-func (s *Server) checkPool(c *call, pool string, vmid int) *apiError {
-	if pool == "" {
-		return c.require("/vms/"+strconv.Itoa(vmid), "VM.Allocate")
+// checkPoolExists is PVE::RPCEnvironment::check_pool_exist (pve-access-control): a pool not
+// in Options.Pools is a permission error.
+func (s *Server) checkPoolExists(pool string) *apiError {
+	if pool == "" || slices.Contains(s.opts.Pools, pool) {
+		return nil
 	}
-	if !slices.Contains(s.opts.Pools, pool) {
-		return err500("pool '%s' does not exist\n", pool)
+	return &apiError{Status: 403, Msg: "Permission check failed (pool '" + pool + "' does not exist)\n"}
+}
+
+// checkAllocate is the VM.Allocate check of a create or clone: on /vms/<vmid> or, when the VM
+// joins a pool, on /pool/<pool>. PVE's refusal names no path: create_vm calls raise_perm_exc()
+// without one (qemu-server PVE/API2/Qemu.pm), clone_vm's 'or' check does the same
+// (pve-access-control PVE/RPCEnvironment.pm exec_api2_perm_check). The pool also counts for the
+// VM's later checks (see call.privileges).
+func (c *call) checkAllocate(pool string, vmid int) *apiError {
+	if pool != "" {
+		c.joins, c.joinsVMID = pool, vmid
 	}
-	c.joins, c.joinsVMID = pool, vmid
-	return c.require("/pool/"+pool, "VM.Allocate")
+	if c.can(vmPath(vmid), "VM.Allocate") {
+		return nil
+	}
+	return &apiError{Status: 403, Msg: "Permission check failed\n"}
 }
 
 // setPool records a VM's pool membership ("" removes it).

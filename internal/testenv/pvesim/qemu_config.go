@@ -4,6 +4,7 @@
 package pvesim
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,30 +121,6 @@ func (s *Server) applyKey(v *VM, key, val string) ([]string, *taskError) {
 	return nil, nil
 }
 
-// fastPlug keys change a running VM's config directly (qemu-server's
-// fast_plug_option plus the hot-pluggable devices of the default hotplug
-// setting "network,disk,usb" and cloud-init options).
-func fastPlug(v *VM, key string) bool {
-	switch key {
-	case "name", "onboot", "shares", "startup", "description", "protection", "vmstatestorage", "hookscript", "tags":
-		return true
-	}
-	if rxNetKey.MatchString(key) || isDriveKey(key) || rxUnusedKey.MatchString(key) || rxIPConfigKey.MatchString(key) || cloudinitOption[key] {
-		return true
-	}
-	hp := v.Config["hotplug"]
-	if hp == "" {
-		hp = "network,disk,usb"
-	}
-	if memoryOptions[key] && strings.Contains(hp, "memory") {
-		return true
-	}
-	if cpuOptions[key] && strings.Contains(hp, "cpu") && key != "cpu" {
-		return true
-	}
-	return false
-}
-
 // GET /nodes/{node}/qemu/{vmid}/config
 func (s *Server) getConfig(c *call) (any, *apiError) {
 	return s.auditVM(c, func(v *VM) (any, *apiError) {
@@ -258,17 +235,27 @@ func (s *Server) updateChecks(c *call) ([]string, []string, *apiError) {
 	if len(all) == 0 && !c.params.Has("revert") {
 		return nil, nil, err500("no options specified\n")
 	}
+	for _, k := range deletes {
+		if slices.Contains(keys, k) {
+			return nil, nil, paramError(map[string]string{"delete": "you can't use '-" + k + "' and -delete " + k + "' at the same time"})
+		}
+	}
+	// update_vm_api's order (qemu-server PVE/API2/Qemu.pm): drive parameters, then the
+	// config privileges, then storage access.
+	if aerr := s.checkDriveParams(keys, c.params); aerr != nil {
+		return nil, nil, aerr
+	}
 	vals := Params{}
 	for _, k := range keys {
 		vals[k] = c.params[k]
 	}
 	for _, k := range deletes {
-		if _, ok := vals[k]; ok {
-			return nil, nil, paramError(map[string]string{"delete": "you can't use '-" + k + "' and -delete " + k + "' at the same time"})
-		}
 		vals[k] = Value{}
 	}
 	if aerr := s.checkConfigPerms(c, vmid, all, vals); aerr != nil {
+		return nil, nil, aerr
+	}
+	if aerr := s.checkStorageAccess(c, vmid, keys, c.params, ""); aerr != nil {
 		return nil, nil, aerr
 	}
 	return keys, deletes, nil
@@ -294,7 +281,7 @@ func (s *Server) applyUpdate(c *call, v *VM, keys, deletes []string, force bool)
 			lines = append(lines, "cannot delete '"+k+"' - not set in current configuration!")
 			continue
 		}
-		if v.Running && !fastPlug(v, k) {
+		if v.Running && !hotDeletes(v, k) {
 			v.PendingDelete[k] = true
 			continue
 		}
@@ -328,7 +315,7 @@ func (s *Server) applyUpdate(c *call, v *VM, keys, deletes []string, force bool)
 				return lines, failTask("%s", strings.TrimSpace(aerr.Msg))
 			}
 		}
-		if v.Running && !fastPlug(v, k) {
+		if v.Running && !hotApplies(v, k, val) {
 			if k == "tags" {
 				val = normalizeTags(val)
 			}

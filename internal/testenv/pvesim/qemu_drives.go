@@ -15,8 +15,9 @@ var (
 	rxCloudinit = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]):cloudinit$`)
 )
 
-// checkDrive validates a drive value semantically (s.mu held) before a task
-// allocates anything.
+// checkDrive validates a drive value against the VM and the storage state (s.mu held) before
+// a task allocates anything. The parameter checks PVE makes before that are in
+// drive_params.go and drive_storage.go.
 func (s *Server) checkDrive(v *VM, key, val string) *apiError {
 	d := parseDriveString(val)
 	file := d.get("file")
@@ -24,12 +25,10 @@ func (s *Server) checkDrive(v *VM, key, val string) *apiError {
 		return nil
 	}
 	if m := rxCloudinit.FindStringSubmatch(file); m != nil {
-		st := s.storages[m[1]]
-		if st == nil {
+		// No content check: create_disks allocates the cloud-init volume with vdisk_alloc,
+		// which does not look at the storage's content types (qemu-server PVE/API2/Qemu.pm).
+		if s.storages[m[1]] == nil {
 			return err500("storage '%s' does not exist\n", m[1])
-		}
-		if !st.hasContent("images") {
-			return err500("storage '%s' does not support vm images\n", m[1])
 		}
 		if v != nil {
 			for k, cur := range v.Config {
@@ -41,23 +40,15 @@ func (s *Server) checkDrive(v *VM, key, val string) *apiError {
 		return nil
 	}
 	if m := rxNewDisk.FindStringSubmatch(file); m != nil && d.get("media") != "cdrom" {
-		st := s.storages[m[1]]
-		if st == nil {
+		if s.storages[m[1]] == nil {
 			return err500("storage '%s' does not exist\n", m[1])
 		}
-		if !st.hasContent("images") {
-			return err500("storage '%s' does not support vm images\n", m[1])
-		}
 		if imp := d.get("import-from"); imp != "" {
-			if m[2] != "0" {
-				return err500("'import-from' requires special syntax - use <storage ID>:0,import-from=<source>\n")
+			if strings.HasPrefix(imp, "/") {
+				return nil
 			}
-			src := s.volumes[imp]
-			if src == nil {
+			if s.volumes[imp] == nil {
 				return err500("volume '%s' does not exist\n", imp)
-			}
-			if src.Content != "images" && src.Content != "import" {
-				return err500("'import-from' volume '%s' has wrong type '%s' - needs to be 'images' or 'import'\n", imp, src.Content)
 			}
 		} else if f, _ := strconv.ParseFloat(m[2], 64); f <= 0 {
 			return err500("unable to create disk with size 0 - use 'import-from' to import an existing volume\n")
@@ -71,9 +62,6 @@ func (s *Server) checkDrive(v *VM, key, val string) *apiError {
 			return err500("storage '%s' does not exist\n", st)
 		}
 		return err500("volume '%s' does not exist\n", file)
-	}
-	if vol.Content == "iso" && d.get("media") != "cdrom" {
-		return err500("explicit 'media=cdrom' is required for iso images\n")
 	}
 	if vol.Content == "images" && v != nil && vol.VMID != 0 && vol.VMID != v.ID {
 		return err500("volume '%s' is owned by VM %d - reassign it with 'move_disk' first\n", file, vol.VMID)
@@ -244,123 +232,5 @@ func (s *Server) resize(c *call) (any, *apiError) {
 			d.set("size", FormatSize(newSize))
 			v.Config[disk] = printDrive(d)
 			return []string{line}, nil
-		}}), nil
-}
-
-// digestMismatch mirrors PVE::Tools::assert_if_modified as move_vm_disk reports it
-// (qemu-server src/PVE/API2/Qemu.pm, $load_and_check_reassign_configs): a digest sent by the
-// client that differs from the VM's current config digest. An empty digest is not checked.
-func digestMismatch(vmid int, want string, v *VM) string {
-	if want == "" || want == v.digest() {
-		return ""
-	}
-	return fmt.Sprintf("VM %d: detected modified configuration - file changed by other user? Try again.", vmid)
-}
-
-// POST /nodes/{node}/qemu/{vmid}/move_disk: only the reassign form
-// (target-vmid) is emulated. digest and target-digest are checked before the task starts and
-// again under both config locks, as $load_and_check_reassign_configs runs in both places.
-func (s *Server) moveDisk(c *call) (any, *apiError) {
-	vmid := c.vmid()
-	disk := c.params.Get("disk")
-	if aerr := c.require("/vms/"+strconv.Itoa(vmid), "VM.Config.Disk"); aerr != nil {
-		return nil, aerr
-	}
-	if !c.params.Has("target-vmid") {
-		return nil, err500("pvesim: moving disks between storages is not emulated\n")
-	}
-	if c.params.Has("storage") {
-		return nil, paramError(map[string]string{"storage": "option conflicts with option 'target-vmid'"})
-	}
-	target, _ := strconv.Atoi(c.params.Get("target-vmid"))
-	targetDisk := c.params.Get("target-disk")
-	if targetDisk == "" {
-		targetDisk = disk
-	}
-	if target == vmid {
-		return nil, paramError(map[string]string{"target-vmid": "must be different than source VMID to reassign disk"})
-	}
-	if aerr := c.require("/vms/"+strconv.Itoa(target), "VM.Config.Disk"); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	src, aerr := s.lookupVM(c)
-	var storage string
-	if aerr == nil {
-		tv, ok := s.vms[target]
-		cur, has := src.Config[disk]
-		switch {
-		case !ok:
-			aerr = err500("target VM %d does not exist\n", target)
-		case digestMismatch(vmid, c.params.Get("digest"), src) != "":
-			aerr = err500("%s\n", digestMismatch(vmid, c.params.Get("digest"), src))
-		case digestMismatch(target, c.params.Get("target-digest"), tv) != "":
-			aerr = err500("%s\n", digestMismatch(target, c.params.Get("target-digest"), tv))
-		case !has:
-			aerr = err500("disk '%s' does not exist\n", disk)
-		case tv.Node != src.Node:
-			aerr = err500("VM %d is not on the same node as VM %d\n", target, vmid)
-		case parseDriveString(cur).get("media") == "cdrom":
-			aerr = err500("can't reassign a cdrom drive\n")
-		case src.Running && !rxUnusedKey.MatchString(disk):
-			aerr = err500("cannot move disk '%s' of a running VM to another VM\n", disk)
-		default:
-			if _, busy := tv.Config[targetDisk]; busy {
-				aerr = err500("target drive '%s' already exists on VM %d\n", targetDisk, target)
-			}
-			storage, _, _ = strings.Cut(parseDriveString(cur).get("file"), ":")
-		}
-		if aerr == nil {
-			aerr = checkLock(src)
-		}
-	}
-	s.mu.Unlock()
-	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := c.require("/storage/"+storage, "Datastore.AllocateSpace"); aerr != nil {
-		return nil, aerr
-	}
-	return s.startTask(c, taskSpec{typ: "qmmove", id: strconv.Itoa(vmid), vmid: vmid, extraLocks: []int{target},
-		work: func() ([]string, *taskError) {
-			src, ok1 := s.vms[vmid]
-			tv, ok2 := s.vms[target]
-			if !ok1 || !ok2 {
-				return nil, failTask("VM vanished during reassign")
-			}
-			if m := digestMismatch(vmid, c.params.Get("digest"), src); m != "" {
-				return nil, failTask("%s", m)
-			}
-			if m := digestMismatch(target, c.params.Get("target-digest"), tv); m != "" {
-				return nil, failTask("%s", m)
-			}
-			cur, ok := src.Config[disk]
-			if !ok {
-				return nil, failTask("disk '%s' does not exist", disk)
-			}
-			if _, busy := tv.Config[targetDisk]; busy {
-				return nil, failTask("target drive '%s' already exists", targetDisk)
-			}
-			d := parseDriveString(cur)
-			old := s.volumes[d.get("file")]
-			if old == nil {
-				return nil, failTask("volume '%s' does not exist", d.get("file"))
-			}
-			newID := s.allocName(old.Storage, target, "", old.Format)
-			nv := *old
-			nv.VolID, nv.VMID = newID, target
-			delete(s.volumes, old.VolID)
-			s.volumes[newID] = &nv
-			delete(src.Config, disk)
-			d.set("file", newID)
-			if d.get("size") == "" && nv.Size > 0 {
-				d.set("size", FormatSize(nv.Size))
-			}
-			if rxUnusedKey.MatchString(targetDisk) {
-				tv.Config[targetDisk] = newID
-			} else {
-				tv.Config[targetDisk] = printDrive(d)
-			}
-			return []string{fmt.Sprintf("renamed volume '%s' to '%s'", old.VolID, newID)}, nil
 		}}), nil
 }

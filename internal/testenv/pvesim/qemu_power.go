@@ -75,6 +75,9 @@ func (s *Server) start(c *call) (any, *apiError) {
 			return nil, failTask("VM %d already running", v.ID)
 		}
 		s.applyPending(v)
+		if msg := s.checkCustomCloudinit(v); msg != "" {
+			return nil, failTask("%s", msg)
+		}
 		var lines []string
 		for k, val := range v.Config {
 			if isDriveKey(k) && strings.Contains(parseDriveString(val).get("file"), "cloudinit") {

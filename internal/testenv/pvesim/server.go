@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,8 +31,9 @@ type Options struct {
 	Nodes []string
 	// Pools are the resource pools that exist (none by default).
 	Pools []string
-	// Storages default to "local" (dir: iso, vztmpl, import, backup,
-	// snippets) and "local-lvm" (lvmthin: images, rootdir).
+	// Storages default to those of a fresh install with LVM-thin (see
+	// defaultStorages): "local" (dir: iso, vztmpl, backup, and import on
+	// PVE 9) and "local-lvm" (lvmthin: images, rootdir).
 	Storages []Storage
 	// Tokens accepted by the server; default one token with full
 	// privileges (DefaultTokenID / DefaultTokenSecret).
@@ -105,10 +107,7 @@ func newServer(opts Options) *Server {
 		opts.Nodes = []string{"pve"}
 	}
 	if opts.Storages == nil {
-		opts.Storages = []Storage{
-			{ID: "local", Type: "dir", Content: []string{"iso", "vztmpl", "import", "backup", "snippets"}, Path: "/var/lib/vz"},
-			{ID: "local-lvm", Type: "lvmthin", Content: []string{"images", "rootdir"}},
-		}
+		opts.Storages = defaultStorages(opts.Version)
 	}
 	if len(opts.Tokens) == 0 {
 		acl := AdminACL()
@@ -150,6 +149,22 @@ func newServer(opts Options) *Server {
 	}
 	s.routes = s.buildRoutes()
 	return s
+}
+
+// defaultStorages are the storages the PVE installer configures on an LVM-thin install
+// (pve-installer Proxmox/Install/StorageConfig.pm get_lvm_thin_config): "local" holds ISOs,
+// container templates and backups, plus the import content type since PVE 9.0 (pve-installer
+// commit ec1d5ee "enable import content type by default", 9.0.7); "local-lvm" holds disk
+// images and container volumes. Neither has snippets.
+func defaultStorages(version string) []Storage {
+	local := []string{"iso", "vztmpl", "backup", "import"}
+	if strings.HasPrefix(version, "8.") {
+		local = local[:3]
+	}
+	return []Storage{
+		{ID: "local", Type: "dir", Content: local, Path: "/var/lib/vz"},
+		{ID: "local-lvm", Type: "lvmthin", Content: []string{"images", "rootdir"}},
+	}
 }
 
 // URL is the API base, e.g. https://127.0.0.1:41234/api2/json.

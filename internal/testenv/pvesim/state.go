@@ -64,11 +64,15 @@ type VM struct {
 	// Agent is what the QEMU guest agent inside the VM reports (guest-network-get-interfaces)
 	// while the VM runs with agent enabled in its config; nil: no agent answers in the guest.
 	Agent []AgentInterface
+	// Snapshots are the config sections of the VM's snapshots, by name. The emulator takes
+	// none itself; they matter where PVE refuses to touch a volume a snapshot uses.
+	Snapshots map[string]map[string]string
 }
 
 func (v *VM) clone() VM {
 	c := *v
 	c.Config = copyMap(v.Config)
+	c.Snapshots = copySnapshots(v.Snapshots)
 	c.Pending = copyMap(v.Pending)
 	c.Agent = cloneAgent(v.Agent)
 	c.PendingDelete = map[string]bool{}
@@ -76,6 +80,17 @@ func (v *VM) clone() VM {
 		c.PendingDelete[k] = true
 	}
 	return c
+}
+
+func copySnapshots(snaps map[string]map[string]string) map[string]map[string]string {
+	if snaps == nil {
+		return nil
+	}
+	out := make(map[string]map[string]string, len(snaps))
+	for name, conf := range snaps {
+		out[name] = copyMap(conf)
+	}
+	return out
 }
 
 func copyMap(m map[string]string) map[string]string {
@@ -115,6 +130,8 @@ type SeedVM struct {
 	HA      bool
 	// Agent is what the guest agent in the VM reports (see VM.Agent).
 	Agent []AgentInterface
+	// Snapshots are the VM's snapshots (see VM.Snapshots).
+	Snapshots map[string]map[string]string
 }
 
 // Seed adds VMs directly (no task, no checks). Disk keys referencing volumes
@@ -129,7 +146,8 @@ func (s *Server) Seed(vms ...SeedVM) {
 			node = s.opts.Nodes[0]
 		}
 		v := &VM{ID: sv.ID, Node: node, Config: copyMap(sv.Config), Pending: map[string]string{},
-			PendingDelete: map[string]bool{}, Running: sv.Running, HA: sv.HA, Agent: cloneAgent(sv.Agent)}
+			PendingDelete: map[string]bool{}, Running: sv.Running, HA: sv.HA, Agent: cloneAgent(sv.Agent),
+			Snapshots: copySnapshots(sv.Snapshots)}
 		if v.Running {
 			v.StartedAt = s.opts.Now()
 		}

@@ -72,13 +72,57 @@ func (s *Server) storageContent(c *call) (any, *apiError) {
 	return out, nil
 }
 
+// Filename checks of download-url, from pve-storage PVE/Storage.pm ($ISO_EXT_RE_0,
+// $VZTMPL_EXT_RE_1, $SAFE_CHAR_CLASS_RE, $UPLOAD_IMPORT_EXT_RE_1) as PVE/API2/Storage/Status.pm
+// download_url anchors them.
 var (
-	rxISOExt     = regexp.MustCompile(`(?i)\.(?:iso|img)$`)
-	rxVztmplExt  = regexp.MustCompile(`\.tar(?:\.(?:gz|xz|zst|bz2))?$`)
-	rxImportExt  = regexp.MustCompile(`\.(?:ova|qcow2|raw|vmdk)$`)
-	rxNormalize  = regexp.MustCompile(`[^a-zA-Z0-9_.\-]`)
-	knownCompres = set("gz", "lzo", "zst", "bz2")
+	rxISOExt    = regexp.MustCompile(`(?i)[^/]+\.(?:iso|img)$`)
+	rxVztmplExt = regexp.MustCompile(`(?i)[^/]+\.(?:tar|tar\.(?:gz|xz|zst|bz2))$`)
+	rxImportExt = regexp.MustCompile(`[a-zA-Z0-9\-.+=_]+\.(ova|qcow2|raw|vmdk)$`)
+	rxNormalize = regexp.MustCompile(`[^a-zA-Z0-9_.\-]`)
 )
+
+// normalizeContentFilename is PVE::Storage::normalize_content_filename: the base name, with
+// every character but [a-zA-Z0-9_.-] replaced by '_'.
+func normalizeContentFilename(name string) string {
+	name = strings.TrimSuffix(name, "\n")
+	if i := strings.LastIndexAny(name, "/\\"); i >= 0 {
+		name = name[i+1:]
+	}
+	return rxNormalize.ReplaceAllString(name, "_")
+}
+
+// checkDownloadTarget is the synchronous part of pve-storage PVE/API2/Storage/Status.pm
+// download_url: the storage must exist, be file based and allow the content type, and the
+// (normalised) filename must carry the extension of that content type (s.mu held).
+func (s *Server) checkDownloadTarget(id, content, filename string) *apiError {
+	st := s.storages[id]
+	switch {
+	case st == nil:
+		return err500("storage '%s' does not exist\n", id)
+	case !st.fileBased():
+		return err500("can't upload to storage type '%s', not a file based storage!\n", st.Type)
+	case !st.hasContent(content):
+		return err500("storage '%s' is not configured for content-type '%s'\n", id, content)
+	}
+	switch content {
+	case "iso":
+		if !rxISOExt.MatchString(filename) {
+			return paramError(map[string]string{"filename": "wrong file extension"})
+		}
+	case "vztmpl":
+		if !rxVztmplExt.MatchString(filename) {
+			return paramError(map[string]string{"filename": "wrong file extension"})
+		}
+	case "import":
+		if !rxImportExt.MatchString(filename) {
+			return paramError(map[string]string{"filename": "invalid filename or wrong extension"})
+		}
+	default:
+		return paramError(map[string]string{"content": "upload content-type '" + content + "' is not allowed"})
+	}
+	return nil
+}
 
 // POST /nodes/{node}/storage/{storage}/download-url
 func (s *Server) downloadURL(c *call) (any, *apiError) {
@@ -90,34 +134,11 @@ func (s *Server) downloadURL(c *call) (any, *apiError) {
 		return nil, errStatus(403, "Permission check failed\n")
 	}
 	content := c.params.Get("content")
-	filename := c.params.Get("filename")
-	if i := strings.LastIndexAny(filename, "/\\"); i >= 0 {
-		filename = filename[i+1:]
-	}
-	filename = rxNormalize.ReplaceAllString(filename, "_")
-	if comp := c.params.Get("compression"); comp != "" {
-		if !knownCompres[comp] {
-			return nil, paramError(map[string]string{"compression": "value '" + comp + "' does not have a value in the enumeration 'gz, lzo, zst, bz2'"})
-		}
-		if content != "iso" {
-			return nil, err500("decompression not supported for %s\n", content)
-		}
-	}
+	filename := normalizeContentFilename(c.params.Get("filename"))
+	compression := c.params.Get("compression")
 	s.mu.Lock()
 	st := s.storages[id]
-	var aerr *apiError
-	switch {
-	case st == nil:
-		aerr = err500("storage '%s' does not exist\n", id)
-	case !st.fileBased():
-		aerr = err500("storage '%s' is not a file based storage!\n", id)
-	case !st.hasContent(content):
-		aerr = err500("storage '%s' is not configured for content-type '%s'\n", id, content)
-	case content == "iso" && !rxISOExt.MatchString(filename),
-		content == "vztmpl" && !rxVztmplExt.MatchString(filename),
-		content == "import" && !rxImportExt.MatchString(filename):
-		aerr = err500("invalid filename or wrong extension\n")
-	}
+	aerr := s.checkDownloadTarget(id, content, filename)
 	s.mu.Unlock()
 	if aerr != nil {
 		return nil, aerr
@@ -134,6 +155,10 @@ func (s *Server) downloadURL(c *call) (any, *apiError) {
 	dest := st.Path + "/" + dir + "/" + filename
 	return s.startTask(c, taskSpec{typ: "download", id: filename,
 		work: func() ([]string, *taskError) {
+			// the worker refuses decompression for anything but ISOs (Status.pm download_url)
+			if compression != "" && content != "iso" {
+				return nil, failTask("decompression not supported for %s", content)
+			}
 			lines := []string{"downloading " + url + " to " + dest}
 			if s.volumes[volid] != nil {
 				return lines, failTask("refusing to override existing file '%s'", dest)
@@ -146,7 +171,7 @@ func (s *Server) downloadURL(c *call) (any, *apiError) {
 			}
 			format := content
 			if content == "import" {
-				format = strings.TrimPrefix(rxImportExt.FindString(filename), ".")
+				format = rxImportExt.FindStringSubmatch(filename)[1]
 			}
 			s.volumes[volid] = &Volume{VolID: volid, Storage: id, Content: content, Format: format, Size: size, CTime: s.opts.Now().Unix()}
 			lines = append(lines, "download of '"+url+"' to '"+dest+"' finished")
