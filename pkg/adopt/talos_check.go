@@ -13,6 +13,7 @@ import (
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/generate"
 	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/talospatch"
 )
 
 // Check renders every node of c (a profile loaded from disk, with the patch files written) with
@@ -70,12 +71,12 @@ func (t *TalosImport) Check(ctx context.Context, c *profile.Cluster) ([]NodeDiff
 // nodeDiff compares two configs as data and, when they differ, returns the redacted diff of
 // their documents in a common order ("" when they are equal).
 func nodeDiff(live, rendered config.Provider) (string, error) {
-	ld, err := decodeDocs(live)
+	ld, err := talospatch.Decode(live)
 	if err != nil {
 		return "", err
 	}
 
-	rd, err := decodeDocs(rendered)
+	rd, err := talospatch.Decode(rendered)
 	if err != nil {
 		return "", err
 	}
@@ -100,19 +101,19 @@ func nodeDiff(live, rendered config.Provider) (string, error) {
 }
 
 // sameDocs compares two configs' documents by identity and value.
-func sameDocs(a, b []document) bool {
+func sameDocs(a, b []talospatch.Document) bool {
 	if len(a) != len(b) {
 		return false
 	}
 
-	index := map[docKey]map[string]any{}
+	index := map[talospatch.DocKey]map[string]any{}
 	for _, d := range a {
-		index[d.key] = d.data
+		index[d.Key] = d.Data
 	}
 
 	for _, d := range b {
-		other, ok := index[d.key]
-		if !ok || !reflect.DeepEqual(other, d.data) {
+		other, ok := index[d.Key]
+		if !ok || !reflect.DeepEqual(other, d.Data) {
 			return false
 		}
 	}

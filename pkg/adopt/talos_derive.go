@@ -11,12 +11,13 @@ import (
 
 	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/talospatch"
 )
 
 // nodeFacts is what talforge models of one node, read from its live config.
 type nodeFacts struct {
 	live     *liveNode
-	docs     []document
+	docs     []talospatch.Document
 	name     string
 	role     profile.Role
 	addr     netip.Prefix
@@ -88,7 +89,7 @@ func strs(v any) []string {
 // documents (Talos ≥ 1.12: HostnameConfig, LinkAliasConfig, LinkConfig, ResolverConfig,
 // Layer2VIPConfig; machinery config/types/network).
 func facts(n *liveNode) (*nodeFacts, error) {
-	docs, err := decodeDocs(n.cfg)
+	docs, err := talospatch.Decode(n.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.ip, err)
 	}
@@ -104,8 +105,8 @@ func facts(n *liveNode) (*nodeFacts, error) {
 	if f.disk == "" {
 		// Talos ≥ 1.14 writes the install disk as a selector of UnattendedInstallConfig.
 		for _, d := range docs {
-			if d.key.Kind == "UnattendedInstallConfig" {
-				if m := devPathRE.FindStringSubmatch(str(get(d.data, "provisioning", "diskSelector", "match"))); m != nil {
+			if d.Key.Kind == "UnattendedInstallConfig" {
+				if m := devPathRE.FindStringSubmatch(str(get(d.Data, "provisioning", "diskSelector", "match"))); m != nil {
 					f.disk = m[1]
 				}
 			}
@@ -117,9 +118,9 @@ func facts(n *liveNode) (*nodeFacts, error) {
 	aliases := map[string]string{} // alias name → MAC
 
 	for _, d := range docs {
-		m := d.data
+		m := d.Data
 
-		switch d.key.Kind {
+		switch d.Key.Kind {
 		case "v1alpha1":
 			nw, _ := get(m, "machine", "network").(map[string]any)
 			f.name = str(nw["hostname"])
@@ -346,15 +347,15 @@ func deriveImage(c *profile.Cluster, image string, rs *reportedSchematic) (*fact
 // schedulesOnControlPlanes reads whether workloads may run on control planes: the v1alpha1
 // cluster.allowSchedulingOnControlPlanes, or (Talos ≥ 1.14 documents) a control plane's
 // KubeNodeConfig without the control-plane NoSchedule taint that machinery adds otherwise.
-func schedulesOnControlPlanes(docs []document) bool {
+func schedulesOnControlPlanes(docs []talospatch.Document) bool {
 	for _, d := range docs {
-		switch d.key.Kind {
+		switch d.Key.Kind {
 		case "v1alpha1":
-			if v, ok := get(d.data, "cluster", "allowSchedulingOnControlPlanes").(bool); ok {
+			if v, ok := get(d.Data, "cluster", "allowSchedulingOnControlPlanes").(bool); ok {
 				return v
 			}
 		case "KubeNodeConfig":
-			_, tainted := get(d.data, "taints").(map[string]any)["node-role.kubernetes.io/control-plane"]
+			_, tainted := get(d.Data, "taints").(map[string]any)["node-role.kubernetes.io/control-plane"]
 
 			return !tainted
 		}

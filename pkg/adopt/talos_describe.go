@@ -6,7 +6,9 @@ package adopt
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/talforge/talforge/pkg/generate"
 	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/talospatch"
 )
 
 // describe turns the live nodes into the import: profile, patches, bundle.
@@ -82,10 +85,10 @@ func (imp *TalosImport) Repatch(ctx context.Context, c *profile.Cluster) error {
 
 // patch diffs every node's rendered config (without patches) with its live one and writes the
 // patches that close the difference.
-func (imp *TalosImport) patch(rendered map[string][]document) error {
+func (imp *TalosImport) patch(rendered map[string][]talospatch.Document) error {
 	imp.Files = map[string][]byte{}
 	imp.Profile.Patches = profile.Patches{}
-	perNode := map[string][]op{}
+	perNode := map[string][]talospatch.Op{}
 
 	for _, n := range imp.nodes {
 		r, ok := rendered[n.name]
@@ -93,7 +96,7 @@ func (imp *TalosImport) patch(rendered map[string][]document) error {
 			return fmt.Errorf("node %s: talforge rendered no config for it", n.name)
 		}
 
-		perNode[n.name] = diffConfigs(r, n.docs)
+		perNode[n.name] = talospatch.Diff(r, n.docs)
 	}
 
 	return imp.factor(imp.nodes, perNode)
@@ -112,7 +115,7 @@ func (f *nodeFacts) owns(id string) bool {
 }
 
 // renderBase renders the derived profile, without patches, with talforge's own pipeline.
-func renderBase(ctx context.Context, c *profile.Cluster, bundle *secrets.Bundle) (map[string][]document, error) {
+func renderBase(ctx context.Context, c *profile.Cluster, bundle *secrets.Bundle) (map[string][]talospatch.Document, error) {
 	data, err := yaml.Marshal(withoutSecretInputs(c))
 	if err != nil {
 		return nil, fmt.Errorf("encode the derived profile: %w", err)
@@ -128,10 +131,10 @@ func renderBase(ctx context.Context, c *profile.Cluster, bundle *secrets.Bundle)
 		return nil, fmt.Errorf("render the derived profile: %w", err)
 	}
 
-	out := map[string][]document{}
+	out := map[string][]talospatch.Document{}
 
 	for _, cfg := range r.Configs {
-		docs, err := decodeDocs(cfg.Provider)
+		docs, err := talospatch.Decode(cfg.Provider)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 		}
@@ -144,7 +147,7 @@ func renderBase(ctx context.Context, c *profile.Cluster, bundle *secrets.Bundle)
 
 // factor splits every node's ops into a patch for all nodes (ops every node has), one per role
 // (ops every node of the role has) and one per node (the rest), and writes the patch files.
-func (imp *TalosImport) factor(nodes []*nodeFacts, perNode map[string][]op) error {
+func (imp *TalosImport) factor(nodes []*nodeFacts, perNode map[string][]talospatch.Op) error {
 	name := imp.Profile.Metadata.Name
 	dir := "patches/" + name + "/"
 
@@ -160,21 +163,21 @@ func (imp *TalosImport) factor(nodes []*nodeFacts, perNode map[string][]op) erro
 		roleNodes[n.role]++
 
 		for _, o := range perNode[n.name] {
-			count[o.id()]++
-			roleCount[n.role][o.id()]++
+			count[o.ID()]++
+			roleCount[n.role][o.ID()]++
 		}
 	}
 
-	var all []op
+	var all []talospatch.Op
 
-	roles := map[profile.Role][]op{}
-	own := map[string][]op{}
+	roles := map[profile.Role][]talospatch.Op{}
+	own := map[string][]talospatch.Op{}
 	seenAll := map[string]bool{}
 	seenRole := map[profile.Role]map[string]bool{profile.RoleControlPlane: {}, profile.RoleWorker: {}}
 
 	for _, n := range nodes {
 		for _, o := range perNode[n.name] {
-			id := o.id()
+			id := o.ID()
 
 			switch {
 			case count[id] == len(nodes):
@@ -197,8 +200,8 @@ func (imp *TalosImport) factor(nodes []*nodeFacts, perNode map[string][]op) erro
 		own[n.name] = append(own[n.name], restoreExpressions(n, all, roles[n.role], own[n.name])...)
 	}
 
-	write := func(file string, ops []op) (string, error) {
-		data, err := patchFile(ops)
+	write := func(file string, ops []talospatch.Op) (string, error) {
+		data, err := talospatch.File(ops)
 		if err != nil || data == nil {
 			return "", err
 		}
@@ -255,47 +258,47 @@ var celKeys = map[string]bool{"match": true, "triggerExpression": true, "cgroupR
 // document with a selector empties the selector. For every such document a patch touches,
 // the node's own patch (applied last) sets each expression to its live value again, unless
 // it sets it already.
-func restoreExpressions(n *nodeFacts, levels ...[]op) []op {
-	touched := map[docKey]bool{}
+func restoreExpressions(n *nodeFacts, levels ...[]talospatch.Op) []talospatch.Op {
+	touched := map[talospatch.DocKey]bool{}
 	set := map[string]bool{}
 
 	for _, level := range levels {
 		for _, o := range level {
-			if o.kind != opDeleteDoc {
-				touched[o.doc] = true
+			if o.Kind != talospatch.OpDeleteDoc {
+				touched[o.Doc] = true
 			}
 
-			if o.kind == opSet || o.kind == opReplace {
-				set[o.doc.String()+"\x00"+strings.Join(o.path, "\x00")] = true
+			if o.Kind == talospatch.OpSet || o.Kind == talospatch.OpReplace {
+				set[o.Doc.String()+"\x00"+strings.Join(o.Path, "\x00")] = true
 			}
 		}
 	}
 
-	var out []op
+	var out []talospatch.Op
 
 	for _, d := range n.docs {
-		if !touched[d.key] || d.key.legacy() {
+		if !touched[d.Key] || d.Key.Legacy() {
 			continue
 		}
 
 		var walk func(m map[string]any, path []string)
 
 		walk = func(m map[string]any, path []string) {
-			for _, k := range sortedKeys(m) {
-				p := child(path, k)
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				p := append(slices.Clone(path), k)
 
 				switch v := m[k].(type) {
 				case map[string]any:
 					walk(v, p)
 				case string:
-					if celKeys[k] && !set[d.key.String()+"\x00"+strings.Join(p, "\x00")] {
-						out = append(out, op{doc: d.key, path: p, kind: opSet, value: v})
+					if celKeys[k] && !set[d.Key.String()+"\x00"+strings.Join(p, "\x00")] {
+						out = append(out, talospatch.Op{Doc: d.Key, Path: p, Kind: talospatch.OpSet, Value: v})
 					}
 				}
 			}
 		}
 
-		walk(d.data, nil)
+		walk(d.Data, nil)
 	}
 
 	return out

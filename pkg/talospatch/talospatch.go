@@ -1,8 +1,8 @@
-package adopt
-
-// From "what talforge renders" to "what the node runs": a data diff of two machine configs, as
-// operations that machinery's strategic merge (configpatcher) carries out exactly, and the
-// patch files that hold them.
+// Package talospatch turns the difference between two Talos machine configs into
+// strategic-merge patches that machinery's configpatcher carries out exactly: a data diff of
+// the configs' documents as operations, and the patch files that hold them. talforge uses it
+// to say what a hand-made node runs beyond what talforge renders (import) and what another
+// tool's base config needs to become talforge's (Cluster API export).
 //
 // Machinery's merge rules (config/merge/merge.go, v1.14.1): maps and structs merge key by key,
 // scalars are replaced unless the patch's value is the zero value (false is always merged),
@@ -17,6 +17,7 @@ package adopt
 // that must become zero, is written as a delete document followed by a set document: the
 // result is the live value whatever merge rule the field follows. Keys are never deleted
 // inside a list element (decoder.ensureNoSeqInChain refuses that): lists are replaced whole.
+package talospatch
 
 import (
 	"bytes"
@@ -32,15 +33,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// docKey identifies a document of a machine config the way configpatcher.StrategicMerge
+// DocKey identifies a document of a machine config the way configpatcher.StrategicMerge
 // matches documents: apiVersion, kind and (for named documents) name. The v1alpha1 document
 // has no apiVersion and the kind "v1alpha1".
-type docKey struct {
+type DocKey struct {
 	APIVersion, Kind, Name string
 }
 
-func (k docKey) String() string {
-	if k.legacy() {
+func (k DocKey) String() string {
+	if k.Legacy() {
 		return "v1alpha1"
 	}
 
@@ -52,38 +53,38 @@ func (k docKey) String() string {
 	return s
 }
 
-func (k docKey) legacy() bool { return k.APIVersion == "" && k.Kind == "v1alpha1" }
+func (k DocKey) Legacy() bool { return k.APIVersion == "" && k.Kind == "v1alpha1" }
 
 // identity is the document's own keys that name it in a patch.
-func (k docKey) identity() []string {
-	if k.legacy() {
+func (k DocKey) identity() []string {
+	if k.Legacy() {
 		return nil
 	}
 
 	return []string{"apiVersion", k.APIVersion, "kind", k.Kind, "name", k.Name}
 }
 
-// document is one decoded document of a config, as data.
-type document struct {
-	key  docKey
-	data map[string]any
+// Document is one decoded document of a config, as data.
+type Document struct {
+	Key  DocKey
+	Data map[string]any
 }
 
-// decodeDocs decodes a config's encoding into its documents, in order. Comments and layout
+// Decode decodes a config's encoding into its documents, in order. Comments and layout
 // are gone: what remains is the data machinery reads.
-func decodeDocs(cfg config.Provider) ([]document, error) {
+func Decode(cfg config.Provider) ([]Document, error) {
 	raw, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
 	if err != nil {
 		return nil, fmt.Errorf("encode config: %w", err)
 	}
 
-	return decodeYAMLDocs(raw)
+	return DecodeYAML(raw)
 }
 
-func decodeYAMLDocs(raw []byte) ([]document, error) {
+func DecodeYAML(raw []byte) ([]Document, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 
-	var docs []document
+	var docs []Document
 
 	for {
 		var m map[string]any
@@ -101,78 +102,78 @@ func decodeYAMLDocs(raw []byte) ([]document, error) {
 			continue
 		}
 
-		docs = append(docs, document{key: keyOf(m), data: m})
+		docs = append(docs, Document{Key: keyOf(m), Data: m})
 	}
 }
 
-func keyOf(m map[string]any) docKey {
+func keyOf(m map[string]any) DocKey {
 	str := func(k string) string { s, _ := m[k].(string); return s }
 
 	if str("kind") == "" {
-		return docKey{Kind: "v1alpha1"}
+		return DocKey{Kind: "v1alpha1"}
 	}
 
-	return docKey{APIVersion: str("apiVersion"), Kind: str("kind"), Name: str("name")}
+	return DocKey{APIVersion: str("apiVersion"), Kind: str("kind"), Name: str("name")}
 }
 
-type opKind int
+type OpKind int
 
 const (
-	// opSet merges a value in at the path (the path may not exist yet).
-	opSet opKind = iota
-	// opDelete removes the key at the path.
-	opDelete
-	// opReplace removes the key at the path and then sets the value.
-	opReplace
-	// opDeleteDoc removes the document.
-	opDeleteDoc
-	// opAddDoc adds the document with only its identity; its fields come as opSets.
-	opAddDoc
+	// OpSet merges a value in at the path (the path may not exist yet).
+	OpSet OpKind = iota
+	// OpDelete removes the key at the path.
+	OpDelete
+	// OpReplace removes the key at the path and then sets the value.
+	OpReplace
+	// OpDeleteDoc removes the document.
+	OpDeleteDoc
+	// OpAddDoc adds the document with only its identity; its fields come as opSets.
+	OpAddDoc
 )
 
-// op is one change to a rendered config, at a path of map keys inside one document.
-type op struct {
-	doc   docKey
-	path  []string
-	kind  opKind
-	value any
+// Op is one change to a rendered config, at a path of map keys inside one document.
+type Op struct {
+	Doc   DocKey
+	Path  []string
+	Kind  OpKind
+	Value any
 }
 
-// id is the op's identity for factoring: the same change, with the same value, on the same
+// ID is the op's identity for factoring: the same change, with the same value, on the same
 // path of the same document.
-func (o op) id() string {
-	v, _ := yaml.Marshal(o.value) // values come from decoded YAML: they encode
-	return fmt.Sprintf("%s\x00%s\x00%d\x00%s", o.doc, strings.Join(o.path, "\x00"), o.kind, v)
+func (o Op) ID() string {
+	v, _ := yaml.Marshal(o.Value) // values come from decoded YAML: they encode
+	return fmt.Sprintf("%s\x00%s\x00%d\x00%s", o.Doc, strings.Join(o.Path, "\x00"), o.Kind, v)
 }
 
-// diffConfigs lists the ops that turn the rendered documents into the live ones.
-func diffConfigs(rendered, live []document) []op {
-	var ops []op
+// Diff lists the ops that turn the rendered documents into the live ones.
+func Diff(rendered, live []Document) []Op {
+	var ops []Op
 
-	rIndex := map[docKey]map[string]any{}
+	rIndex := map[DocKey]map[string]any{}
 	for _, d := range rendered {
-		rIndex[d.key] = d.data
+		rIndex[d.Key] = d.Data
 	}
 
-	lKeys := map[docKey]bool{}
+	lKeys := map[DocKey]bool{}
 
 	for _, l := range live {
-		lKeys[l.key] = true
+		lKeys[l.Key] = true
 
-		r, ok := rIndex[l.key]
+		r, ok := rIndex[l.Key]
 		if !ok {
-			ops = append(ops, op{doc: l.key, kind: opAddDoc})
-			ops = append(ops, setTree(l.key, nil, without(l.data, l.key))...)
+			ops = append(ops, Op{Doc: l.Key, Kind: OpAddDoc})
+			ops = append(ops, setTree(l.Key, nil, without(l.Data, l.Key))...)
 
 			continue
 		}
 
-		ops = append(ops, diffMaps(l.key, nil, without(r, l.key), without(l.data, l.key))...)
+		ops = append(ops, diffMaps(l.Key, nil, without(r, l.Key), without(l.Data, l.Key))...)
 	}
 
 	for _, r := range rendered {
-		if !lKeys[r.key] {
-			ops = append(ops, op{doc: r.key, kind: opDeleteDoc})
+		if !lKeys[r.Key] {
+			ops = append(ops, Op{Doc: r.Key, Kind: OpDeleteDoc})
 		}
 	}
 
@@ -180,12 +181,12 @@ func diffConfigs(rendered, live []document) []op {
 }
 
 // without drops the identity keys of a document: they are not data to patch.
-func without(m map[string]any, k docKey) map[string]any {
+func without(m map[string]any, k DocKey) map[string]any {
 	out := make(map[string]any, len(m))
 
 	for key, v := range m {
 		switch {
-		case !k.legacy() && (key == "apiVersion" || key == "kind" || key == "name"):
+		case !k.Legacy() && (key == "apiVersion" || key == "kind" || key == "name"):
 		default:
 			out[key] = v
 		}
@@ -207,8 +208,8 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-func diffMaps(doc docKey, path []string, r, l map[string]any) []op {
-	var ops []op
+func diffMaps(doc DocKey, path []string, r, l map[string]any) []Op {
+	var ops []Op
 
 	for _, k := range sortedKeys(l) {
 		rv, ok := r[k]
@@ -223,14 +224,14 @@ func diffMaps(doc docKey, path []string, r, l map[string]any) []op {
 
 	for _, k := range sortedKeys(r) {
 		if _, ok := l[k]; !ok {
-			ops = append(ops, op{doc: doc, path: child(path, k), kind: opDelete})
+			ops = append(ops, Op{Doc: doc, Path: child(path, k), Kind: OpDelete})
 		}
 	}
 
 	return ops
 }
 
-func diffValues(doc docKey, path []string, r, l any) []op {
+func diffValues(doc DocKey, path []string, r, l any) []Op {
 	if reflect.DeepEqual(r, l) {
 		return nil
 	}
@@ -243,24 +244,24 @@ func diffValues(doc docKey, path []string, r, l any) []op {
 		return diffMaps(doc, path, rm, lm)
 	case isZero(l):
 		// Merging a zero value changes nothing; deleting the key leaves the field zero.
-		return []op{{doc: doc, path: path, kind: opDelete}}
+		return []Op{{Doc: doc, Path: path, Kind: OpDelete}}
 	case !rIsMap && !lIsMap && isScalar(r) && isScalar(l):
-		return []op{{doc: doc, path: path, kind: opSet, value: l}}
+		return []Op{{Doc: doc, Path: path, Kind: OpSet, Value: l}}
 	default:
 		// A list (appended to by merge) or a change of shape: replace it whole.
-		return []op{{doc: doc, path: path, kind: opReplace, value: l}}
+		return []Op{{Doc: doc, Path: path, Kind: OpReplace, Value: l}}
 	}
 }
 
 // setTree sets a value the rendered config lacks, map by map down to its leaves, so that
 // nodes sharing part of a subtree share that part's patch.
-func setTree(doc docKey, path []string, v any) []op {
+func setTree(doc DocKey, path []string, v any) []Op {
 	m, ok := v.(map[string]any)
 	if !ok || len(m) == 0 || len(path) == 0 && len(m) == 0 {
-		return []op{{doc: doc, path: path, kind: opSet, value: v}}
+		return []Op{{Doc: doc, Path: path, Kind: OpSet, Value: v}}
 	}
 
-	var ops []op
+	var ops []Op
 	for _, k := range sortedKeys(m) {
 		ops = append(ops, setTree(doc, child(path, k), m[k])...)
 	}
@@ -292,23 +293,23 @@ func isZero(v any) bool {
 	return false
 }
 
-// patchFile encodes ops as one strategic-merge patch file: per document (in order of first
+// File encodes ops as one strategic-merge patch file: per document (in order of first
 // appearance) a document of deletes, then a document of values. It returns nil for no ops.
-func patchFile(ops []op) ([]byte, error) {
+func File(ops []Op) ([]byte, error) {
 	if len(ops) == 0 {
 		return nil, nil
 	}
 
-	var order []docKey
+	var order []DocKey
 
-	byDoc := map[docKey][]op{}
+	byDoc := map[DocKey][]Op{}
 
 	for _, o := range ops {
-		if _, ok := byDoc[o.doc]; !ok {
-			order = append(order, o.doc)
+		if _, ok := byDoc[o.Doc]; !ok {
+			order = append(order, o.Doc)
 		}
 
-		byDoc[o.doc] = append(byDoc[o.doc], o)
+		byDoc[o.Doc] = append(byDoc[o.Doc], o)
 	}
 
 	var docs []*yaml.Node
@@ -318,36 +319,36 @@ func patchFile(ops []op) ([]byte, error) {
 		hasDel, hasSet := false, false
 
 		for _, o := range byDoc[k] {
-			switch o.kind {
-			case opDeleteDoc:
+			switch o.Kind {
+			case OpDeleteDoc:
 				appendPair(del, "$patch", scalar("delete"))
 
 				hasDel = true
-			case opAddDoc:
+			case OpAddDoc:
 				hasSet = true
-			case opDelete, opReplace:
-				leaf := mappingAt(del, o.path[:len(o.path)-1])
-				appendPair(leaf, o.path[len(o.path)-1], mapping("$patch", scalar("delete")))
+			case OpDelete, OpReplace:
+				leaf := mappingAt(del, o.Path[:len(o.Path)-1])
+				appendPair(leaf, o.Path[len(o.Path)-1], mapping("$patch", scalar("delete")))
 
 				hasDel = true
 
-				if o.kind == opDelete {
+				if o.Kind == OpDelete {
 					continue
 				}
 
 				fallthrough
-			case opSet:
+			case OpSet:
 				var n yaml.Node
-				if err := n.Encode(o.value); err != nil {
-					return nil, fmt.Errorf("encode %s %s: %w", k, strings.Join(o.path, "."), err)
+				if err := n.Encode(o.Value); err != nil {
+					return nil, fmt.Errorf("encode %s %s: %w", k, strings.Join(o.Path, "."), err)
 				}
 
-				if len(o.path) == 0 {
+				if len(o.Path) == 0 {
 					return nil, fmt.Errorf("document %s: a value without a path", k)
 				}
 
-				leaf := mappingAt(set, o.path[:len(o.path)-1])
-				appendPair(leaf, o.path[len(o.path)-1], &n)
+				leaf := mappingAt(set, o.Path[:len(o.Path)-1])
+				appendPair(leaf, o.Path[len(o.Path)-1], &n)
 
 				hasSet = true
 			}
@@ -392,7 +393,7 @@ func mapping(kv ...any) *yaml.Node {
 	return n
 }
 
-func newDoc(k docKey) *yaml.Node {
+func newDoc(k DocKey) *yaml.Node {
 	n := &yaml.Node{Kind: yaml.MappingNode}
 
 	id := k.identity()
