@@ -14,17 +14,18 @@ build: ## bin/talforge
 # The whole suite: the real test control plane (kube-apiserver + etcd built from the module
 # proxy, cached), the sops CLI and SeaweedFS (the S3 server of the backup tests; both cached)
 # are prepared first, and tests that need them fail instead of skipping; so do tests without
-# the PVE API schema fixture (../shared/fixtures/proxmox).
+# the PVE API schema fixture (../shared/fixtures/proxmox) or the Cluster API CRDs
+# (../shared/fixtures/capi).
 # The upstream fixtures live beside the repository (../shared/fixtures, never copied in): where
-# that directory exists, as in CI, a PVE API schema that is missing or does not load fails the
-# suite; a bare clone without it runs the emulator unchecked and says so.
-REQUIRE_PVE_SCHEMA ?= $(if $(wildcard ../shared/fixtures),1,)
+# that directory exists, as in CI, a fixture that is missing or does not load fails the suite;
+# a bare clone without it runs the emulator unchecked and skips the CRD tests, and says so.
+REQUIRE_FIXTURES ?= $(if $(wildcard ../shared/fixtures),1,)
 
 test: testenv tools
 	TALFORGE_REQUIRE_KUBE=1 TALFORGE_KUBE_ASSETS=$$(bash scripts/kube-testenv.sh assets) \
 	TALFORGE_REQUIRE_SOPS=1 TALFORGE_SOPS=$$(bash scripts/tools.sh sops) \
 	TALFORGE_REQUIRE_S3=1 TALFORGE_WEED=$$(bash scripts/tools.sh weed) \
-	TALFORGE_REQUIRE_PVE_SCHEMA=$(REQUIRE_PVE_SCHEMA) \
+	TALFORGE_REQUIRE_PVE_SCHEMA=$(REQUIRE_FIXTURES) TALFORGE_REQUIRE_CAPI_CRDS=$(REQUIRE_FIXTURES) \
 	  $(GO) test -count=1 -timeout 30m $(PKGS)
 
 unit: ## fast tests only: integration tests skip without the control plane

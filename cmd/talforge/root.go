@@ -151,6 +151,7 @@ Exit codes: 0 ok, 1 failure, 2 changes pending (plan, --plan, longhorn drift), 3
 		newStatusCmd(o),
 		newRebuildCmd(o),
 		newDRTestCmd(o),
+		newExportCmd(o),
 		newSchemaCmd(o),
 		newSecretCmd(o),
 		newVersionCmd(o),

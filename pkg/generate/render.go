@@ -31,6 +31,8 @@ type Rendered struct {
 	Generator   *machineconfig.Generator
 	Configs     []*machineconfig.Config
 	Talosconfig []byte
+	// Bundle is the secrets bundle the configs were rendered with.
+	Bundle *talossecrets.Bundle
 }
 
 // Render renders the profile with bundle. talosconfig is the stored one ("" for none): its
@@ -56,7 +58,7 @@ func Render(ctx context.Context, c *profile.Cluster, bundle *talossecrets.Bundle
 		return nil, err
 	}
 
-	return &Rendered{Cluster: c, Image: img, Generator: gen, Configs: configs, Talosconfig: tc}, nil
+	return &Rendered{Cluster: c, Image: img, Generator: gen, Configs: configs, Talosconfig: tc, Bundle: bundle}, nil
 }
 
 // RenderStored renders the profile with the secrets bundle and talosconfig stored in the
