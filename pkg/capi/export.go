@@ -41,6 +41,8 @@ var (
 type Options struct {
 	// Namespace of the objects in the management cluster (default "default").
 	Namespace string
+	// Longhorn, when set, adds the Longhorn add-on objects.
+	Longhorn *Longhorn
 }
 
 // Object is one Cluster API object, ready to encode.
@@ -49,7 +51,8 @@ type Object struct {
 	Kind       string         `yaml:"kind" json:"kind"`
 	Metadata   Metadata       `yaml:"metadata" json:"metadata"`
 	Spec       map[string]any `yaml:"spec,omitempty" json:"spec,omitempty"`
-	// StringData is a Secret's content.
+	// Data is a ConfigMap's content; StringData a Secret's.
+	Data       map[string]string `yaml:"data,omitempty" json:"data,omitempty"`
 	StringData map[string]string `yaml:"stringData,omitempty" json:"stringData,omitempty"`
 	Type       string            `yaml:"type,omitempty" json:"type,omitempty"`
 }
@@ -74,10 +77,11 @@ func (l Loss) String() string { return l.Field + ": " + l.Why }
 // Export is the result of Export.
 type Export struct {
 	// Objects are the Cluster API objects, in the order a person would read them (the
-	// secrets Secret is apart: it must be stored encrypted).
+	// Secrets are apart: they must be stored encrypted).
 	Objects []Object
-	// Secret is the "<cluster>-talos" Secret with the Talos secrets bundle.
-	Secret Object
+	// Secrets are the "<cluster>-talos" Secret with the Talos secrets bundle and, with
+	// Longhorn backups, the S3 credentials for the ClusterResourceSet.
+	Secrets []Object
 	// Lossy lists what the objects cannot express; Notes what the management cluster's side
 	// needs to match them (a VM template, the in-cluster IPAM provider).
 	Lossy []Loss
@@ -150,7 +154,13 @@ func Build(ctx context.Context, r *generate.Rendered, opts Options) (*Export, er
 		return nil, err
 	}
 
-	b.out.Objects, b.out.Secret = objs, secret
+	b.out.Objects, b.out.Secrets = objs, append([]Object{secret}, b.out.Secrets...)
+
+	if opts.Longhorn != nil {
+		if err := b.longhorn(opts.Longhorn); err != nil {
+			return nil, err
+		}
+	}
 
 	return b.out, nil
 }

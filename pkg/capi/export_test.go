@@ -29,6 +29,7 @@ import (
 	"github.com/talforge/talforge/internal/testenv/kubeenv"
 	"github.com/talforge/talforge/pkg/capi"
 	"github.com/talforge/talforge/pkg/generate"
+	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
 )
 
@@ -47,6 +48,11 @@ func crdDir(t *testing.T) string {
 	}
 	return dir
 }
+
+// noCRDFixture are the kinds whose CRDs ../shared/fixtures/capi does not hold: the Helm add-on
+// provider's HelmChartProxy and CAPI's ClusterResourceSet (their fields follow CAAPH
+// api/v1alpha1 helmchartproxy_types.go and CAPI api/addons/v1beta2 clusterresourceset_types.go).
+var noCRDFixture = map[string]bool{"HelmChartProxy": true, "ClusterResourceSet": true}
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
@@ -142,7 +148,18 @@ func TestExportedObjectsAreAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 			ns := "fleet-" + tt.profile
-			exp, err := capi.Build(t.Context(), r, capi.Options{Namespace: ns})
+			values, err := longhorn.RenderValues(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			manifests, err := longhorn.RenderManifests(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const s3Secret = "s3-secret-key-for-the-test"
+			creds := []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: s3, namespace: longhorn-system}\nstringData: {AWS_SECRET_ACCESS_KEY: " + s3Secret + "}\n")
+			exp, err := capi.Build(t.Context(), r, capi.Options{Namespace: ns,
+				Longhorn: &capi.Longhorn{Version: c.Longhorn.Version, Values: values, Manifests: manifests, Credentials: creds}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,16 +175,46 @@ func TestExportedObjectsAreAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 			kinds := map[string]int{}
-			for _, o := range append(slices.Clone(exp.Objects), exp.Secret) {
-				create(t.Context(), t, dyn, mapper, o)
+			for _, o := range append(slices.Clone(exp.Objects), exp.Secrets...) {
 				kinds[o.Kind]++
+				if noCRDFixture[o.Kind] {
+					continue
+				}
+				create(t.Context(), t, dyn, mapper, o)
 			}
 			want := map[string]int{"Cluster": 1, "ProxmoxCluster": 1, "ProxmoxMachineTemplate": 2, "TalosControlPlane": 1,
-				"TalosConfigTemplate": 1, "MachineDeployment": 1, "Secret": 1}
+				"TalosConfigTemplate": 1, "MachineDeployment": 1, "Secret": 2, "ConfigMap": 1, "HelmChartProxy": 1, "ClusterResourceSet": 1}
 			for k, n := range want {
 				if kinds[k] != n {
 					t.Errorf("%d %s object(s), want %d", kinds[k], k, n)
 				}
+			}
+
+			// Longhorn: the chart at the profile's version with talforge's values, the manifests and
+			// the S3 credentials for the ClusterResourceSet, the credentials only among the Secrets.
+			for _, o := range exp.Objects {
+				switch o.Kind {
+				case "HelmChartProxy":
+					if o.Spec["version"] != c.Longhorn.Version || o.Spec["valuesTemplate"] != string(values) || o.Spec["chartName"] != "longhorn" {
+						t.Errorf("HelmChartProxy: %v", o.Spec)
+					}
+				case "ClusterResourceSet":
+					res := o.Spec["resources"].([]any)
+					if len(res) != 2 || res[1].(map[string]any)["name"] != c.Metadata.Name+"-longhorn-credentials" {
+						t.Errorf("ClusterResourceSet resources %v", res)
+					}
+				}
+				if data, _ := sigyaml.Marshal(o); strings.Contains(string(data), s3Secret) {
+					t.Errorf("%s %s holds the S3 secret key in clear", o.Kind, o.Metadata.Name)
+				}
+			}
+			cm, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), c.Metadata.Name+"-longhorn-manifests", metav1.GetOptions{})
+			if err != nil || cm.Data["manifests.yaml"] != string(manifests) {
+				t.Errorf("the manifests ConfigMap: %v", err)
+			}
+			cred, err := cs.CoreV1().Secrets(ns).Get(t.Context(), c.Metadata.Name+"-longhorn-credentials", metav1.GetOptions{})
+			if err != nil || string(cred.Type) != "addons.cluster.x-k8s.io/resource-set" || !strings.Contains(string(cred.Data["credentials.yaml"]), s3Secret) {
+				t.Errorf("the credentials Secret: %v", err)
 			}
 
 			// The bundle Secret holds the cluster's own identity, as CABPT reads it.

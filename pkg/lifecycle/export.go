@@ -13,6 +13,8 @@ import (
 	"github.com/talforge/talforge/pkg/capi"
 	"github.com/talforge/talforge/pkg/generate"
 	"github.com/talforge/talforge/pkg/gitops"
+	"github.com/talforge/talforge/pkg/longhorn"
+	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
@@ -55,7 +57,12 @@ func ExportCAPI(ctx context.Context, opts Options, eo ExportOptions) (*ExportRep
 		return nil, err
 	}
 
-	exp, err := capi.Build(ctx, rendered, capi.Options{Namespace: eo.Namespace})
+	lh, err := longhornAddon(r.cluster)
+	if err != nil {
+		return nil, err
+	}
+
+	exp, err := capi.Build(ctx, rendered, capi.Options{Namespace: eo.Namespace, Longhorn: lh})
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +82,7 @@ func ExportCAPI(ctx context.Context, opts Options, eo ExportOptions) (*ExportRep
 		return rep, err
 	}
 
-	secret, err := encodeObjects([]capi.Object{exp.Secret})
+	secret, err := encodeObjects(exp.Secrets)
 	if err != nil {
 		return rep, err
 	}
@@ -124,4 +131,32 @@ func encodeObjects(objs []capi.Object) ([]byte, error) {
 	}
 
 	return buf.Bytes(), nil
+}
+
+// longhornAddon renders what the export needs of the cluster's Longhorn, as generate and up
+// render it; the S3 credentials are decrypted in memory, for the encrypted Secrets only.
+func longhornAddon(c *profile.Cluster) (*capi.Longhorn, error) {
+	if c.Longhorn == nil {
+		return nil, nil
+	}
+
+	values, err := longhorn.RenderValues(c)
+	if err != nil {
+		return nil, err
+	}
+
+	manifests, err := longhorn.RenderManifests(c)
+	if err != nil {
+		return nil, err
+	}
+
+	l := &capi.Longhorn{Version: c.Longhorn.Version, RepoURL: c.Longhorn.RepoURL, Values: values, Manifests: manifests}
+
+	if c.Longhorn.Backup != nil {
+		if l.Credentials, err = longhorn.CredentialsManifest(c, sopsfile.DecryptFile); err != nil {
+			return nil, err
+		}
+	}
+
+	return l, nil
 }

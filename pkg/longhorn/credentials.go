@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/talforge/talforge/pkg/profile"
 )
@@ -92,4 +93,16 @@ func sameSecretData(a, b map[string][]byte) bool {
 		}
 	}
 	return true
+}
+
+// CredentialsManifest is the S3 credential Secret as a manifest, for a tool that applies it
+// in place of talforge (a Cluster API ClusterResourceSet); it holds the keys in clear, so
+// whoever writes it must encrypt it.
+func CredentialsManifest(c *profile.Cluster, decrypt func(string) ([]byte, error)) ([]byte, error) {
+	s, err := credentialsSecret(c, decrypt)
+	if err != nil {
+		return nil, err
+	}
+
+	return sigsyaml.Marshal(s)
 }
