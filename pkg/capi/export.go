@@ -125,7 +125,7 @@ func Build(ctx context.Context, r *generate.Rendered, opts Options) (*Export, er
 		return nil, err
 	}
 
-	pool, err := b.ipPool()
+	pool, err := b.ipPool(host)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +215,9 @@ func (b *builder) talosVersion() (string, error) {
 }
 
 // ipPool is the node addresses as CAPMOX's ipv4Config: its in-cluster IP pool hands them out.
-func (b *builder) ipPool() (map[string]any, error) {
+// The API endpoint is never in it (CAPMOX's webhook refuses that): a cluster whose endpoint is a
+// node's own address has no endpoint Cluster API can keep while it replaces machines.
+func (b *builder) ipPool(endpointHost string) (map[string]any, error) {
 	prefix, err := netip.ParsePrefix(b.c.Network.CIDR)
 	if err != nil {
 		return nil, fmt.Errorf("%s: network.cidr: %w", b.c.File(), err)
@@ -223,6 +225,11 @@ func (b *builder) ipPool() (map[string]any, error) {
 
 	addrs := make([]string, 0, len(b.c.Nodes))
 	for _, n := range b.c.Nodes {
+		if n.IP == endpointHost {
+			b.lossy("network.vip", "the API endpoint %s is node %s's own address; Cluster API replaces control-plane machines, so the endpoint must be an address none of them owns: set network.vip (it is left out of the machines' address pool)", endpointHost, n.Name)
+			continue
+		}
+
 		addrs = append(addrs, n.IP)
 	}
 

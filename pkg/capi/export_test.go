@@ -135,7 +135,7 @@ func TestExportedObjectsAreAccepted(t *testing.T) {
 		profile string
 		lossy   []string
 	}{
-		{"tazlab", []string{"nodes[0].vmid (tazlab-cp-1)", "nodes[1].vmid (tazlab-worker-1)"}},
+		{"tazlab", []string{"network.vip", "nodes[0].vmid (tazlab-cp-1)", "nodes[1].vmid (tazlab-worker-1)"}},
 		{"ha", []string{"nodes[1].pveNode (cp-2)", "nodes[4].pveNode (worker-2)"}},
 	} {
 		t.Run(tt.profile, func(t *testing.T) {

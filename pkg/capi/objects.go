@@ -257,7 +257,7 @@ func (b *builder) lossesOfNodes() {
 	}
 
 	b.out.Notes = append(b.out.Notes,
-		fmt.Sprintf("every machine gets the next free address of the ProxmoxCluster's pool (%d address(es): the profile's node IPs), not a given node's: install the in-cluster IPAM provider", len(c.Nodes)))
+		"every machine gets the next free address of the ProxmoxCluster's pool (the profile's node IPs), not a given node's: install the in-cluster IPAM provider")
 
 	if c.Proxmox.Template == 0 {
 		b.out.Notes = append(b.out.Notes, fmt.Sprintf("CAPMOX clones a VM template: make one from %s (scsi0 on %s, net0 on %s%s) and tag it %s",
