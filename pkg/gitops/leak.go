@@ -20,12 +20,15 @@ var (
 	// Field names are matched whatever their case: the secrets bundle spells them in lower
 	// case (secretboxencryptionsecret, aescbcencryptionsecret, bootstraptoken), machine configs
 	// in camel case, kubeconfigs with dashes.
-	secretKeyRE      = regexp.MustCompile("(?i)" + sopsfile.SecretFieldsRegex)
-	awsSecretKeyName = regexp.MustCompile(`(?i)^aws_secret_access_key$`)
+	secretKeyRE = regexp.MustCompile("(?i)" + sopsfile.SecretFieldsRegex)
+
 	// A URL whose user info holds a password (https://user:pass@host), as proxy and registry
 	// URLs carry them. Longhorn's s3://bucket@region/ has no password and does not match.
 	urlPasswordRE = regexp.MustCompile(`\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'"]+:[^/\s@'"]+@[^\s'"]`)
 )
+
+// awsSecretAccessKey is the credential field of Longhorn's S3 Secret, whatever its case.
+const awsSecretAccessKey = "aws_secret_access_key"
 
 // Leak is plaintext secret material found in output meant for Git.
 type Leak struct {
@@ -169,8 +172,8 @@ func scan(f File) []Leak {
 		add("bootstrap token", at)
 	}
 
-	if loc := urlPasswordRE.FindIndex(f.Data); loc != nil {
-		add("URL with a password (scheme://user:password@host)", loc[0])
+	if at := findURLPassword(f.Data); at >= 0 {
+		add("URL with a password (scheme://user:password@host)", at)
 	}
 
 	for _, loc := range base64PEMRE.FindAllIndex(f.Data, -1) {
@@ -186,6 +189,37 @@ func scan(f File) []Leak {
 	}
 
 	return append(leaks, scanFields(f)...)
+}
+
+// findURLPassword is urlPasswordRE.FindIndex(data)[0] (-1 for none), run only on the lines that
+// hold "://": a match cannot span lines (its classes exclude whitespace) and must contain
+// "://", and the regexp engine, which has no such literal to skip to, would otherwise try every
+// word boundary of a large file.
+func findURLPassword(data []byte) int {
+	for off := 0; off < len(data); {
+		i := bytes.Index(data[off:], []byte("://"))
+		if i < 0 {
+			return -1
+		}
+
+		start := off + i
+		for start > 0 && data[start-1] != '\n' {
+			start--
+		}
+
+		end := off + i
+		for end < len(data) && data[end] != '\n' {
+			end++
+		}
+
+		if loc := urlPasswordRE.FindIndex(data[start:end]); loc != nil {
+			return start + loc[0]
+		}
+
+		off = end
+	}
+
+	return -1
 }
 
 // scanFields reports secret-named fields whose value is plaintext, line by line (YAML or JSON):
@@ -211,7 +245,7 @@ func scanFields(f File) []Leak {
 		key, val, ok := splitField(l)
 		if ok && plaintextValue(val) {
 			switch {
-			case awsSecretKeyName.MatchString(key):
+			case strings.EqualFold(key, awsSecretAccessKey):
 				leaks = append(leaks, Leak{File: f.Path, Line: line, What: "plaintext " + key})
 			case checkNames && secretKeyRE.MatchString(key):
 				leaks = append(leaks, Leak{File: f.Path, Line: line, What: fmt.Sprintf("plaintext %q in a file that must not show secrets", key)})

@@ -159,3 +159,28 @@ func TestWriteSecret(t *testing.T) {
 		t.Error("a refused write left a file")
 	}
 }
+
+// TestFindURLPasswordIsTheRegexp: the line-by-line search finds what the regexp finds over the
+// whole data, at the same offset.
+func TestFindURLPasswordIsTheRegexp(t *testing.T) {
+	for _, data := range []string{
+		"",
+		"no url here\n",
+		"a: https://host:8443/p\nb: s3://bucket@region/\n",
+		"first line\n  proxy: http://u:p@h:1\n",
+		"x: ftp://a:b@c",
+		"two on a line: https://ok.lan/x then https://u:secret@h/\n",
+		"://:@x\n9ab://u:p@h\n",
+		"word_ab://u:p@h\n",
+		"a://u:p\n@h\n",
+		"\"https://u:p@h\"\n",
+	} {
+		want := -1
+		if loc := urlPasswordRE.FindIndex([]byte(data)); loc != nil {
+			want = loc[0]
+		}
+		if got := findURLPassword([]byte(data)); got != want {
+			t.Errorf("%q: %d, the regexp says %d", data, got, want)
+		}
+	}
+}
