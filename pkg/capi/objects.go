@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/schematic"
 )
 
 // names of the objects of a cluster called c.
@@ -84,7 +85,7 @@ func (b *builder) machineTemplate(role profile.Role) Object {
 		"memoryMiB":  n.Memory,
 		"network":    map[string]any{"networkDevices": []any{b.networkDevice()}},
 		// Talos has neither cloud-init nor, without the extension, the guest agent.
-		"checks":           map[string]any{"skipCloudInitStatus": true, "skipQemuGuestAgent": !b.r.Image.HasExtension("siderolabs/qemu-guest-agent")},
+		"checks":           map[string]any{"skipCloudInitStatus": true, "skipQemuGuestAgent": !b.r.Image.HasExtension(schematic.QemuGuestAgent)},
 		"metadataSettings": map[string]any{"providerIDInjection": false},
 	}
 
