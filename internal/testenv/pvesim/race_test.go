@@ -21,7 +21,7 @@ func configDigest(t *testing.T, srv *Server, vmid string) string {
 // the client read it (qemu-server Qemu.pm move_vm_disk, resize_vm, update_vm_api).
 func TestDigestsRefuseChangesMadeMeanwhile(t *testing.T) {
 	o := fastOptions(optSchema(t, 9))
-	o.Latency = map[string]time.Duration{"qmmove": 150 * time.Millisecond}
+	o.Latency = map[string]time.Duration{"qmmove": time.Second} // the window for a change after the request, before the task
 	srv := New(o)
 	defer srv.Close()
 	createVM(t, srv, "scsi1", "local-lvm:16,serial=kept")

@@ -164,7 +164,7 @@ func TestPrivileges(t *testing.T) {
 
 func TestTasksAndLocks(t *testing.T) {
 	o := fastOptions(optSchema(t, 9))
-	o.Latency = map[string]time.Duration{"qmstart": 300 * time.Millisecond}
+	o.Latency = map[string]time.Duration{"qmstart": 1500 * time.Millisecond} // the lock window the requests below land in, with room for a loaded CI machine
 	o.LockTimeout = 50 * time.Millisecond
 	srv := New(o)
 	defer srv.Close()
@@ -244,7 +244,7 @@ func TestTasksAndLocks(t *testing.T) {
 
 func TestCreateConflictsAndRollback(t *testing.T) {
 	o := fastOptions(optSchema(t, 9))
-	o.Latency = map[string]time.Duration{"qmcreate": 100 * time.Millisecond}
+	o.Latency = map[string]time.Duration{"qmcreate": time.Second} // long enough to be seen locked on a loaded machine
 	srv := New(o)
 	defer srv.Close()
 	a := doReq(t, srv, "POST", "/nodes/pve/qemu", createBase())
