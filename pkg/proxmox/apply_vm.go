@@ -40,7 +40,7 @@ func (e *Executor) create(ctx context.Context, cluster string, vp *VMPlan) error
 			if vm != nil && (vm.IsNodeOf(cluster) && vm.Name == s.Name || vm.Locked && vm.Name == "") {
 				// An earlier attempt's create may still run (PVE shows it locked and nameless),
 				// or someone else's: which one shows only once the lock is gone.
-				if vm, err = e.afterLock(ctx, s.Name, vp.VMID); err != nil {
+				if vm, err = e.afterLock(ctx, vp.VMID); err != nil {
 					return err
 				}
 

@@ -479,7 +479,7 @@ func (e *Executor) createHolder(ctx context.Context, cluster string, vm VMResour
 			if cur != nil {
 				// an earlier attempt's create, or someone else's VM on that id: the checks
 				// before the move tell them apart
-				if err := e.waitUnlocked(ctx, vm.Name, id); err != nil {
+				if _, err := e.afterLock(ctx, id); err != nil {
 					return err
 				}
 

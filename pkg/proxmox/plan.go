@@ -128,18 +128,32 @@ type Plan struct {
 // errors, block a node's VM.
 var ErrConflict = errors.New("conflicting VMs")
 
-// Err returns every conflict and lint error of the plan: Apply leaves the nodes they name alone,
-// converges the others, and fails with this.
-func (p *Plan) Err() error {
-	var msgs []string
+// problem is a conflict or lint error, with the node whose VM it blocks.
+type problem struct{ node, msg string }
+
+// problems are the plan's conflicts and lint errors, in that order.
+func (p *Plan) problems() []problem {
+	var out []problem
+
 	for _, c := range p.Conflicts {
-		msgs = append(msgs, c.String())
+		out = append(out, problem{c.Node, c.String()})
 	}
 
 	for _, f := range p.Findings {
 		if f.Severity == SeverityError {
-			msgs = append(msgs, f.String())
+			out = append(out, problem{f.VM, f.String()})
 		}
+	}
+
+	return out
+}
+
+// Err returns every conflict and lint error of the plan: Apply leaves the nodes they name alone,
+// converges the others, and fails with this.
+func (p *Plan) Err() error {
+	var msgs []string
+	for _, pr := range p.problems() {
+		msgs = append(msgs, pr.msg)
 	}
 
 	if len(msgs) == 0 {
@@ -154,15 +168,9 @@ func (p *Plan) Err() error {
 func (p *Plan) Blocked(node string) error {
 	var msgs []string
 
-	for _, c := range p.Conflicts {
-		if c.Node == node {
-			msgs = append(msgs, c.String())
-		}
-	}
-
-	for _, f := range p.Findings {
-		if f.Severity == SeverityError && f.VM == node {
-			msgs = append(msgs, f.String())
+	for _, pr := range p.problems() {
+		if pr.node == node {
+			msgs = append(msgs, pr.msg)
 		}
 	}
 
@@ -199,15 +207,9 @@ func (p *Plan) unattributed() []error {
 
 	var errs []error
 
-	for _, c := range p.Conflicts {
-		if !planned[c.Node] {
-			errs = append(errs, fmt.Errorf("%w: %s", ErrConflict, c))
-		}
-	}
-
-	for _, f := range p.Findings {
-		if f.Severity == SeverityError && !planned[f.VM] {
-			errs = append(errs, fmt.Errorf("%w: %s", ErrConflict, f))
+	for _, pr := range p.problems() {
+		if !planned[pr.node] {
+			errs = append(errs, fmt.Errorf("%w: %s", ErrConflict, pr.msg))
 		}
 	}
 

@@ -132,15 +132,9 @@ func (e *Executor) Wait(ctx context.Context, upid string) error {
 
 func roundSeconds(d time.Duration) time.Duration { return d.Round(time.Second) }
 
-// waitUnlocked waits until a VM's config lock (e.g. "create") is released.
-func (e *Executor) waitUnlocked(ctx context.Context, name string, vmid int) error {
-	_, err := e.afterLock(ctx, name, vmid)
-	return err
-}
-
 // afterLock waits until a VM's config lock (e.g. "create") is released and returns the VM as it
 // is then: whose it is must be checked again, a lock hides a VM's name and tags.
-func (e *Executor) afterLock(ctx context.Context, name string, vmid int) (*VMResource, error) {
+func (e *Executor) afterLock(ctx context.Context, vmid int) (*VMResource, error) {
 	var delay time.Duration
 
 	for {
