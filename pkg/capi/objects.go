@@ -234,9 +234,17 @@ func (b *builder) machineDeployment() Object {
 // alike and get their address, MAC, VMID and host from the providers.
 func (b *builder) lossesOfNodes() {
 	c := b.c
+	firsts := map[profile.Role]profile.Node{}
+
+	for _, role := range []profile.Role{profile.RoleControlPlane, profile.RoleWorker} {
+		if nodes := b.nodesOf(role); len(nodes) > 0 {
+			firsts[role] = nodes[0]
+		}
+	}
+
 	for i, n := range c.Nodes {
 		field := func(f string) string { return fmt.Sprintf("nodes[%d].%s (%s)", i, f, n.Name) }
-		first := b.nodesOf(n.Role)[0]
+		first := firsts[n.Role]
 
 		if n.MAC != "" && n.MAC != profile.DeriveMAC(c.Metadata.Name, n.Name) {
 			// A MAC talforge derived serves only its own link selector, which CAPMOX's

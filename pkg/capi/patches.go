@@ -13,6 +13,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"gopkg.in/yaml.v3"
 
+	"github.com/talforge/talforge/pkg/machineconfig"
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/talospatch"
 )
@@ -31,6 +32,11 @@ func RoleDocuments(cfg config.Provider) ([]talospatch.Document, error) {
 		return nil, err
 	}
 
+	return roleOnly(docs), nil
+}
+
+// roleOnly drops the node's own network from docs (see RoleDocuments).
+func roleOnly(docs []talospatch.Document) []talospatch.Document {
 	out := docs[:0]
 
 	for _, d := range docs {
@@ -54,7 +60,7 @@ func RoleDocuments(cfg config.Provider) ([]talospatch.Document, error) {
 		out = append(out, d)
 	}
 
-	return out, nil
+	return out
 }
 
 // rolePatches are the strategic patches of a role's TalosConfig: the difference between the
@@ -65,12 +71,21 @@ func RoleDocuments(cfg config.Provider) ([]talospatch.Document, error) {
 // gives the address by the MAC Proxmox chose, so talforge's link selected by MAC cannot be
 // named). CABPT applies them in order and its hostname patch last
 // (controllers/talosconfig_controller.go).
-func (b *builder) rolePatches(ctx context.Context, role profile.Role) ([]string, error) {
+func (b *builder) rolePatches(ctx context.Context, role profile.Role) (_ []string, err error) {
 	first := b.nodesOf(role)[0]
 
-	own, err := b.renderedRoleDocs(first.Name)
-	if err != nil {
-		return nil, err
+	var own []talospatch.Document
+
+	for _, cfg := range b.r.Configs {
+		if cfg.Node.Name == first.Name {
+			if own, err = renderedRoleDocs(cfg); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	if own == nil {
+		return nil, fmt.Errorf("node %s: not rendered", first.Name)
 	}
 
 	base, err := b.cabptBase(role)
@@ -105,42 +120,49 @@ func (b *builder) rolePatches(ctx context.Context, role profile.Role) ([]string,
 		out = append(out, text)
 	}
 
-	return out, b.alike(ctx, role, own)
+	return out, b.alike(ctx, first, own)
 }
 
-// alike reports the nodes of a role whose config differs from the first's beyond their own
+// alike reports the nodes of first's role whose config differs from first's beyond their own
 // network: the role's machines share one config.
-func (b *builder) alike(ctx context.Context, role profile.Role, first []talospatch.Document) error {
+func (b *builder) alike(ctx context.Context, first profile.Node, want []talospatch.Document) error {
+	index := make(map[string]int, len(b.c.Nodes))
 	for i, n := range b.c.Nodes {
+		index[n.Name] = i
+	}
+
+	for _, cfg := range b.r.Configs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 
-		if n.Role != role || n.Name == b.nodesOf(role)[0].Name {
+		n := cfg.Node
+		if n.Role != first.Role || n.Name == first.Name {
 			continue
 		}
 
-		docs, err := b.renderedRoleDocs(n.Name)
+		docs, err := renderedRoleDocs(cfg)
 		if err != nil {
 			return err
 		}
 
-		if !reflect.DeepEqual(docs, first) {
-			b.lossy(fmt.Sprintf("nodes[%d] (%s)", i, n.Name), "its Talos config differs from %s's beyond its own network (per-node patches, install disk, data disk); the machines of a role share one config", b.nodesOf(role)[0].Name)
+		if !reflect.DeepEqual(docs, want) {
+			b.lossy(fmt.Sprintf("nodes[%d] (%s)", index[n.Name], n.Name), "its Talos config differs from %s's beyond its own network (per-node patches, install disk, data disk); the machines of a role share one config", first.Name)
 		}
 	}
 
 	return nil
 }
 
-func (b *builder) renderedRoleDocs(node string) ([]talospatch.Document, error) {
-	for _, cfg := range b.r.Configs {
-		if cfg.Node.Name == node {
-			return RoleDocuments(cfg.Provider)
-		}
+// renderedRoleDocs are RoleDocuments of a rendered config, read from its encoding (the one
+// talospatch.Decode would make again).
+func renderedRoleDocs(cfg *machineconfig.Config) ([]talospatch.Document, error) {
+	docs, err := talospatch.DecodeYAML(cfg.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Node.Name, err)
 	}
 
-	return nil, fmt.Errorf("node %s: not rendered", node)
+	return roleOnly(docs), nil
 }
 
 // cabptBase is the config CABPT v0.6.12 generates for a role before any patch
