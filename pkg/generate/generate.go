@@ -69,6 +69,9 @@ type Options struct {
 	// RenewTalosconfig mints a new talosconfig client certificate from the bundle even when
 	// the stored one is still valid for more than 30 days (`talforge talosconfig --renew`).
 	RenewTalosconfig bool
+	// Render renders every node even when the run can prove the output current without it
+	// (see Result.Rendered): for callers that go on to apply the configs.
+	Render bool
 }
 
 // Result is what a run produced.
@@ -78,7 +81,10 @@ type Result struct {
 	Image   *schematic.Image `json:"-"`
 	// Configs hold secrets: never in a result printed for scripts.
 	Configs []*machineconfig.Config `json:"-"`
-	// Rendered is what was rendered (the same as RenderStored gives after the run).
+	// Rendered is what was rendered (the same as RenderStored gives after the run). It is nil,
+	// and so is Configs, when the run proved the output current without rendering: its inputs
+	// are those a run of the same executable recorded, and every file is as that run wrote it
+	// (Options.Render renders anyway).
 	Rendered *Rendered      `json:"-"`
 	Lock     *Lock          `json:"-"`
 	Files    *gitops.Result `json:"files"`
@@ -166,6 +172,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		talosconfig = nil
 	}
 
+	// Decrypting the bundle and the talosconfig above is not skipped: a run on a machine
+	// whose key cannot open them fails, whether or not anything changed.
+	if haveBundle && opts.Bundle == nil && !opts.RenewTalosconfig && !opts.Render {
+		done, err := reuseOutput(ctx, opts, res, old, logw)
+		if err != nil {
+			return nil, err
+		}
+
+		if done {
+			return res, nil
+		}
+	}
+
 	rendered, err := Render(ctx, c, bundle, talosconfig)
 	if err != nil {
 		return nil, err
@@ -180,7 +199,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	res.Lock = lock
 
-	files, err := renderShared(rendered, opts.Renderers)
+	files, err := sharedFiles(c, rendered.Image, rendered.Talosconfig, opts.Renderers)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +274,62 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
+	remember(out, reuseRecord{Inputs: reuseInputs(c, out, opts.SOPSConfig), Lock: digest(lockData), RenewAt: renewAt(rendered.Talosconfig)})
+
+	return res, finish(ctx, opts.Commit, res, rekeyed)
+}
+
+// reuseOutput ends a run without rendering when it can prove the output current (see
+// provenCurrent): it re-encrypts what rekeyOutput covers for new recipients, as a rendering
+// run does, and reports the files unchanged. It reports false when the run has to render.
+func reuseOutput(ctx context.Context, opts Options, res *Result, old *Lock, logw io.Writer) (bool, error) {
+	c, out := res.Cluster, res.OutDir
+
+	rec := loadReuseRecord(out)
+	if rec == nil {
+		return false, nil
+	}
+
+	img, err := schematic.ForCluster(c)
+	if err != nil {
+		return false, err
+	}
+
+	if !provenCurrent(c, out, old, rec, reuseInputs(c, out, opts.SOPSConfig), img, opts.Renderers) {
+		return false, nil
+	}
+
+	sops, id, err := SOPS(c.Root(), opts.SOPSConfig, logw)
+	if err != nil {
+		return false, err
+	}
+
+	rule, err := sops.RuleFor(filepath.Join(out, NodeConfigFile("x")))
+	if err != nil {
+		return false, err
+	}
+
+	if rule.Fingerprint() != old.Encryption {
+		return false, nil // new recipients: every node file is encrypted again
+	}
+
+	rekeyed, err := rekeyOutput(sops, out)
+	if err != nil {
+		return false, err
+	}
+
+	if len(rekeyed) > 0 { // the bundle's digest is an input
+		remember(out, reuseRecord{Inputs: reuseInputs(c, out, opts.SOPSConfig), Lock: rec.Lock, RenewAt: rec.RenewAt})
+	}
+
+	res.Identity, res.Image, res.Schematic, res.Lock, res.Files = id, img, img.ID, old, unchangedResult(old)
+
+	return true, finish(ctx, opts.Commit, res, rekeyed)
+}
+
+// finish reports the files outside the lockfile (the bundle and the kubeconfig, which
+// rekeyOutput may have re-encrypted) and commits with --commit.
+func finish(ctx context.Context, commit bool, res *Result, rekeyed []string) error {
 	if res.BundleCreated || slices.Contains(rekeyed, secrets.FileName) {
 		res.Files.Written = append([]string{secrets.FileName}, res.Files.Written...)
 	} else {
@@ -265,21 +340,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Files.Written = append(res.Files.Written, kubeconfigFile)
 	}
 
-	if opts.Commit {
-		if res.Committed, err = commitOutput(ctx, out, lock, res); err != nil {
-			return res, err
-		}
+	if !commit {
+		return nil
 	}
 
-	return res, nil
+	var err error
+
+	res.Committed, err = commitOutput(ctx, res.OutDir, res.Lock, res)
+
+	return err
 }
 
-// renderShared returns the cluster-wide files: talosconfig, schematic, extra renderers,
+// sharedFiles returns the cluster-wide files: talosconfig, schematic, extra renderers,
 // .gitignore.
-func renderShared(r *Rendered, renderers []Renderer) ([]gitops.File, error) {
-	c, talosconfig := r.Cluster, r.Talosconfig
-
-	sch, err := r.Image.YAML()
+func sharedFiles(c *profile.Cluster, img *schematic.Image, talosconfig []byte, renderers []Renderer) ([]gitops.File, error) {
+	sch, err := img.YAML()
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,7 @@ func project(t *testing.T, profileText string) (dir, profilePath string) {
 	t.Setenv("SOPS_AGE_KEY_FILE", filepath.Join(dir, "age", "keys.txt"))
 	t.Setenv("SOPS_AGE_KEY", "")
 	os.Unsetenv("SOPS_AGE_KEY")
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache")) // the records of reuse.go
 
 	mustWrite(t, filepath.Join(dir, "patches", "common.yaml"), "apiVersion: v1alpha1\nkind: TimeSyncConfig\nntp:\n  servers: [time.cloudflare.com]\n")
 	profilePath = filepath.Join(dir, "profiles", "home.yaml")

@@ -201,7 +201,7 @@ func (r *run) up(ctx context.Context) error {
 }
 
 func (r *run) generate(ctx context.Context, p *phase) error {
-	res, err := generate.Run(ctx, generate.Options{Profile: r.opts.Profile, Renderers: r.opts.Renderers, Log: r.opts.Detail})
+	res, err := generate.Run(ctx, generate.Options{Profile: r.opts.Profile, Renderers: r.opts.Renderers, Log: r.opts.Detail, Render: true})
 	if err != nil {
 		return err
 	}
