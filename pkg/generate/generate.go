@@ -439,11 +439,14 @@ func redactedViewCurrent(path string) bool {
 
 // redactedView encodes every node's config redacted (only allow-listed fields in clear, see
 // package redact), concurrently, into one multi-document file with a comment before each node.
+// Nodes share most documents (every worker's v1alpha1 document is usually the same), so each
+// distinct document is redacted once (redact.Shared).
 func redactedView(ctx context.Context, configs []*machineconfig.Config) ([]byte, error) {
 	parts := make([][]byte, len(configs))
 	errs := make([]error, len(configs))
+	shared := redact.NewShared()
 
-	err := parallel.ForEach(ctx, len(configs), 0, func(i int) { parts[i], errs[i] = configs[i].Redacted() })
+	err := parallel.ForEach(ctx, len(configs), 0, func(i int) { parts[i], errs[i] = shared.YAML(configs[i].Bytes) })
 	if err := errors.Join(append(errs, err)...); err != nil {
 		return nil, err
 	}
