@@ -45,7 +45,7 @@ func (j *journal) write(root *os.Root, stage string) error {
 		return err
 	}
 
-	if err := writeNew(root, filepath.Join(stage, journalName), data); err != nil {
+	if err := writeNew(root, new(madeDirs), filepath.Join(stage, journalName), data); err != nil {
 		return err
 	}
 
@@ -72,8 +72,10 @@ func readJournal(root *os.Root, stage string) *journal {
 // It is idempotent: a file no longer in stage was moved before, a file to remove that is gone
 // was removed before, so a second apply after a crash completes the first.
 func (j *journal) apply(root *os.Root, stage string) error {
+	var dirs madeDirs
+
 	for _, rel := range j.Files {
-		if err := moveIn(root, stage, rel); err != nil {
+		if err := moveIn(root, &dirs, stage, rel); err != nil {
 			return err
 		}
 	}
@@ -95,7 +97,7 @@ func (j *journal) apply(root *os.Root, stage string) error {
 	}
 
 	if j.Last != "" {
-		if err := moveIn(root, stage, j.Last); err != nil {
+		if err := moveIn(root, &dirs, stage, j.Last); err != nil {
 			return err
 		}
 
@@ -107,27 +109,44 @@ func (j *journal) apply(root *os.Root, stage string) error {
 	return root.RemoveAll(stage)
 }
 
-// moveIn renames stage/rel over rel, unless it was moved already.
-func moveIn(root *os.Root, stage, rel string) error {
+// moveIn renames stage/rel over rel, unless it was moved already. A source that is not there
+// was moved by the interrupted run a Recover completes: that is found by the rename, not by a
+// look before it, which would walk both paths once more for every file.
+func moveIn(root *os.Root, dirs *madeDirs, stage, rel string) error {
 	if err := checkPath(rel); err != nil {
 		return err
 	}
 
-	from := filepath.Join(stage, filepath.FromSlash(rel))
-	if _, err := root.Lstat(from); errors.Is(err, fs.ErrNotExist) {
+	to := filepath.FromSlash(rel)
+	if err := dirs.ensure(root, filepath.Dir(to)); err != nil {
+		return err
+	}
+
+	if err := root.Rename(filepath.Join(stage, to), to); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("moving %s into place: %w", rel, err)
+	}
+
+	return nil
+}
+
+// madeDirs remembers the directories made (or found) under a root during one write, so that a
+// thousand files in one directory make it once, not once each.
+type madeDirs map[string]bool
+
+func (d *madeDirs) ensure(root *os.Root, dir string) error {
+	if dir == "." || (*d)[dir] {
 		return nil
 	}
 
-	to := filepath.FromSlash(rel)
-	if dir := filepath.Dir(to); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
+	if err := root.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
 
-	if err := root.Rename(from, to); err != nil {
-		return fmt.Errorf("moving %s into place: %w", rel, err)
+	if *d == nil {
+		*d = madeDirs{}
 	}
+
+	(*d)[dir] = true
 
 	return nil
 }
@@ -207,13 +226,11 @@ func checkPath(rel string) error {
 	return nil
 }
 
-// writeNew creates name under root (with its parents) holding data, mode 0644 whatever the
-// umask, as before.
-func writeNew(root *os.Root, name string, data []byte) error {
-	if dir := filepath.Dir(name); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
+// writeNew creates name under root (its directory made through dirs) holding data, mode 0644
+// whatever the umask, as before.
+func writeNew(root *os.Root, dirs *madeDirs, name string, data []byte) error {
+	if err := dirs.ensure(root, filepath.Dir(name)); err != nil {
+		return err
 	}
 
 	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)

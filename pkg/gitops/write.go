@@ -84,6 +84,8 @@ type Staged struct {
 	stage string
 	// moves are the staged files (relative to Dir) in the order they were staged.
 	moves []string
+	// dirs are the staging directory's subdirectories made so far.
+	dirs madeDirs
 	// committing is set once the journal is durable: from then on the staged files belong to
 	// the output, and an interrupted commit is completed by the next Recover, never discarded.
 	committing bool
@@ -262,7 +264,7 @@ func (s *Staged) add(rel string, data []byte) error {
 		s.stage = filepath.Base(dir)
 	}
 
-	if err := writeNew(s.root, filepath.Join(s.stage, filepath.FromSlash(rel)), data); err != nil {
+	if err := writeNew(s.root, &s.dirs, filepath.Join(s.stage, filepath.FromSlash(rel)), data); err != nil {
 		return fmt.Errorf("staging %s: %w", rel, err)
 	}
 
