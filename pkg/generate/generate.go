@@ -225,12 +225,25 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	lock.Encryption = rule.Fingerprint()
 
-	nodeFiles, keep, err := renderNodes(ctx, out, res.Configs, old, lock)
+	nodeFiles, keep, needView, err := renderNodes(ctx, out, res.Configs, old, lock)
 	if err != nil {
 		return nil, err
 	}
 
 	files = append(files, nodeFiles...)
+
+	// The review view is redacted while the node files are encrypted and staged: staging
+	// creates files one at a time, and that wait is the view's time.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	view := make(chan viewResult, 1)
+	if needView {
+		go func() {
+			data, err := redactedView(ctx, res.Configs)
+			view <- viewResult{data, err}
+		}()
+	}
 
 	var bundleEnc []byte
 	if !haveBundle {
@@ -249,6 +262,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	defer staged.Abort()
+
+	if needView {
+		v := <-view
+		if v.err != nil {
+			return nil, v.err
+		}
+
+		if err := staged.Add(gitops.File{Path: RedactedFile, Data: v.data, Redacted: true}); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, f := range staged.Files() {
 		lock.Files[f.Path] = digest(f.Data)
@@ -377,16 +401,17 @@ func sharedFiles(c *profile.Cluster, img *schematic.Image, talosconfig []byte, r
 	return files, nil
 }
 
-// renderNodes returns each node's encrypted config, and the redacted view of all nodes, except
-// for what is provably current: a node whose config digest, encryption rule and file on disk
-// all match what the previous lockfile recorded is returned in keep, unread and unencrypted,
-// and so is the redacted view when no node changed. That is what makes an unchanged run fast.
-func renderNodes(ctx context.Context, out string, configs []*machineconfig.Config, old, lock *Lock) (files []gitops.File, keep []string, err error) {
-	var changed []*machineconfig.Config
+// renderNodes returns each node's config to encrypt, and whether the redacted view of all
+// nodes is to be written, except for what is provably current: a node whose config digest,
+// encryption rule and file on disk all match what the previous lockfile recorded is returned
+// in keep, unread and unencrypted, and so is the redacted view when no node changed. That is
+// what makes an unchanged run fast.
+func renderNodes(ctx context.Context, out string, configs []*machineconfig.Config, old, lock *Lock) (files []gitops.File, keep []string, view bool, err error) {
+	changed := 0
 
 	for _, cfg := range configs {
 		if err := ctx.Err(); err != nil { // each check hashes a file: thousands of nodes take a while
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 
 		path := NodeConfigFile(cfg.Node.Name)
@@ -402,25 +427,24 @@ func renderNodes(ctx context.Context, out string, configs []*machineconfig.Confi
 		known := old != nil && old.Encryption == lock.Encryption && old.nodeDigest(name) != "" && old.nodeDigest(name) != lock.nodeDigest(name)
 
 		files = append(files, gitops.File{Path: path, Data: cfg.Bytes, Secret: true, Changed: known})
-		changed = append(changed, cfg)
+		changed++
 	}
 
-	if len(changed) == 0 && old.fileCurrent(out, RedactedFile) && redactedViewCurrent(filepath.Join(out, RedactedFile)) {
+	view = changed > 0 || !old.fileCurrent(out, RedactedFile) || !redactedViewCurrent(filepath.Join(out, RedactedFile))
+	if !view {
 		keep = append(keep, RedactedFile)
-	} else {
-		view, err := redactedView(ctx, configs)
-		if err != nil {
-			return nil, nil, err
-		}
-
-		files = append(files, gitops.File{Path: RedactedFile, Data: view, Redacted: true})
 	}
 
 	for _, k := range keep {
 		lock.Files[k] = old.Files[k]
 	}
 
-	return files, keep, nil
+	return files, keep, view, nil
+}
+
+type viewResult struct {
+	data []byte
+	err  error
 }
 
 // redactedHeader starts the redacted view; it names the redaction's allow-list version, so that

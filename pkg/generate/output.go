@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/talforge/talforge/pkg/gitops"
+	"github.com/talforge/talforge/pkg/parallel"
 	"github.com/talforge/talforge/pkg/runlock"
 	"github.com/talforge/talforge/pkg/secrets"
 )
@@ -47,7 +48,7 @@ func openOutput(ctx context.Context, out string, log io.Writer) (context.Context
 
 	old := readLock(filepath.Join(out, LockFile))
 
-	if torn := old.differing(out); len(torn) > 0 {
+	if torn := old.differing(ctx, out); len(torn) > 0 {
 		shown := strings.Join(torn[:min(len(torn), 10)], ", ")
 		if len(torn) > 10 {
 			shown += fmt.Sprintf(" and %d more", len(torn)-10)
@@ -62,17 +63,24 @@ func openOutput(ctx context.Context, out string, log io.Writer) (context.Context
 
 // differing lists the files the lock records whose bytes on disk differ from the digest, or
 // that are missing; later checks of the same lock reuse what it found.
-func (l *Lock) differing(out string) []string {
+func (l *Lock) differing(ctx context.Context, out string) []string {
 	if l == nil {
 		return nil
+	}
+
+	// Reading and hashing a thousand files is the first thing every run does: on every core.
+	paths := slices.Sorted(maps.Keys(l.Files))
+	current := make([]bool, len(paths))
+	if parallel.ForEach(ctx, len(paths), 0, func(i int) { current[i] = l.fileCurrent(out, paths[i]) }) != nil {
+		return nil // a cancelled run stops at its next check; nothing is known verified
 	}
 
 	var torn []string
 
 	verified := map[string]bool{}
 
-	for _, p := range slices.Sorted(maps.Keys(l.Files)) {
-		if l.fileCurrent(out, p) {
+	for i, p := range paths {
+		if current[i] {
 			verified[p] = true
 		} else {
 			torn = append(torn, p)

@@ -84,7 +84,7 @@ func TestTornSetIsRepaired(t *testing.T) {
 	}
 
 	lock := readLock(filepath.Join(out, LockFile))
-	if torn := lock.differing(out); len(torn) != 0 {
+	if torn := lock.differing(context.Background(), out); len(torn) != 0 {
 		t.Errorf("after the repair these differ from the lockfile: %v", torn)
 	}
 
