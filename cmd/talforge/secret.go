@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -298,7 +299,10 @@ func awsBackupFile(raw []byte) ([]byte, string, error) {
 
 // envName is what a key of a credentials mapping looks like; anything else is not quoted in
 // errors, since a secret pasted on the wrong side of ':' becomes a key.
-var envName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var envName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
+})
 
 // secretMapping decodes a flat YAML mapping of scalars. Its errors name keys that look like
 // variable names and never quote a value or YAML's own message, which can quote the input.
@@ -318,7 +322,7 @@ func secretMapping(raw []byte) (map[string]string, error) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 
-		if k.Kind != yaml.ScalarNode || !envName.MatchString(k.Value) {
+		if k.Kind != yaml.ScalarNode || !envName().MatchString(k.Value) {
 			return nil, fmt.Errorf("entry %d of the mapping has a key that is not a variable name like AWS_ACCESS_KEY_ID (not shown)", i/2+1)
 		}
 

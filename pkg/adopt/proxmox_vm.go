@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/talforge/talforge/pkg/profile"
 	"github.com/talforge/talforge/pkg/proxmox"
@@ -24,12 +25,17 @@ type pveNIC struct {
 	vlan   int
 }
 
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
 var (
-	rxNetKey  = regexp.MustCompile(`^net(\d+)$`)
-	rxDiskKey = regexp.MustCompile(`^(ide|sata|scsi|virtio)(\d+)$`)
+	rxNetKey  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^net(\d+)$`) })
+	rxDiskKey = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(ide|sata|scsi|virtio)(\d+)$`)
+	})
 	// rxCloudInitVol is PVE's cloud-init volume name (qemu-server src/PVE/QemuServer/Drive.pm
 	// drive_is_cloudinit).
-	rxCloudInitVol = regexp.MustCompile(`[:/](?:vm-\d+-)?cloudinit(?:\.\w+)?$`)
+	rxCloudInitVol = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`[:/](?:vm-\d+-)?cloudinit(?:\.\w+)?$`)
+	})
 )
 
 // pveNetModels are the NIC models of qemu-server's $nic_model_list (PVE/QemuServer/Network.pm):
@@ -46,7 +52,7 @@ func pveNICs(cfg map[string]string) []pveNIC {
 	var out []pveNIC
 
 	for k, v := range cfg {
-		if !rxNetKey.MatchString(k) {
+		if !rxNetKey().MatchString(k) {
 			continue
 		}
 
@@ -93,12 +99,12 @@ func slotLess(a, b string) bool {
 type slotOrder struct{ bus, index int }
 
 func slotKey(s string) slotOrder {
-	if m := rxNetKey.FindStringSubmatch(s); m != nil {
+	if m := rxNetKey().FindStringSubmatch(s); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		return slotOrder{0, n}
 	}
 
-	m := rxDiskKey.FindStringSubmatch(s)
+	m := rxDiskKey().FindStringSubmatch(s)
 	if m == nil {
 		return slotOrder{9, 0}
 	}
@@ -146,7 +152,7 @@ func pveDisks(cfg map[string]string) []pveDisk {
 	var out []pveDisk
 
 	for k, v := range cfg {
-		if !rxDiskKey.MatchString(k) {
+		if !rxDiskKey().MatchString(k) {
 			continue
 		}
 
@@ -155,7 +161,7 @@ func pveDisks(cfg map[string]string) []pveDisk {
 			file = f
 		}
 
-		if file == "" || file == "none" || props["media"] == "cdrom" || rxCloudInitVol.MatchString(file) {
+		if file == "" || file == "none" || props["media"] == "cdrom" || rxCloudInitVol().MatchString(file) {
 			continue
 		}
 

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	factory "github.com/siderolabs/image-factory/pkg/schematic"
 
@@ -35,11 +36,16 @@ type nodeFacts struct {
 
 // macSelectorRE reads the MAC out of a link selector such as talforge writes and Talos'
 // documentation shows: mac(link.permanent_addr) == "aa:bb:cc:dd:ee:ff".
-var macSelectorRE = regexp.MustCompile(`^mac\(link\.(?:permanent_addr|hardware_addr)\)\s*==\s*"([0-9a-fA-F:]{17})"$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var macSelectorRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^mac\(link\.(?:permanent_addr|hardware_addr)\)\s*==\s*"([0-9a-fA-F:]{17})"$`)
+})
 
 // devPathRE reads the device out of the install disk selector machinery generates for an
 // install disk (Talos ≥ 1.14): disk.dev_path == "/dev/sda".
-var devPathRE = regexp.MustCompile(`^disk\.dev_path\s*==\s*"(/dev/[^"]+)"$`)
+var devPathRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^disk\.dev_path\s*==\s*"(/dev/[^"]+)"$`)
+})
 
 // get walks a decoded document by keys.
 func get(m map[string]any, keys ...string) any {
@@ -106,7 +112,7 @@ func facts(n *liveNode) (*nodeFacts, error) {
 		// Talos ≥ 1.14 writes the install disk as a selector of UnattendedInstallConfig.
 		for _, d := range docs {
 			if d.Key.Kind == "UnattendedInstallConfig" {
-				if m := devPathRE.FindStringSubmatch(str(get(d.Data, "provisioning", "diskSelector", "match"))); m != nil {
+				if m := devPathRE().FindStringSubmatch(str(get(d.Data, "provisioning", "diskSelector", "match"))); m != nil {
 					f.disk = m[1]
 				}
 			}
@@ -141,7 +147,7 @@ func facts(n *liveNode) (*nodeFacts, error) {
 				f.name = h
 			}
 		case "LinkAliasConfig":
-			if mm := macSelectorRE.FindStringSubmatch(str(get(m, "selector", "match"))); mm != nil {
+			if mm := macSelectorRE().FindStringSubmatch(str(get(m, "selector", "match"))); mm != nil {
 				aliases[str(m["name"])] = strings.ToLower(mm[1])
 			}
 		case "LinkConfig":

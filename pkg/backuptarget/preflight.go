@@ -185,7 +185,7 @@ func (r *PreflightReport) connectFailed(ctx context.Context, t Target, region st
 	case CauseRegion:
 		fix := fmt.Sprintf("name the bucket's region in longhorn.backup.target: s3://%s@<region>/%s", t.Bucket, t.Path)
 		real := ""
-		if m := wrongRegion.FindStringSubmatch(err.Error()); m != nil {
+		if m := wrongRegion().FindStringSubmatch(err.Error()); m != nil {
 			real = m[1]
 		} else if hdr := regionHeader(ctx, t, region); hdr != "" {
 			real = hdr

@@ -5,19 +5,23 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Longhorn's S3 driver turns the SDK's typed errors into text (backupstore
 // s3/s3_service.go parseAwsError: "AWS Error: <Code> <Message>") and wraps that with %v, so
 // the S3 error code can only be read back from the text.
-var awsErrorCode = regexp.MustCompile(`AWS Error: ([A-Za-z]+)`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var awsErrorCode = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`AWS Error: ([A-Za-z]+)`)
+})
 
 // s3Code is the S3 error code in err's text ("" when there is none).
 func s3Code(err error) string {
 	if err == nil {
 		return ""
 	}
-	if m := awsErrorCode.FindStringSubmatch(err.Error()); m != nil {
+	if m := awsErrorCode().FindStringSubmatch(err.Error()); m != nil {
 		return m[1]
 	}
 	return ""
@@ -26,7 +30,9 @@ func s3Code(err error) string {
 // wrongRegion reads the bucket's real region from AWS's wrong-region message
 // ("The authorization header is malformed; the region 'us-east-1' is wrong; expecting
 // 'eu-central-1'").
-var wrongRegion = regexp.MustCompile(`expecting '([a-z0-9-]+)'`)
+var wrongRegion = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`expecting '([a-z0-9-]+)'`)
+})
 
 // Cause says what an S3 error means for a backup target.
 type Cause string
@@ -56,7 +62,7 @@ func classify(err error) (Cause, string) {
 		return CauseBucket, "the bucket does not exist (NoSuchBucket)"
 	case "AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException":
 		msg := "the bucket is in another region than the URL says (" + code + ")"
-		if m := wrongRegion.FindStringSubmatch(err.Error()); m != nil {
+		if m := wrongRegion().FindStringSubmatch(err.Error()); m != nil {
 			msg = fmt.Sprintf("the bucket is in region %s, not the one the URL says (%s)", m[1], code)
 		}
 		return CauseRegion, msg
@@ -92,9 +98,11 @@ func (e *Error) Error() string {
 // requestDump is the request struct the driver prints into list errors
 // (s3/s3_service.go ListObjects: "failed to list objects with param: %+v error: %v"): Go
 // pointers, of no use to anyone reading the message.
-var requestDump = regexp.MustCompile(` with param: &\{.*\} error: `)
+var requestDump = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(` with param: &\{.*\} error: `)
+})
 
-func cleanText(s string) string { return requestDump.ReplaceAllString(s, ": ") }
+func cleanText(s string) string { return requestDump().ReplaceAllString(s, ": ") }
 
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -109,7 +117,7 @@ func explain(err error) error {
 		return err
 	}
 	cause, meaning := classify(err)
-	if cause == CauseNone && !requestDump.MatchString(err.Error()) {
+	if cause == CauseNone && !requestDump().MatchString(err.Error()) {
 		return err
 	}
 	return &Error{Cause: cause, Meaning: meaning, Err: err}

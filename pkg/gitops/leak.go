@@ -7,24 +7,36 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/talforge/talforge/pkg/atomicfile"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
 var (
-	pemPrivateKeyRE = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----`)
-	ageIdentityRE   = regexp.MustCompile(`AGE-SECRET-KEY-1[0-9A-Z]{20,}`)
+	pemPrivateKeyRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----`)
+	})
+	ageIdentityRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`AGE-SECRET-KEY-1[0-9A-Z]{20,}`)
+	})
 	// base64 of "-----BEGIN": a PEM block inside a base64 field, as Talos stores its CAs.
-	base64PEMRE = regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
+	base64PEMRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/]+={0,2}`)
+	})
 	// Field names are matched whatever their case: the secrets bundle spells them in lower
 	// case (secretboxencryptionsecret, aescbcencryptionsecret, bootstraptoken), machine configs
 	// in camel case, kubeconfigs with dashes.
-	secretKeyRE = regexp.MustCompile("(?i)" + sopsfile.SecretFieldsRegex)
+	secretKeyRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile("(?i)" + sopsfile.SecretFieldsRegex)
+	})
 
 	// A URL whose user info holds a password (https://user:pass@host), as proxy and registry
 	// URLs carry them. Longhorn's s3://bucket@region/ has no password and does not match.
-	urlPasswordRE = regexp.MustCompile(`\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'"]+:[^/\s@'"]+@[^\s'"]`)
+	urlPasswordRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'"]+:[^/\s@'"]+@[^\s'"]`)
+	})
 )
 
 // awsSecretAccessKey is the credential field of Longhorn's S3 Secret, whatever its case.
@@ -160,11 +172,11 @@ func scan(f File) []Leak {
 		leaks = append(leaks, Leak{File: f.Path, What: what, Line: lineAt(f.Data, offset)})
 	}
 
-	if loc := pemPrivateKeyRE.FindIndex(f.Data); loc != nil {
+	if loc := pemPrivateKeyRE().FindIndex(f.Data); loc != nil {
 		add("PEM private key", loc[0])
 	}
 
-	if loc := ageIdentityRE.FindIndex(f.Data); loc != nil {
+	if loc := ageIdentityRE().FindIndex(f.Data); loc != nil {
 		add("age identity (AGE-SECRET-KEY-1…)", loc[0])
 	}
 
@@ -176,12 +188,12 @@ func scan(f File) []Leak {
 		add("URL with a password (scheme://user:password@host)", at)
 	}
 
-	for _, loc := range base64PEMRE.FindAllIndex(f.Data, -1) {
+	for _, loc := range base64PEMRE().FindAllIndex(f.Data, -1) {
 		enc := f.Data[loc[0]:loc[1]]
 		dec := make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
 
 		n, _ := base64.StdEncoding.Decode(dec, enc)
-		if pemPrivateKeyRE.Match(dec[:n]) {
+		if pemPrivateKeyRE().Match(dec[:n]) {
 			add("base64-encoded PEM private key", loc[0])
 
 			break
@@ -191,7 +203,7 @@ func scan(f File) []Leak {
 	return append(leaks, scanFields(f)...)
 }
 
-// findURLPassword is urlPasswordRE.FindIndex(data)[0] (-1 for none), run only on the lines that
+// findURLPassword is urlPasswordRE().FindIndex(data)[0] (-1 for none), run only on the lines that
 // hold "://": a match cannot span lines (its classes exclude whitespace) and must contain
 // "://", and the regexp engine, which has no such literal to skip to, would otherwise try every
 // word boundary of a large file.
@@ -212,7 +224,7 @@ func findURLPassword(data []byte) int {
 			end++
 		}
 
-		if loc := urlPasswordRE.FindIndex(data[start:end]); loc != nil {
+		if loc := urlPasswordRE().FindIndex(data[start:end]); loc != nil {
 			return start + loc[0]
 		}
 
@@ -262,7 +274,7 @@ func scanFields(f File) []Leak {
 func isSecretName(seen map[string]bool, key string) bool {
 	secret, ok := seen[key]
 	if !ok {
-		secret = secretKeyRE.MatchString(key)
+		secret = secretKeyRE().MatchString(key)
 		seen[key] = secret
 	}
 

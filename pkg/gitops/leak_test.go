@@ -176,7 +176,7 @@ func TestFindURLPasswordIsTheRegexp(t *testing.T) {
 		"\"https://u:p@h\"\n",
 	} {
 		want := -1
-		if loc := urlPasswordRE.FindIndex([]byte(data)); loc != nil {
+		if loc := urlPasswordRE().FindIndex([]byte(data)); loc != nil {
 			want = loc[0]
 		}
 		if got := findURLPassword([]byte(data)); got != want {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // ValueChange is one Helm value that a Helm upgrade would change: its dotted path, the
@@ -27,7 +28,10 @@ const unsetValue = "(unset)"
 // free-form, and a chart option such as privateRegistry.registryPasswd holds one.
 const hiddenValue = "(hidden)"
 
-var credentialKey = regexp.MustCompile(`(?i)(passw|token|secretkey|accesskey|privatekey|apikey)`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var credentialKey = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)(passw|token|secretkey|accesskey|privatekey|apikey)`)
+})
 
 // ValuesDiff lists the values that differ between the installed release's user-supplied
 // values (Helm's release Config) and the values a Helm upgrade would pass, sorted by path.
@@ -51,7 +55,7 @@ func ValuesDiff(live, planned map[string]any) []ValueChange {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	for i, c := range out {
-		if credentialKey.MatchString(c.Path[strings.LastIndex(c.Path, ".")+1:]) {
+		if credentialKey().MatchString(c.Path[strings.LastIndex(c.Path, ".")+1:]) {
 			out[i].Live, out[i].Planned = hide(c.Live), hide(c.Planned)
 		}
 	}

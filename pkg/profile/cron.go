@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/robfig/cron/v3"
 )
@@ -27,7 +28,10 @@ var cronFields = [...]struct {
 
 // robfigOutOfRange matches robfig/cron/v3 parser.go getRange's bound errors, "beginning of
 // range (0) below minimum (1): 0" and "end of range (61) above maximum (59): 61".
-var robfigOutOfRange = regexp.MustCompile(`^(?:beginning|end) of range \((-?\d+)\) (?:below minimum|above maximum) `)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var robfigOutOfRange = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:beginning|end) of range \((-?\d+)\) (?:below minimum|above maximum) `)
+})
 
 // validateCron checks a 5-field cron expression (minute hour day-of-month month day-of-week)
 // the way Longhorn parses it: *, ?, ranges, steps, lists and month/weekday names.
@@ -59,7 +63,7 @@ func validateCron(expr string) error {
 			spec := cronFields[i]
 			reason := ferr.Error()
 
-			if m := robfigOutOfRange.FindStringSubmatch(reason); m != nil {
+			if m := robfigOutOfRange().FindStringSubmatch(reason); m != nil {
 				reason = fmt.Sprintf("%s is outside %d-%d", m[1], spec.lo, spec.hi)
 			}
 

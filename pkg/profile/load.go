@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -121,7 +122,8 @@ func ParseContext(ctx context.Context, path string, data []byte) (*Cluster, erro
 	return &c, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)`) })
 
 func decodeDocument(path string, data []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -133,7 +135,7 @@ func decodeDocument(path string, data []byte) (*yaml.Node, error) {
 		}
 
 		p := Problem{File: path, Message: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Hint: "fix the YAML syntax (indentation, quoting, ':' after keys)"}
-		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		if m := yamlLineRE().FindStringSubmatch(err.Error()); m != nil {
 			p.Line, _ = strconv.Atoi(m[1])
 		}
 

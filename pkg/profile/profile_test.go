@@ -227,7 +227,7 @@ func TestCommentsAreGenerated(t *testing.T) {
 	}
 
 	for k, v := range r.CommentMap {
-		if fieldComments[k] != v {
+		if fieldComments()[k] != v {
 			t.Fatalf("zz_generated_comments.go is stale at %s: run `go generate ./pkg/profile`", k)
 		}
 	}

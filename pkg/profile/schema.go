@@ -20,7 +20,7 @@ func JSONSchema() ([]byte, error) {
 		FieldNameTag:               "yaml",
 		RequiredFromJSONSchemaTags: false,
 		ExpandedStruct:             true,
-		CommentMap:                 fieldComments,
+		CommentMap:                 fieldComments(),
 		Namer:                      func(t reflect.Type) string { return t.Name() },
 	}
 

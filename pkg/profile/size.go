@@ -4,17 +4,21 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 )
 
 // GiB is 2^30 bytes.
 const GiB = 1 << 30
 
-var sizeRE = regexp.MustCompile(`^([1-9][0-9]*)\s*([KMGT]?)(i?B?)$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var sizeRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([1-9][0-9]*)\s*([KMGT]?)(i?B?)$`)
+})
 
 // ParseSize parses a size like 40G, 40Gi, 40GiB or 512M. Units are binary, as in Proxmox
 // (G = GiB). A bare number is bytes.
 func ParseSize(s string) (uint64, error) {
-	m := sizeRE.FindStringSubmatch(s)
+	m := sizeRE().FindStringSubmatch(s)
 	if m == nil {
 		return 0, fmt.Errorf("%q is not a size like 40G", s)
 	}

@@ -8,20 +8,32 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility"
 )
 
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
 var (
 	// Longhorn webhook rules (longhorn-manager util.ValidateName, types.NameMaximumLength).
-	recurringJobNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]+$`)
-	recurringJobGroupRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
-	extensionRE         = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9._-]*$`)
+	recurringJobNameRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]+$`)
+	})
+	recurringJobGroupRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+	})
+	extensionRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9._-]*$`)
+	})
 	// PVE identifiers (pve-node, pve-storage-id, bridge names).
-	pveIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]*$`)
+	pveIDRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]*$`)
+	})
 	// s3://bucket@region/[path/] (Longhorn backupstore s3 URL form with region).
-	s3TargetRE = regexp.MustCompile(`^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])@([a-z0-9-]+)/(.*)$`)
+	s3TargetRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])@([a-z0-9-]+)/(.*)$`)
+	})
 )
 
 const (
@@ -127,7 +139,7 @@ func (c *Cluster) validateTalos(e *problems) {
 		f := fmt.Sprintf("talos.extensions[%d]", i)
 
 		switch {
-		case !extensionRE.MatchString(ext):
+		case !extensionRE().MatchString(ext):
 			e.add(f, "official extensions are named like siderolabs/qemu-guest-agent", "%q is not an extension name", ext)
 		case seen[ext]:
 			e.add(f, "list each extension once", "%q is listed twice", ext)
@@ -168,7 +180,7 @@ func (c *Cluster) validateProxmox(ctx context.Context, e, w *problems) {
 		switch {
 		case v == "":
 			e.add(field, "name it as Proxmox shows it", "is required")
-		case !pveIDRE.MatchString(v):
+		case !pveIDRE().MatchString(v):
 			e.add(field, "Proxmox IDs start with a letter and use letters, digits, '.', '_' and '-'", "%q is not a valid Proxmox ID", v)
 		}
 	}
@@ -204,7 +216,7 @@ func (c *Cluster) validateProxmox(ctx context.Context, e, w *problems) {
 			return own
 		}
 
-		if n.PVENode != "" && !pveIDRE.MatchString(n.PVENode) {
+		if n.PVENode != "" && !pveIDRE().MatchString(n.PVENode) {
 			e.add(f("pveNode"), "name the Proxmox host as Proxmox shows it", "%q is not a valid Proxmox node name", n.PVENode)
 		}
 

@@ -152,7 +152,7 @@ func (c *Cluster) validateBackup(e *problems) (jobs, groups map[string]bool) {
 		return jobs, groups
 	}
 
-	switch m := s3TargetRE.FindStringSubmatch(b.Target); {
+	switch m := s3TargetRE().FindStringSubmatch(b.Target); {
 	case b.Target == "":
 		e.add("longhorn.backup.target", "set it like s3://my-bucket@eu-central-1/", "is required")
 	case m == nil:
@@ -183,7 +183,7 @@ func (c *Cluster) validateBackup(e *problems) (jobs, groups map[string]bool) {
 			e.add(f("name"), "name the job, e.g. nightly-s3-backup", "is required")
 		case len(j.Name) > maxRecurringJobName:
 			e.add(f("name"), "shorten it", "%q is %d characters, Longhorn allows at most %d", j.Name, len(j.Name), maxRecurringJobName)
-		case !recurringJobNameRE.MatchString(j.Name):
+		case !recurringJobNameRE().MatchString(j.Name):
 			e.add(f("name"), "use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit", "%q is not a valid RecurringJob name", j.Name)
 		case jobs[j.Name]:
 			e.add(f("name"), "give each job its own name", "job %q is defined twice", j.Name)
@@ -210,7 +210,7 @@ func (c *Cluster) validateBackup(e *problems) (jobs, groups map[string]bool) {
 		}
 
 		for k, g := range j.Groups {
-			if !recurringJobGroupRE.MatchString(g) {
+			if !recurringJobGroupRE().MatchString(g) {
 				e.add(fmt.Sprintf("%s[%d]", f("groups"), k), "use letters, digits, '-', '_' and '.'", "%q is not a valid group name", g)
 			}
 

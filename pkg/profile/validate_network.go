@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // validateNetwork checks network.* and returns the parsed prefix (invalid if the CIDR is bad).
@@ -213,7 +214,10 @@ func (c *Cluster) validateNodes(ctx context.Context, e, w *problems, prefix neti
 
 // diskSlotRE matches the PVE disk slots a system or data disk can sit in (qemu-server
 // src/PVE/QemuServer/Drive.pm: ide0-3, sata0-5, scsi0-30, virtio0-15).
-var diskSlotRE = regexp.MustCompile(`^(?:ide[0-3]|sata[0-5]|scsi(?:[0-9]|[12][0-9]|30)|virtio(?:[0-9]|1[0-5]))$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var diskSlotRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:ide[0-3]|sata[0-5]|scsi(?:[0-9]|[12][0-9]|30)|virtio(?:[0-9]|1[0-5]))$`)
+})
 
 // validateAdopted checks nodes[i].adopted: the VM is identified by its VMID and confirmed by
 // its NIC's MAC, so both must be written down (a derived MAC would name no real NIC).
@@ -233,7 +237,7 @@ func (c *Cluster) validateAdopted(e *problems, f func(string) string, n Node, ex
 	osDisk, dataDisk := n.Adopted.OSDiskSlot(), n.Adopted.LonghornDiskSlot()
 
 	for _, d := range []struct{ field, slot string }{{"adopted.osDisk", osDisk}, {"adopted.longhornDisk", dataDisk}} {
-		if !diskSlotRE.MatchString(d.slot) {
+		if !diskSlotRE().MatchString(d.slot) {
 			e.add(f(d.field), "name a PVE disk slot like scsi0, virtio0 or sata0", "%q is not a disk slot", d.slot)
 		}
 	}

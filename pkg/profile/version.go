@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // version is a parsed semantic version (major.minor.patch with an optional pre-release).
@@ -13,10 +14,13 @@ type version struct {
 	Pre                 string
 }
 
-var semverRE = regexp.MustCompile(`^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var semverRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$`)
+})
 
 func parseVersion(s string) (version, error) {
-	m := semverRE.FindStringSubmatch(s)
+	m := semverRE().FindStringSubmatch(s)
 	if m == nil {
 		return version{}, fmt.Errorf("%q is not a semantic version like v1.2.3", s)
 	}

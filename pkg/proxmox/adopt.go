@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/talforge/talforge/pkg/profile"
 )
@@ -67,12 +68,13 @@ func mergeTags(have string, add []string) string {
 	return strings.Join(append(splitTags(have), missingTags(have, add)...), ";")
 }
 
-var rxNetKey = regexp.MustCompile(`^net\d+$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var rxNetKey = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^net\d+$`) })
 
 // hasMAC reports whether one of the VM's NICs (netN) has the MAC address.
 func hasMAC(cfg map[string]string, mac string) bool {
 	for k, v := range cfg {
-		if !rxNetKey.MatchString(k) {
+		if !rxNetKey().MatchString(k) {
 			continue
 		}
 

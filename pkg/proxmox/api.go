@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // API is the part of the Proxmox VE REST API that provisioning needs. Telmate (NewTelmateAPI)
@@ -110,12 +111,15 @@ type TaskStatus struct {
 	ExitStatus string
 }
 
-var rxWarnings = regexp.MustCompile(`^WARNINGS: \d+$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var rxWarnings = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^WARNINGS: \d+$`)
+})
 
 // Succeeded reports a stopped task whose exit status is "OK" or "WARNINGS: n"
 // (docs/proxmox.md#task-status).
 func (s TaskStatus) Succeeded() bool {
-	return !s.Running && (s.ExitStatus == "OK" || rxWarnings.MatchString(s.ExitStatus))
+	return !s.Running && (s.ExitStatus == "OK" || rxWarnings().MatchString(s.ExitStatus))
 }
 
 // MoveDiskRequest reassigns a disk of a VM to another VM on the same node (move_disk with

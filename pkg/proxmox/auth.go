@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 
@@ -26,7 +27,10 @@ type Token struct {
 	secret string
 }
 
-var rxTokenID = regexp.MustCompile(`^[^\s@!=]+@[A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]*$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var rxTokenID = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[^\s@!=]+@[A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]*$`)
+})
 
 // ParseToken parses USER@REALM!TOKENID=SECRET. The id ends at the first '=' (none of its parts
 // may contain one), and the secret, a UUID that PVE generates, holds no '=' or space either.
@@ -46,7 +50,7 @@ func ParseToken(s string) (Token, error) {
 		return Token{}, fmt.Errorf("API token: expected USER@REALM!TOKENID=SECRET, found no '=' before the secret%s (the input is not shown)", hint)
 	}
 
-	if !rxTokenID.MatchString(id) {
+	if !rxTokenID().MatchString(id) {
 		return Token{}, fmt.Errorf("API token: the part before the first '=' is not USER@REALM!TOKENID (e.g. talforge@pve!provision): %s (the input is not shown)", idProblem(id))
 	}
 

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/talforge/talforge/pkg/profile"
 )
@@ -392,11 +393,14 @@ func (e *Executor) verify(ctx context.Context, x expect) (map[string]string, err
 // rxVolOwner finds the owner VMID in a volume name: PVE names guest volumes
 // vm-<vmid>-<name> or base-<vmid>-<name>, after the storage id and an optional directory
 // (pve-storage src/PVE/Storage/Plugin.pm parse_name_dir / parse_volname).
-var rxVolOwner = regexp.MustCompile(`^[^:]+:(?:[^/]*/)?(?:vm|base)-(\d+)-`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var rxVolOwner = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[^:]+:(?:[^/]*/)?(?:vm|base)-(\d+)-`)
+})
 
 // volumeOwner returns the VMID a volume name belongs to (0 if none).
 func volumeOwner(volid string) int {
-	m := rxVolOwner.FindStringSubmatch(volid)
+	m := rxVolOwner().FindStringSubmatch(volid)
 	if m == nil {
 		return 0
 	}
@@ -417,7 +421,7 @@ func heldVolumes(cfg map[string]string) []string {
 	var out []string
 
 	for k, v := range cfg {
-		if !rxDiskKey.MatchString(k) && !rxUnusedKey.MatchString(k) {
+		if !rxDiskKey().MatchString(k) && !rxUnusedKey().MatchString(k) {
 			continue
 		}
 
@@ -433,8 +437,10 @@ func heldVolumes(cfg map[string]string) []string {
 }
 
 var (
-	rxDiskKey   = regexp.MustCompile(`^(?:ide|sata|scsi|virtio)\d+$|^efidisk0$|^tpmstate0$`)
-	rxUnusedKey = regexp.MustCompile(`^unused\d+$`)
+	rxDiskKey = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:ide|sata|scsi|virtio)\d+$|^efidisk0$|^tpmstate0$`)
+	})
+	rxUnusedKey = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^unused\d+$`) })
 )
 
 // CloneMarker is the description a clone gets in the clone request itself (PVE's clone takes

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -134,7 +135,10 @@ func (t *reasonTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-var rxStatusError = regexp.MustCompile(`^(\d{3}) ?(.*)$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var rxStatusError = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\d{3}) ?(.*)$`)
+})
 
 // convertErr maps Telmate's errors to APIError / ErrConnection.
 func convertErr(err error) error {
@@ -159,7 +163,7 @@ func convertErr(err error) error {
 		return out
 	}
 
-	if m := rxStatusError.FindStringSubmatch(err.Error()); m != nil {
+	if m := rxStatusError().FindStringSubmatch(err.Error()); m != nil {
 		st, _ := strconv.Atoi(m[1])
 		return &APIError{Status: st, Message: m[2]}
 	}

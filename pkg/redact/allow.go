@@ -1,5 +1,7 @@
 package redact
 
+import "sync"
+
 // The allow-lists: the fields whose string and number values are shown in clear, per
 // document kind. Picked from machinery's config types (pkg/machinery/config/types/v1alpha1/
 // v1alpha1_types.go and the multi-document kinds under config/types/{block,cluster,cri,k8s,
@@ -88,77 +90,84 @@ const (
 
 // kindFields lists, per multi-document kind talforge emits or its users commonly patch, the
 // fields shown besides the universal ones. A kind listed with no fields was reviewed and
-// shows nothing else (its content is free-form or secret).
-var kindFields = map[string][]string{
-	// network
-	"HostnameConfig":  {"hostname", "auto"},
-	"LinkAliasConfig": {"selector.match"},
-	"LinkConfig":      {"mtu", "addresses[].{address,routePriority}", "routes[].{destination,gateway,source,metric,mtu,table}"},
-	"Layer2VIPConfig": {"link"},
-	"ResolverConfig":  {"nameservers[].{address,protocol,tlsServerName}", "searchDomains.domains[]"},
-	"TimeSyncConfig":  {"bootTimeout", "ntp.servers[]", "ptp.devices[]"},
+// shows nothing else (its content is free-form or secret). A function, not a map variable: the
+// map is needed only to compile the tries, and a package-level map literal would be built at
+// every start-up (issue 16).
+func kindFields() map[string][]string {
+	return map[string][]string{
+		// network
+		"HostnameConfig":  {"hostname", "auto"},
+		"LinkAliasConfig": {"selector.match"},
+		"LinkConfig":      {"mtu", "addresses[].{address,routePriority}", "routes[].{destination,gateway,source,metric,mtu,table}"},
+		"Layer2VIPConfig": {"link"},
+		"ResolverConfig":  {"nameservers[].{address,protocol,tlsServerName}", "searchDomains.domains[]"},
+		"TimeSyncConfig":  {"bootTimeout", "ntp.servers[]", "ptp.devices[]"},
 
-	// storage and install
-	"UnattendedInstallConfig": {"installer.image", "provisioning.diskSelector.match"},
-	"UserVolumeConfig": {
-		"volumeType", "provisioning.{diskSelector.match,minSize,maxSize}", "filesystem.{type,xfs.minAllocationGroupSize}",
-		"encryption.{provider,cipher,keySize,blockSize,options[],keys[].slot,keys[].kms.endpoint,keys[].tpm.options.pcrs[]}",
-		"{trim,scrub}.interval",
-	},
-	"VolumeConfig": {
-		"provisioning.{diskSelector.match,minSize,maxSize}", "filesystem.xfs.minAllocationGroupSize",
-		"encryption.{provider,cipher,keySize,blockSize,options[],keys[].slot,keys[].kms.endpoint,keys[].tpm.options.pcrs[]}",
-		"{trim,scrub}.interval",
-	},
-	"FilesystemTrimConfig": {"interval"},
+		// storage and install
+		"UnattendedInstallConfig": {"installer.image", "provisioning.diskSelector.match"},
+		"UserVolumeConfig": {
+			"volumeType", "provisioning.{diskSelector.match,minSize,maxSize}", "filesystem.{type,xfs.minAllocationGroupSize}",
+			"encryption.{provider,cipher,keySize,blockSize,options[],keys[].slot,keys[].kms.endpoint,keys[].tpm.options.pcrs[]}",
+			"{trim,scrub}.interval",
+		},
+		"VolumeConfig": {
+			"provisioning.{diskSelector.match,minSize,maxSize}", "filesystem.xfs.minAllocationGroupSize",
+			"encryption.{provider,cipher,keySize,blockSize,options[],keys[].slot,keys[].kms.endpoint,keys[].tpm.options.pcrs[]}",
+			"{trim,scrub}.interval",
+		},
+		"FilesystemTrimConfig": {"interval"},
 
-	// cluster and discovery
-	"DiscoveryServiceConfig":  {"endpoint"},
-	"DiscoveryIdentityConfig": {"clusterID"},
-	"SecurityProfileConfig":   nil,
+		// cluster and discovery
+		"DiscoveryServiceConfig":  {"endpoint"},
+		"DiscoveryIdentityConfig": {"clusterID"},
+		"SecurityProfileConfig":   nil,
 
-	// Kubernetes (Talos ≥ 1.14)
-	"KubeClusterConfig":           {"clusterName", "endpoint"},
-	"KubeNodeConfig":              {"nodeIP.validSubnets[]", "{labels,annotations,taints}.*"},
-	"KubeletConfig":               {"image", "clusterDNS[]"},
-	"KubeNetworkConfig":           {"dnsDomain", "podSubnets[]", "serviceSubnets[]", "nodeCIDRMaskSizeIPv4", "nodeCIDRMaskSizeIPv6"},
-	"KubeAPIServerCAConfig":       {"issuingCA.cert", "acceptedCAs[]"},
-	"KubeAggregatorCAConfig":      {"issuingCA.cert", "acceptedCAs[]"},
-	"KubePrismConfig":             {"port", "tlsServerName"},
-	"KubeAdmissionControlConfig":  {"configuration." + podSecurity},
-	"KubeAuditPolicyConfig":       {"configuration." + auditPolicy},
-	"KubeAuthenticationConfig":    {"configuration.{apiVersion,kind,anonymous.conditions[].path,jwt[].issuer.url,jwt[].issuer.audiences[]}"},
-	"KubeAuthorizerConfig":        {"type"},
-	"KubeEtcdEncryptionConfig":    {"config.{apiVersion,kind,resources[].resources[],resources[].providers[].*.keys[].name}"},
-	"KubeServiceAccountConfig":    {"issuer.issuerURL", "accepted.{publicKeys[],issuers[],audiences[]}"},
-	"KubeAPIServerConfig":         {"image", "apiPort", "certExtraSANs[]", "resources.{requests,limits}.*"},
-	"KubeControllerManagerConfig": {"image", "resources.{requests,limits}.*"},
-	"KubeSchedulerConfig":         {"image", "resources.{requests,limits}.*"},
-	"KubeProxyConfig":             {"image", "mode", "resources.{requests,limits}.*"},
-	"KubeFlannelCNIConfig":        {"backendType", "backendPort", "backendMTU", "resources.{requests,limits}.*"},
-	"KubeCoreDNSConfig":           {"image"},
-	"KubeInlineManifestConfig":    nil,
-	"KubeExternalManifestConfig":  {"url"},
+		// Kubernetes (Talos ≥ 1.14)
+		"KubeClusterConfig":           {"clusterName", "endpoint"},
+		"KubeNodeConfig":              {"nodeIP.validSubnets[]", "{labels,annotations,taints}.*"},
+		"KubeletConfig":               {"image", "clusterDNS[]"},
+		"KubeNetworkConfig":           {"dnsDomain", "podSubnets[]", "serviceSubnets[]", "nodeCIDRMaskSizeIPv4", "nodeCIDRMaskSizeIPv6"},
+		"KubeAPIServerCAConfig":       {"issuingCA.cert", "acceptedCAs[]"},
+		"KubeAggregatorCAConfig":      {"issuingCA.cert", "acceptedCAs[]"},
+		"KubePrismConfig":             {"port", "tlsServerName"},
+		"KubeAdmissionControlConfig":  {"configuration." + podSecurity},
+		"KubeAuditPolicyConfig":       {"configuration." + auditPolicy},
+		"KubeAuthenticationConfig":    {"configuration.{apiVersion,kind,anonymous.conditions[].path,jwt[].issuer.url,jwt[].issuer.audiences[]}"},
+		"KubeAuthorizerConfig":        {"type"},
+		"KubeEtcdEncryptionConfig":    {"config.{apiVersion,kind,resources[].resources[],resources[].providers[].*.keys[].name}"},
+		"KubeServiceAccountConfig":    {"issuer.issuerURL", "accepted.{publicKeys[],issuers[],audiences[]}"},
+		"KubeAPIServerConfig":         {"image", "apiPort", "certExtraSANs[]", "resources.{requests,limits}.*"},
+		"KubeControllerManagerConfig": {"image", "resources.{requests,limits}.*"},
+		"KubeSchedulerConfig":         {"image", "resources.{requests,limits}.*"},
+		"KubeProxyConfig":             {"image", "mode", "resources.{requests,limits}.*"},
+		"KubeFlannelCNIConfig":        {"backendType", "backendPort", "backendMTU", "resources.{requests,limits}.*"},
+		"KubeCoreDNSConfig":           {"image"},
+		"KubeInlineManifestConfig":    nil,
+		"KubeExternalManifestConfig":  {"url"},
 
-	// registries, runtime
-	"RegistryMirrorConfig":   {"endpoints[].url"},
-	"RegistryTLSConfig":      {"clientIdentity.cert", "ca"},
-	"RegistryAuthConfig":     nil,
-	"TrustedRootsConfig":     {"certificates"},
-	"ExtensionServiceConfig": {"configFiles[].mountPath"},
-	"EnvironmentConfig":      nil,
+		// registries, runtime
+		"RegistryMirrorConfig":   {"endpoints[].url"},
+		"RegistryTLSConfig":      {"clientIdentity.cert", "ca"},
+		"RegistryAuthConfig":     nil,
+		"TrustedRootsConfig":     {"certificates"},
+		"ExtensionServiceConfig": {"configFiles[].mountPath"},
+		"EnvironmentConfig":      nil,
+	}
 }
 
+// The compiled allow-lists are built on first use, not at package initialisation: most
+// commands never redact anything, and start-up must not pay for the tries (issue 16).
 var (
-	v1alpha1Doc = compile(v1alpha1Patterns...)
-	kinds       = compileKinds()
-	unknownKind = compile(universal...)
+	v1alpha1Doc = sync.OnceValue(func() *trie { return compile(v1alpha1Patterns...) })
+	kinds       = sync.OnceValue(compileKinds)
+	unknownKind = sync.OnceValue(func() *trie { return compile(universal...) })
 )
 
 func compileKinds() map[string]*trie {
-	out := make(map[string]*trie, len(kindFields))
+	byKind := kindFields()
+	out := make(map[string]*trie, len(byKind))
 
-	for kind, fields := range kindFields {
+	for kind, fields := range byKind {
 		out[kind] = compile(append(append([]string{}, universal...), fields...)...)
 	}
 

@@ -174,7 +174,7 @@ func TestAllowListMatchesMachinery(t *testing.T) {
 		check(t, reflect.TypeFor[v1alpha1.Config](), v1alpha1Patterns)
 	})
 
-	for kind, fields := range kindFields {
+	for kind, fields := range kindFields() {
 		t.Run(kind, func(t *testing.T) {
 			typ := documentType(t, kind)
 

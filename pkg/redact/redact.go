@@ -84,15 +84,15 @@ func docAllowList(doc *yaml.Node) *trie {
 
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i].Value == "kind" {
-			if t, ok := kinds[root.Content[i+1].Value]; ok {
+			if t, ok := kinds()[root.Content[i+1].Value]; ok {
 				return t
 			}
 
-			return unknownKind
+			return unknownKind()
 		}
 	}
 
-	return v1alpha1Doc
+	return v1alpha1Doc()
 }
 
 // redactNode walks n with t, the allow-list node for n's path (nil: nothing below is shown).

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/Masterminds/semver/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,7 +50,10 @@ func (r *Rollout) upgradeKubernetes(ctx context.Context, n Node) error {
 // deprecatedAPI is one line of kube-apiserver's apiserver_requested_deprecated_apis gauge:
 // a deprecated API a client requested since the apiserver started, and the release that
 // removes it.
-var deprecatedAPI = regexp.MustCompile(`^apiserver_requested_deprecated_apis\{([^}]*)\} 1$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var deprecatedAPI = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^apiserver_requested_deprecated_apis\{([^}]*)\} 1$`)
+})
 
 // removedAPIsInUse refuses the upgrade when clients still use an API the target Kubernetes
 // version removes, as kube-apiserver counts them in its metrics (what talosctl upgrade-k8s
@@ -80,7 +84,7 @@ func RemovedAPIs(metrics []byte, major, minor uint64) []string {
 	sc := bufio.NewScanner(bytes.NewReader(metrics))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		m := deprecatedAPI.FindStringSubmatch(strings.TrimSpace(sc.Text()))
+		m := deprecatedAPI().FindStringSubmatch(strings.TrimSpace(sc.Text()))
 		if m == nil {
 			continue
 		}

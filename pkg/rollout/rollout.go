@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -135,7 +136,10 @@ const (
 
 // lifecycleAPI is talosctl's range for the new upgrade API (cmd/talosctl/cmd/talos/upgrade.go,
 // talosUpgradeAPIVersionRange): older nodes only have the deprecated MachineService.Upgrade.
-var lifecycleAPI = mustConstraint(">1.13.0-alpha.2 <2.0.0")
+// Parsed on first use, not at package initialisation, so that start-up stays cheap (issue 16).
+var lifecycleAPI = sync.OnceValue(func() *semver.Constraints {
+	return mustConstraint(">1.13.0-alpha.2 <2.0.0")
+})
 
 func mustConstraint(s string) *semver.Constraints {
 	c, err := semver.NewConstraint(s)
@@ -151,7 +155,7 @@ func apiFor(version string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("node reports Talos version %q: %w", version, err)
 	}
-	if lifecycleAPI.Check(v) {
+	if lifecycleAPI().Check(v) {
 		return APILifecycle, nil
 	}
 	return APILegacy, nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/talforge/talforge/pkg/atomicfile"
 	"github.com/talforge/talforge/pkg/profile"
@@ -137,11 +138,14 @@ func readBounded(path string) ([]byte, error) {
 	return data, nil
 }
 
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./@%+=:,-]+$`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var shellSafe = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9_./@%+=:,-]+$`)
+})
 
 // shellQuote quotes s for a POSIX shell when it needs quoting.
 func shellQuote(s string) string {
-	if shellSafe.MatchString(s) {
+	if shellSafe().MatchString(s) {
 		return s
 	}
 

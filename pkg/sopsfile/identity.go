@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -175,12 +176,15 @@ func firstRecipient(r interface{ Read([]byte) (int, error) }) (string, error) {
 }
 
 // ageLineError is how age reports a line it cannot parse (age parse.go, ParseIdentities).
-var ageLineError = regexp.MustCompile(`^error at line (\d+):`)
+// Compiled on first use, not at package initialisation, to keep start-up cheap (issue 16).
+var ageLineError = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^error at line (\d+):`)
+})
 
 // quietIdentityError keeps age's line number and drops the rest: for a line of unknown type
 // age quotes the whole line, which is a secret key in a form it does not recognise.
 func quietIdentityError(err error) error {
-	if m := ageLineError.FindStringSubmatch(err.Error()); m != nil {
+	if m := ageLineError().FindStringSubmatch(err.Error()); m != nil {
 		return fmt.Errorf("line %s is not an age identity (AGE-SECRET-KEY-1...; the line is not shown)", m[1])
 	}
 

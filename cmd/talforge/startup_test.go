@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Start-up budget of `talforge version`, as GODEBUG=inittrace=1 reports it (issue 16: start-up
+// must not creep). Every command pays for package initialisation before it does anything, so
+// work done there is paid by `talforge version` and by every shell completion alike. Before
+// issue 16 the binary initialised 880 packages with 13.0 MB and 97,080 allocations; talforge's
+// own packages compiled regexps, allow-list tries and maps at init that most commands never use.
+//
+// The budgets are counts, not times, so they hold on any machine: measured on linux/amd64,
+// Go 1.26.8 (`go build -trimpath`, the most seen over 20 runs: the runtime's own allocations
+// vary a little from run to run), plus about 1% of headroom. Raising one needs a reason in the
+// commit message: a new dependency, say, whose initialisation was weighed and accepted.
+const (
+	maxInitPackages = 889        // 880 measured
+	maxInitBytes    = 12_690_000 // 12,560,000 measured
+	maxInitAllocs   = 92_000     // 91,070 measured
+
+	// maxOwnInitBytes bounds each talforge package: a few sentinel errors and small constant
+	// maps fit, a compiled regexp or a generated table does not (build those on first use).
+	maxOwnInitBytes = 4096
+)
+
+// ownPackages is the import path prefix of talforge's packages.
+const ownPackages = "github.com/talforge/talforge/"
+
+// initRecord is one line of GODEBUG=inittrace=1: a package initialised before main.
+type initRecord struct {
+	pkg    string
+	bytes  int64
+	allocs int64
+	clock  float64 // ms, for the failure report only: it depends on the machine
+}
+
+// initLine is the runtime's format (runtime/proc.go doInit1):
+// "init <pkg> @<t> ms, <clock> ms clock, <bytes> bytes, <allocs> allocs".
+var initLine = regexp.MustCompile(`^init (\S+) @\S+ ms, (\S+) ms clock, (\d+) bytes, (\d+) allocs$`)
+
+// parseInitTrace returns the init records of stderr, in order, ignoring any other output.
+func parseInitTrace(stderr []byte) ([]initRecord, error) {
+	var recs []initRecord
+
+	for line := range strings.Lines(string(stderr)) {
+		m := initLine.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
+			continue
+		}
+
+		clock, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			return nil, fmt.Errorf("clock of %s: %w", m[1], err)
+		}
+
+		b, err := strconv.ParseInt(m[3], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bytes of %s: %w", m[1], err)
+		}
+
+		a, err := strconv.ParseInt(m[4], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("allocs of %s: %w", m[1], err)
+		}
+
+		recs = append(recs, initRecord{pkg: m[1], bytes: b, allocs: a, clock: clock})
+	}
+
+	return recs, nil
+}
+
+// TestStartupBudget builds the real binary and holds its package initialisation to the budgets
+// above. It builds with the go command (the build cache makes that take seconds, not minutes),
+// because a test binary initialises the testing packages too and would not measure talforge.
+func TestStartupBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the talforge binary")
+	}
+
+	bin := filepath.Join(t.TempDir(), "talforge")
+
+	build := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	var stderr bytes.Buffer
+
+	run := exec.CommandContext(t.Context(), bin, "version")
+	run.Env = append(os.Environ(), "GODEBUG=inittrace=1") // the last GODEBUG wins
+	run.Stderr = &stderr
+
+	if err := run.Run(); err != nil {
+		t.Fatalf("talforge version: %v\n%s", err, stderr.Bytes())
+	}
+
+	recs, err := parseInitTrace(stderr.Bytes())
+	if err != nil {
+		t.Fatalf("parse the init trace: %v", err)
+	}
+
+	if len(recs) == 0 {
+		t.Fatalf("no init trace on stderr (GODEBUG=inittrace=1 ignored?):\n%s", stderr.Bytes())
+	}
+
+	var bytesTotal, allocsTotal int64
+
+	var clockTotal float64
+
+	for _, r := range recs {
+		bytesTotal += r.bytes
+		allocsTotal += r.allocs
+		clockTotal += r.clock
+
+		if strings.HasPrefix(r.pkg, ownPackages) && r.bytes > maxOwnInitBytes {
+			t.Errorf("%s allocates %d bytes (%d allocs) at init, budget %d per talforge package: "+
+				"compile regexps and build tables on first use (sync.OnceValue)", r.pkg, r.bytes, r.allocs, maxOwnInitBytes)
+		}
+	}
+
+	t.Logf("init: %d packages, %d bytes, %d allocs, %.1f ms clock", len(recs), bytesTotal, allocsTotal, clockTotal)
+
+	if len(recs) > maxInitPackages {
+		t.Errorf("%d packages initialised, budget %d: a new dependency?", len(recs), maxInitPackages)
+	}
+
+	if bytesTotal > maxInitBytes {
+		t.Errorf("%d bytes allocated at init, budget %d", bytesTotal, maxInitBytes)
+	}
+
+	if allocsTotal > maxInitAllocs {
+		t.Errorf("%d allocations at init, budget %d", allocsTotal, maxInitAllocs)
+	}
+
+	if t.Failed() {
+		slices.SortStableFunc(recs, func(a, b initRecord) int { return cmp.Compare(b.bytes, a.bytes) })
+
+		var top strings.Builder
+
+		for _, r := range recs[:min(15, len(recs))] {
+			fmt.Fprintf(&top, "\n%10d bytes %7d allocs %8.3f ms  %s", r.bytes, r.allocs, r.clock, r.pkg)
+		}
+
+		t.Logf("the packages that allocate most at init:%s", top.String())
+	}
+}
