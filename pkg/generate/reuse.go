@@ -34,7 +34,7 @@ type reuseRecord struct {
 }
 
 // reuseInputs digests what the rendered files depend on besides the clock: the executable
-// (talforge's own rendering and redaction), the profile and its patches, the secrets bundle as
+// (talforge's own rendering and redaction), the profile (path and content) and its patches, the secrets bundle as
 // stored, the output directory and the SOPS configuration named on the command line. ""
 // means the run cannot be proven current and renders.
 func reuseInputs(c *profile.Cluster, out, sopsConfig string) string {
@@ -58,7 +58,8 @@ func reuseInputs(c *profile.Cluster, out, sopsConfig string) string {
 		return ""
 	}
 
-	return digest(fmt.Appendf(nil, "exe %q\nprofile %s\nbundle %s\nout %q\nsops-config %q\n", exe, pd, bundle, abs, sopsConfig))
+	// The profile's path too: the lockfile names it.
+	return digest(fmt.Appendf(nil, "exe %q\nprofile %q %s\nbundle %s\nout %q\nsops-config %q\n", exe, c.File(), pd, bundle, abs, sopsConfig))
 }
 
 // reuseRecordPath is where the record of out lives: the user's cache directory, keyed by the

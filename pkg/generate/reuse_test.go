@@ -83,6 +83,7 @@ func TestReuseEndsWithAnyInput(t *testing.T) {
 		name      string
 		change    func(t *testing.T, dir, out string)
 		renderers []Renderer
+		moveTo    string   // the same profile under another name in profiles/
 		written   []string // at least these are rewritten
 	}{
 		{name: "a patch edited", change: func(t *testing.T, dir, _ string) {
@@ -104,6 +105,7 @@ func TestReuseEndsWithAnyInput(t *testing.T) {
 
 			t.Cleanup(func() { version.Version = old })
 		}},
+		{name: "the profile moved", moveTo: "lab.yaml", written: []string{LockFile}}, // the lockfile names it
 		{name: "another renderer", renderers: []Renderer{extra}, written: []string{"extra.yaml", LockFile}},
 	}
 
@@ -116,6 +118,12 @@ func TestReuseEndsWithAnyInput(t *testing.T) {
 
 			if tc.change != nil {
 				tc.change(t, dir, out)
+			}
+
+			if tc.moveTo != "" {
+				data, _ := os.ReadFile(path)
+				path = filepath.Join(dir, "profiles", tc.moveTo)
+				mustWrite(t, path, string(data))
 			}
 
 			res, err := Run(context.Background(), Options{Profile: path, Renderers: tc.renderers})
