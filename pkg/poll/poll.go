@@ -45,6 +45,15 @@ type Options struct {
 	// Changes also reports each change of the status as it is seen (State Waiting with
 	// Changed), not only every Every.
 	Changes bool
+	// Soon, when set and above 0, is the pause after a check for which Quick reports true
+	// instead of Interval: an observation that is cheap to repeat and whose outcome can change
+	// any moment (a connection refused: the server answers the moment it is up).
+	Soon time.Duration
+	// Quick is asked after each check that was not done whether the next one comes after Soon.
+	Quick func() bool
+	// Wake, when set, ends a pause early: a value on it means the thing waited for changed (a
+	// watch event), so the next check runs at once instead of up to Interval later.
+	Wake <-chan struct{}
 }
 
 // State is the kind of a progress report.
@@ -144,7 +153,7 @@ func Until(ctx context.Context, o Options, check Check) error {
 		if w.step(ctx) {
 			stop()
 		}
-	}, &pause{clock: o.Clock, d: o.Interval, factor: o.Factor, max: o.MaxInterval}, true)
+	}, &pause{clock: o.Clock, d: o.Interval, factor: o.Factor, max: o.MaxInterval, soon: o.Soon, quick: o.Quick, wake: o.Wake, done: loopCtx.Done()}, true)
 
 	if w.done || w.err != nil {
 		return w.err
@@ -238,6 +247,12 @@ type pause struct {
 	max    time.Duration
 	t      clock.Timer
 	grown  bool
+	// soon replaces d for one pause when quick says so (Options.Soon, Options.Quick).
+	soon  time.Duration
+	quick func() bool
+	// wake ends a pause early (Options.Wake); done ends the goroutine that listens to it.
+	wake <-chan struct{}
+	done <-chan struct{}
 }
 
 // Backoff implements wait.BackoffManager. BackoffUntilWithContext drains the timer before it
@@ -247,13 +262,43 @@ func (p *pause) Backoff() clock.Timer {
 		p.d = min(time.Duration(float64(p.d)*p.factor), max(p.max, p.d))
 	}
 	p.grown = true
-	if p.t == nil {
-		p.t = p.clock.NewTimer(p.d)
-	} else {
-		p.t.Reset(p.d)
+	d := p.d
+	if p.soon > 0 && p.quick != nil && p.quick() {
+		d = min(p.soon, d)
 	}
-	return p.t
+	if p.t == nil {
+		p.t = p.clock.NewTimer(d)
+	} else {
+		p.t.Reset(d)
+	}
+	if p.wake == nil {
+		return p.t
+	}
+	return newWakeTimer(p.t, p.wake, p.done)
 }
+
+// wakeTimer fires when its timer does or when wake delivers, whichever comes first.
+type wakeTimer struct {
+	clock.Timer
+	c chan time.Time
+}
+
+func newWakeTimer(t clock.Timer, wake, done <-chan struct{}) *wakeTimer {
+	w := &wakeTimer{Timer: t, c: make(chan time.Time, 1)}
+	go func() {
+		select {
+		case now := <-t.C():
+			w.c <- now
+		case <-wake:
+			w.c <- time.Now()
+		case <-done:
+		}
+	}()
+	return w
+}
+
+// C implements clock.Timer.
+func (w *wakeTimer) C() <-chan time.Time { return w.c }
 
 // Heartbeat runs fn, a call that blocks for as long as it takes (a Helm install with its hooks),
 // and reports it like a wait: Started at once, Waiting at least every Options.Every, then Done or
