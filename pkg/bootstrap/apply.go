@@ -166,7 +166,7 @@ func (r *Runner) applyNode(ctx context.Context, n Node) (NodeResult, error) {
 
 			return stepResult{seen: obs.seen}
 		default:
-			return stepResult{seen: obs.seen}
+			return stepResult{seen: obs.seen, soon: obs.seen == refusedConnection}
 		}
 	})
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 
@@ -63,68 +64,53 @@ func (v etcdView) String() string {
 	return strings.Join(parts, "; ")
 }
 
+// cpEtcd is what one control plane says about etcd.
+type cpEtcd struct {
+	running bool
+	members []string
+	// unreachable says why the node did not answer ("" when it did); foreign: it answers TLS
+	// with another identity.
+	unreachable string
+	foreign     bool
+}
+
 // observeEtcd asks every control plane, each on its own IP, for etcd members and the etcd service state.
+// The control planes are asked at once: each answer costs a TLS handshake and two calls, and the
+// bootstrap and health waits ask again every PollInterval.
 func (r *Runner) observeEtcd(ctx context.Context) etcdView {
+	cps := r.controlPlanes()
+	seen := make([]cpEtcd, len(cps))
+
+	var wg sync.WaitGroup
+
+	for i, n := range cps {
+		wg.Go(func() { seen[i] = r.observeEtcdOn(ctx, n) })
+	}
+
+	wg.Wait()
+
 	var view etcdView
 
 	members := map[string]bool{}
 
-	for _, n := range r.controlPlanes() {
-		err := func() error {
-			ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
-			defer cancel()
+	for i, n := range cps {
+		s := seen[i]
 
-			c, err := r.secureClient(ctx, n)
-			if err != nil {
-				return err
-			}
+		switch {
+		case s.foreign:
+			view.foreign = append(view.foreign, n)
+			fallthrough
+		case s.unreachable != "":
+			view.unreachable = append(view.unreachable, n.Name+": "+s.unreachable)
 
-			defer c.Close() // probe
-
-			svc, err := c.ServiceInfo(ctx, "etcd")
-			if err != nil {
-				return err
-			}
-
-			for _, s := range svc {
-				if s.Service.GetState() == "Running" {
-					view.running = append(view.running, n.Name)
-				}
-			}
-
-			// Before etcd has a member, Talos cannot list members (there is no etcd to ask): that is the
-			// expected answer of an unbootstrapped cluster, not an unreachable node.
-			resp, err := c.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{})
-			if err == nil {
-				for _, msg := range resp.GetMessages() {
-					for _, m := range msg.GetMembers() {
-						members[m.GetHostname()] = true
-					}
-				}
-			}
-
-			return nil
-		}()
-		if err == nil {
 			continue
+		case s.running:
+			view.running = append(view.running, n.Name)
 		}
 
-		reason := describe(err)
-
-		if isHandshakeFailure(err) {
-			// Not (yet) running this cluster's config: tell maintenance mode from another cluster.
-			switch obs := r.observe(ctx, n); obs.state {
-			case stateForeign:
-				view.foreign = append(view.foreign, n)
-				reason = obs.seen
-			case stateMaintenance:
-				reason = "in maintenance mode (run `talforge apply`)"
-			default:
-				reason = obs.seen
-			}
+		for _, m := range s.members {
+			members[m] = true
 		}
-
-		view.unreachable = append(view.unreachable, n.Name+": "+reason)
 	}
 
 	for m := range members {
@@ -134,6 +120,67 @@ func (r *Runner) observeEtcd(ctx context.Context) etcdView {
 	slices.Sort(view.members)
 
 	return view
+}
+
+// observeEtcdOn asks one control plane for its etcd service and etcd's members.
+func (r *Runner) observeEtcdOn(ctx context.Context, n Node) cpEtcd {
+	var seen cpEtcd
+
+	err := func() error {
+		ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+		defer cancel()
+
+		c, err := r.secureClient(ctx, n)
+		if err != nil {
+			return err
+		}
+
+		defer c.Close() // probe
+
+		svc, err := c.ServiceInfo(ctx, "etcd")
+		if err != nil {
+			return err
+		}
+
+		for _, s := range svc {
+			if s.Service.GetState() == "Running" {
+				seen.running = true
+			}
+		}
+
+		// Before etcd has a member, Talos cannot list members (there is no etcd to ask): that is the
+		// expected answer of an unbootstrapped cluster, not an unreachable node.
+		resp, err := c.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{})
+		if err == nil {
+			for _, msg := range resp.GetMessages() {
+				for _, m := range msg.GetMembers() {
+					seen.members = append(seen.members, m.GetHostname())
+				}
+			}
+		}
+
+		return nil
+	}()
+	if err == nil {
+		return seen
+	}
+
+	seen.unreachable = describe(err)
+
+	if isHandshakeFailure(err) {
+		// Not (yet) running this cluster's config: tell maintenance mode from another cluster.
+		switch obs := r.observe(ctx, n); obs.state {
+		case stateForeign:
+			seen.foreign = true
+			seen.unreachable = obs.seen
+		case stateMaintenance:
+			seen.unreachable = "in maintenance mode (run `talforge apply`)"
+		default:
+			seen.unreachable = obs.seen
+		}
+	}
+
+	return seen
 }
 
 // Bootstrap bootstraps etcd exactly once. It observes every control plane first and never calls Bootstrap
@@ -176,7 +223,7 @@ func (r *Runner) Bootstrap(ctx context.Context) (*EtcdResult, error) {
 
 		if res.Action == EtcdBootstrapped {
 			// Bootstrap was accepted; etcd is starting.
-			return stepResult{seen: "bootstrap accepted, waiting for etcd to start"}
+			return stepResult{seen: "bootstrap accepted, waiting for etcd to start", soon: true}
 		}
 
 		if r.opts.DryRun {
@@ -192,7 +239,7 @@ func (r *Runner) Bootstrap(ctx context.Context) (*EtcdResult, error) {
 			res.Action = EtcdBootstrapped
 			r.progress.printf(first.Name, "Bootstrap accepted by %s; waiting for etcd to start", r.endpoint(first))
 
-			return stepResult{seen: seen, reported: true}
+			return stepResult{seen: seen, reported: true, soon: true}
 		case bootstrapAlreadyDone:
 			res.Action = EtcdAlreadyBootstrapped
 			r.progress.printf(first.Name, "etcd already bootstrapped (%s)", seen)

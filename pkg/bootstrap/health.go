@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Kube is what the Kubernetes health phases need from the cluster's API server.
@@ -98,8 +99,8 @@ func (r *Runner) healthAPId(ctx context.Context) error {
 	}, func(ctx context.Context) stepResult {
 		last = failing{}
 
-		for _, n := range r.cluster.Nodes {
-			obs := r.observe(ctx, n)
+		for i, obs := range r.observeAll(ctx) {
+			n := r.cluster.Nodes[i]
 			if streaks.confirm(n, obs.state == stateForeign) {
 				return stepResult{err: r.foreignError(n, PhaseHealthAPId, obs.seen)}
 			}
@@ -205,6 +206,22 @@ func (r *Runner) healthAPIServer(ctx context.Context, kube Kube) error {
 
 		return stepResult{done: true}
 	})
+}
+
+// observeAll observes every node at once (each observation is a TLS handshake or two), in
+// profile order.
+func (r *Runner) observeAll(ctx context.Context) []observation {
+	out := make([]observation, len(r.cluster.Nodes))
+
+	var wg sync.WaitGroup
+
+	for i, n := range r.cluster.Nodes {
+		wg.Go(func() { out[i] = r.observe(ctx, n) })
+	}
+
+	wg.Wait()
+
+	return out
 }
 
 func (r *Runner) healthNodes(ctx context.Context, kube Kube) error {

@@ -37,7 +37,17 @@ type stepResult struct {
 	err error
 	// reported: the step already printed this observation.
 	reported bool
+	// soon: look again after PollInterval/soonDivisor (see there).
+	soon bool
 }
+
+// soonDivisor: while a node refuses connections (booting, installing, rebooting) or etcd is
+// starting after an accepted Bootstrap, wait looks again after PollInterval/soonDivisor. A
+// refused connect costs nothing, the etcd check three short calls per control plane, and
+// either ends the moment the node or etcd is up: with the 2 s default a boot, an install or
+// etcd's start is seen 0.25 s after it ended on average instead of 1 s, on the critical path
+// of `up` (issue 16).
+const soonDivisor = 4
 
 // wait polls step until it is done, fails, or the timeout passes. It prints a line whenever the observation
 // changes and a "still waiting" line every Options.ProgressEvery; a step that printed its observation itself
@@ -48,6 +58,7 @@ func (r *Runner) wait(ctx context.Context, who string, what string, timeout time
 	var (
 		lastSeen string
 		reported bool
+		soon     bool
 		stepErr  error
 	)
 
@@ -57,6 +68,8 @@ func (r *Runner) wait(ctx context.Context, who string, what string, timeout time
 		Timeout:  timeout,
 		Every:    r.opts.ProgressEvery,
 		Changes:  true,
+		Soon:     r.opts.PollInterval / soonDivisor,
+		Quick:    func() bool { return soon },
 		Progress: func(p poll.Progress) {
 			if r.opts.Waits != nil {
 				r.opts.Waits(who, p)
@@ -79,7 +92,7 @@ func (r *Runner) wait(ctx context.Context, who string, what string, timeout time
 		}
 
 		if !res.done {
-			lastSeen, reported = res.seen, res.reported
+			lastSeen, reported, soon = res.seen, res.reported, res.soon
 		}
 
 		return res.done, res.seen, nil

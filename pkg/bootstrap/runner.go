@@ -249,11 +249,14 @@ func isHandshakeFailure(err error) bool {
 	return false
 }
 
+// refusedConnection is how describe names a node whose API port is closed (down, booting).
+const refusedConnection = "connection refused"
+
 // describe shortens gRPC transport errors to what a person needs to see.
 func describe(err error) string {
 	msg := err.Error()
 
-	for _, known := range []string{"connection refused", "no route to host", "network is unreachable", "connection reset by peer", "i/o timeout"} {
+	for _, known := range []string{refusedConnection, "no route to host", "network is unreachable", "connection reset by peer", "i/o timeout"} {
 		if strings.Contains(msg, known) {
 			return known
 		}
