@@ -24,7 +24,7 @@ type pveOptions struct {
 func (o *pveOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.caFile, "ca-file", "", "PEM CA bundle to verify the Proxmox certificate (overrides proxmox.caFile)")
 	cmd.Flags().BoolVar(&o.insecure, "insecure", false, "do not verify the Proxmox TLS certificate (lab hosts only; prefer --ca-file)")
-	cmd.Flags().IntVar(&o.parallelism, "parallelism", 4, "how many VMs to work on at once")
+	cmd.Flags().IntVar(&o.parallelism, "parallelism", proxmox.DefaultParallelism, "how many VMs to work on at once")
 }
 
 // connection is how the flags say to reach Proxmox; notes go to stderr.

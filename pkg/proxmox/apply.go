@@ -14,9 +14,15 @@ import (
 	"github.com/talforge/talforge/pkg/poll"
 )
 
+// DefaultParallelism is how many VMs are worked on at once unless Options say otherwise: every
+// VM of a homelab-sized cluster. PVE runs each create and start as a task of its own, and a
+// bound of 4 made a 12-node `up` wait for three rounds of creates before the last node could
+// boot (issue 16); a cluster larger than this still goes in rounds.
+const DefaultParallelism = 16
+
 // Options tune an Executor; zero values take the defaults.
 type Options struct {
-	// Parallelism bounds how many VMs are worked on at once (default 4).
+	// Parallelism bounds how many VMs are worked on at once (default DefaultParallelism).
 	Parallelism int
 	// Attempts is how often a step is tried on transient errors (default 6).
 	Attempts int
@@ -58,7 +64,7 @@ type Executor struct {
 // NewExecutor returns an executor with defaults filled in.
 func NewExecutor(api API, opts Options) *Executor {
 	if opts.Parallelism <= 0 {
-		opts.Parallelism = 4
+		opts.Parallelism = DefaultParallelism
 	}
 
 	if opts.Attempts <= 0 {
@@ -207,19 +213,35 @@ func (e *Executor) allocate(ctx context.Context, plan *Plan) error {
 		}
 	}
 
+	// PVE's nextid is asked once: until the creates run it would answer the same id for every
+	// VM, so the next ones are searched for upwards from the last one handed out (one request
+	// per VM instead of two, before any VM of a large cluster can be created).
+	last := 0
+
 	for i := range plan.VMs {
 		v := &plan.VMs[i]
 		if v.Action != ActionCreate || v.VMID != 0 || plan.Blocked(v.Spec.Name) != nil {
 			continue
 		}
 
-		id, err := e.freeID(ctx)
+		var (
+			id  int
+			err error
+		)
+
+		if last == 0 {
+			id, err = e.freeID(ctx)
+		} else {
+			id, err = e.freeFrom(ctx, last)
+		}
+
 		if err != nil {
 			return fmt.Errorf("VM %s: allocating a VMID: %w", v.Spec.Name, err)
 		}
 
 		v.VMID = id
 		e.reserved[id] = true
+		last = id
 	}
 
 	return nil
@@ -239,6 +261,12 @@ func (e *Executor) freeID(ctx context.Context) (int, error) {
 		return 0, err
 	}
 
+	return e.freeFrom(ctx, id)
+}
+
+// freeFrom returns id, or the first id above it, that this run has not handed out and PVE
+// reports free (allocMu held).
+func (e *Executor) freeFrom(ctx context.Context, id int) (int, error) {
 	for tries := 0; e.reserved[id]; tries++ {
 		id++
 
