@@ -17,7 +17,7 @@ func (cl *Client) waitBackupTarget(ctx context.Context) error {
 	if b == nil {
 		return nil
 	}
-	err := cl.kube.Wait(ctx, cl.opts.BackupTargetTimeout, "BackupTarget "+DefaultBackupTarget+" available", func(ctx context.Context) (bool, string, error) {
+	err := cl.kube.WaitWatching(ctx, cl.opts.BackupTargetTimeout, "BackupTarget "+DefaultBackupTarget+" available", BackupTargetGVR, DefaultBackupTarget, func(ctx context.Context) (bool, string, error) {
 		st, err := cl.backupTarget(ctx)
 		if err != nil {
 			return false, "", err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -80,6 +81,30 @@ func (c *Conn) Now() time.Time { return c.opts.Clock.Now() }
 func (c *Conn) Wait(ctx context.Context, timeout time.Duration, what string, check poll.Check) error {
 	return poll.Until(ctx, poll.Options{
 		What: what, Interval: c.opts.Poll, Timeout: timeout, Clock: c.opts.Clock, Progress: c.progress(),
+	}, check)
+}
+
+// WaitWatching is Wait that also looks again as soon as the object name of gvr changes (a
+// watch event), rather than up to Poll later: the end of a wait on a status another
+// controller sets is seen at once. Without a watch (the resource is not served yet, or the
+// watch is refused) it polls like Wait.
+func (c *Conn) WaitWatching(ctx context.Context, timeout time.Duration, what string, gvr schema.GroupVersionResource, name string, check poll.Check) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	if w, err := c.Resource(gvr).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name}); err == nil {
+		defer w.Stop()
+		go func() {
+			for range w.ResultChan() {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	return poll.Until(ctx, poll.Options{
+		What: what, Interval: c.opts.Poll, Timeout: timeout, Clock: c.opts.Clock, Progress: c.progress(), Wake: wake,
 	}, check)
 }
 

@@ -40,11 +40,17 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 	if err := cl.preflight(ctx); err != nil {
 		return nil, err
 	}
-	if err := cl.backupPreflight(ctx); err != nil {
-		return nil, err
-	}
 	rel, err := cl.helm.lastRelease()
 	if err != nil {
+		return nil, err
+	}
+	var chart <-chan chartResult
+	if rel == nil {
+		// A first install needs the chart: load it (from the cache, or download it) while the
+		// backup target is checked and the namespace and credentials are made.
+		chart = cl.helm.chartAsync(version)
+	}
+	if err := cl.backupPreflight(ctx); err != nil {
 		return nil, err
 	}
 	if err := notPending(rel); err != nil {
@@ -62,7 +68,8 @@ func (cl *Client) Install(ctx context.Context) (*InstallResult, error) {
 	}
 	switch {
 	case rel == nil:
-		ch, err := cl.helm.chart(version)
+		loaded := <-chart
+		ch, err := loaded.chart, loaded.err
 		if err != nil {
 			return nil, err
 		}
