@@ -50,6 +50,47 @@ type Options struct {
 	// RebuildTime is how long longhorn-manager takes to rebuild a replica once its node is
 	// back (default 300 ms).
 	RebuildTime time.Duration
+	// Latency models the slow steps of a real homelab (zero fields keep the small defaults).
+	Latency Latency
+}
+
+// Latency is a latency model of the steps of `up` that take long on real machines. Each
+// field is mapped onto the emulator that plays the step; zero keeps the emulator's default.
+type Latency struct {
+	// VMCreate is a PVE qmcreate or qmclone task (every other task takes TaskLatency).
+	VMCreate time.Duration
+	// ISOBoot is a VM's start until its Talos maintenance API answers (talosnode StartDelay,
+	// counted from the VM's start in PVE).
+	ISOBoot time.Duration
+	// Install is a config applied in maintenance mode until the node answers in configured
+	// mode: install to disk and reboot (talosnode InstallDelay).
+	Install time.Duration
+	// Bootstrap is the etcd Bootstrap call until etcd runs with its first member (talosnode
+	// EtcdStartDelay); the other control planes join JoinDelay later.
+	Bootstrap time.Duration
+	// LonghornRollout is the start of the Helm install until longhorn-manager has rolled out
+	// and makes its Settings and BackupTarget (lhmanager RolloutTime).
+	LonghornRollout time.Duration
+}
+
+// RealHomelab is the latency model of a real homelab (issue 16): tests scale it down.
+var RealHomelab = Latency{
+	VMCreate: 3 * time.Second, ISOBoot: 25 * time.Second, Install: 60 * time.Second,
+	Bootstrap: 20 * time.Second, LonghornRollout: 90 * time.Second,
+}
+
+// Scaled is l with every figure multiplied by f (RealHomelab.Scaled(0.01): 1/100).
+func (l Latency) Scaled(f float64) Latency {
+	s := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
+	return Latency{VMCreate: s(l.VMCreate), ISOBoot: s(l.ISOBoot), Install: s(l.Install), Bootstrap: s(l.Bootstrap), LonghornRollout: s(l.LonghornRollout)}
+}
+
+// pveLatency maps VMCreate onto the PVE task types that create a VM.
+func (l Latency) pveLatency() map[string]time.Duration {
+	if l.VMCreate <= 0 {
+		return nil
+	}
+	return map[string]time.Duration{"qmcreate": l.VMCreate, "qmclone": l.VMCreate}
 }
 
 // Env is one emulated homelab. Create it with Start.
@@ -148,7 +189,7 @@ func start(t testing.TB, kube *kubeenv.ControlPlane, srv *s3server.Server, user 
 	}
 	e.cs = kubernetes.NewForConfigOrDie(kube.Config)
 	e.PVE = pvesim.New(pvesim.Options{
-		Schema: pveSchema, AuthFailDelay: -1, DefaultLatency: opts.TaskLatency,
+		Schema: pveSchema, AuthFailDelay: -1, DefaultLatency: opts.TaskLatency, Latency: opts.Latency.pveLatency(),
 		Tokens: []pvesim.Token{{ID: TokenID, Secret: TokenSecret, ACL: pvesim.MinimalACL("local-lvm", "local", "pve", "vmbr0")}},
 	})
 	t.Cleanup(e.PVE.Close)
@@ -210,7 +251,7 @@ func (e *Env) newEtcd() {
 // data and the S3 server) on the apiserver.
 func (e *Env) startManager() error {
 	m, err := lhmanager.New(e.Kube.Config, lhmanager.Options{Logf: func(f string, a ...any) { e.t.Logf("lhmanager: "+f, a...) },
-		Resync: 150 * time.Millisecond, Data: e.data, RebuildTime: e.opts.RebuildTime})
+		Resync: 150 * time.Millisecond, Data: e.data, RebuildTime: e.opts.RebuildTime, RolloutTime: e.opts.Latency.LonghornRollout})
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func (e *Env) syncKube(ctx context.Context) error {
 		if n.node.Up() {
 			n.name = n.node.Hostname()
 		}
-		regs = append(regs, nodeReport{name: n.name, ip: n.ip, ready: n.node.Up(), talos: n.node.Version(), kubelet: kubeletVersion(cfg), bootID: n.node.BootID()})
+		regs = append(regs, nodeReport{name: n.name, ip: n.ip, ready: n.node.Up(), talos: n.node.Version(), kubelet: n.kubeletOf(cfg), bootID: n.node.BootID()})
 	}
 	e.mu.Unlock()
 	for _, r := range regs {

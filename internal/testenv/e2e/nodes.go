@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/talforge/talforge/internal/testenv/lhdata"
 	"github.com/talforge/talforge/internal/testenv/pvesim"
@@ -31,6 +33,19 @@ type vmNode struct {
 	ip   string
 	node *talosnode.Node
 	name string // its Kubernetes node name, once it ran configured
+
+	// kubelet is the kubelet version of the config whose digest is cfgSum: parsing a machine
+	// config on every kube sync of every node would take a core of its own.
+	cfgSum  [sha256.Size]byte
+	kubelet string
+}
+
+// kubeletOf is the kubelet version of cfg, the node's active config.
+func (n *vmNode) kubeletOf(cfg []byte) string {
+	if sum := sha256.Sum256(cfg); sum != n.cfgSum {
+		n.cfgSum, n.kubelet = sum, kubeletVersion(cfg)
+	}
+	return n.kubelet
 }
 
 // isoVersion is the Talos version of the boot ISO a VM has attached (talforge names it
@@ -78,6 +93,7 @@ func (e *Env) syncVMs(ctx context.Context) error {
 			node, err := talosnode.Start(ctx, talosnode.Options{
 				Address: net.JoinHostPort(ip, strconv.Itoa(e.TalosPort)), Cluster: e.etcd,
 				BootDelay: e.opts.BootDelay, JoinDelay: e.opts.JoinDelay, TalosVersion: version,
+				StartDelay: e.bootLeft(vm), InstallDelay: e.opts.Latency.Install, EtcdStartDelay: e.opts.Latency.Bootstrap,
 				OnEvent: e.recordTalosEvent,
 			})
 			if err != nil {
@@ -110,6 +126,19 @@ func (e *Env) syncVMs(ctx context.Context) error {
 	// Every VM of this cluster was deleted, and etcd with their system disks.
 	e.t.Logf("e2e: every VM was deleted: etcd and the Kubernetes API state are lost")
 	return e.loseClusterLocked(ctx, true)
+}
+
+// bootLeft is how much of Latency.ISOBoot a VM that runs has still to wait for its maintenance
+// API: the Env sees the VM start up to a Poll late, and the boot counts from the start.
+func (e *Env) bootLeft(vm pvesim.VM) time.Duration {
+	if e.opts.Latency.ISOBoot <= 0 {
+		return 0
+	}
+	left := e.opts.Latency.ISOBoot - time.Since(vm.StartedAt)
+	if vm.StartedAt.IsZero() {
+		left = e.opts.Latency.ISOBoot
+	}
+	return max(left, time.Nanosecond) // StartDelay 0 would boot at once: the boot is due now
 }
 
 // LoseCluster makes the cluster state vanish as if every node's system disk was lost:

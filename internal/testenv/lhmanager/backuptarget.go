@@ -82,7 +82,7 @@ func (m *Manager) syncBackupTarget(ctx context.Context) error {
 		spec["syncRequestedAt"] = time.Now().UTC().Format(time.RFC3339)
 		bt.Object["spec"] = spec
 		if bt.GetResourceVersion() == "" {
-			bt, err = res.Create(ctx, bt, metav1.CreateOptions{})
+			bt, err = createCR(ctx, res, bt)
 		} else {
 			bt, err = res.Update(ctx, bt, metav1.UpdateOptions{})
 		}

@@ -30,6 +30,7 @@ type loop struct {
 
 	// backup target controller
 	targetKey    string // URL, secret and its resourceVersion last checked
+	held         *heldCheck
 	requestedAt  string // spec.syncRequestedAt last honoured
 	checkedAt    time.Time
 	deleteFailed map[string]time.Time // backup -> last failed remote deletion
@@ -50,16 +51,28 @@ func (m *Manager) RunBackups(ctx context.Context) error {
 	}
 	l := &loop{m: m, data: m.data, ctx: ctx, inflight: map[string]bool{}, deleteFailed: map[string]time.Time{}}
 	defer l.wg.Wait()
-	tick := time.NewTicker(m.resync / 3)
+	// As upstream, the backup target controller runs on its own: a slow step of the others
+	// (the apiserver takes a second to serve the first list of a new CRD) does not hold up
+	// reporting the target available.
+	l.wg.Go(func() { l.every(ctx, l.syncTargetStep, l.m.targetKick) })
+	l.every(ctx, l.sync, nil)
+	return ctx.Err()
+}
+
+// every runs fn at once, then every third of the resync period and whenever kick fires, until
+// ctx ends.
+func (l *loop) every(ctx context.Context, fn func(context.Context) error, kick <-chan struct{}) {
+	tick := time.NewTicker(l.m.resync / 3)
 	defer tick.Stop()
 	for {
-		if err := l.sync(ctx); err != nil && ctx.Err() == nil {
-			m.logf("backups: %v", err)
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			l.m.logf("backups: %v", err)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return
 		case <-tick.C:
+		case <-kick:
 		}
 	}
 }
@@ -70,7 +83,6 @@ func (l *loop) sync(ctx context.Context) error {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"backup target", l.syncTarget},
 		{"provisioning", l.syncProvisioning},
 		{"volumes", l.syncVolumes},
 		{"kubernetes status", l.syncKubernetesStatus},
@@ -84,6 +96,16 @@ func (l *loop) sync(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// syncTargetStep is syncTarget as a step of the loop: the errors the next round resolves are
+// not worth a line.
+func (l *loop) syncTargetStep(ctx context.Context) error {
+	err := l.syncTarget(ctx)
+	if err == nil || apierrors.IsConflict(err) || meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("backup target: %w", err)
 }
 
 func (l *loop) res(gvr schema.GroupVersionResource) dynamic.ResourceInterface {

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
@@ -80,6 +81,13 @@ type Options struct {
 	Data *lhdata.Store
 	// RebuildTime is how long a replica takes to rebuild once its node is back (default 300 ms).
 	RebuildTime time.Duration
+	// RolloutTime is how long longhorn-manager takes to roll out after a Helm install or
+	// upgrade of the chart began (its release Secret appeared): image pulls and pod starts, as
+	// one figure of a latency model. The manager makes its Settings and BackupTarget meanwhile,
+	// as a starting pod does before it reports ready, but until then the DaemonSet and the
+	// Deployments are not marked rolled out and the BackupTarget is not reported available.
+	// Default 0: at once.
+	RolloutTime time.Duration
 }
 
 // Manager is the fake longhorn-manager.
@@ -90,7 +98,9 @@ type Manager struct {
 	logf   func(string, ...any)
 	resync time.Duration
 	kick   chan struct{}
-	data   *lhdata.Store
+	// targetKick wakes RunBackups' backup target controller (the rollout ended).
+	targetKick chan struct{}
+	data       *lhdata.Store
 
 	cms     corelisters.ConfigMapLister
 	secrets corelisters.SecretLister
@@ -107,6 +117,9 @@ type Manager struct {
 	rebuilds      map[string]time.Time // replica -> when the manager started rebuilding it
 	bootIDs       map[string]string    // node -> the boot ID it last reported
 	rolloutPaused bool
+	rolloutTime   time.Duration
+	releaseSeen   map[string]time.Time // Helm release Secret -> when the manager first saw it
+	wakeAt        time.Time            // when rolledOut last asked to be woken
 	storeError    string
 	checks        []string
 }
@@ -125,7 +138,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cs: cs, dyn: dyn, ns: opts.Namespace, logf: opts.Logf, resync: opts.Resync, kick: make(chan struct{}, 1), data: opts.Data}
+	m := &Manager{cs: cs, dyn: dyn, ns: opts.Namespace, logf: opts.Logf, resync: opts.Resync, kick: make(chan struct{}, 1), targetKick: make(chan struct{}, 1), data: opts.Data}
 	if m.ns == "" {
 		m.ns = Namespace
 	}
@@ -136,6 +149,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		m.resync = 300 * time.Millisecond
 	}
 	m.rebuildTime, m.rebuilds, m.bootIDs = opts.RebuildTime, map[string]time.Time{}, map[string]string{}
+	m.rolloutTime, m.releaseSeen = opts.RolloutTime, map[string]time.Time{}
 	if m.rebuildTime == 0 {
 		m.rebuildTime = 300 * time.Millisecond
 	}
@@ -271,6 +285,17 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// createCR creates a custom resource the manager makes when it starts (Settings, BackupTarget
+// "default", the Longhorn Nodes). It goes through server-side apply rather than a POST: the
+// apiserver holds every POST of a kind whose CRD became Established less than 2 s before for
+// 2 s (apiextensions-apiserver customresource_handler.go, for HA apiservers). A real manager, whose
+// pods take a minute to start after Helm made the CRDs, never meets that; in a latency model
+// scaled down to Options.RolloutTime it would be the longest step of an install. An apply that
+// creates makes the same object.
+func createCR(ctx context.Context, res dynamic.ResourceInterface, u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	return res.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "longhorn-manager"})
 }
 
 func (m *Manager) crdServed(ctx context.Context, gvr schema.GroupVersionResource) (bool, error) {

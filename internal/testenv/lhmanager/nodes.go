@@ -139,6 +139,9 @@ func (m *Manager) syncRobustness(ctx context.Context, volume string) error {
 // conditions, its instance-manager pod, the replicas on it (failed while the node is down,
 // rebuilt once it is back) and the instance-manager PDB.
 func (m *Manager) syncNodes(ctx context.Context) error {
+	if !m.rolledOut() {
+		return nil // each manager pod registers its node once it runs (Options.RolloutTime)
+	}
 	if ok, err := m.crdServed(ctx, NodeGVR); !ok {
 		return err
 	}
@@ -193,11 +196,11 @@ func (m *Manager) syncLonghornNode(ctx context.Context, n *corev1.Node) error {
 	res := m.dyn.Resource(NodeGVR).Namespace(m.ns)
 	ln, err := res.Get(ctx, n.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		ln, err = res.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		ln, err = createCR(ctx, res, &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": group + "/" + version, "kind": "Node",
 			"metadata": map[string]any{"name": n.Name, "namespace": m.ns},
 			"spec":     map[string]any{"name": n.Name, "allowScheduling": true},
-		}}, metav1.CreateOptions{})
+		}})
 	}
 	if err != nil {
 		return fmt.Errorf("longhorn node %s: %w", n.Name, err)

@@ -43,7 +43,7 @@ func (m *Manager) setSetting(ctx context.Context, name, value, cmRV string) erro
 		if cmRV != "" {
 			u.SetAnnotations(map[string]string{annotationConfigMapResourceVersion: cmRV})
 		}
-		_, err = res.Create(ctx, u, metav1.CreateOptions{})
+		_, err = createCR(ctx, res, u)
 		return err
 	}
 	if err != nil {

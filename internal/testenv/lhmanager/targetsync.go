@@ -87,19 +87,37 @@ func (l *loop) syncTarget(ctx context.Context) error {
 	}
 	due := t.key != l.targetKey || t.requested != l.requestedAt || (t.poll > 0 && time.Since(l.checkedAt) >= t.poll)
 	if t.problem != "" {
-		l.targetKey, l.requestedAt = t.key, t.requested
+		l.targetKey, l.requestedAt, l.held = t.key, t.requested, nil
 		return l.setTargetStatus(ctx, false, t.problem, false)
 	}
 	if !due {
-		return nil
+		return l.reportHeld(ctx, t)
 	}
 	l.targetKey, l.requestedAt, l.checkedAt = t.key, t.requested, time.Now()
-	if err := lhdata.CheckTarget(ctx, t.creds, t.url); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		l.m.logf("backup target %s unavailable: %v", t.url, err)
-		return l.setTargetStatus(ctx, false, err.Error(), false)
+	err = lhdata.CheckTarget(ctx, t.creds, t.url)
+	if ctx.Err() != nil {
+		return nil
+	}
+	// A manager whose pods are not ready yet (Options.RolloutTime) checks the store as it
+	// starts but reports the outcome only once it is.
+	l.held = &heldCheck{err: err}
+	return l.reportHeld(ctx, t)
+}
+
+// heldCheck is the outcome of a store check not reported yet.
+type heldCheck struct{ err error }
+
+// reportHeld reports the held check once the manager has rolled out: availability with the
+// driver's message, then (available) the pull of the store's backups.
+func (l *loop) reportHeld(ctx context.Context, t *target) error {
+	if l.held == nil || !l.m.rolledOut() {
+		return nil
+	}
+	checkErr := l.held.err
+	l.held = nil
+	if checkErr != nil {
+		l.m.logf("backup target %s unavailable: %v", t.url, checkErr)
+		return l.setTargetStatus(ctx, false, checkErr.Error(), false)
 	}
 	if err := l.setTargetStatus(ctx, true, "", false); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -72,7 +73,7 @@ func (m *Manager) syncWorkloads(ctx context.Context) error {
 	m.mu.Lock()
 	paused := m.rolloutPaused
 	m.mu.Unlock()
-	if paused {
+	if paused || !m.rolledOut() {
 		return nil
 	}
 	var errs []error
@@ -157,4 +158,50 @@ func (m *Manager) syncManagerDaemonSet(ctx context.Context) error {
 		return err
 	}
 	return m.setSetting(ctx, SettingCurrentLonghornVersion, next, "")
+}
+
+// ---------------------------------------------------------------- rollout time
+
+// rolledOut reports whether the manager pods of the newest Helm release are ready
+// (Options.RolloutTime after the manager first saw the release's Secret); while they are not,
+// it has the loop woken when they will be.
+func (m *Manager) rolledOut() bool {
+	if m.rolloutTime <= 0 {
+		return true
+	}
+	secrets, err := m.secrets.Secrets(m.ns).List(labels.SelectorFromSet(labels.Set{"owner": "helm", "name": "longhorn"}))
+	if err != nil {
+		return true // the lister reads a cache: it does not fail
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var newest time.Time
+	for _, s := range secrets {
+		seen, ok := m.releaseSeen[s.Name]
+		if !ok {
+			seen = time.Now()
+			m.releaseSeen[s.Name] = seen
+		}
+		if seen.After(newest) {
+			newest = seen
+		}
+	}
+	due := newest.Add(m.rolloutTime)
+	if newest.IsZero() || !time.Now().Before(due) {
+		return true
+	}
+	if !m.wakeAt.Equal(due) {
+		m.wakeAt = due
+		time.AfterFunc(time.Until(due), m.rolloutDone)
+	}
+	return false
+}
+
+// rolloutDone wakes the controllers that wait for the rollout.
+func (m *Manager) rolloutDone() {
+	m.poke()
+	select {
+	case m.targetKick <- struct{}{}:
+	default:
+	}
 }

@@ -18,9 +18,11 @@ type Cluster struct {
 
 	bootstrapCalls       int
 	conflictingBootstrap int
-	bootstrapped         chan struct{}
-	members              []etcdMember
-	nextMemberID         uint64
+	// starting: a Bootstrap was accepted and etcd is starting (Options.EtcdStartDelay).
+	starting     bool
+	bootstrapped chan struct{}
+	members      []etcdMember
+	nextMemberID uint64
 	// up holds the IPs of the cluster's nodes whose API is up: an etcd member runs on its node,
 	// so it is healthy exactly while that node is up.
 	up map[string]bool
@@ -95,11 +97,16 @@ func (c *Cluster) EtcdMembers() []string {
 
 // bootstrap makes the node the first etcd member. It mirrors Talos: the node-local check is "is my etcd data
 // directory empty", so a member gets AlreadyExists, and so does (in the emulator) a node that had not joined yet.
-func (c *Cluster) bootstrap(hostname, ip string) (alreadyExists bool) {
+// With later, etcd is only starting: finishBootstrap makes the member, and calls meanwhile get AlreadyExists.
+func (c *Cluster) bootstrap(hostname, ip string, later bool) (alreadyExists bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
 	c.bootstrapCalls++
+
+	if c.starting {
+		return true
+	}
 
 	if len(c.members) > 0 {
 		if !c.isMemberLocked(ip) {
@@ -109,10 +116,40 @@ func (c *Cluster) bootstrap(hostname, ip string) (alreadyExists bool) {
 		return true
 	}
 
+	if later {
+		c.starting = true
+
+		return false
+	}
+
 	c.addMemberLocked(hostname, ip)
 	close(c.bootstrapped)
 
 	return false
+}
+
+// finishBootstrap ends a delayed bootstrap: etcd runs with its first member.
+func (c *Cluster) finishBootstrap(hostname, ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	c.starting = false
+
+	if len(c.members) > 0 {
+		return
+	}
+
+	c.addMemberLocked(hostname, ip)
+	close(c.bootstrapped)
+}
+
+// abortBootstrap forgets a delayed bootstrap whose node went down before etcd started: its data
+// directory stays empty, so Bootstrap may be called again.
+func (c *Cluster) abortBootstrap() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	c.starting = false
 }
 
 // join adds a control plane to etcd once the cluster is bootstrapped; joining twice is a no-op.

@@ -136,7 +136,7 @@ func (s *machineService) applyInMaintenanceLocked(ctx context.Context, req *mach
 	n.applyInProgress = true
 	n.log("accepted config in maintenance mode; installing")
 
-	runAfterResponse(ctx, func() { n.reboot(talosruntime.MachineStageInstalling, n.opts.BootDelay) })
+	runAfterResponse(ctx, func() { n.reboot(talosruntime.MachineStageInstalling, n.installDownTime()) })
 
 	return &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{
 		Mode:        machine.ApplyConfigurationRequest_NO_REBOOT,
@@ -159,8 +159,14 @@ func (s *machineService) Bootstrap(context.Context, *machine.BootstrapRequest) (
 		return nil, status.Error(codes.FailedPrecondition, "bootstrap is not available yet")
 	}
 
-	if n.cluster.bootstrap(n.hostnameLocked(), n.ip.String()) {
+	if n.cluster.bootstrap(n.hostnameLocked(), n.ip.String(), n.opts.EtcdStartDelay > 0) {
 		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+	}
+
+	if n.opts.EtcdStartDelay > 0 {
+		n.startEtcdLocked(n.hostnameLocked())
+
+		return &machine.BootstrapResponse{Messages: []*machine.Bootstrap{{}}}, nil
 	}
 
 	n.publishStateLocked()
@@ -278,4 +284,46 @@ func (n *Node) requireControlPlaneLocked(api string) error {
 	}
 
 	return nil
+}
+
+// installDownTime is how long the node stays down to install a config accepted in maintenance
+// mode: Options.InstallDelay counts from the response, which the node outlives by the flush grace.
+func (n *Node) installDownTime() time.Duration {
+	if n.opts.InstallDelay <= 0 {
+		return n.opts.BootDelay
+	}
+
+	return max(n.opts.InstallDelay-responseFlushGrace, 0)
+}
+
+// startEtcdLocked makes the node etcd's first member Options.EtcdStartDelay after an accepted
+// Bootstrap (etcd starting from an empty data directory), unless the node goes down first.
+func (n *Node) startEtcdLocked(hostname string) {
+	gen := n.gen
+
+	n.log("bootstrap accepted; etcd starts in %s", n.opts.EtcdStartDelay)
+
+	n.wg.Go(func() {
+		timer := time.NewTimer(n.opts.EtcdStartDelay)
+		defer timer.Stop()
+
+		select {
+		case <-n.done:
+			return
+		case <-timer.C:
+		}
+
+		n.mu.Lock()
+		defer n.mu.Unlock()
+
+		if n.closed || n.gen != gen {
+			n.cluster.abortBootstrap()
+
+			return
+		}
+
+		n.cluster.finishBootstrap(hostname, n.ip.String())
+		n.publishStateLocked()
+		n.log("bootstrapped etcd")
+	})
 }

@@ -50,6 +50,15 @@ type Options struct {
 	BootDelay time.Duration
 	// JoinDelay is how long a configured control plane takes to join an already bootstrapped etcd.
 	JoinDelay time.Duration
+	// InstallDelay, when set, is how long an install from maintenance mode takes, from the
+	// ApplyConfiguration response until the API answers in configured mode (install to disk and
+	// reboot, as one figure of a latency model). Default: the response flush grace plus BootDelay.
+	InstallDelay time.Duration
+	// EtcdStartDelay is how long etcd takes to start after a Bootstrap call was accepted: the node
+	// becomes etcd's first member (and the cluster bootstrapped) this long after the call. Until
+	// then its etcd service is Preparing and a repeated Bootstrap answers AlreadyExists. Default 0:
+	// at once.
+	EtcdStartDelay time.Duration
 	// BootstrapNotReadyFor makes Bootstrap answer FailedPrecondition "bootstrap is not available yet" for
 	// this long after the node booted configured, as real nodes do while their services start.
 	BootstrapNotReadyFor time.Duration
