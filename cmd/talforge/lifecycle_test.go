@@ -79,7 +79,7 @@ func TestLifecycleCommands(t *testing.T) {
 
 	res = step("up", exitOK, "", "up")
 	expect("up", res.out, "provision  lab-cp-1         created, started", "apply      lab-worker-1     installed", "bootstrap  lab-cp-1         etcd bootstrapped",
-		"longhorn   cluster          1.10.2 install (Helm revision 1)", "cluster lab is up (changes applied)")
+		"longhorn   cluster          1.10.2 install (Helm revision 1)", "cluster lab is up (changes applied)", "critical path: ", " → longhorn ", "; longest phase: ")
 	res = step("up again", exitOK, "", "up")
 	expect("up again", res.out, "cluster lab is up (nothing to do: everything was in place)")
 

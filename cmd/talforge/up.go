@@ -145,6 +145,9 @@ With --commit it commits what it wrote under clusters/<name>/ with a message say
 					what = "nothing to do: everything was in place"
 				}
 				fmt.Fprintf(w, "\ncluster %s is up (%s) in %s\n", res.Cluster.Metadata.Name, what, res.Took.Round(100*time.Millisecond))
+				if res.CriticalPath != nil {
+					fmt.Fprintln(w, res.CriticalPath)
+				}
 			})
 		},
 	}

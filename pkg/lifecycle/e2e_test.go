@@ -98,6 +98,12 @@ func TestUpFromEmptyProxmoxThenNothingChanges(t *testing.T) {
 		}
 	}
 	t.Logf("first run:\n%s", progress)
+	// The run waited for each phase in turn; in the per-node phases, for one of the nodes.
+	cp := res.CriticalPath
+	if cp == nil || len(cp.Steps) != len(res.Phases) || res.Phases[4].Name != lifecycle.PhaseApply || res.Phases[4].Node == "" || cp.Total <= 0 || cp.Share <= 0 || cp.Share > 1 ||
+		!regexp.MustCompile(`^critical path: .*apply \d+\.\ds \(lab-(cp|worker)-1\) → .*longhorn \d+\.\ds; longest phase: [a-z]+ \(\d+%\)$`).MatchString(cp.String()) {
+		t.Errorf("critical path %+v: %q", cp, cp.String())
+	}
 	if l.env.BootstrapCalls() != 1 {
 		t.Errorf("Bootstrap called %d times", l.env.BootstrapCalls())
 	}

@@ -113,6 +113,21 @@ func (p *phase) seen(subject string) {
 	p.last[subject] = p.r.now()
 }
 
+// lastNode is the one of nodes the stage reported on last ("" when it reported on none of
+// them): in a phase whose nodes work at once, the node the phase waited for.
+func (p *phase) lastNode(nodes []string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var last string
+	var at time.Time
+	for _, n := range nodes {
+		if t, ok := p.last[n]; ok && (last == "" || t.After(at)) {
+			last, at = n, t
+		}
+	}
+	return last
+}
+
 // elapsed is the phase's running time.
 func (p *phase) elapsed() time.Duration { return p.r.now().Sub(p.start) }
 

@@ -34,6 +34,9 @@ type PhaseResult struct {
 	Changed bool `json:"changed"`
 	// Summary says what it did.
 	Summary string `json:"summary"`
+	// Node is the node that finished last in a phase that works on the nodes at once
+	// (provision, apply; bootstrap: the node etcd was bootstrapped on): the phase's critical chain.
+	Node string `json:"criticalNode,omitempty"`
 }
 
 // UpResult reports a run of Up.
@@ -48,6 +51,8 @@ type UpResult struct {
 	Plan *PlanReport `json:"plan"`
 	// Steps are the changes up made, in the plan's vocabulary (see StepsDiffer).
 	Steps []Step `json:"steps"`
+	// CriticalPath says which phase (and within it which node) the run waited for.
+	CriticalPath *CriticalPath `json:"criticalPath"`
 }
 
 // Changed reports whether any phase changed anything.
@@ -141,7 +146,16 @@ func vols(c *profile.Cluster) []string {
 func (r *run) record(p *phase, changed bool, format string, args ...any) {
 	summary := fmt.Sprintf(format, args...)
 	took := p.done("%s", summary)
-	r.res.Phases = append(r.res.Phases, PhaseResult{Name: p.name, Took: took, Changed: changed, Summary: summary})
+	r.res.Phases = append(r.res.Phases, PhaseResult{Name: p.name, Took: took, Changed: changed, Summary: summary, Node: p.lastNode(r.nodeNames())})
+}
+
+// nodeNames are the profile's node names.
+func (r *run) nodeNames() []string {
+	names := make([]string, 0, len(r.cluster.Nodes))
+	for _, n := range r.cluster.Nodes {
+		names = append(names, n.Name)
+	}
+	return names
 }
 
 // shown is a path relative to the project root when it lies inside it.
@@ -182,6 +196,7 @@ func Up(ctx context.Context, opts Options) (*UpResult, error) {
 		return r.res, err
 	}
 	r.res.Took = r.opts.Now().Sub(r.start)
+	r.res.CriticalPath = criticalPath(r.res.Phases)
 	return r.res, nil
 }
 
