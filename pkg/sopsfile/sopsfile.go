@@ -14,11 +14,13 @@ import (
 
 	"github.com/getsops/sops/v3"
 	"github.com/getsops/sops/v3/aes"
-	"github.com/getsops/sops/v3/cmd/sops/common"
 	"github.com/getsops/sops/v3/cmd/sops/formats"
 	sopsconfig "github.com/getsops/sops/v3/config"
 	"github.com/getsops/sops/v3/keyservice"
-	"github.com/getsops/sops/v3/version"
+	"github.com/getsops/sops/v3/stores/dotenv"
+	"github.com/getsops/sops/v3/stores/ini"
+	sopsjson "github.com/getsops/sops/v3/stores/json"
+	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
 
 	"github.com/talforge/talforge/pkg/atomicfile"
 )
@@ -30,9 +32,52 @@ const ConfigFileName = ".sops.yaml"
 var ErrNoRules = errors.New("no SOPS creation rule")
 
 // storeFor returns the SOPS store the sops CLI uses for a path: YAML for *.yaml/*.yml, JSON,
-// dotenv and INI by extension, and binary (the whole file as one encrypted value) otherwise.
-func storeFor(path string) common.Store {
-	return common.StoreForFormat(formats.FormatForPath(path), sopsconfig.NewStoresConfig())
+// dotenv and INI by extension, and binary (the whole file as one encrypted value) otherwise,
+// each with the CLI's default store settings. It is the CLI's own table (sops
+// cmd/sops/common.storeConstructors), not a call into it: that package links the CLI's
+// command-line framework and manual-page renderer into every talforge command (issue 16).
+func storeFor(path string) sops.Store {
+	c := sopsconfig.NewStoresConfig()
+
+	switch formats.FormatForPath(path) {
+	case formats.Yaml:
+		return sopsyaml.NewStore(&c.YAML)
+	case formats.Json:
+		return sopsjson.NewStore(&c.JSON)
+	case formats.Dotenv:
+		return dotenv.NewStore(&c.Dotenv)
+	case formats.Ini:
+		return ini.NewStore(&c.INI)
+	default:
+		return sopsjson.NewBinaryStore(&c.JSONBinary)
+	}
+}
+
+// sopsVersion is the version of the sops library talforge is built with (go.mod), which SOPS
+// writes into every file's metadata. It is not read from sops's version package: that one links
+// the sops CLI's command-line framework (urfave/cli) into every talforge command (issue 16).
+// TestSOPSVersionIsTheLibrarys fails when go.mod moves to another sops and this is not updated.
+const sopsVersion = "3.13.3"
+
+// encryptTree encrypts tree's values with dataKey and seals its MAC, as the sops CLI does
+// (cmd/sops/common.EncryptTree: the MAC is encrypted with the modification time as its
+// additional data).
+func encryptTree(tree *sops.Tree, dataKey []byte) error {
+	cipher := aes.NewCipher()
+
+	mac, err := tree.Encrypt(dataKey, cipher)
+	if err != nil {
+		return fmt.Errorf("error encrypting tree: %w", err)
+	}
+
+	tree.Metadata.LastModified = time.Now().UTC()
+
+	tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
+	if err != nil {
+		return fmt.Errorf("could not encrypt the MAC: %w", err)
+	}
+
+	return nil
 }
 
 // Decrypt decrypts SOPS-encrypted data. name is the file's path or name: its extension selects
@@ -200,7 +245,7 @@ func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
 		return nil, fmt.Errorf("encrypting %s: %v", path, errors.Join(errs...))
 	}
 
-	if err := common.EncryptTree(common.EncryptTreeOpts{DataKey: dataKey, Tree: &tree, Cipher: aes.NewCipher()}); err != nil {
+	if err := encryptTree(&tree, dataKey); err != nil {
 		return nil, fmt.Errorf("encrypting %s: %w", path, err)
 	}
 
@@ -226,7 +271,7 @@ func (r *Rule) metadata() sops.Metadata {
 		UnencryptedCommentRegex: r.conf.UnencryptedCommentRegex,
 		EncryptedCommentRegex:   r.conf.EncryptedCommentRegex,
 		MACOnlyEncrypted:        r.conf.MACOnlyEncrypted,
-		Version:                 version.Version,
+		Version:                 sopsVersion,
 	}
 
 	if m.UnencryptedSuffix == "" && m.EncryptedSuffix == "" && m.UnencryptedRegex == "" && m.EncryptedRegex == "" &&
