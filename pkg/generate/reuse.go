@@ -34,9 +34,9 @@ type reuseRecord struct {
 }
 
 // reuseInputs digests what the rendered files depend on besides the clock: the executable
-// (talforge's own rendering and redaction), the profile (path and content) and its patches, the secrets bundle as
-// stored, the output directory and the SOPS configuration named on the command line. ""
-// means the run cannot be proven current and renders.
+// (talforge's own rendering and redaction), the profile (path and content) and its patches,
+// the secrets bundle as stored, the output directory and the SOPS configuration named on the
+// command line. "" means the run cannot be proven current and renders.
 func reuseInputs(c *profile.Cluster, out, sopsConfig string) string {
 	exe := version.Executable()
 	if exe == "" {
