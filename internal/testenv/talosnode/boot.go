@@ -82,11 +82,13 @@ func (n *Node) goDownLocked(stage runtime.MachineStage) *grpc.Server {
 	return srv
 }
 
-func (n *Node) scheduleBootLocked(after time.Duration) {
+// afterLocked runs fn with n.mu held once d has passed, unless the node is closed first; current
+// says whether the node is still open and in the generation (boot) that scheduled it.
+func (n *Node) afterLocked(d time.Duration, fn func(current bool)) {
 	gen := n.gen
 
 	n.wg.Go(func() {
-		timer := time.NewTimer(after)
+		timer := time.NewTimer(d)
 		defer timer.Stop()
 
 		select {
@@ -98,7 +100,13 @@ func (n *Node) scheduleBootLocked(after time.Duration) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 
-		if n.closed || n.dead || n.gen != gen || n.srv != nil {
+		fn(!n.closed && n.gen == gen)
+	})
+}
+
+func (n *Node) scheduleBootLocked(after time.Duration) {
+	n.afterLocked(after, func(current bool) {
+		if !current || n.dead || n.srv != nil {
 			return
 		}
 

@@ -299,24 +299,10 @@ func (n *Node) installDownTime() time.Duration {
 // startEtcdLocked makes the node etcd's first member Options.EtcdStartDelay after an accepted
 // Bootstrap (etcd starting from an empty data directory), unless the node goes down first.
 func (n *Node) startEtcdLocked(hostname string) {
-	gen := n.gen
-
 	n.log("bootstrap accepted; etcd starts in %s", n.opts.EtcdStartDelay)
 
-	n.wg.Go(func() {
-		timer := time.NewTimer(n.opts.EtcdStartDelay)
-		defer timer.Stop()
-
-		select {
-		case <-n.done:
-			return
-		case <-timer.C:
-		}
-
-		n.mu.Lock()
-		defer n.mu.Unlock()
-
-		if n.closed || n.gen != gen {
+	n.afterLocked(n.opts.EtcdStartDelay, func(current bool) {
+		if !current {
 			n.cluster.abortBootstrap()
 
 			return
