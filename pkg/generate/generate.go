@@ -172,10 +172,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		talosconfig = nil
 	}
 
+	img, err := schematic.ForCluster(c)
+	if err != nil {
+		return nil, err
+	}
+
+	profileDigest, err := ProfileDigest(c)
+	if err != nil {
+		return nil, err
+	}
+
 	// Decrypting the bundle and the talosconfig above is not skipped: a run on a machine
 	// whose key cannot open them fails, whether or not anything changed.
 	if haveBundle && opts.Bundle == nil && !opts.RenewTalosconfig && !opts.Render {
-		done, err := reuseOutput(ctx, opts, res, old, logw)
+		done, err := reuseOutput(ctx, opts, res, img, profileDigest, old, logw)
 		if err != nil {
 			return nil, err
 		}
@@ -185,18 +195,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	rendered, err := Render(ctx, c, bundle, talosconfig)
+	rendered, err := render(ctx, c, img, bundle, talosconfig)
 	if err != nil {
 		return nil, err
 	}
 
 	res.Rendered, res.Image, res.Configs, res.Schematic = rendered, rendered.Image, rendered.Configs, rendered.Image.ID
 
-	lock, err := NewLock(c, res.Image, res.Configs, rendered.Generator)
-	if err != nil {
-		return nil, err
-	}
-
+	lock := NewLock(c, profileDigest, res.Image, res.Configs, rendered.Generator)
 	res.Lock = lock
 
 	files, err := sharedFiles(c, rendered.Image, rendered.Talosconfig, opts.Renderers)
@@ -298,7 +304,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	remember(out, reuseRecord{Inputs: reuseInputs(c, out, opts.SOPSConfig), Lock: digest(lockData), RenewAt: renewAt(rendered.Talosconfig)})
+	remember(out, reuseInputs(c, profileDigest, out, opts.SOPSConfig), digest(lockData), renewAt(rendered.Talosconfig))
 
 	return res, finish(ctx, opts.Commit, res, rekeyed)
 }
@@ -306,7 +312,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 // reuseOutput ends a run without rendering when it can prove the output current (see
 // provenCurrent): it re-encrypts what rekeyOutput covers for new recipients, as a rendering
 // run does, and reports the files unchanged. It reports false when the run has to render.
-func reuseOutput(ctx context.Context, opts Options, res *Result, old *Lock, logw io.Writer) (bool, error) {
+func reuseOutput(ctx context.Context, opts Options, res *Result, img *schematic.Image, profileDigest string, old *Lock, logw io.Writer) (bool, error) {
 	c, out := res.Cluster, res.OutDir
 
 	rec := loadReuseRecord(out)
@@ -314,12 +320,7 @@ func reuseOutput(ctx context.Context, opts Options, res *Result, old *Lock, logw
 		return false, nil
 	}
 
-	img, err := schematic.ForCluster(c)
-	if err != nil {
-		return false, err
-	}
-
-	if !provenCurrent(c, out, old, rec, reuseInputs(c, out, opts.SOPSConfig), img, opts.Renderers) {
+	if !provenCurrent(c, out, old, rec, reuseInputs(c, profileDigest, out, opts.SOPSConfig), img, opts.Renderers) {
 		return false, nil
 	}
 
@@ -343,7 +344,7 @@ func reuseOutput(ctx context.Context, opts Options, res *Result, old *Lock, logw
 	}
 
 	if len(rekeyed) > 0 { // the bundle's digest is an input
-		remember(out, reuseRecord{Inputs: reuseInputs(c, out, opts.SOPSConfig), Lock: rec.Lock, RenewAt: rec.RenewAt})
+		remember(out, reuseInputs(c, profileDigest, out, opts.SOPSConfig), rec.Lock, rec.RenewAt)
 	}
 
 	res.Identity, res.Image, res.Schematic, res.Lock, res.Files = id, img, img.ID, old, unchangedResult(old)

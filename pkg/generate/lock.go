@@ -67,13 +67,9 @@ type LockNode struct {
 	ConfigDigest string `yaml:"configDigest"`
 }
 
-// NewLock builds the lockfile (Files and Encryption are filled in as files are prepared).
-func NewLock(c *profile.Cluster, img *schematic.Image, configs []*machineconfig.Config, gen *machineconfig.Generator) (*Lock, error) {
-	pd, err := ProfileDigest(c)
-	if err != nil {
-		return nil, err
-	}
-
+// NewLock builds the lockfile of c, whose ProfileDigest is profileDigest (Files and
+// Encryption are filled in as files are prepared).
+func NewLock(c *profile.Cluster, profileDigest string, img *schematic.Image, configs []*machineconfig.Config, gen *machineconfig.Generator) *Lock {
 	rel, err := filepath.Rel(c.Root(), c.File())
 	if err != nil {
 		rel = c.File()
@@ -82,7 +78,7 @@ func NewLock(c *profile.Cluster, img *schematic.Image, configs []*machineconfig.
 	l := &Lock{
 		Tool:          "talforge " + version.Version,
 		Profile:       filepath.ToSlash(rel),
-		ProfileDigest: pd,
+		ProfileDigest: profileDigest,
 		Talos:         LockTalos{Version: c.Talos.Version, Contract: gen.Contract().String(), Kubernetes: c.Talos.Kubernetes},
 		Schematic: LockSchematic{
 			ID:         img.ID,
@@ -105,7 +101,7 @@ func NewLock(c *profile.Cluster, img *schematic.Image, configs []*machineconfig.
 		})
 	}
 
-	return l, nil
+	return l
 }
 
 // Marshal encodes the lockfile.

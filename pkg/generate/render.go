@@ -43,6 +43,11 @@ func Render(ctx context.Context, c *profile.Cluster, bundle *talossecrets.Bundle
 		return nil, err
 	}
 
+	return render(ctx, c, img, bundle, talosconfig)
+}
+
+// render is Render with the cluster's image already resolved.
+func render(ctx context.Context, c *profile.Cluster, img *schematic.Image, bundle *talossecrets.Bundle, talosconfig []byte) (*Rendered, error) {
 	gen, err := machineconfig.New(ctx, c, img, bundle)
 	if err != nil {
 		return nil, err

@@ -37,14 +37,9 @@ type reuseRecord struct {
 // (talforge's own rendering and redaction), the profile (path and content) and its patches,
 // the secrets bundle as stored, the output directory and the SOPS configuration named on the
 // command line. "" means the run cannot be proven current and renders.
-func reuseInputs(c *profile.Cluster, out, sopsConfig string) string {
+func reuseInputs(c *profile.Cluster, profileDigest, out, sopsConfig string) string {
 	exe := version.Executable()
 	if exe == "" {
-		return ""
-	}
-
-	pd, err := ProfileDigest(c)
-	if err != nil {
 		return ""
 	}
 
@@ -59,7 +54,7 @@ func reuseInputs(c *profile.Cluster, out, sopsConfig string) string {
 	}
 
 	// The profile's path too: the lockfile names it.
-	return digest(fmt.Appendf(nil, "exe %q\nprofile %q %s\nbundle %s\nout %q\nsops-config %q\n", exe, c.File(), pd, bundle, abs, sopsConfig))
+	return digest(fmt.Appendf(nil, "exe %q\nprofile %q %s\nbundle %s\nout %q\nsops-config %q\n", exe, c.File(), profileDigest, bundle, abs, sopsConfig))
 }
 
 // reuseRecordPath is where the record of out lives: the user's cache directory, keyed by the
@@ -99,15 +94,16 @@ func loadReuseRecord(out string) *reuseRecord {
 	return &rec
 }
 
-// remember records a run that wrote (or confirmed) out's files. It is only a cache: when it
-// cannot be written the next run renders, so errors are dropped.
-func remember(out string, rec reuseRecord) {
+// remember records a run that wrote (or confirmed) out's files: its inputs, the digest of its
+// lockfile and when its talosconfig comes due. It is only a cache: when it cannot be written
+// the next run renders, so errors are dropped.
+func remember(out, inputs, lockDigest string, renewAt time.Time) {
 	path := reuseRecordPath(out)
-	if path == "" || rec.Inputs == "" {
+	if path == "" || inputs == "" {
 		return
 	}
 
-	data, err := json.Marshal(rec)
+	data, err := json.Marshal(reuseRecord{Inputs: inputs, Lock: lockDigest, RenewAt: renewAt})
 	if err != nil {
 		return
 	}
