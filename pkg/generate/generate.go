@@ -79,9 +79,11 @@ type Result struct {
 	Cluster *profile.Cluster `json:"-"`
 	OutDir  string           `json:"outDir"`
 	Image   *schematic.Image `json:"-"`
-	// Configs hold secrets: never in a result printed for scripts.
+	// Configs hold secrets: never in a result printed for scripts. They carry only their
+	// encoding (Provider is nil), which is what is written and applied.
 	Configs []*machineconfig.Config `json:"-"`
-	// Rendered is what was rendered (the same as RenderStored gives after the run). It is nil,
+	// Rendered is what was rendered (what RenderStored gives after the run, without the
+	// decoded configs: see Configs). It is nil,
 	// and so is Configs, when the run proved the output current without rendering: its inputs
 	// are those a run of the same executable recorded, and every file is as that run wrote it
 	// (Options.Render renders anyway).
@@ -195,7 +197,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	rendered, err := render(ctx, c, img, bundle, talosconfig)
+	rendered, err := render(ctx, c, img, bundle, talosconfig, false)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +283,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	for _, f := range staged.Files() {
-		lock.Files[f.Path] = digest(f.Data)
+		lock.Files[f.Path] = sumDigest(f.Sum)
 	}
 
 	lockData, err := lock.Marshal()
@@ -489,11 +491,10 @@ func redactedView(ctx context.Context, configs []*machineconfig.Config) ([]byte,
 	return []byte(b.String()), nil
 }
 
-func digest(data []byte) string {
-	sum := sha256.Sum256(data)
+func digest(data []byte) string { return sumDigest(sha256.Sum256(data)) }
 
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+// sumDigest is how the lockfile writes a SHA-256.
+func sumDigest(sum [sha256.Size]byte) string { return "sha256:" + hex.EncodeToString(sum[:]) }
 
 // fileDigest hashes a file on disk ("" if it cannot be read).
 func fileDigest(path string) string {

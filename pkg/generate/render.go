@@ -43,17 +43,23 @@ func Render(ctx context.Context, c *profile.Cluster, bundle *talossecrets.Bundle
 		return nil, err
 	}
 
-	return render(ctx, c, img, bundle, talosconfig)
+	return render(ctx, c, img, bundle, talosconfig, true)
 }
 
-// render is Render with the cluster's image already resolved.
-func render(ctx context.Context, c *profile.Cluster, img *schematic.Image, bundle *talossecrets.Bundle, talosconfig []byte) (*Rendered, error) {
+// render is Render with the cluster's image already resolved; without decoded, the configs
+// carry only their encoding (machineconfig.Generator.AllEncoded).
+func render(ctx context.Context, c *profile.Cluster, img *schematic.Image, bundle *talossecrets.Bundle, talosconfig []byte, decoded bool) (*Rendered, error) {
 	gen, err := machineconfig.New(ctx, c, img, bundle)
 	if err != nil {
 		return nil, err
 	}
 
-	configs, err := gen.All(ctx)
+	all := gen.AllEncoded
+	if decoded {
+		all = gen.All
+	}
+
+	configs, err := all(ctx)
 	if err != nil {
 		return nil, err
 	}

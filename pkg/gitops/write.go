@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -91,10 +92,12 @@ type Staged struct {
 	committing bool
 }
 
-// Staged1 is one staged file: the bytes that are (or will be) on disk.
+// Staged1 is one staged file: the SHA-256 of the bytes that are (or will be) on disk. The bytes
+// themselves are not kept once written: at thousands of nodes the encrypted files would be
+// most of a run's live memory.
 type Staged1 struct {
 	Path      string
-	Data      []byte
+	Sum       [sha256.Size]byte
 	Unchanged bool
 }
 
@@ -138,7 +141,7 @@ func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Stage
 	}()
 
 	err = parallel.ForEach(ctx, len(files), w.Parallelism, func(i int) {
-		st, _, err := s.prepare(files[i])
+		st, data, err := s.prepare(files[i])
 		if err != nil {
 			errs[i] = err
 
@@ -147,7 +150,7 @@ func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Stage
 
 		s.files[i] = st
 		if !st.Unchanged {
-			writes <- pendingWrite{i: i, rel: st.Path, data: st.Data}
+			writes <- pendingWrite{i: i, rel: st.Path, data: data}
 		}
 	})
 
@@ -190,26 +193,24 @@ func joinLeaks(errs []error) error {
 	return errors.Join(other...)
 }
 
-// prepare encodes a file and checks it for leaks; it returns where it belongs on disk.
-func (s *Staged) prepare(f File) (Staged1, string, error) {
+// prepare encodes a file and checks it for leaks; it returns the bytes that belong on disk.
+func (s *Staged) prepare(f File) (Staged1, []byte, error) {
 	if err := checkPath(f.Path); err != nil {
-		return Staged1{}, "", err
+		return Staged1{}, nil, err
 	}
 
-	path := filepath.Join(s.w.Dir, filepath.FromSlash(f.Path))
-
-	data, unchanged, err := s.encode(path, f)
+	data, unchanged, err := s.encode(filepath.Join(s.w.Dir, filepath.FromSlash(f.Path)), f)
 	if err != nil {
-		return Staged1{}, "", err
+		return Staged1{}, nil, err
 	}
 
 	if !unchanged {
 		if err := CheckLeaks([]File{{Path: f.Path, Data: data, Secret: f.Secret, Redacted: f.Redacted}}); err != nil {
-			return Staged1{}, "", err
+			return Staged1{}, nil, err
 		}
 	}
 
-	return Staged1{Path: f.Path, Data: data, Unchanged: unchanged}, path, nil
+	return Staged1{Path: f.Path, Sum: sha256.Sum256(data), Unchanged: unchanged}, data, nil
 }
 
 // encode returns the bytes that belong on disk and whether the file already holds them.
@@ -278,13 +279,13 @@ func (s *Staged) Files() []Staged1 { return s.files }
 
 // Add stages one more file (after leak-checking it).
 func (s *Staged) Add(f File) error {
-	st, _, err := s.prepare(f)
+	st, data, err := s.prepare(f)
 	if err != nil {
 		return err
 	}
 
 	if !st.Unchanged {
-		if err := s.add(st.Path, st.Data); err != nil {
+		if err := s.add(st.Path, data); err != nil {
 			return err
 		}
 	}

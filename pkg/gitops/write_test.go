@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"context"
+	"crypto/sha256"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,5 +210,44 @@ func mustWrite(t *testing.T, path, content string) {
 
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Staged files keep only the SHA-256 of what they put on disk (the lockfile records it): it
+// must be the digest of the bytes that end up in the output, unchanged or written.
+func TestStagedSumIsWhatIsOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	files := []File{
+		{Path: "a.yaml", Data: []byte("a: 1\n")},
+		{Path: "nodes/n1.yaml.enc", Data: []byte("enc1")},
+	}
+
+	stageCommit(t, dir, files[:1]) // a.yaml is then unchanged, n1 new
+
+	s, err := (&Writer{Dir: dir}).Stage(context.Background(), files, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	defer s.Abort()
+
+	if _, err := s.Commit(File{Path: "lock.txt", Data: []byte("a.yaml\nnodes/n1.yaml.enc\n")}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	staged := s.Files()
+	if len(staged) != 3 || !staged[0].Unchanged || staged[1].Unchanged {
+		t.Fatalf("staged = %+v, want a.yaml unchanged, n1 and lock.txt written", staged)
+	}
+
+	for _, f := range staged {
+		data, err := os.ReadFile(filepath.Join(dir, f.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if f.Sum != sha256.Sum256(data) {
+			t.Errorf("%s: staged sum %x is not that of the file on disk", f.Path, f.Sum)
+		}
 	}
 }

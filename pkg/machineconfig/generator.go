@@ -421,12 +421,23 @@ func (g *Generator) blame(n profile.Node, base config.Provider, patches []namedP
 
 // All renders every node's config, concurrently, in profile order. On failure it reports every
 // failing node.
-func (g *Generator) All(ctx context.Context) ([]*Config, error) {
+func (g *Generator) All(ctx context.Context) ([]*Config, error) { return g.all(ctx, true) }
+
+// AllEncoded is All for callers that only write or apply the encoded configs: each Config's
+// Provider is nil. The decoded configs are a third of a large run's live memory.
+func (g *Generator) AllEncoded(ctx context.Context) ([]*Config, error) { return g.all(ctx, false) }
+
+func (g *Generator) all(ctx context.Context, decoded bool) ([]*Config, error) {
 	nodes := g.cluster.Nodes
 	out := make([]*Config, len(nodes))
 	errs := make([]error, len(nodes))
 
-	if err := parallel.ForEach(ctx, len(nodes), 0, func(i int) { out[i], errs[i] = g.Node(nodes[i]) }); err != nil {
+	err := parallel.ForEach(ctx, len(nodes), 0, func(i int) {
+		if out[i], errs[i] = g.Node(nodes[i]); out[i] != nil && !decoded {
+			out[i].Provider = nil
+		}
+	})
+	if err != nil {
 		return nil, err
 	}
 

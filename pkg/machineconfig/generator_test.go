@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -468,5 +469,44 @@ func TestJSON6902Patches(t *testing.T) {
 	var pe *PatchError
 	if !errors.As(err, &pe) || pe.Patch != "patches/json.yaml" {
 		t.Fatalf("want a PatchError for patches/json.yaml, got %v", err)
+	}
+}
+
+// AllEncoded renders what All renders, byte for byte, without keeping the decoded configs.
+func TestAllEncodedIsAllWithoutProviders(t *testing.T) {
+	c := loadProfile(t, contracts[len(contracts)-1].talos, contracts[len(contracts)-1].k8s, "", nil)
+
+	img, err := schematic.ForCluster(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	g, err := New(t.Context(), c, img, bundleFor(t, c.Talos.Version))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	all, err := g.All(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	encoded, err := g.AllEncoded(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if len(encoded) != len(all) || len(all) == 0 {
+		t.Fatalf("AllEncoded gave %d configs, All %d", len(encoded), len(all))
+	}
+
+	for i, cfg := range encoded {
+		if cfg.Provider != nil || all[i].Provider == nil {
+			t.Errorf("node %s: AllEncoded kept the decoded config, or All did not", cfg.Node.Name)
+		}
+
+		if cfg.Node.Name != all[i].Node.Name || !bytes.Equal(cfg.Bytes, all[i].Bytes) || !slices.Equal(cfg.Warnings, all[i].Warnings) {
+			t.Errorf("node %s: AllEncoded differs from All", cfg.Node.Name)
+		}
 	}
 }
