@@ -103,7 +103,8 @@ func bundleFor(t testing.TB, talos string) *secrets.Bundle {
 	return b
 }
 
-func render(t testing.TB, c *profile.Cluster) map[string]*Config {
+// generator is a Generator for c with the fixed bundle of its Talos version.
+func generator(t testing.TB, c *profile.Cluster) *Generator {
 	t.Helper()
 
 	img, err := schematic.ForCluster(c)
@@ -116,7 +117,13 @@ func render(t testing.TB, c *profile.Cluster) map[string]*Config {
 		t.Fatal(err)
 	}
 
-	cfgs, err := g.All(context.Background())
+	return g
+}
+
+func render(t testing.TB, c *profile.Cluster) map[string]*Config {
+	t.Helper()
+
+	cfgs, err := generator(t, c).All(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,17 +481,7 @@ func TestJSON6902Patches(t *testing.T) {
 
 // AllEncoded renders what All renders, byte for byte, without keeping the decoded configs.
 func TestAllEncodedIsAllWithoutProviders(t *testing.T) {
-	c := loadProfile(t, contracts[len(contracts)-1].talos, contracts[len(contracts)-1].k8s, "", nil)
-
-	img, err := schematic.ForCluster(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	g, err := New(t.Context(), c, img, bundleFor(t, c.Talos.Version))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := generator(t, loadProfile(t, contracts[len(contracts)-1].talos, contracts[len(contracts)-1].k8s, "", nil))
 
 	all, err := g.All(t.Context())
 	if err != nil {
