@@ -82,11 +82,10 @@ type Result struct {
 	// Configs hold secrets: never in a result printed for scripts. They carry only their
 	// encoding (Provider is nil), which is what is written and applied.
 	Configs []*machineconfig.Config `json:"-"`
-	// Rendered is what was rendered (what RenderStored gives after the run, without the
-	// decoded configs: see Configs). It is nil,
-	// and so is Configs, when the run proved the output current without rendering: its inputs
-	// are those a run of the same executable recorded, and every file is as that run wrote it
-	// (Options.Render renders anyway).
+	// Rendered is what was rendered: what RenderStored gives after the run, without the
+	// decoded configs (see Configs). It is nil, and so is Configs, when the run proved the
+	// output current without rendering: its inputs are those a run of the same executable
+	// recorded, and every file is as that run wrote it (Options.Render renders anyway).
 	Rendered *Rendered      `json:"-"`
 	Lock     *Lock          `json:"-"`
 	Files    *gitops.Result `json:"files"`
