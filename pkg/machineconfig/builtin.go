@@ -51,10 +51,10 @@ func (g *Generator) builtinPatches(n profile.Node) ([]namedPatch, error) {
 		return nil, fmt.Errorf("built-in patch: %w", err)
 	}
 
-	out := []namedPatch{{source: builtinSource, patch: patch}}
+	out := []namedPatch{newNamedPatch(builtinSource, "", patch)}
 
-	if g.longhornPatch != nil && n.HasLonghornDisk() {
-		out = append(out, namedPatch{source: builtinSource + " (Longhorn data disk)", patch: g.longhornPatch})
+	if g.longhornPatch.patch != nil && n.HasLonghornDisk() {
+		out = append(out, g.longhornPatch)
 	}
 
 	return out, nil

@@ -45,8 +45,10 @@ type Generator struct {
 	// parsed user patch files by path, loaded once.
 	patches map[string]namedPatch
 	// longhornPatch is the built-in patch for nodes with a Longhorn data disk, the same for
-	// every such node.
-	longhornPatch configpatcher.Patch
+	// every such node (its patch is nil without Longhorn).
+	longhornPatch namedPatch
+	// encodings are the documents nodes share, encoded once (see encode.go).
+	encodings sharedEncodings
 }
 
 type baseKey struct {
@@ -57,6 +59,14 @@ type baseKey struct {
 type namedPatch struct {
 	source string
 	patch  configpatcher.Patch
+	// shareKey names a patch made once and applied to many nodes ("" for a node's own).
+	shareKey string
+	// reach is the documents the patch can change (encode.go).
+	reach reach
+}
+
+func newNamedPatch(source, shareKey string, p configpatcher.Patch) namedPatch {
+	return namedPatch{source: source, patch: p, shareKey: shareKey, reach: reachOf(p)}
 }
 
 // Config is one node's rendered machine config.
@@ -131,13 +141,17 @@ func New(ctx context.Context, c *profile.Cluster, img *schematic.Image, bundle *
 
 	if c.Longhorn != nil {
 		docs, err := g.longhornDocuments()
+
+		var patch configpatcher.Patch
 		if err == nil {
-			g.longhornPatch, err = strategicPatch(docs...)
+			patch, err = strategicPatch(docs...)
 		}
 
 		if err != nil {
 			return nil, fmt.Errorf("built-in Longhorn patch: %w", err)
 		}
+
+		g.longhornPatch = newNamedPatch(builtinSource+" (Longhorn data disk)", "built-in longhorn", patch)
 	}
 
 	return g, nil
@@ -224,7 +238,7 @@ func (g *Generator) loadUserPatches(ctx context.Context) error {
 			return &PatchError{Patch: f, Err: fmt.Errorf("not a Talos config patch (strategic merge or JSON6902): %w", err)}
 		}
 
-		g.patches[f] = namedPatch{source: f, patch: patch}
+		g.patches[f] = newNamedPatch(f, "file "+f, patch)
 	}
 
 	return nil
@@ -312,7 +326,7 @@ func (g *Generator) Node(n profile.Node) (*Config, error) {
 
 		warnings, err = cfg.ValidateAsClient(metalMode{}, validation.WithLocal())
 		if err == nil {
-			data, err := cfg.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+			data, err := g.encode(cfg, baseKey{n.Role, n.InstallDisk}, patches)
 			if err != nil {
 				return nil, fmt.Errorf("node %s: encoding config: %w", n.Name, err)
 			}

@@ -402,39 +402,112 @@ func BenchmarkNode(b *testing.B) {
 	}
 }
 
+// encodingPatches reach the v1alpha1 document in every way a patch can, from every level of the
+// profile, so that a node sharing another's encoding of a document (encode.go) when its document
+// is not the same shows as a difference from machinery's encoding. cp-2 and cp-3 have as many
+// patches reaching it, but not the same ones (a delete, a JSON6902 patch); cp-3's other patch is
+// another document; the workers have different install disks.
+const encodingPatches = `patches:
+  all: [patches/sysctl.yaml]
+  controlplane: [patches/cp.yaml]
+  worker: [patches/worker.yaml]
+  nodes:
+    cp-2: [patches/delete.yaml]
+    cp-3: [patches/kmsg.yaml, patches/json.yaml]`
+
+var encodingPatchFiles = map[string]string{
+	"patches/sysctl.yaml": "machine:\n  sysctls:\n    vm.max_map_count: \"262144\"\n",
+	"patches/cp.yaml":     "machine:\n  certSANs: [cp.lab.example]\n",
+	"patches/worker.yaml": "machine:\n  certSANs: [worker.lab.example]\n",
+	"patches/delete.yaml": "machine:\n  sysctls:\n    $patch: delete\n",
+	"patches/kmsg.yaml":   "apiVersion: v1alpha1\nkind: KmsgLogConfig\nname: remote\nurl: tcp://10.1.0.5:3000/\n",
+	"patches/json.yaml":   "- op: add\n  path: /machine/certSANs/-\n  value: cp-3.lab.example\n",
+}
+
 // The bytes applied are exactly machinery's own encoding, and the redacted view of them (the
-// allow-list alone) equals redact.Config, which runs machinery's own redaction first.
+// allow-list alone) equals redact.Config, which runs machinery's own redaction first. Nodes
+// whose v1alpha1 documents are the same encode it once.
 func TestEncodingMatchesMachinery(t *testing.T) {
 	for _, tc := range contracts {
-		cfgs := render(t, loadProfile(t, tc.talos, tc.k8s, "", nil))
+		for _, withPatches := range []bool{false, true} {
+			c := loadProfile(t, tc.talos, tc.k8s, "", nil)
+			if withPatches {
+				c = loadProfile(t, tc.talos, tc.k8s, encodingPatches, encodingPatchFiles)
+			}
 
-		for name, cfg := range cfgs {
-			want, err := cfg.Provider.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+			g := generator(t, c)
+
+			all, err := g.All(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
 
-			if !bytes.Equal(cfg.Bytes, want) {
-				t.Errorf("%s %s: encoding differs from machinery's", tc.talos, name)
+			cfgs := map[string]*Config{}
+			for _, cfg := range all {
+				cfgs[cfg.Node.Name] = cfg
 			}
 
-			redacted, err := cfg.Redacted()
-			if err != nil {
-				t.Fatal(err)
+			checkEncoding(t, tc.talos, cfgs)
+
+			// Before multi-document networking every node's own built-in patch reaches its
+			// v1alpha1 document, so none is shared. After, the control planes share one (none
+			// with the patches: each has its own), and each worker has its install disk.
+			want := map[bool]int{false: 3, true: 5}[withPatches]
+			if tc.talos == "v1.10.9" {
+				want = 0
 			}
 
-			wantRedacted, err := redact.Config(cfg.Provider)
-			if err != nil {
-				t.Fatal(err)
+			shared := 0
+
+			for key := range g.encodings.byKey {
+				if key.kind == "v1alpha1" {
+					shared++
+				}
 			}
 
-			if !bytes.Equal(redacted, wantRedacted) {
-				t.Errorf("%s %s: redacted view differs from redact.Config of the whole config", tc.talos, name)
+			if shared != want {
+				t.Errorf("%s (patches: %v): %d shared v1alpha1 encodings, want %d", tc.talos, withPatches, shared, want)
 			}
 
-			if bytes.Equal(redacted, cfg.Bytes) {
-				t.Errorf("%s %s: nothing was redacted", tc.talos, name)
+			if withPatches {
+				mustContain(t, "cp-1", string(cfgs["cp-1"].Bytes), "vm.max_map_count", "- cp.lab.example")
+				mustNotContain(t, "cp-2", string(cfgs["cp-2"].Bytes), "vm.max_map_count")
+				mustContain(t, "cp-3", string(cfgs["cp-3"].Bytes), "vm.max_map_count", "kind: KmsgLogConfig", "- cp-3.lab.example")
+				mustContain(t, "w-2", string(cfgs["w-2"].Bytes), "vm.max_map_count", "- worker.lab.example")
 			}
+		}
+	}
+}
+
+func checkEncoding(t *testing.T, talos string, cfgs map[string]*Config) {
+	t.Helper()
+
+	for name, cfg := range cfgs {
+		want, err := cfg.Provider.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if !bytes.Equal(cfg.Bytes, want) {
+			t.Errorf("%s %s: encoding differs from machinery's", talos, name)
+		}
+
+		redacted, err := cfg.Redacted()
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		wantRedacted, err := redact.Config(cfg.Provider)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if !bytes.Equal(redacted, wantRedacted) {
+			t.Errorf("%s %s: redacted view differs from redact.Config of the whole config", talos, name)
+		}
+
+		if bytes.Equal(redacted, cfg.Bytes) {
+			t.Errorf("%s %s: nothing was redacted", talos, name)
 		}
 	}
 }
