@@ -18,6 +18,8 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	machinetype "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+
+	"github.com/talforge/talforge/pkg/parallel"
 )
 
 // Runner brings one cluster up. It holds no state between calls besides its inputs: every method observes
@@ -48,8 +50,6 @@ func New(c Cluster, opts Options) (*Runner, error) {
 
 	r := &Runner{cluster: c, opts: opts, desired: map[string]config.Provider{}, progress: &progress{out: opts.Progress}}
 
-	var controlPlanes int
-
 	seen := map[string]bool{}
 
 	for _, n := range c.Nodes {
@@ -66,32 +66,37 @@ func New(c Cluster, opts Options) (*Runner, error) {
 		if c.VIP != "" && (n.IP == c.VIP || hostOf(n.Endpoint) == c.VIP) {
 			return nil, fmt.Errorf("node %s: its address %s is the VIP; the VIP moves between control planes and must never be a Talos API endpoint", n.Name, c.VIP)
 		}
+	}
 
-		cfg, err := configloader.NewFromBytes(n.Config)
-		if err != nil {
-			// The loader quotes the offending YAML, secrets included: keep only its first line.
-			first, _, _ := strings.Cut(err.Error(), "\n")
+	// Decoding a config and finding its secret values encodes and parses it a few times: the
+	// nodes are done on every core, as they hold up the first apply.
+	cfgs := make([]config.Provider, len(c.Nodes))
+	values := make([][]string, len(c.Nodes))
+	errs := make([]error, len(c.Nodes))
 
-			return nil, fmt.Errorf("node %s: machine config does not parse: %s (details not shown: they may contain secret values)", n.Name, first)
+	_ = parallel.ForEach(context.Background(), len(c.Nodes), 0, func(i int) {
+		cfgs[i], values[i], errs[i] = decodeDesired(c.Nodes[i])
+	})
+
+	var controlPlanes int
+
+	for i, n := range c.Nodes {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
 
-		values, err := secretStrings(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("node %s: machine config: %w", n.Name, err)
-		}
+		r.secrets.add(values[i])
 
-		r.secrets.add(values)
-
-		if !sameRole(cfg.Machine().Type(), n.Role) {
+		if !sameRole(cfgs[i].Machine().Type(), n.Role) {
 			return nil, fmt.Errorf("node %s: machine config is for a %s but the node is a %s; regenerate the configs (talforge generate)",
-				n.Name, cfg.Machine().Type(), n.Role)
+				n.Name, cfgs[i].Machine().Type(), n.Role)
 		}
 
 		if n.Role.IsControlPlane() {
 			controlPlanes++
 		}
 
-		r.desired[n.Name] = cfg
+		r.desired[n.Name] = cfgs[i]
 	}
 
 	if controlPlanes == 0 {
@@ -111,6 +116,24 @@ func New(c Cluster, opts Options) (*Runner, error) {
 	r.talosconfig = tc
 
 	return r, nil
+}
+
+// decodeDesired decodes a node's config and lists its secret values.
+func decodeDesired(n Node) (config.Provider, []string, error) {
+	cfg, err := configloader.NewFromBytes(n.Config)
+	if err != nil {
+		// The loader quotes the offending YAML, secrets included: keep only its first line.
+		first, _, _ := strings.Cut(err.Error(), "\n")
+
+		return nil, nil, fmt.Errorf("node %s: machine config does not parse: %s (details not shown: they may contain secret values)", n.Name, first)
+	}
+
+	values, err := secretStrings(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: machine config: %w", n.Name, err)
+	}
+
+	return cfg, values, nil
 }
 
 func hostOf(endpoint string) string {
