@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// Imported for its init too: it paces the collector before the other packages initialise.
+	"github.com/talforge/talforge/cmd/talforge/internal/gcpolicy"
 )
 
 func main() {
-	tuneGC()
+	gcpolicy.LimitSmallRuns()
 
 	os.Exit(runWithSignals(os.Args[1:], streams{in: os.Stdin, out: os.Stdout, errOut: os.Stderr}))
 }
