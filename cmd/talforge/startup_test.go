@@ -104,24 +104,13 @@ func TestStartupBudget(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	var stderr bytes.Buffer
-
-	run := exec.CommandContext(t.Context(), bin, "version")
-	// The last of each variable wins: talforge's own pace, not the environment's.
-	run.Env = append(os.Environ(), "GODEBUG=inittrace=1", "GOGC=", "GOMEMLIMIT=")
-	run.Stderr = &stderr
-
-	if err := run.Run(); err != nil {
-		t.Fatalf("talforge version: %v\n%s", err, stderr.Bytes())
-	}
-
-	recs, err := parseInitTrace(stderr.Bytes())
+	recs, err := parseInitTrace(runVersion(t, bin, "inittrace=1"))
 	if err != nil {
 		t.Fatalf("parse the init trace: %v", err)
 	}
 
 	if len(recs) == 0 {
-		t.Fatalf("no init trace on stderr (GODEBUG=inittrace=1 ignored?):\n%s", stderr.Bytes())
+		t.Fatal("no init trace on stderr (GODEBUG=inittrace=1 ignored?)")
 	}
 
 	var bytesTotal, allocsTotal, beforePolicy int64
@@ -173,17 +162,7 @@ func TestStartupBudget(t *testing.T) {
 	// (about 3.5 MB) comes just before gcPolicyPackage sets the pace: once in about 60 runs
 	// here, and often under inittrace, whose own allocations come first.
 	for range 3 {
-		var trace bytes.Buffer
-
-		run := exec.CommandContext(t.Context(), bin, "version")
-		run.Env = append(os.Environ(), "GODEBUG=gctrace=1", "GOGC=", "GOMEMLIMIT=")
-		run.Stderr = &trace
-
-		if err := run.Run(); err != nil {
-			t.Fatalf("talforge version: %v\n%s", err, trace.Bytes())
-		}
-
-		if gcs := gcLine.FindAll(trace.Bytes(), -1); len(gcs) > 1 {
+		if gcs := gcLine.FindAll(runVersion(t, bin, "gctrace=1"), -1); len(gcs) > 1 {
 			t.Errorf("talforge version collected garbage %d times (first: %s): start-up allocates more than talforge's pace allows", len(gcs), gcs[0])
 
 			break
@@ -201,4 +180,22 @@ func TestStartupBudget(t *testing.T) {
 
 		t.Logf("the packages that allocate most at init:%s", top.String())
 	}
+}
+
+// runVersion runs `talforge version` with GODEBUG=godebug at talforge's own GC pace (the last
+// of each variable wins over the environment's) and returns its stderr.
+func runVersion(t *testing.T, bin, godebug string) []byte {
+	t.Helper()
+
+	var stderr bytes.Buffer
+
+	run := exec.CommandContext(t.Context(), bin, "version")
+	run.Env = append(os.Environ(), "GODEBUG="+godebug, "GOGC=", "GOMEMLIMIT=")
+	run.Stderr = &stderr
+
+	if err := run.Run(); err != nil {
+		t.Fatalf("talforge version: %v\n%s", err, stderr.Bytes())
+	}
+
+	return stderr.Bytes()
 }
