@@ -6,9 +6,9 @@ import (
 	"strings"
 	"sync"
 
-	jsonpatch "github.com/evanphx/json-patch"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	configconfig "github.com/siderolabs/talos/pkg/machinery/config/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 )
@@ -72,7 +72,7 @@ type reach struct {
 
 func reachOf(p configpatcher.Patch) reach {
 	sm, ok := p.(configpatcher.StrategicMergePatch)
-	if _, isJSON := p.(jsonpatch.Patch); isJSON || !ok {
+	if !ok { // a jsonpatch.Patch
 		return reach{every: true}
 	}
 
@@ -140,9 +140,7 @@ func (g *Generator) encode(cfg config.Provider, k baseKey, patches []namedPatch)
 	// encoded by machinery alone.
 	docs := cfg.Documents()
 	for _, d := range docs {
-		if _, ok := d.(interface {
-			ApplyTo(configconfig.Document) error
-		}); ok {
+		if _, ok := d.(configloader.Selector); ok {
 			return cfg.EncodeBytes(withoutComments)
 		}
 	}

@@ -430,12 +430,12 @@ var encodingPatchFiles = map[string]string{
 func TestEncodingMatchesMachinery(t *testing.T) {
 	for _, tc := range contracts {
 		for _, withPatches := range []bool{false, true} {
-			c := loadProfile(t, tc.talos, tc.k8s, "", nil)
+			patches, files := "", map[string]string(nil)
 			if withPatches {
-				c = loadProfile(t, tc.talos, tc.k8s, encodingPatches, encodingPatchFiles)
+				patches, files = encodingPatches, encodingPatchFiles
 			}
 
-			g := generator(t, c)
+			g := generator(t, loadProfile(t, tc.talos, tc.k8s, patches, files))
 
 			all, err := g.All(t.Context())
 			if err != nil {
