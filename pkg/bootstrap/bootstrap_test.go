@@ -599,6 +599,85 @@ func TestHealthPhases(t *testing.T) {
 	}
 }
 
+// TestBootstrapHealthy checks that apid is checked on every node while etcd starts, and which
+// error BootstrapHealthy reports when one of the two waits fails.
+func TestBootstrapHealthy(t *testing.T) {
+	r := renderProfile(t, "ha")
+
+	// etcd takes a second to start: far longer than six apid checks take on a busy machine.
+	const etcdStart = time.Second
+
+	t.Run("apid while etcd starts", func(t *testing.T) {
+		e := emulate(t, r, emulateOptions{subnet: 12, configured: r.configs, etcdStartDelay: etcdStart})
+
+		var out syncBuffer
+
+		res, err := e.runner(t, &out, bootstrap.Options{}).BootstrapHealthy(t.Context())
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+
+		if res.Action != bootstrap.EtcdBootstrapped || res.Node != "cp-1" {
+			t.Fatalf("result %+v, want etcd bootstrapped on cp-1", res)
+		}
+
+		log := out.String()
+		apid := strings.Index(log, "health: apid answers on all 6 nodes")
+		etcd := strings.Index(log, "cp-1: etcd bootstrapped")
+		healthy := strings.Index(log, "health: etcd healthy, members cp-1, cp-2, cp-3")
+
+		if apid < 0 || etcd < 0 || healthy < 0 {
+			t.Fatalf("progress lacks the apid, bootstrap or etcd health line:\n%s", log)
+		}
+
+		if apid > etcd {
+			t.Fatalf("apid was checked after etcd started, not while it started:\n%s", log)
+		}
+
+		if healthy < etcd {
+			t.Fatalf("etcd health reported before etcd started:\n%s", log)
+		}
+	})
+
+	t.Run("a node without apid", func(t *testing.T) {
+		e := emulate(t, r, emulateOptions{subnet: 13, configured: r.configs, etcdStartDelay: etcdStart})
+		e.nodes["worker-3"].RefuseFor(time.Minute)
+
+		var out syncBuffer
+
+		res, err := e.runner(t, &out, bootstrap.Options{HealthTimeout: 2 * etcdStart}).BootstrapHealthy(t.Context())
+
+		var be *bootstrap.Error
+		if !errors.As(err, &be) || be.Phase != bootstrap.PhaseHealthAPId || be.Node != "worker-3" {
+			t.Fatalf("err = %v, want an apid error naming worker-3\n%s", err, out.String())
+		}
+
+		// etcd was bootstrapped all the same, and the caller is told so.
+		if res == nil || res.Action != bootstrap.EtcdBootstrapped || e.etcd.BootstrapCalls() != 1 {
+			t.Fatalf("result %+v with %d Bootstrap calls, want etcd bootstrapped once", res, e.etcd.BootstrapCalls())
+		}
+	})
+
+	t.Run("a control plane unreachable", func(t *testing.T) {
+		e := emulate(t, r, emulateOptions{subnet: 14, configured: r.configs, etcdStartDelay: etcdStart})
+		e.nodes["cp-2"].RefuseFor(time.Minute)
+
+		var out syncBuffer
+
+		// apid's wait would take a minute: Bootstrap's error ends both.
+		res, err := e.runner(t, &out, bootstrap.Options{BootstrapTimeout: etcdStart, HealthTimeout: time.Minute}).BootstrapHealthy(t.Context())
+
+		var be *bootstrap.Error
+		if !errors.As(err, &be) || be.Phase != bootstrap.PhaseBootstrap || res != nil {
+			t.Fatalf("result %+v, err = %v; want only the bootstrap error\n%s", res, err, out.String())
+		}
+
+		if e.etcd.BootstrapCalls() != 0 {
+			t.Fatal("Bootstrap was called while a control plane was unreachable")
+		}
+	})
+}
+
 func TestNewRejectsBadInput(t *testing.T) {
 	r := renderProfile(t, "ha")
 	e := emulate(t, r, emulateOptions{subnet: 9})

@@ -37,6 +37,33 @@ func (r *Runner) TalosHealth(ctx context.Context) error {
 	return r.healthEtcd(ctx)
 }
 
+// BootstrapHealthy is Bootstrap followed by TalosHealth, with apid checked on every node while
+// etcd starts: the apid check waits on every node's API, Bootstrap on the control planes'
+// etcd, and neither needs the other. etcd's health is checked once both are done. Bootstrap's
+// error comes first (apid's wait is then cancelled), then apid's.
+func (r *Runner) BootstrapHealthy(ctx context.Context) (*EtcdResult, error) {
+	apidCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	apid := make(chan error, 1)
+
+	go func() { apid <- r.healthAPId(apidCtx) }()
+
+	res, err := r.Bootstrap(ctx)
+	if err != nil {
+		cancel()
+		<-apid
+
+		return nil, err
+	}
+
+	if err := <-apid; err != nil {
+		return res, err
+	}
+
+	return res, r.healthEtcd(ctx)
+}
+
 // KubeHealth waits for kube-apiserver to answer, then for every node to be registered (Ready is not
 // required: there may be no CNI yet).
 func (r *Runner) KubeHealth(ctx context.Context, kube Kube) error {

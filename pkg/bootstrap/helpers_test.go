@@ -157,6 +157,8 @@ type emulateOptions struct {
 	bootDelay  time.Duration
 	// autoReboots makes configured nodes reboot to take an AUTO apply.
 	autoReboots bool
+	// etcdStartDelay is how long etcd takes to start after an accepted Bootstrap.
+	etcdStartDelay time.Duration
 }
 
 func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
@@ -170,14 +172,15 @@ func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
 
 	for i, n := range r.cluster.Nodes {
 		node, err := talosnode.Start(t.Context(), talosnode.Options{
-			Address:     fmt.Sprintf("127.0.%d.%d:0", opts.subnet, i+1),
-			Hostname:    "talos-" + n.Name,
-			Cluster:     e.etcd,
-			Config:      opts.configured[n.Name],
-			BootDelay:   opts.bootDelay,
-			JoinDelay:   50 * time.Millisecond,
-			AutoReboots: opts.autoReboots,
-			Logf:        t.Logf,
+			Address:        fmt.Sprintf("127.0.%d.%d:0", opts.subnet, i+1),
+			Hostname:       "talos-" + n.Name,
+			Cluster:        e.etcd,
+			Config:         opts.configured[n.Name],
+			BootDelay:      opts.bootDelay,
+			JoinDelay:      50 * time.Millisecond,
+			AutoReboots:    opts.autoReboots,
+			EtcdStartDelay: opts.etcdStartDelay,
+			Logf:           t.Logf,
 		})
 		if err != nil {
 			t.Fatal(err)
