@@ -183,8 +183,8 @@ func (r *run) bootstrap(ctx context.Context, p *phase) error {
 	if err := r.newRunner(p, false); err != nil {
 		return err
 	}
-	etcd, err := r.runner.Bootstrap(ctx)
-	if err != nil {
+	etcd, err := r.runner.BootstrapHealthy(ctx)
+	if etcd == nil {
 		return err
 	}
 	changed := etcd.Action == bootstrap.EtcdBootstrapped
@@ -192,7 +192,10 @@ func (r *run) bootstrap(ctx context.Context, p *phase) error {
 		r.did(Step{PhaseBootstrap, SubjectEtcd, StepBootstrap})
 	}
 	p.node(etcd.Node, "etcd %s", etcd.Action)
-	written, err := r.healthy(ctx, false)
+	if err != nil {
+		return err
+	}
+	written, err := r.kubeHealthy(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -217,6 +220,17 @@ func (r *run) bootstrap(ctx context.Context, p *phase) error {
 // new one from a control plane and stores it: Talos mints a new client certificate on every
 // fetch, so fetching every time would rewrite the file every time.
 func (r *run) ensureKubeconfig(ctx context.Context, refresh bool) ([]byte, []string, error) {
+	kc, fetched, err := r.usableKubeconfig(ctx, refresh)
+	if err != nil {
+		return nil, nil, err
+	}
+	written, err := r.store(fetched)
+	return kc, written, err
+}
+
+// usableKubeconfig is ensureKubeconfig's choice without the store: the kubeconfig to use, and
+// the one to store (nil when the stored one is used).
+func (r *run) usableKubeconfig(ctx context.Context, refresh bool) (kubeconfig, fetched []byte, err error) {
 	path := filepath.Join(r.out, bootstrap.KubeconfigFile)
 	stored, err := sopsfile.DecryptFile(path)
 	// A kubeconfig without a client certificate (a token) has no expiry to renew before.
@@ -234,8 +248,7 @@ func (r *run) ensureKubeconfig(ctx context.Context, refresh bool) ([]byte, []str
 			_, verr := kube.ServerVersion(cctx)
 			cancel()
 			if verr == nil {
-				_, written, err := r.store(nil)
-				return stored, written, err
+				return stored, nil, nil
 			}
 			fmt.Fprintf(r.opts.Detail, "%s does not reach %s (%v): fetching a new kubeconfig from a control plane\n", r.shown(path), kube.Server(), verr)
 		}
@@ -248,16 +261,17 @@ func (r *run) ensureKubeconfig(ctx context.Context, refresh bool) ([]byte, []str
 	if err != nil {
 		return nil, nil, err
 	}
-	return r.store(kc)
+	return kc, kc, nil
 }
 
-func (r *run) store(kubeconfig []byte) ([]byte, []string, error) {
+// store writes the kubeconfig (unless nil) and the talosconfig, encrypted; it returns the
+// files it wrote.
+func (r *run) store(kubeconfig []byte) ([]string, error) {
 	sops, err := sopsfile.ProjectConfig(r.cluster.Root())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	written, err := bootstrap.Store(sops, r.out, kubeconfig, r.talos.Talosconfig)
-	return kubeconfig, written, err
+	return bootstrap.Store(sops, r.out, kubeconfig, r.talos.Talosconfig)
 }
 
 func relAll(base string, paths []string) []string {

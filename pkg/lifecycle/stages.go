@@ -151,15 +151,14 @@ func Bootstrap(ctx context.Context, opts Options, dryRun bool) (*TalosReport, er
 			}
 		}
 	}
-	etcd, err := r.runner.Bootstrap(ctx)
-	if err != nil {
+	if dryRun {
+		rep.Etcd, err = r.runner.Bootstrap(ctx)
 		return rep, err
 	}
-	rep.Etcd = etcd
-	if dryRun {
-		return rep, nil
+	if rep.Etcd, err = r.runner.BootstrapHealthy(ctx); err != nil {
+		return rep, err
 	}
-	if rep.Written, err = r.healthy(ctx, false); err != nil {
+	if rep.Written, err = r.kubeHealthy(ctx, false); err != nil {
 		return rep, err
 	}
 	rep.Healthy = true
@@ -200,20 +199,40 @@ func (r *run) healthy(ctx context.Context, refresh bool) ([]string, error) {
 	if err := r.runner.TalosHealth(ctx); err != nil {
 		return nil, err
 	}
-	kc, written, err := r.ensureKubeconfig(ctx, refresh)
+	return r.kubeHealthy(ctx, refresh)
+}
+
+// kubeHealthy is healthy once Talos is healthy: the kubeconfig (ensureKubeconfig), then
+// Kubernetes health. Encrypting and writing the kubeconfig and talosconfig takes a while: it
+// runs while the API server and the nodes are waited for, and its error comes first.
+func (r *run) kubeHealthy(ctx context.Context, refresh bool) ([]string, error) {
+	kc, fetched, err := r.usableKubeconfig(ctx, refresh)
 	if err != nil {
 		return nil, err
 	}
 	r.kubeconfig = kc
+	type stored struct {
+		written []string
+		err     error
+	}
+	done := make(chan stored, 1)
+	go func() {
+		written, err := r.store(fetched)
+		done <- stored{written, err}
+	}()
 	kube, err := bootstrap.NewKubeClient(kc)
+	if err == nil {
+		err = r.runner.KubeHealth(ctx, kube)
+	}
+	s := <-done
+	if s.err != nil {
+		return nil, s.err
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := r.runner.KubeHealth(ctx, kube); err != nil {
-		return nil, err
-	}
 	r.kubeServer = kube.Server()
-	return relAll(r.out, written), nil
+	return relAll(r.out, s.written), nil
 }
 
 // InputError marks an error as the user's input to fix (a profile section, a token, a file),
