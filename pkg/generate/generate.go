@@ -206,6 +206,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	lock := NewLock(c, profileDigest, res.Image, res.Configs, rendered.Generator)
 	res.Lock = lock
 
+	// Most of the lockfile is known now: it is encoded while the files are encrypted and written.
+	lockHead := make(chan marshalled, 1)
+	go func() {
+		data, err := lock.marshalHead()
+		lockHead <- marshalled{data, err}
+	}()
+
 	files, err := sharedFiles(c, rendered.Image, rendered.Talosconfig, opts.Renderers)
 	if err != nil {
 		return nil, err
@@ -244,11 +251,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	view := make(chan viewResult, 1)
+	view := make(chan marshalled, 1)
 	if needView {
 		go func() {
 			data, err := redactedView(ctx, res.Configs)
-			view <- viewResult{data, err}
+			view <- marshalled{data, err}
 		}()
 	}
 
@@ -285,7 +292,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		lock.Files[f.Path] = sumDigest(f.Sum)
 	}
 
-	lockData, err := lock.Marshal()
+	head := <-lockHead
+	if head.err != nil {
+		return nil, head.err
+	}
+
+	lockData, err := lock.marshalWithHead(head.data)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +456,8 @@ func renderNodes(ctx context.Context, out string, configs []*machineconfig.Confi
 	return files, keep, view, nil
 }
 
-type viewResult struct {
+// marshalled is the result of an encoding run on another goroutine.
+type marshalled struct {
 	data []byte
 	err  error
 }

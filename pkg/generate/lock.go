@@ -34,6 +34,27 @@ type Lock struct {
 	// that the checks after it do not read and hash every file a second time (the run lock
 	// keeps them from changing meanwhile).
 	verified map[string]bool
+	// digests indexes Nodes' config digests by node name (nil: look them up in Nodes).
+	digests map[string]string
+}
+
+// lockHead and lockTail are a Lock's fields before and from Encryption, in Lock's order:
+// marshalled one after the other they are the Lock's YAML (TestLockMarshalParts). The head,
+// most of the bytes, is known as soon as the configs are rendered, and is marshalled while the
+// files are written; the tail needs their digests.
+type lockHead struct {
+	Tool          string        `yaml:"tool"`
+	Profile       string        `yaml:"profile"`
+	ProfileDigest string        `yaml:"profileDigest"`
+	Talos         LockTalos     `yaml:"talos"`
+	Schematic     LockSchematic `yaml:"schematic"`
+	Longhorn      *LockLonghorn `yaml:"longhorn,omitempty"`
+	Nodes         []LockNode    `yaml:"nodes"`
+}
+
+type lockTail struct {
+	Encryption string            `yaml:"encryption"`
+	Files      map[string]string `yaml:"files"`
 }
 
 // LockTalos records versions.
@@ -101,17 +122,43 @@ func NewLock(c *profile.Cluster, profileDigest string, img *schematic.Image, con
 		})
 	}
 
+	l.indexDigests()
+
 	return l
 }
 
+// lockComment starts every lockfile.
+const lockComment = "# Written by talforge generate; do not edit.\n"
+
 // Marshal encodes the lockfile.
 func (l *Lock) Marshal() ([]byte, error) {
-	data, err := yaml.Marshal(l)
+	head, err := l.marshalHead()
 	if err != nil {
 		return nil, err
 	}
 
-	return append([]byte("# Written by talforge generate; do not edit.\n"), data...), nil
+	return l.marshalWithHead(head)
+}
+
+// marshalHead encodes the lockfile up to its encryption rule; it reads the Lock's fields up
+// to Nodes, which NewLock sets and nothing changes afterwards.
+func (l *Lock) marshalHead() ([]byte, error) {
+	return yaml.Marshal(lockHead{
+		Tool: l.Tool, Profile: l.Profile, ProfileDigest: l.ProfileDigest,
+		Talos: l.Talos, Schematic: l.Schematic, Longhorn: l.Longhorn, Nodes: l.Nodes,
+	})
+}
+
+// marshalWithHead encodes the lockfile, whose marshalHead is head.
+func (l *Lock) marshalWithHead(head []byte) ([]byte, error) {
+	tail, err := yaml.Marshal(lockTail{Encryption: l.Encryption, Files: l.Files})
+	if err != nil {
+		return nil, err
+	}
+
+	data := make([]byte, 0, len(lockComment)+len(head)+len(tail))
+
+	return append(append(append(data, lockComment...), head...), tail...), nil
 }
 
 // readLock reads a previous lockfile; a missing or unreadable one is simply no help.
@@ -131,12 +178,28 @@ func readLockData(data []byte) *Lock {
 		return nil
 	}
 
+	l.indexDigests()
+
 	return &l
+}
+
+// indexDigests indexes the nodes' config digests: a run looks each node up several times.
+func (l *Lock) indexDigests() {
+	l.digests = make(map[string]string, len(l.Nodes))
+	for _, n := range l.Nodes {
+		if _, dup := l.digests[n.Name]; !dup { // the first entry wins, as in the scan below
+			l.digests[n.Name] = n.ConfigDigest
+		}
+	}
 }
 
 func (l *Lock) nodeDigest(name string) string {
 	if l == nil {
 		return ""
+	}
+
+	if l.digests != nil {
+		return l.digests[name]
 	}
 
 	for _, n := range l.Nodes {
