@@ -251,11 +251,26 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	view := make(chan marshalled, 1)
+	w := &gitops.Writer{Dir: out, SOPS: sops}
+
+	type viewResult struct {
+		file *gitops.Prepared
+		err  error
+	}
+
+	view := make(chan viewResult, 1)
 	if needView {
 		go func() {
 			data, err := redactedView(ctx, res.Configs)
-			view <- marshalled{data, err}
+			if err != nil {
+				view <- viewResult{err: err}
+
+				return
+			}
+
+			// Leak-checking megabytes of YAML takes a while too: it is done here as well.
+			f, err := w.Prepare(gitops.File{Path: RedactedFile, Data: data, Redacted: true})
+			view <- viewResult{f, err}
 		}()
 	}
 
@@ -270,7 +285,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	staged, err := (&gitops.Writer{Dir: out, SOPS: sops}).Stage(ctx, files, keep)
+	staged, err := w.Stage(ctx, files, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +298,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, v.err
 		}
 
-		if err := staged.Add(gitops.File{Path: RedactedFile, Data: v.data, Redacted: true}); err != nil {
+		if err := staged.AddPrepared(v.file); err != nil {
 			return nil, err
 		}
 	}

@@ -141,7 +141,7 @@ func (w *Writer) Stage(ctx context.Context, files []File, keep []string) (*Stage
 	}()
 
 	err = parallel.ForEach(ctx, len(files), w.Parallelism, func(i int) {
-		st, data, err := s.prepare(files[i])
+		st, data, err := w.prepare(files[i])
 		if err != nil {
 			errs[i] = err
 
@@ -194,12 +194,12 @@ func joinLeaks(errs []error) error {
 }
 
 // prepare encodes a file and checks it for leaks; it returns the bytes that belong on disk.
-func (s *Staged) prepare(f File) (Staged1, []byte, error) {
+func (w *Writer) prepare(f File) (Staged1, []byte, error) {
 	if err := checkPath(f.Path); err != nil {
 		return Staged1{}, nil, err
 	}
 
-	data, unchanged, err := s.encode(filepath.Join(s.w.Dir, filepath.FromSlash(f.Path)), f)
+	data, unchanged, err := w.encode(filepath.Join(w.Dir, filepath.FromSlash(f.Path)), f)
 	if err != nil {
 		return Staged1{}, nil, err
 	}
@@ -214,7 +214,7 @@ func (s *Staged) prepare(f File) (Staged1, []byte, error) {
 }
 
 // encode returns the bytes that belong on disk and whether the file already holds them.
-func (s *Staged) encode(path string, f File) ([]byte, bool, error) {
+func (w *Writer) encode(path string, f File) ([]byte, bool, error) {
 	if !f.Secret {
 		old, err := os.ReadFile(path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -224,11 +224,11 @@ func (s *Staged) encode(path string, f File) ([]byte, bool, error) {
 		return f.Data, err == nil && string(old) == string(f.Data), nil
 	}
 
-	if s.w.SOPS == nil {
+	if w.SOPS == nil {
 		return nil, false, fmt.Errorf("%s: no SOPS configuration to encrypt it with", f.Path)
 	}
 
-	rule, err := s.w.SOPS.RuleFor(path)
+	rule, err := w.SOPS.RuleFor(path)
 	if err != nil {
 		return nil, false, err
 	}
@@ -279,10 +279,39 @@ func (s *Staged) Files() []Staged1 { return s.files }
 
 // Add stages one more file (after leak-checking it).
 func (s *Staged) Add(f File) error {
-	st, data, err := s.prepare(f)
+	p, err := s.w.Prepare(f)
 	if err != nil {
 		return err
 	}
+
+	return s.AddPrepared(p)
+}
+
+// Prepared is a file that Writer.Prepare encoded and leak-checked, ready to stage.
+type Prepared struct {
+	w    *Writer
+	st   Staged1
+	data []byte
+}
+
+// Prepare encodes f and checks it for leaks as Stage does, without staging it: a large file's
+// costly part runs before the stage exists, for Staged.AddPrepared to stage it.
+func (w *Writer) Prepare(f File) (*Prepared, error) {
+	st, data, err := w.prepare(f)
+	if err != nil {
+		return nil, err
+	}
+
+	return &Prepared{w: w, st: st, data: data}, nil
+}
+
+// AddPrepared stages a file that Prepare of the same Writer made.
+func (s *Staged) AddPrepared(p *Prepared) error {
+	if p.w != s.w {
+		return fmt.Errorf("%s: prepared for another writer", p.st.Path)
+	}
+
+	st, data := p.st, p.data
 
 	if !st.Unchanged {
 		if err := s.add(st.Path, data); err != nil {

@@ -251,3 +251,68 @@ func TestStagedSumIsWhatIsOnDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedFile: a file prepared before its stage exists is leak-checked before anything
+// touches the disk, is staged and committed like one given to Stage, and is left alone when
+// the directory already holds it.
+func TestPreparedFile(t *testing.T) {
+	dir := t.TempDir()
+	w := &Writer{Dir: dir}
+
+	if _, err := w.Prepare(File{Path: "view.yaml", Data: []byte(pemKey), Redacted: true}); err == nil {
+		t.Fatal("a PEM key was prepared")
+	}
+
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("preparing a refused file wrote %v", entries)
+	}
+
+	view := File{Path: "view.yaml", Data: []byte("a: 1\n"), Redacted: true}
+
+	write := func() *Result {
+		t.Helper()
+
+		p, err := w.Prepare(view)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		s, err := w.Stage(context.Background(), []File{{Path: "a.yaml", Data: []byte("b: 2\n")}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		defer s.Abort()
+
+		if err := (&Staged{w: &Writer{Dir: dir}}).AddPrepared(p); err == nil {
+			t.Fatal("a file prepared by one writer was staged by another")
+		}
+
+		if err := s.AddPrepared(p); err != nil {
+			t.Fatal(err)
+		}
+
+		if got := s.Files()[1]; got.Path != view.Path || got.Sum != sha256.Sum256(view.Data) {
+			t.Fatalf("staged %+v, want %s with the sum of its bytes", got, view.Path)
+		}
+
+		res, err := s.Commit(File{Path: "lock.txt", Data: []byte("a.yaml\nview.yaml\n")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		return res
+	}
+
+	if res := write(); !slices.Contains(res.Written, view.Path) {
+		t.Fatalf("first write: %+v, want %s written", res, view.Path)
+	}
+
+	if data, _ := os.ReadFile(filepath.Join(dir, view.Path)); string(data) != string(view.Data) {
+		t.Fatalf("%s holds %q", view.Path, data)
+	}
+
+	if res := write(); !slices.Contains(res.Unchanged, view.Path) {
+		t.Fatalf("second write: %+v, want %s unchanged", res, view.Path)
+	}
+}
