@@ -121,12 +121,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	// One run at a time in out; what a killed run left is completed or cleared first.
-	ctx, runLock, old, err := openOutput(ctx, out, logw)
+	ctx, runLock, pending, err := openOutput(ctx, out, logw)
 	if err != nil {
 		return nil, err
 	}
 
 	defer runLock.Release()
+	defer pending.stop()
 
 	res := &Result{Cluster: c, OutDir: out}
 
@@ -186,7 +187,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// Decrypting the bundle and the talosconfig above is not skipped: a run on a machine
 	// whose key cannot open them fails, whether or not anything changed.
 	if haveBundle && opts.Bundle == nil && !opts.RenewTalosconfig && !opts.Render {
-		done, err := reuseOutput(ctx, opts, res, img, profileDigest, old, logw)
+		done, err := reuseOutput(ctx, opts, res, img, profileDigest, pending, logw)
 		if err != nil {
 			return nil, err
 		}
@@ -200,6 +201,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	// Before anything in out is written (rekeyOutput is first): the check of the files the
+	// old lockfile lists must not race with a write.
+	old := pending.get()
 
 	res.Rendered, res.Image, res.Configs, res.Schematic = rendered, rendered.Image, rendered.Configs, rendered.Image.ID
 
@@ -340,15 +345,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 // reuseOutput ends a run without rendering when it can prove the output current (see
 // provenCurrent): it re-encrypts what rekeyOutput covers for new recipients, as a rendering
 // run does, and reports the files unchanged. It reports false when the run has to render.
-func reuseOutput(ctx context.Context, opts Options, res *Result, img *schematic.Image, profileDigest string, old *Lock, logw io.Writer) (bool, error) {
+func reuseOutput(ctx context.Context, opts Options, res *Result, img *schematic.Image, profileDigest string, pending *pendingLock, logw io.Writer) (bool, error) {
 	c, out := res.Cluster, res.OutDir
 
 	rec := loadReuseRecord(out)
-	if rec == nil {
-		return false, nil
+	inputs := reuseInputs(c, profileDigest, out, opts.SOPSConfig)
+
+	if rec == nil || inputs == "" || rec.Inputs != inputs {
+		return false, nil // changed inputs: the run renders, and needs the old lockfile only after that
 	}
 
-	if !provenCurrent(c, out, old, rec, reuseInputs(c, profileDigest, out, opts.SOPSConfig), img, opts.Renderers) {
+	old := pending.get()
+	if !provenCurrent(c, out, old, rec, inputs, img, opts.Renderers) {
 		return false, nil
 	}
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 
@@ -21,11 +22,12 @@ import (
 )
 
 // openOutput takes the run lock of out (a no-op when ctx already holds it: up calls generate),
-// finishes or clears what an interrupted run left (gitops' Recover), and returns the lockfile
-// in place after checking the files it lists against their digests. A file that differs is
-// only reported here: renderNodes and Stage trust a file only when its digest matches, so it
-// is rendered and written again.
-func openOutput(ctx context.Context, out string, log io.Writer) (context.Context, *runlock.Lock, *Lock, error) {
+// finishes or clears what an interrupted run left (gitops' Recover), and starts reading the
+// lockfile in place and checking the files it lists against their digests, on another
+// goroutine: the run decrypts its bundle and hashes its inputs meanwhile, and an all-changed
+// run renders before it needs the lockfile. A file that differs is only reported: renderNodes
+// and Stage trust a file only when its digest matches, so it is rendered and written again.
+func openOutput(ctx context.Context, out string, log io.Writer) (context.Context, *runlock.Lock, *pendingLock, error) {
 	ctx, lk, err := runlock.Acquire(ctx, out)
 	if err != nil {
 		return ctx, nil, nil, err
@@ -46,19 +48,58 @@ func openOutput(ctx context.Context, out string, log io.Writer) (context.Context
 		fmt.Fprintf(log, "%s: removed what %d interrupted run(s) had staged\n", out, rec.Discarded)
 	}
 
-	old := readLock(filepath.Join(out, LockFile))
+	readCtx, cancel := context.WithCancel(ctx)
+	p := &pendingLock{done: make(chan struct{}), cancel: cancel, out: out, log: log}
 
-	if torn := old.differing(ctx, out); len(torn) > 0 {
-		shown := strings.Join(torn[:min(len(torn), 10)], ", ")
-		if len(torn) > 10 {
-			shown += fmt.Sprintf(" and %d more", len(torn)-10)
+	go func() {
+		defer close(p.done)
+
+		p.lock = readLock(filepath.Join(out, LockFile))
+		p.torn = p.lock.differing(readCtx, out)
+	}()
+
+	return ctx, lk, p, nil
+}
+
+// pendingLock is the previous lockfile while openOutput reads and checks it.
+type pendingLock struct {
+	done     chan struct{}
+	cancel   context.CancelFunc
+	out      string
+	log      io.Writer
+	reported sync.Once
+
+	lock *Lock
+	torn []string
+}
+
+// stop ends the check if it still runs and waits for it: nothing of a run outlives it.
+func (p *pendingLock) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// get waits for the previous lockfile (nil when there is none or it is unreadable) and, the
+// first time, reports the files that differ from it on the caller's goroutine: the log is
+// the caller's.
+func (p *pendingLock) get() *Lock {
+	<-p.done
+
+	p.reported.Do(func() {
+		if len(p.torn) == 0 {
+			return
 		}
 
-		fmt.Fprintf(log, "%s: %d file(s) differ from %s (an interrupted run or a hand edit), writing them again: %s\n",
-			out, len(torn), LockFile, shown)
-	}
+		shown := strings.Join(p.torn[:min(len(p.torn), 10)], ", ")
+		if len(p.torn) > 10 {
+			shown += fmt.Sprintf(" and %d more", len(p.torn)-10)
+		}
 
-	return ctx, lk, old, nil
+		fmt.Fprintf(p.log, "%s: %d file(s) differ from %s (an interrupted run or a hand edit), writing them again: %s\n",
+			p.out, len(p.torn), LockFile, shown)
+	})
+
+	return p.lock
 }
 
 // differing lists the files the lock records whose bytes on disk differ from the digest, or
