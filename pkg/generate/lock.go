@@ -18,13 +18,7 @@ import (
 // sees in Git which tool, profile and images a change came from, and the digest of every file
 // as written, so that the next run can tell an unchanged file without decrypting it.
 type Lock struct {
-	Tool          string        `yaml:"tool"`
-	Profile       string        `yaml:"profile"`
-	ProfileDigest string        `yaml:"profileDigest"`
-	Talos         LockTalos     `yaml:"talos"`
-	Schematic     LockSchematic `yaml:"schematic"`
-	Longhorn      *LockLonghorn `yaml:"longhorn,omitempty"`
-	Nodes         []LockNode    `yaml:"nodes"`
+	LockHead `yaml:",inline"`
 	// Encryption fingerprints the SOPS rule (recipients, what is encrypted) of the node files.
 	Encryption string `yaml:"encryption"`
 	// Files maps each output file (but this one) to the sha256 of its bytes as written.
@@ -38,11 +32,11 @@ type Lock struct {
 	digests map[string]string
 }
 
-// lockHead and lockTail are a Lock's fields before and from Encryption, in Lock's order:
-// marshalled one after the other they are the Lock's YAML (TestLockMarshalParts). The head,
-// most of the bytes, is known as soon as the configs are rendered, and is marshalled while the
-// files are written; the tail needs their digests.
-type lockHead struct {
+// LockHead is the lockfile up to its encryption rule: what produced the output and each
+// node's config digest, known as soon as the configs are rendered. It is most of the
+// lockfile's bytes, so a run encodes it while it writes the files; the rest (lockTail) needs
+// their digests. Encoded one after the other they are the Lock's YAML (TestLockMarshalParts).
+type LockHead struct {
 	Tool          string        `yaml:"tool"`
 	Profile       string        `yaml:"profile"`
 	ProfileDigest string        `yaml:"profileDigest"`
@@ -52,6 +46,7 @@ type lockHead struct {
 	Nodes         []LockNode    `yaml:"nodes"`
 }
 
+// lockTail is the lockfile from its encryption rule on.
 type lockTail struct {
 	Encryption string            `yaml:"encryption"`
 	Files      map[string]string `yaml:"files"`
@@ -97,16 +92,18 @@ func NewLock(c *profile.Cluster, profileDigest string, img *schematic.Image, con
 	}
 
 	l := &Lock{
-		Tool:          "talforge " + version.Version,
-		Profile:       filepath.ToSlash(rel),
-		ProfileDigest: profileDigest,
-		Talos:         LockTalos{Version: c.Talos.Version, Contract: gen.Contract().String(), Kubernetes: c.Talos.Kubernetes},
-		Schematic: LockSchematic{
-			ID:         img.ID,
-			Extensions: img.Extensions(),
-			KernelArgs: c.Talos.KernelArgs,
-			Installer:  img.InstallerImage(),
-			ISO:        img.ISOURL(),
+		LockHead: LockHead{
+			Tool:          "talforge " + version.Version,
+			Profile:       filepath.ToSlash(rel),
+			ProfileDigest: profileDigest,
+			Talos:         LockTalos{Version: c.Talos.Version, Contract: gen.Contract().String(), Kubernetes: c.Talos.Kubernetes},
+			Schematic: LockSchematic{
+				ID:         img.ID,
+				Extensions: img.Extensions(),
+				KernelArgs: c.Talos.KernelArgs,
+				Installer:  img.InstallerImage(),
+				ISO:        img.ISOURL(),
+			},
 		},
 		Files: map[string]string{},
 	}
@@ -140,14 +137,9 @@ func (l *Lock) Marshal() ([]byte, error) {
 	return l.marshalWithHead(head)
 }
 
-// marshalHead encodes the lockfile up to its encryption rule; it reads the Lock's fields up
-// to Nodes, which NewLock sets and nothing changes afterwards.
-func (l *Lock) marshalHead() ([]byte, error) {
-	return yaml.Marshal(lockHead{
-		Tool: l.Tool, Profile: l.Profile, ProfileDigest: l.ProfileDigest,
-		Talos: l.Talos, Schematic: l.Schematic, Longhorn: l.Longhorn, Nodes: l.Nodes,
-	})
-}
+// marshalHead encodes the lockfile up to its encryption rule: the LockHead, which NewLock
+// sets and nothing changes afterwards.
+func (l *Lock) marshalHead() ([]byte, error) { return yaml.Marshal(l.LockHead) }
 
 // marshalWithHead encodes the lockfile, whose marshalHead is head.
 func (l *Lock) marshalWithHead(head []byte) ([]byte, error) {

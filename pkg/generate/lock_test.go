@@ -9,15 +9,17 @@ import (
 
 // TestLockMarshalParts: the lockfile that Run writes from two parts, its head encoded while
 // the files are written and its tail after, has the bytes of the whole Lock encoded at once;
-// a field added to Lock but not to lockHead or lockTail fails here.
+// a field added to Lock but not to lockTail fails here. Node names include scalars yaml.v3
+// quotes.
 func TestLockMarshalParts(t *testing.T) {
 	full := func(nodes int) *Lock {
 		l := &Lock{
-			Tool: "talforge test", Profile: "profiles/home.yaml", ProfileDigest: "sha256:00",
-			Talos:     LockTalos{Version: "v1.14.1", Contract: "v1.14", Kubernetes: "v1.37.0"},
-			Schematic: LockSchematic{ID: "88d1", Extensions: []string{"siderolabs/iscsi-tools"}, KernelArgs: []string{"net.ifnames=0"}, Installer: "i", ISO: "https://x/y.iso"},
-			Longhorn:  &LockLonghorn{Chart: "1.11.3", Repo: "https://charts.longhorn.io"},
-			// Scalars yaml.v3 quotes, and a value with a colon.
+			LockHead: LockHead{
+				Tool: "talforge test", Profile: "profiles/home.yaml", ProfileDigest: "sha256:00",
+				Talos:     LockTalos{Version: "v1.14.1", Contract: "v1.14", Kubernetes: "v1.37.0"},
+				Schematic: LockSchematic{ID: "88d1", Extensions: []string{"siderolabs/iscsi-tools"}, KernelArgs: []string{"net.ifnames=0"}, Installer: "i", ISO: "https://x/y.iso"},
+				Longhorn:  &LockLonghorn{Chart: "1.11.3", Repo: "https://charts.longhorn.io"},
+			},
 			Encryption: "sha256:9a7c",
 			Files:      map[string]string{"nodes/yes.yaml.enc": "sha256:1", "nodes/n10.yaml.enc": "sha256:2", "nodes/n9.yaml.enc": "sha256:3", "talosconfig.sops.yaml": "sha256:4"},
 		}
