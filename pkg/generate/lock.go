@@ -18,13 +18,10 @@ import (
 // sees in Git which tool, profile and images a change came from, and the digest of every file
 // as written, so that the next run can tell an unchanged file without decrypting it.
 type Lock struct {
-	LockHead `yaml:",inline"`
-	// Encryption fingerprints the SOPS rule (recipients, what is encrypted) of the node files.
-	Encryption string `yaml:"encryption"`
-	// Files maps each output file (but this one) to the sha256 of its bytes as written.
-	Files map[string]string `yaml:"files"`
+	LockHead  `yaml:",inline"`
+	LockFiles `yaml:",inline"`
 
-	// verified holds the files openOutput found on disk exactly as Files records them, so
+	// verified holds the files openOutput's check found on disk exactly as Files records them, so
 	// that the checks after it do not read and hash every file a second time (the run lock
 	// keeps them from changing meanwhile).
 	verified map[string]bool
@@ -34,7 +31,7 @@ type Lock struct {
 
 // LockHead is the lockfile up to its encryption rule: what produced the output and each
 // node's config digest, known as soon as the configs are rendered. It is most of the
-// lockfile's bytes, so a run encodes it while it writes the files; the rest (lockTail) needs
+// lockfile's bytes, so a run encodes it while it writes the files; the rest (LockFiles) needs
 // their digests. Encoded one after the other they are the Lock's YAML (TestLockMarshalParts).
 type LockHead struct {
 	Tool          string        `yaml:"tool"`
@@ -46,10 +43,12 @@ type LockHead struct {
 	Nodes         []LockNode    `yaml:"nodes"`
 }
 
-// lockTail is the lockfile from its encryption rule on.
-type lockTail struct {
-	Encryption string            `yaml:"encryption"`
-	Files      map[string]string `yaml:"files"`
+// LockFiles is the lockfile from its encryption rule on: what the run wrote.
+type LockFiles struct {
+	// Encryption fingerprints the SOPS rule (recipients, what is encrypted) of the node files.
+	Encryption string `yaml:"encryption"`
+	// Files maps each output file (but this one) to the sha256 of its bytes as written.
+	Files map[string]string `yaml:"files"`
 }
 
 // LockTalos records versions.
@@ -105,7 +104,7 @@ func NewLock(c *profile.Cluster, profileDigest string, img *schematic.Image, con
 				ISO:        img.ISOURL(),
 			},
 		},
-		Files: map[string]string{},
+		LockFiles: LockFiles{Files: map[string]string{}},
 	}
 
 	if c.Longhorn != nil {
@@ -143,7 +142,7 @@ func (l *Lock) marshalHead() ([]byte, error) { return yaml.Marshal(l.LockHead) }
 
 // marshalWithHead encodes the lockfile, whose marshalHead is head.
 func (l *Lock) marshalWithHead(head []byte) ([]byte, error) {
-	tail, err := yaml.Marshal(lockTail{Encryption: l.Encryption, Files: l.Files})
+	tail, err := yaml.Marshal(l.LockFiles)
 	if err != nil {
 		return nil, err
 	}

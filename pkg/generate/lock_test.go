@@ -9,7 +9,7 @@ import (
 
 // TestLockMarshalParts: the lockfile that Run writes from two parts, its head encoded while
 // the files are written and its tail after, has the bytes of the whole Lock encoded at once;
-// a field added to Lock but not to lockTail fails here. Node names include scalars yaml.v3
+// a field added to Lock outside its two parts fails here. Node names include scalars yaml.v3
 // quotes.
 func TestLockMarshalParts(t *testing.T) {
 	full := func(nodes int) *Lock {
@@ -20,8 +20,10 @@ func TestLockMarshalParts(t *testing.T) {
 				Schematic: LockSchematic{ID: "88d1", Extensions: []string{"siderolabs/iscsi-tools"}, KernelArgs: []string{"net.ifnames=0"}, Installer: "i", ISO: "https://x/y.iso"},
 				Longhorn:  &LockLonghorn{Chart: "1.11.3", Repo: "https://charts.longhorn.io"},
 			},
-			Encryption: "sha256:9a7c",
-			Files:      map[string]string{"nodes/yes.yaml.enc": "sha256:1", "nodes/n10.yaml.enc": "sha256:2", "nodes/n9.yaml.enc": "sha256:3", "talosconfig.sops.yaml": "sha256:4"},
+			LockFiles: LockFiles{
+				Encryption: "sha256:9a7c",
+				Files:      map[string]string{"nodes/yes.yaml.enc": "sha256:1", "nodes/n10.yaml.enc": "sha256:2", "nodes/n9.yaml.enc": "sha256:3", "talosconfig.sops.yaml": "sha256:4"},
+			},
 		}
 		for i := range nodes {
 			name := fmt.Sprintf("n%d", i)

@@ -163,7 +163,7 @@ func provenCurrent(c *profile.Cluster, out string, old *Lock, rec *reuseRecord, 
 }
 
 // intact reports whether every file the lock lists was found on disk as written (see
-// differing, which openOutput runs first).
+// differing, which openOutput starts and pendingLock.get waits for).
 func (l *Lock) intact() bool {
 	if l.verified == nil {
 		return false
