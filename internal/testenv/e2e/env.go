@@ -113,9 +113,10 @@ type Env struct {
 	// TalosPort is the Talos API port of every node.
 	TalosPort int
 
-	cs     kubernetes.Interface
-	cancel context.CancelFunc
-	done   chan struct{}
+	cs      kubernetes.Interface
+	cancel  context.CancelFunc
+	done    chan struct{}
+	nodeLog testLog
 
 	mu          sync.Mutex
 	etcd        *talosnode.Cluster
@@ -179,7 +180,8 @@ func start(t testing.TB, kube *kubeenv.ControlPlane, srv *s3server.Server, user 
 
 	e := &Env{
 		t: t, opts: opts, Kube: kube, S3: srv, S3User: user,
-		nodes: map[int]*vmNode{}, closedCalls: map[string]int{}, done: make(chan struct{}),
+		nodeLog: testLog{logf: t.Logf},
+		nodes:   map[int]*vmNode{}, closedCalls: map[string]int{}, done: make(chan struct{}),
 		dataRoot: t.TempDir(), dataDisks: map[diskID]bool{}, diskOfVM: map[int]string{},
 	}
 	e.data = lhdata.New(filepath.Join(e.dataRoot, "0"))
@@ -233,6 +235,7 @@ func (e *Env) stop() {
 		_ = n.node.Close() // Close never fails
 		delete(e.nodes, id)
 	}
+	e.nodeLog.stop()
 	if e.stopManager != nil {
 		e.stopManager()
 	}
@@ -348,4 +351,26 @@ func freePort(addrs []string) (int, error) {
 		}
 	}
 	return 0, errors.New("e2e: no port is free on every node address")
+}
+
+// testLog passes lines to a test's log until stopped: a gRPC handler can outlive its node
+// (grpc.Server.Stop does not wait for handlers), and a test must not be logged to once it ended.
+type testLog struct {
+	mu      sync.Mutex
+	stopped bool
+	logf    func(format string, args ...any)
+}
+
+func (l *testLog) Logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.logf(format, args...)
+	}
+}
+
+func (l *testLog) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
 }

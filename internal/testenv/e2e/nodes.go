@@ -94,7 +94,7 @@ func (e *Env) syncVMs(ctx context.Context) error {
 				Address: net.JoinHostPort(ip, strconv.Itoa(e.TalosPort)), Cluster: e.etcd,
 				BootDelay: e.opts.BootDelay, JoinDelay: e.opts.JoinDelay, TalosVersion: version,
 				StartDelay: e.bootLeft(vm), InstallDelay: e.opts.Latency.Install, EtcdStartDelay: e.opts.Latency.Bootstrap,
-				OnEvent: e.recordTalosEvent,
+				OnEvent: e.recordTalosEvent, Logf: e.nodeLog.Logf,
 			})
 			if err != nil {
 				return fmt.Errorf("VM %d: boot Talos on %s: %w", vm.ID, ip, err)
