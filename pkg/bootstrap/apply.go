@@ -37,6 +37,11 @@ const (
 	ActionApplied Action = "applied"
 	// ActionWouldApply: dry run, the live config differs.
 	ActionWouldApply Action = "would apply"
+	// ActionAwaitsControlPlane: dry run, a worker that does not answer while no control plane of the run
+	// is configured. A worker's Talos API certificate is issued by trustd on a configured control plane
+	// (Talos internal/app/machined/pkg/controllers/secrets/api.go, generateWorker), so an installed worker
+	// stays silent until one runs its config: only applying the control planes' configs can tell more.
+	ActionAwaitsControlPlane Action = "not observed until a control plane runs its config"
 )
 
 // NodeResult reports Apply's work on one node.
@@ -57,15 +62,31 @@ const redacted = redact.Marker
 
 // Apply brings every node to its desired config, concurrently, and returns one result per node in profile
 // order. A node's error does not stop the others; the returned error joins them in profile order.
+//
+// A dry run stops waiting for workers that do not answer once every control plane was observed and none
+// is configured (ActionAwaitsControlPlane): they cannot answer before a control plane runs its config,
+// which only a real run does. Waiting for them would fail the plan of a cluster interrupted after a
+// worker installed but before its control planes did, and so every run after it.
 func (r *Runner) Apply(ctx context.Context) ([]NodeResult, error) {
 	nodes := r.cluster.Nodes
 	results := make([]NodeResult, len(nodes))
 	errs := make([]error, len(nodes))
+	noConfiguredCP := make(chan struct{})
 
-	var wg sync.WaitGroup
+	var wg, cps sync.WaitGroup
 
 	for i, n := range nodes {
-		wg.Go(func() { results[i], errs[i] = r.applyNode(ctx, n) })
+		if n.Role.IsControlPlane() {
+			cps.Go(func() { results[i], errs[i] = r.applyNode(ctx, n, nil) })
+		} else {
+			wg.Go(func() { results[i], errs[i] = r.applyNode(ctx, n, noConfiguredCP) })
+		}
+	}
+
+	cps.Wait()
+
+	if r.opts.DryRun && len(r.controlPlanes()) > 0 && !anyConfigured(nodes, results, errs) {
+		close(noConfiguredCP)
 	}
 
 	wg.Wait()
@@ -73,10 +94,31 @@ func (r *Runner) Apply(ctx context.Context) ([]NodeResult, error) {
 	return results, errors.Join(errs...)
 }
 
+// anyConfigured reports whether a control plane was found running a config.
+func anyConfigured(nodes []Node, results []NodeResult, errs []error) bool {
+	for i, n := range nodes {
+		if n.Role.IsControlPlane() && errs[i] == nil && (results[i].Action == ActionUnchanged || results[i].Action == ActionWouldApply) {
+			return true
+		}
+	}
+
+	return false
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // applyNode observes the node until it is configured, applying its config once if it is found in maintenance
 // mode. An apply whose answer was lost (the node rebooted mid-call) is resolved by observing again: a node
-// back in maintenance mode gets the config again, a configured node is done.
-func (r *Runner) applyNode(ctx context.Context, n Node) (NodeResult, error) {
+// back in maintenance mode gets the config again, a configured node is done. Once noConfiguredCP is closed,
+// a node that does not answer is not waited for any more (see Apply).
+func (r *Runner) applyNode(ctx context.Context, n Node, noConfiguredCP <-chan struct{}) (NodeResult, error) {
 	var (
 		accepted bool
 		result   = NodeResult{Node: n.Name}
@@ -166,6 +208,13 @@ func (r *Runner) applyNode(ctx context.Context, n Node) (NodeResult, error) {
 
 			return stepResult{seen: obs.seen}
 		default:
+			if closed(noConfiguredCP) {
+				result.Action = ActionAwaitsControlPlane
+				r.progress.printf(n.Name, "%s: not waiting: a worker's Talos API answers once a control plane runs its config (trustd issues its certificate)", obs.seen)
+
+				return stepResult{done: true}
+			}
+
 			return stepResult{seen: obs.seen, soon: obs.seen == refusedConnection}
 		}
 	})

@@ -678,6 +678,72 @@ func TestBootstrapHealthy(t *testing.T) {
 	})
 }
 
+// TestDryRunWithoutConfiguredControlPlane: workers that installed before their control planes did (a run
+// interrupted between the two) cannot answer until a control plane runs its config, since trustd issues
+// their API certificate. A dry run reports them instead of waiting out the API timeout, and the real run
+// that follows converges. With a configured control plane, a silent worker is still waited for.
+func TestDryRunWithoutConfiguredControlPlane(t *testing.T) {
+	r := renderProfile(t, "ha")
+
+	workers := map[string][]byte{}
+	for name, cfg := range r.configs {
+		if strings.HasPrefix(name, "worker-") {
+			workers[name] = cfg
+		}
+	}
+
+	t.Run("workers installed, control planes in maintenance", func(t *testing.T) {
+		e := emulate(t, r, emulateOptions{subnet: 15, configured: workers, startDelay: time.Millisecond})
+
+		var out syncBuffer
+
+		// Waiting out this timeout would fail the dry run.
+		results, err := e.runner(t, &out, bootstrap.Options{DryRun: true, APITimeout: 20 * time.Second}).Apply(t.Context())
+		if err != nil {
+			t.Fatalf("dry run: %v\n%s", err, out.String())
+		}
+
+		wantActions(t, results, map[string]bootstrap.Action{
+			"cp-1": bootstrap.ActionWouldInstall, "cp-2": bootstrap.ActionWouldInstall, "cp-3": bootstrap.ActionWouldInstall,
+			"worker-1": bootstrap.ActionAwaitsControlPlane, "worker-2": bootstrap.ActionAwaitsControlPlane, "worker-3": bootstrap.ActionAwaitsControlPlane,
+		})
+
+		if !strings.Contains(out.String(), "worker-1: connection refused: not waiting: a worker's Talos API answers once a control plane runs its config") {
+			t.Errorf("progress does not say why worker-1 is not waited for:\n%s", out.String())
+		}
+
+		results, err = e.runner(t, &out, bootstrap.Options{}).Apply(t.Context())
+		if err != nil {
+			t.Fatalf("apply after the dry run: %v\n%s", err, out.String())
+		}
+
+		wantActions(t, results, map[string]bootstrap.Action{
+			"cp-1": bootstrap.ActionInstalled, "cp-2": bootstrap.ActionInstalled, "cp-3": bootstrap.ActionInstalled,
+			"worker-1": bootstrap.ActionUnchanged, "worker-2": bootstrap.ActionUnchanged, "worker-3": bootstrap.ActionUnchanged,
+		})
+
+		for name := range workers {
+			if got := e.nodes[name].Calls(applyMethod); got != 0 {
+				t.Errorf("%s runs its config already but got %d ApplyConfiguration calls", name, got)
+			}
+		}
+	})
+
+	t.Run("a silent worker beside configured control planes", func(t *testing.T) {
+		e := emulate(t, r, emulateOptions{subnet: 16, configured: r.configs})
+		e.nodes["worker-3"].RefuseFor(time.Minute)
+
+		var out syncBuffer
+
+		_, err := e.runner(t, &out, bootstrap.Options{DryRun: true, APITimeout: time.Second}).Apply(t.Context())
+
+		var be *bootstrap.Error
+		if !errors.As(err, &be) || be.Node != "worker-3" || !errors.Is(err, bootstrap.ErrTimeout) {
+			t.Fatalf("err = %v, want worker-3 waited for until the API timeout\n%s", err, out.String())
+		}
+	})
+}
+
 func TestNewRejectsBadInput(t *testing.T) {
 	r := renderProfile(t, "ha")
 	e := emulate(t, r, emulateOptions{subnet: 9})

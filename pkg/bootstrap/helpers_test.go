@@ -159,6 +159,9 @@ type emulateOptions struct {
 	autoReboots bool
 	// etcdStartDelay is how long etcd takes to start after an accepted Bootstrap.
 	etcdStartDelay time.Duration
+	// startDelay defers each node's first boot, which a node that cannot boot yet (a configured worker
+	// before any control plane) then retries.
+	startDelay time.Duration
 }
 
 func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
@@ -180,6 +183,7 @@ func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
 			JoinDelay:      50 * time.Millisecond,
 			AutoReboots:    opts.autoReboots,
 			EtcdStartDelay: opts.etcdStartDelay,
+			StartDelay:     opts.startDelay,
 			Logf:           t.Logf,
 		})
 		if err != nil {

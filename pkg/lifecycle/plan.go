@@ -258,6 +258,9 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 			step.Action = StepApplyIfChanged
 		case !ok:
 			np.Action = "would install once provisioned"
+		case res.Action == bootstrap.ActionAwaitsControlPlane:
+			np.Action = "not observed: a worker answers once a control plane runs its config (up applies what differs then)"
+			step.Action = StepApplyIfChanged
 		default:
 			np.Action, np.Diff = string(res.Action), res.Diff
 			if res.Action == bootstrap.ActionWouldApply {

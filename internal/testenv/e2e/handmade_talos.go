@@ -28,7 +28,7 @@ func (e *Env) handMadeTalos(ctx context.Context, o *HandMadeOptions, h *HandMade
 	// talosctl apply-config --insecure -n IP --file NODE.yaml, once per node; a node still
 	// booting from the ISO refuses connections, so retry like the person does.
 	for _, n := range h.Nodes {
-		if err := retry(ctx, func(ctx context.Context) error { return e.applyInsecure(ctx, n.IP, gen.configs[n.Name]) }); err != nil {
+		if err := retry(ctx, func(ctx context.Context) error { return e.ApplyInsecure(ctx, n.IP, gen.configs[n.Name]) }); err != nil {
 			return fmt.Errorf("node %s: apply config in maintenance mode: %w", n.Name, err)
 		}
 	}
@@ -105,9 +105,9 @@ func (e *Env) handMadeTalos(ctx context.Context, o *HandMadeOptions, h *HandMade
 	})
 }
 
-// applyInsecure is `talosctl apply-config --insecure`: no client certificate, the node's
-// self-signed maintenance certificate not verified, mode auto.
-func (e *Env) applyInsecure(ctx context.Context, ip string, cfg []byte) error {
+// ApplyInsecure is `talosctl apply-config --insecure` to the node at ip: no client certificate,
+// the node's self-signed maintenance certificate not verified, mode auto.
+func (e *Env) ApplyInsecure(ctx context.Context, ip string, cfg []byte) error {
 	c, err := client.New(ctx,
 		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), // maintenance mode is insecure by design
 		client.WithEndpoints(net.JoinHostPort(ip, strconv.Itoa(e.TalosPort))))
