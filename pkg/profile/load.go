@@ -79,7 +79,7 @@ func ParseContext(ctx context.Context, path string, data []byte) (*Cluster, erro
 		return nil, err
 	}
 
-	chk := &checker{source: src, ctx: ctx}
+	chk := &checker{source: src, ctx: ctx, fields: map[reflect.Type]map[string]reflect.Type{}}
 	structural := chk.check(root, reflect.TypeOf(Cluster{}), "")
 
 	if err := ctx.Err(); err != nil {
@@ -160,6 +160,18 @@ type checker struct {
 	*source
 	ctx    context.Context // lives for one walk
 	visits int
+	// fields caches structFields: a profile repeats the same few types once per node.
+	fields map[reflect.Type]map[string]reflect.Type
+}
+
+func (s *checker) structFields(t reflect.Type) map[string]reflect.Type {
+	f, ok := s.fields[t]
+	if !ok {
+		f = structFields(t)
+		s.fields[t] = f
+	}
+
+	return f
 }
 
 // check walks a YAML node against the Go type it will decode into, reporting unknown keys
@@ -201,7 +213,7 @@ func (s *checker) check(n *yaml.Node, t reflect.Type, path string) Problems {
 			return ps
 		}
 
-		fields := structFields(t)
+		fields := s.structFields(t)
 		seen := map[string]int{}
 
 		for i := 0; i+1 < len(n.Content); i += 2 {

@@ -28,7 +28,19 @@ func ParseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 
-	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m[2]]
+	var shift uint
+
+	switch m[2] {
+	case "K":
+		shift = 10
+	case "M":
+		shift = 20
+	case "G":
+		shift = 30
+	case "T":
+		shift = 40
+	}
+
 	if n > (1<<63)>>shift {
 		return 0, fmt.Errorf("%q is too large", s)
 	}

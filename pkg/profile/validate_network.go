@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -125,7 +126,8 @@ func (c *Cluster) validateNodes(ctx context.Context, e, w *problems, prefix neti
 			return
 		}
 
-		f := func(name string) string { return fmt.Sprintf("nodes[%d].%s", i, name) }
+		at := "nodes[" + strconv.Itoa(i) + "]."
+		f := func(name string) string { return at + name }
 
 		switch {
 		case n.Name == "":
