@@ -119,9 +119,17 @@ func (n *Node) scheduleBootLocked(after time.Duration) {
 		}
 
 		if err := n.bootLocked(nil); err != nil {
-			n.log("boot postponed: %v", err)
+			if why := err.Error(); why != n.postponed {
+				n.postponed = why
+				n.log("boot postponed, retrying every %s: %s", retryBootEvery, why)
+			}
+
 			n.scheduleBootLocked(retryBootEvery)
+
+			return
 		}
+
+		n.postponed = ""
 	})
 }
 

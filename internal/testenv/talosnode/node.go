@@ -100,14 +100,16 @@ type Node struct {
 	done      chan struct{}
 	wg        sync.WaitGroup
 
-	mu              sync.Mutex
-	closed          bool
-	gen             uint64
-	srv             *grpc.Server
-	lis             net.Listener
-	cancelBoot      context.CancelFunc
-	stage           runtime.MachineStage
-	bootedAt        time.Time
+	mu         sync.Mutex
+	closed     bool
+	gen        uint64
+	srv        *grpc.Server
+	lis        net.Listener
+	cancelBoot context.CancelFunc
+	stage      runtime.MachineStage
+	bootedAt   time.Time
+	// postponed is why the last boot attempt was postponed: logged once per reason, not every retry.
+	postponed       string
 	active          *loadedConfig
 	persistent      *loadedConfig
 	pending         *loadedConfig
