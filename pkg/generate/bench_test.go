@@ -6,42 +6,20 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
+
+	"github.com/talforge/talforge/internal/testenv/bigprofile"
 )
 
-// writeBigProfile writes a profile with n nodes (3 control planes behind a VIP, the rest
-// workers with a Longhorn disk), like the generator comparison in the foundation issue: static
-// IPs, VIP, 3 extensions, a user volume and one cluster-wide patch.
+// writeBigProfile writes a profile with n nodes (bigprofile.Text) and one cluster-wide patch:
+// static IPs, VIP, 3 extensions, a user volume.
 func writeBigProfile(tb testing.TB, dir string, n int) string {
 	tb.Helper()
-
-	var b strings.Builder
-
-	fmt.Fprintf(&b, `apiVersion: talforge.dev/v1alpha1
-kind: Cluster
-metadata: {name: bench%d}
-talos: {version: v1.14.1}
-network: {cidr: 10.0.0.0/16, gateway: 10.0.0.1, nameservers: [10.0.0.1], vip: 10.0.0.5}
-proxmox: {endpoint: "https://pve:8006/api2/json", node: pve, storage: local-lvm}
-patches: {all: [patches/common.yaml]}
-longhorn: {replicaCount: 3}
-nodes:
-`, n)
-
-	for i := range n {
-		role := "worker"
-		if i < 3 {
-			role = "controlplane"
-		}
-
-		fmt.Fprintf(&b, "  - {name: n%d, role: %s, ip: 10.0.%d.%d, longhornDisk: 100G}\n", i, role, 10+i/250, i%250+2)
-	}
 
 	mustWrite(tb, filepath.Join(dir, "patches", "common.yaml"), "apiVersion: v1alpha1\nkind: TimeSyncConfig\nntp:\n  servers: [time.cloudflare.com]\n")
 
 	path := filepath.Join(dir, "profiles", fmt.Sprintf("bench%d.yaml", n))
-	mustWrite(tb, path, b.String())
+	mustWrite(tb, path, bigprofile.Text(n, "patches/common.yaml"))
 
 	return path
 }

@@ -2,9 +2,9 @@ package profile_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
+	"github.com/talforge/talforge/internal/testenv/bigprofile"
 	"github.com/talforge/talforge/pkg/profile"
 )
 
@@ -13,7 +13,7 @@ import (
 func BenchmarkParse(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			data := []byte(bigProfile(n))
+			data := []byte(bigprofile.Text(n))
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
 
@@ -29,29 +29,4 @@ func BenchmarkParse(b *testing.B) {
 			}
 		})
 	}
-}
-
-func bigProfile(n int) string {
-	var b strings.Builder
-
-	fmt.Fprintf(&b, `apiVersion: talforge.dev/v1alpha1
-kind: Cluster
-metadata: {name: big%d}
-talos: {version: v1.14.1}
-network: {cidr: 10.0.0.0/16, gateway: 10.0.0.1, nameservers: [10.0.0.1], vip: 10.0.0.5}
-proxmox: {endpoint: "https://pve:8006/api2/json", node: pve, storage: local-lvm}
-longhorn: {replicaCount: 3}
-nodes:
-`, n)
-
-	for i := range n {
-		role := "worker"
-		if i < 3 {
-			role = "controlplane"
-		}
-
-		fmt.Fprintf(&b, "  - {name: n%d, role: %s, ip: 10.0.%d.%d, longhornDisk: 100G}\n", i, role, 10+i/250, i%250+2)
-	}
-
-	return b.String()
 }
