@@ -116,6 +116,12 @@ func TestUpAfterAWorkerInstalledBeforeItsControlPlane(t *testing.T) {
 			t.Fatalf("apply the worker's config: %v", err)
 		}
 	}
+	// It answers in maintenance mode until it goes down to install, and then stays down.
+	for deadline := time.Now().Add(10 * time.Second); l.env.TalosNode(workerIP).Up(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not go down to install its config", worker)
+		}
+	}
 
 	plan, err := lifecycle.Plan(t.Context(), l.options())
 	if err != nil {
