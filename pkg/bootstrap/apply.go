@@ -85,7 +85,7 @@ func (r *Runner) Apply(ctx context.Context) ([]NodeResult, error) {
 
 	cps.Wait()
 
-	if r.opts.DryRun && len(r.controlPlanes()) > 0 && !anyConfigured(nodes, results, errs) {
+	if r.opts.DryRun && !anyConfigured(nodes, results, errs) { // New refused a cluster without control planes
 		close(noConfiguredCP)
 	}
 

@@ -25,7 +25,7 @@ type Lock struct {
 	// that the checks after it do not read and hash every file a second time (the run lock
 	// keeps them from changing meanwhile).
 	verified map[string]bool
-	// digests indexes Nodes' config digests by node name (nil: look them up in Nodes).
+	// digests indexes Nodes' config digests by node name (NewLock and readLockData build it).
 	digests map[string]string
 }
 
@@ -178,7 +178,7 @@ func readLockData(data []byte) *Lock {
 func (l *Lock) indexDigests() {
 	l.digests = make(map[string]string, len(l.Nodes))
 	for _, n := range l.Nodes {
-		if _, dup := l.digests[n.Name]; !dup { // the first entry wins, as in the scan below
+		if _, dup := l.digests[n.Name]; !dup { // the first entry wins, as a scan of Nodes would find
 			l.digests[n.Name] = n.ConfigDigest
 		}
 	}
@@ -189,17 +189,7 @@ func (l *Lock) nodeDigest(name string) string {
 		return ""
 	}
 
-	if l.digests != nil {
-		return l.digests[name]
-	}
-
-	for _, n := range l.Nodes {
-		if n.Name == name {
-			return n.ConfigDigest
-		}
-	}
-
-	return ""
+	return l.digests[name]
 }
 
 // fileCurrent reports whether a file on disk is exactly what this lock recorded writing.

@@ -150,8 +150,6 @@ func Bootstrap(ctx context.Context, opts Options, dryRun bool) (*TalosReport, er
 				return rep, nil // etcd is bootstrapped once the control planes run their configs
 			}
 		}
-	}
-	if dryRun {
 		rep.Etcd, err = r.runner.Bootstrap(ctx)
 		return rep, err
 	}
