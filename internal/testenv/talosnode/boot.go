@@ -219,7 +219,9 @@ func (n *Node) bootLocked(lis net.Listener) error {
 	}
 
 	n.wg.Go(func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		// goDownLocked closes the listener before it stops the server: a node going down ends
+		// Serve with net.ErrClosed, which is not worth a line in the test log.
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
 			n.log("serve: %v", err)
 		}
 	})
