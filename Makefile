@@ -40,7 +40,7 @@ unit: ## fast tests only: integration tests skip without the control plane
 	$(GO) test $(PKGS)
 
 bench: ## speed targets are held by benchmarks (see the issue notes for the figures)
-	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/generate ./pkg/machineconfig ./pkg/proxmox
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./cmd/talforge ./pkg/generate ./pkg/machineconfig ./pkg/proxmox
 
 lint:
 	$(GO) vet $(PKGS)

@@ -103,13 +103,7 @@ func TestStartupBudget(t *testing.T) {
 		t.Skip("builds the talforge binary")
 	}
 
-	bin := filepath.Join(t.TempDir(), "talforge")
-
-	build := exec.CommandContext(t.Context(), "make", "-s", "-C", filepath.Join("..", ".."), "build", "BIN="+bin)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("make build: %v\n%s", err, out)
-	}
-
+	bin := buildRelease(t)
 	checkBinary(t, bin)
 
 	recs, err := parseInitTrace(runVersion(t, bin, "inittrace=1"))
@@ -206,6 +200,20 @@ func runVersion(t *testing.T, bin, godebug string) []byte {
 	}
 
 	return stderr.Bytes()
+}
+
+// buildRelease builds the release binary with `make build` into a temporary directory.
+func buildRelease(tb testing.TB) string {
+	tb.Helper()
+
+	bin := filepath.Join(tb.TempDir(), "talforge")
+
+	build := exec.CommandContext(tb.Context(), "make", "-s", "-C", filepath.Join("..", ".."), "build", "BIN="+bin)
+	if out, err := build.CombinedOutput(); err != nil {
+		tb.Fatalf("make build: %v\n%s", err, out)
+	}
+
+	return bin
 }
 
 // checkBinary holds the release binary to its size budget and checks that it is static: a
