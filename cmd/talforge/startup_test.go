@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,16 +23,16 @@ import (
 // own packages compiled regexps, allow-list tries and maps at init that most commands never use.
 //
 // The budgets are counts, not times, so they hold on any machine: measured on linux/amd64,
-// Go 1.26.8 (`go build -trimpath`, the most seen over 20 runs: the runtime's own allocations
+// Go 1.26.8 (`make build`, the most seen over 20 runs: the runtime's own allocations
 // vary a little from run to run), plus about 1% of headroom. Raising one needs a reason in the
 // commit message: a new dependency, say, whose initialisation was weighed and accepted.
 const (
-	maxInitPackages = 889        // 880 measured
-	maxInitBytes    = 12_690_000 // 12,560,000 measured
-	maxInitAllocs   = 92_000     // 91,070 measured
+	maxInitPackages = 889        // 878 measured (880 before the plugin loader went)
+	maxInitBytes    = 12_690_000 // 12,330,000 measured (12,560,000)
+	maxInitAllocs   = 92_000     // 90,460 measured (91,070)
 
-	// maxBinaryBytes bounds the stripped release binary, 119,040,000 bytes measured. Before
-	// `make build` dropped the Go plugin loader it was 161,530,000.
+	// maxBinaryBytes bounds the stripped release binary on linux/amd64, 119,040,000 bytes
+	// measured. Before `make build` dropped the Go plugin loader it was 161,530,000.
 	maxBinaryBytes = 120_300_000
 
 	// maxOwnInitBytes bounds each talforge package: a few sentinel errors and small constant
@@ -218,7 +219,8 @@ func buildRelease(tb testing.TB) string {
 
 // checkBinary holds the release binary to its size budget and checks that it is static: a
 // dynamic loader at start, or a Go plugin loader that keeps the linker from dropping unused
-// methods, would show here first.
+// methods, would show here first. The budget and the ELF checks are for linux/amd64, where they
+// were measured.
 func checkBinary(t *testing.T, bin string) {
 	t.Helper()
 
@@ -228,6 +230,10 @@ func checkBinary(t *testing.T, bin string) {
 	}
 
 	t.Logf("binary: %d bytes", st.Size())
+
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		return
+	}
 
 	if st.Size() > maxBinaryBytes {
 		t.Errorf("the release binary has %d bytes, budget %d: a new dependency, or a build that links the Go plugin loader?",
