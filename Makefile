@@ -13,7 +13,7 @@ all: lint test build
 # action and cli-runtime): a binary that imports "plugin" must export every symbol and keep
 # every exported method, which made talforge 161 MB instead of 119 MB and added 50 MB of resident
 # memory to every run (issue 16). cmd/talforge's TestStartupBudget builds with this target.
-BIN        ?= bin/talforge
+BIN        := bin/talforge
 BUILD_TAGS := kustomize_disable_go_plugin_support
 
 build: ## $(BIN)
