@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"testing"
 
@@ -33,7 +32,7 @@ func BenchmarkProcess(b *testing.B) {
 	}
 
 	b.Run("version", func(b *testing.B) {
-		benchProcess(b, bin, peakrss, nil, "version")
+		benchProcess(b, bin, peakrss, nil, nil, "version")
 	})
 
 	for _, n := range []int{3, 1000} {
@@ -42,7 +41,10 @@ func BenchmarkProcess(b *testing.B) {
 			"SOPS_AGE_KEY_FILE="+filepath.Join(dir, "age.txt"),
 			"XDG_CACHE_HOME="+filepath.Join(dir, "cache"), // generate's records of the last run
 			"GOGC=", "GOMEMLIMIT=", "GODEBUG=")
-		profile := writeBenchProject(b, dir, n)
+		profile, err := bigprofile.WriteProject(dir, n)
+		if err != nil {
+			b.Fatal(err)
+		}
 
 		// The first run makes the age key, the .sops.yaml and the secrets bundle.
 		first := exec.CommandContext(b.Context(), bin, "generate", "-p", profile)
@@ -52,7 +54,7 @@ func BenchmarkProcess(b *testing.B) {
 		}
 
 		b.Run(fmt.Sprintf("generate/nodes=%d/no-change", n), func(b *testing.B) {
-			benchProcess(b, bin, peakrss, env, "generate", "-p", profile)
+			benchProcess(b, bin, peakrss, env, nil, "generate", "-p", profile)
 		})
 
 		if n < 1000 {
@@ -63,43 +65,20 @@ func BenchmarkProcess(b *testing.B) {
 			i := 0
 			change := func() {
 				i++
-				// A new nameserver changes every node's config.
-				data, err := os.ReadFile(profile)
-				if err != nil {
-					b.Fatal(err)
-				}
-
-				data = benchNameservers.ReplaceAll(data, fmt.Appendf(nil, "nameservers: [10.0.0.%d]", 100+i%100))
-				if err := os.WriteFile(profile, data, 0o644); err != nil {
+				if err := bigprofile.ChangeEveryNode(profile, i); err != nil {
 					b.Fatal(err)
 				}
 			}
 
-			benchProcess(b, bin, peakrss, env, "generate", "-p", profile, change)
+			benchProcess(b, bin, peakrss, env, change, "generate", "-p", profile)
 		})
 	}
 }
 
-var benchNameservers = regexp.MustCompile(`nameservers: \[[0-9.]+\]`)
-
-// benchProcess runs bin with args once per iteration, after before (untimed) when the last
-// argument is a func(), and fails on a non-zero exit. After the timed runs it runs the command
-// once more under peakrss and reports that run's peak resident memory.
-func benchProcess(b *testing.B, bin, peakrss string, env []string, args ...any) {
-	var (
-		argv   []string
-		before func()
-	)
-
-	for _, a := range args {
-		switch a := a.(type) {
-		case string:
-			argv = append(argv, a)
-		case func():
-			before = a
-		}
-	}
-
+// benchProcess runs bin with argv once per iteration, after before (untimed) when it is not
+// nil, and fails on a non-zero exit. After the timed runs it runs the command once more under
+// peakrss and reports that run's peak resident memory.
+func benchProcess(b *testing.B, bin, peakrss string, env []string, before func(), argv ...string) {
 	run := func(name string, args ...string) {
 		cmd := exec.CommandContext(b.Context(), name, args...)
 		cmd.Env = env
@@ -141,28 +120,4 @@ func benchProcess(b *testing.B, bin, peakrss string, env []string, args ...any) 
 	}
 
 	b.ReportMetric(n/1024, "peak-MiB")
-}
-
-// writeBenchProject writes a project with a profile of n nodes (bigprofile.Text) and one
-// cluster-wide patch, as BenchmarkGenerate does, and returns the profile's path.
-func writeBenchProject(b *testing.B, dir string, n int) string {
-	b.Helper()
-
-	patch := filepath.Join(dir, "patches", "common.yaml")
-	profile := filepath.Join(dir, "profiles", fmt.Sprintf("bench%d.yaml", n))
-
-	for path, content := range map[string]string{
-		patch:   "apiVersion: v1alpha1\nkind: TimeSyncConfig\nntp:\n  servers: [time.cloudflare.com]\n",
-		profile: bigprofile.Text(n, "patches/common.yaml"),
-	} {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			b.Fatal(err)
-		}
-
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-
-	return profile
 }

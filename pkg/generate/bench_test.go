@@ -5,21 +5,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 
 	"github.com/talforge/talforge/internal/testenv/bigprofile"
 )
 
-// writeBigProfile writes a profile with n nodes (bigprofile.Text) and one cluster-wide patch:
-// static IPs, VIP, 3 extensions, a user volume.
+// writeBigProfile writes a project whose profile has n nodes (bigprofile.WriteProject): static
+// IPs, VIP, 3 extensions, a user volume, one cluster-wide patch.
 func writeBigProfile(tb testing.TB, dir string, n int) string {
 	tb.Helper()
 
-	mustWrite(tb, filepath.Join(dir, "patches", "common.yaml"), "apiVersion: v1alpha1\nkind: TimeSyncConfig\nntp:\n  servers: [time.cloudflare.com]\n")
-
-	path := filepath.Join(dir, "profiles", fmt.Sprintf("bench%d.yaml", n))
-	mustWrite(tb, path, bigprofile.Text(n, "patches/common.yaml"))
+	path, err := bigprofile.WriteProject(dir, n)
+	if err != nil {
+		tb.Fatal(err)
+	}
 
 	return path
 }
@@ -35,8 +34,6 @@ func mustWrite(tb testing.TB, path, content string) {
 		tb.Fatal(err)
 	}
 }
-
-var nameserverRE = regexp.MustCompile(`nameservers: \[[0-9.]+\]`)
 
 // BenchmarkGenerate measures a whole generate (load, render, validate, encrypt, write) of an
 // existing cluster after a profile change, and a no-change re-run (which proves the output
@@ -73,9 +70,9 @@ func BenchmarkGenerate(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				// A new nameserver changes every node's config.
-				data, _ := os.ReadFile(path)
-				mustWrite(b, path, nameserverRE.ReplaceAllString(string(data), fmt.Sprintf("nameservers: [10.0.0.%d]", 100+i%100)))
+				if err := bigprofile.ChangeEveryNode(path, i); err != nil {
+					b.Fatal(err)
+				}
 
 				if _, err := Run(context.Background(), Options{Profile: path}); err != nil {
 					b.Fatal(err)
