@@ -15,9 +15,14 @@ import (
 // per run and never looked up from where a file is written, because whoever can put a
 // .sops.yaml above an output directory (`generate --out /tmp/x` finds /tmp/.sops.yaml) would
 // otherwise choose the recipients of the cluster's secrets.
+//
+// A Config is one run's: the files its rules encrypt for the same recipients share a data key
+// (see runKeys), and the next run's Config makes new ones.
 type Config struct {
 	// Path is the absolute path of the .sops.yaml.
 	Path string
+
+	keys *runKeys
 }
 
 // ProjectConfig returns the project's own creation rules, root/.sops.yaml, where `talforge
@@ -55,7 +60,7 @@ func OpenConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("SOPS configuration %s: %w", abs, err)
 	}
 
-	return &Config{Path: abs}, nil
+	return &Config{Path: abs, keys: &runKeys{}}, nil
 }
 
 // RuleFor returns this configuration's creation rule for the file at path. sops matches a
@@ -67,7 +72,14 @@ func (c *Config) RuleFor(path string) (*Rule, error) {
 		return nil, err
 	}
 
-	return ruleIn(c.Path, abs, path)
+	r, err := ruleIn(c.Path, abs, path)
+	if err != nil {
+		return nil, err
+	}
+
+	r.keys = c.keys
+
+	return r, nil
 }
 
 // WriteFile is the package-level WriteFile with the creation rule of this configuration.

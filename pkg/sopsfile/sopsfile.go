@@ -16,7 +16,6 @@ import (
 	"github.com/getsops/sops/v3/aes"
 	"github.com/getsops/sops/v3/cmd/sops/formats"
 	sopsconfig "github.com/getsops/sops/v3/config"
-	"github.com/getsops/sops/v3/keyservice"
 	"github.com/getsops/sops/v3/stores/dotenv"
 	"github.com/getsops/sops/v3/stores/ini"
 	sopsjson "github.com/getsops/sops/v3/stores/json"
@@ -167,6 +166,7 @@ type Rule struct {
 	// ConfigPath is the .sops.yaml the rule came from.
 	ConfigPath string
 	conf       *sopsconfig.Config
+	keys       *runKeys
 }
 
 // RuleFor finds the .sops.yaml above path (walking up from its directory, as sops does from
@@ -240,9 +240,9 @@ func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
 		Metadata: r.metadata(),
 	}
 
-	dataKey, errs := tree.GenerateDataKeyWithKeyServices([]keyservice.KeyServiceClient{keyservice.NewLocalClient()})
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("encrypting %s: %v", path, errors.Join(errs...))
+	dataKey, err := r.dataKey(&tree.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("encrypting %s: %w", path, err)
 	}
 
 	if err := encryptTree(&tree, dataKey); err != nil {

@@ -1,0 +1,133 @@
+package sopsfile_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/getsops/sops/v3/cmd/sops/common"
+	"github.com/getsops/sops/v3/cmd/sops/formats"
+	sopsconfig "github.com/getsops/sops/v3/config"
+
+	"github.com/talforge/talforge/pkg/sopsfile"
+)
+
+// dataKeyOf unwraps the data key of the SOPS file at path with the identities in
+// SOPS_AGE_KEY_FILE, through sops' own metadata code.
+func dataKeyOf(t *testing.T, path string) []byte {
+	t.Helper()
+
+	tree, err := common.StoreForFormat(formats.FormatForPath(path), sopsconfig.NewStoresConfig()).LoadEncryptedFile(mustRead(t, path))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+
+	key, err := tree.Metadata.GetDataKey()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+
+	return key
+}
+
+// TestARunSharesOneDataKeyPerRecipients: the files one Config encrypts for the same recipients
+// share a data key (wrapping it is an X25519 agreement per file otherwise, issue 16); files for
+// other recipients, and the files of the next run (a new Config), get keys of their own; the
+// sops CLI opens every one of them.
+func TestARunSharesOneDataKeyPerRecipients(t *testing.T) {
+	k := newKeyring(t)
+
+	// A second identity for a second rule; the key file holds both, so every file unwraps here.
+	otherKeyFile := filepath.Join(t.TempDir(), "keys.txt")
+	otherID := newIdentity(t, otherKeyFile)
+	both := filepath.Join(t.TempDir(), "both.txt")
+
+	if err := os.WriteFile(both, append(mustRead(t, k.keyFile), mustRead(t, otherKeyFile)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("SOPS_AGE_KEY_FILE", both)
+
+	rules := "creation_rules:\n  - path_regex: ^team/\n    age: " + otherID + "\n  - path_regex: \\.sops\\.ya?ml$|\\.enc$\n    age: " + k.recipient + "\n"
+	if err := os.WriteFile(filepath.Join(k.dir, sopsfile.ConfigFileName), []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	plain := map[string]string{
+		"a.yaml.enc":        "machine:\n  token: a\n",
+		"b.yaml.enc":        "machine:\n  token: b\n",
+		"secrets.sops.yaml": "cluster:\n    secret: c\n",
+		"team/c.yaml.enc":   "machine:\n  token: team-c\n",
+		"team/d.yaml.enc":   "machine:\n  token: team-d\n",
+		"next/run.yaml.enc": "machine:\n  token: next\n",
+	}
+
+	write := func(cfg *sopsfile.Config, names ...string) {
+		t.Helper()
+
+		for _, name := range names {
+			path := filepath.Join(k.dir, filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+
+			if wrote, err := cfg.WriteFile(path, []byte(plain[name])); err != nil || !wrote {
+				t.Fatalf("WriteFile %s: wrote=%v err=%v", name, wrote, err)
+			}
+		}
+	}
+
+	run1, err := sopsfile.OpenConfig(filepath.Join(k.dir, sopsfile.ConfigFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	write(run1, "a.yaml.enc", "b.yaml.enc", "secrets.sops.yaml", "team/c.yaml.enc", "team/d.yaml.enc")
+
+	key := func(name string) []byte { return dataKeyOf(t, filepath.Join(k.dir, filepath.FromSlash(name))) }
+
+	mine, team := key("a.yaml.enc"), key("team/c.yaml.enc")
+
+	for _, name := range []string{"b.yaml.enc", "secrets.sops.yaml"} {
+		if !bytes.Equal(key(name), mine) {
+			t.Errorf("%s has another data key than a.yaml.enc, though one run wrote both for the same recipient", name)
+		}
+	}
+
+	if !bytes.Equal(key("team/d.yaml.enc"), team) {
+		t.Error("team/d.yaml.enc has another data key than team/c.yaml.enc, though one run wrote both for the same recipient")
+	}
+
+	if bytes.Equal(mine, team) {
+		t.Error("files for different recipients share a data key")
+	}
+
+	// The recipients of each file are its rule's, not the first file's.
+	if got := recipientsOf(t, filepath.Join(k.dir, "secrets.sops.yaml")); len(got) != 1 || got[0] != k.recipient {
+		t.Errorf("secrets.sops.yaml is encrypted for %v, want %s", got, k.recipient)
+	}
+
+	if enc := mustRead(t, filepath.Join(k.dir, "team", "c.yaml.enc")); !bytes.Contains(enc, []byte(otherID)) || bytes.Contains(enc, []byte(k.recipient)) {
+		t.Errorf("team/c.yaml.enc is not encrypted for exactly %s:\n%s", otherID, enc)
+	}
+
+	run2, err := sopsfile.OpenConfig(filepath.Join(k.dir, sopsfile.ConfigFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	write(run2, "next/run.yaml.enc")
+
+	if next := key("next/run.yaml.enc"); bytes.Equal(next, mine) || bytes.Equal(next, team) {
+		t.Error("the next run (a new Config) encrypted with a data key of the previous run")
+	}
+
+	bin := sopsBinary(t)
+
+	for name, want := range plain {
+		if got := k.sops(t, bin, "-d", name); string(got) != want {
+			t.Errorf("sops -d %s = %q, want %q", name, got, want)
+		}
+	}
+}
