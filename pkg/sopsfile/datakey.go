@@ -2,6 +2,7 @@ package sopsfile
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -34,25 +35,42 @@ type wrappedKey struct {
 	err    error
 }
 
-// dataKey returns the data key for a file under r and sets m's key groups to the ones that
-// wrap it: the run's key for r's recipients when r came from a Config, else a new one.
-func (r *Rule) dataKey(m *sops.Metadata) ([]byte, error) {
+// dataKey returns the data key for the file at abs (path as given) under r, and sets m's key
+// groups to the ones that wrap it: the run's key for r's recipients when r came from a Config,
+// else a new one.
+func (r *Rule) dataKey(abs, path string, m *sops.Metadata) ([]byte, error) {
 	if r.keys == nil {
 		return newDataKey(m)
 	}
 
-	w := r.keys.get(r.Fingerprint())
+	fp := r.Fingerprint()
+	w := r.keys.get(fp)
 
 	w.once.Do(func() {
-		w.key, w.err = newDataKey(m)
-		w.groups = m.KeyGroups
+		// The shared groups get master keys of their own, which no Rule holds: wrapping sets
+		// each master key's encrypted key, and a caller may wrap another key with its rule's
+		// (Rekey re-wraps a file's own key).
+		own, err := ruleIn(r.ConfigPath, abs, path)
+		if err != nil {
+			w.err = err
+			return
+		}
+
+		if own.Fingerprint() != fp {
+			w.err = fmt.Errorf("%s changed during the run; run again", r.ConfigPath)
+			return
+		}
+
+		groups := own.metadata()
+		w.key, w.err = newDataKey(&groups)
+		w.groups = groups.KeyGroups
 	})
 
 	if w.err != nil {
 		return nil, w.err
 	}
 
-	// The groups are shared: encrypting and emitting a file only read them.
+	// Encrypting and emitting a file only read the groups.
 	m.KeyGroups = w.groups
 
 	return slices.Clone(w.key), nil

@@ -131,3 +131,59 @@ func TestARunSharesOneDataKeyPerRecipients(t *testing.T) {
 		}
 	}
 }
+
+// TestRekeyLeavesTheRunsDataKeyAlone: re-wrapping a file's own key with a rule (Rekey) does not
+// change the wrapped key that the run's other files get, even with the rule whose file made it.
+func TestRekeyLeavesTheRunsDataKeyAlone(t *testing.T) {
+	k := newKeyring(t)
+	other := newIdentity(t, filepath.Join(t.TempDir(), "other.txt"))
+	conf := filepath.Join(k.dir, sopsfile.ConfigFileName)
+	path := func(name string) string { return filepath.Join(k.dir, name) }
+
+	// An earlier run encrypted old.yaml.enc for a teammate too, who has left since.
+	k.writeRules(t, k.recipient, other)
+
+	earlier, err := sopsfile.OpenConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := earlier.WriteFile(path("old.yaml.enc"), []byte("old: 1\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	k.writeRules(t, k.recipient)
+
+	run, err := sopsfile.OpenConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rule, err := run.RuleFor(path("a.yaml.enc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := rule.WriteFile(path("a.yaml.enc"), []byte("a: 1\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	if rekeyed, err := rule.Rekey(path("old.yaml.enc")); err != nil || !rekeyed {
+		t.Fatalf("Rekey: rekeyed=%v err=%v", rekeyed, err)
+	}
+
+	if _, err := run.WriteFile(path("b.yaml.enc"), []byte("b: 1\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, want := range map[string]string{"a.yaml.enc": "a: 1\n", "b.yaml.enc": "b: 1\n", "old.yaml.enc": "old: 1\n"} {
+		got, err := sopsfile.DecryptFile(path(name))
+		if err != nil || string(got) != want {
+			t.Errorf("%s decrypts to %q, %v; want %q", name, got, err, want)
+		}
+	}
+
+	if got := recipientsOf(t, path("old.yaml.enc")); len(got) != 1 || got[0] != k.recipient {
+		t.Errorf("old.yaml.enc is encrypted for %v after Rekey, want only %s", got, k.recipient)
+	}
+}

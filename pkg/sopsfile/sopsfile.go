@@ -240,7 +240,7 @@ func (r *Rule) Encrypt(path string, plain []byte) ([]byte, error) {
 		Metadata: r.metadata(),
 	}
 
-	dataKey, err := r.dataKey(&tree.Metadata)
+	dataKey, err := r.dataKey(abs, path, &tree.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("encrypting %s: %w", path, err)
 	}
