@@ -16,13 +16,15 @@ import (
 // .sops.yaml above an output directory (`generate --out /tmp/x` finds /tmp/.sops.yaml) would
 // otherwise choose the recipients of the cluster's secrets.
 //
-// A Config is one run's: the files its rules encrypt for the same recipients share a data key
-// (see runKeys), and the next run's Config makes new ones.
+// A Config is one run's: it reads each creation rule once (see ruleCache), the files its rules
+// encrypt for the same recipients share a data key (see runKeys), and the next run's Config
+// makes new ones.
 type Config struct {
 	// Path is the absolute path of the .sops.yaml.
 	Path string
 
-	keys *runKeys
+	keys  *runKeys
+	rules *ruleCache // nil: sops reads the file for every rule
 }
 
 // ProjectConfig returns the project's own creation rules, root/.sops.yaml, where `talforge
@@ -60,7 +62,7 @@ func OpenConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("SOPS configuration %s: %w", abs, err)
 	}
 
-	return &Config{Path: abs, keys: &runKeys{}}, nil
+	return &Config{Path: abs, keys: &runKeys{}, rules: newRuleCache(abs)}, nil
 }
 
 // RuleFor returns this configuration's creation rule for the file at path. sops matches a
@@ -72,7 +74,14 @@ func (c *Config) RuleFor(path string) (*Rule, error) {
 		return nil, err
 	}
 
-	r, err := ruleIn(c.Path, abs, path)
+	var r *Rule
+
+	if i, ok := c.rules.index(abs); ok {
+		r, err = c.rules.rule(i, abs, path)
+	} else {
+		r, err = ruleIn(c.Path, abs, path)
+	}
+
 	if err != nil {
 		return nil, err
 	}

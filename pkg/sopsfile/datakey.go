@@ -43,25 +43,15 @@ func (r *Rule) dataKey(abs, path string, m *sops.Metadata) ([]byte, error) {
 		return newDataKey(m)
 	}
 
-	fp := r.Fingerprint()
-	w := r.keys.get(fp)
+	w := r.keys.get(r.Fingerprint())
 
 	w.once.Do(func() {
-		// The shared groups get master keys of their own, which no Rule holds: wrapping sets
-		// each master key's encrypted key, and a caller may wrap another key with its rule's
-		// (Rekey re-wraps a file's own key).
-		own, err := ruleIn(r.ConfigPath, abs, path)
-		if err != nil {
-			w.err = err
+		// The shared groups get master keys of their own (see ownKeyGroups).
+		groups := r.metadata()
+		if groups.KeyGroups, w.err = r.ownKeyGroups(abs, path); w.err != nil {
 			return
 		}
 
-		if own.Fingerprint() != fp {
-			w.err = fmt.Errorf("%s changed during the run; run again", r.ConfigPath)
-			return
-		}
-
-		groups := own.metadata()
 		w.key, w.err = newDataKey(&groups)
 		w.groups = groups.KeyGroups
 	})
@@ -106,4 +96,21 @@ func newDataKey(m *sops.Metadata) ([]byte, error) {
 	m.KeyGroups = tree.Metadata.KeyGroups
 
 	return key, nil
+}
+
+// ownKeyGroups returns the key groups of r with master keys that no Rule holds, read again by
+// sops for the file at abs (path as given). Wrapping a data key sets each master key's
+// encrypted key, and a Config's rules share theirs (ruleCache), as do the files of a run
+// (runKeys).
+func (r *Rule) ownKeyGroups(abs, path string) ([]sops.KeyGroup, error) {
+	own, err := ruleIn(r.ConfigPath, abs, path)
+	if err != nil {
+		return nil, err
+	}
+
+	if own.Fingerprint() != r.Fingerprint() {
+		return nil, fmt.Errorf("%s changed during the run; run again", r.ConfigPath)
+	}
+
+	return own.conf.KeyGroups, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -68,7 +69,17 @@ func (r *Rule) Rekey(path string) (bool, error) {
 			return false, fmt.Errorf("re-encrypting %s: %w", path, err)
 		}
 
-		tree.Metadata.KeyGroups = want.KeyGroups
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return false, err
+		}
+
+		groups, err := r.ownKeyGroups(abs, path)
+		if err != nil {
+			return false, fmt.Errorf("re-encrypting %s: %w", path, err)
+		}
+
+		tree.Metadata.KeyGroups = groups
 		tree.Metadata.ShamirThreshold = want.ShamirThreshold
 
 		if errs := tree.Metadata.UpdateMasterKeys(key); len(errs) > 0 {
