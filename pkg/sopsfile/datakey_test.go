@@ -2,8 +2,10 @@ package sopsfile_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/getsops/sops/v3/cmd/sops/common"
@@ -185,5 +187,73 @@ func TestRekeyLeavesTheRunsDataKeyAlone(t *testing.T) {
 
 	if got := recipientsOf(t, path("old.yaml.enc")); len(got) != 1 || got[0] != k.recipient {
 		t.Errorf("old.yaml.enc is encrypted for %v after Rekey, want only %s", got, k.recipient)
+	}
+}
+
+// TestConcurrentRekeysUnderOneConfig: the rules of one Config share their master keys
+// (ruleCache), so files rekeyed at once must each be wrapped in keys of their own (run it with
+// -race too): every file opens afterwards, for exactly the new recipients.
+func TestConcurrentRekeysUnderOneConfig(t *testing.T) {
+	k := newKeyring(t)
+	other := newIdentity(t, filepath.Join(t.TempDir(), "other.txt"))
+	conf := filepath.Join(k.dir, sopsfile.ConfigFileName)
+	path := func(i int) string { return filepath.Join(k.dir, fmt.Sprintf("f%d.yaml.enc", i)) }
+
+	const files = 8
+
+	k.writeRules(t, k.recipient, other)
+
+	earlier, err := sopsfile.OpenConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range files {
+		// One Config per file: each gets a data key of its own, as in separate runs.
+		if _, err := earlier.WriteFile(path(i), fmt.Appendf(nil, "f: %d\n", i)); err != nil {
+			t.Fatal(err)
+		}
+
+		if earlier, err = sopsfile.OpenConfig(conf); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	k.writeRules(t, k.recipient)
+
+	run, err := sopsfile.OpenConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+
+	errs := make([]error, files)
+
+	for i := range files {
+		wg.Go(func() {
+			rule, err := run.RuleFor(path(i))
+			if err == nil {
+				_, err = rule.Rekey(path(i))
+			}
+
+			errs[i] = err
+		})
+	}
+
+	wg.Wait()
+
+	for i := range files {
+		if errs[i] != nil {
+			t.Fatalf("Rekey f%d: %v", i, errs[i])
+		}
+
+		if got, err := sopsfile.DecryptFile(path(i)); err != nil || string(got) != fmt.Sprintf("f: %d\n", i) {
+			t.Errorf("f%d decrypts to %q, %v", i, got, err)
+		}
+
+		if got := recipientsOf(t, path(i)); len(got) != 1 || got[0] != k.recipient {
+			t.Errorf("f%d is encrypted for %v, want only %s", i, got, k.recipient)
+		}
 	}
 }
