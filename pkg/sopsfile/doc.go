@@ -8,4 +8,7 @@
 // SOPS output is randomised (fresh data key, IVs and MAC timestamp), so re-encrypting unchanged
 // data would churn Git on every run. WriteFile therefore leaves a file alone when its
 // decrypted content, recipients and encryption rule are unchanged.
+//
+// A Config is one run's view of the creation rules: it reads each rule once, and the files it
+// encrypts for the same recipients share one data key, new in every run.
 package sopsfile
