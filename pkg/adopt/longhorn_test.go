@@ -28,6 +28,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/talforge/talforge/internal/testenv/helmrepo"
 	"github.com/talforge/talforge/internal/testenv/kubeenv"
@@ -552,17 +553,25 @@ func createBackup(t *testing.T, ctx context.Context, dyn dynamic.Interface, ns, 
 	for k, v := range labels {
 		lbl[k] = v
 	}
-	b, err := res.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+	if _, err := res.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
 		"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{longhorn.BackupVolumeLabel: vol, longhorn.BackupTargetLabel: "default"}},
 		"spec":     map[string]any{"snapshotName": name + "-snap", "labels": lbl},
-	}}, metav1.CreateOptions{})
-	if err != nil {
+	}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	b.Object["status"] = map[string]any{"state": state, "volumeName": vol, "volumeSize": strconv.FormatInt(size, 10), "labels": lbl,
-		"backupTargetName": "default", "url": "s3://homelab-backups@us-east-1/?backup=" + name + "&volume=" + vol}
-	if _, err := res.UpdateStatus(ctx, b, metav1.UpdateOptions{}); err != nil {
+	// The manager adds its finalizer meanwhile, as longhorn-manager does: update the latest.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		b, err := res.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		b.Object["status"] = map[string]any{"state": state, "volumeName": vol, "volumeSize": strconv.FormatInt(size, 10), "labels": lbl,
+			"backupTargetName": "default", "url": "s3://homelab-backups@us-east-1/?backup=" + name + "&volume=" + vol}
+		_, err = res.UpdateStatus(ctx, b, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

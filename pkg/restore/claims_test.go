@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/talforge/talforge/internal/testenv/lhmanager"
 	"github.com/talforge/talforge/pkg/backuptarget"
@@ -357,17 +358,26 @@ func TestDRTestProvesTheDataAndLeavesNothing(t *testing.T) {
 // behind its back): the restore faults and talforge says so instead of binding a claim.
 func TestRestoreFailureIsReported(t *testing.T) {
 	f := newFixture(t)
-	b, err := f.dyn.Resource(longhorn.BackupGVR).Namespace(restore.Namespace).Create(f.ctx, &unstructured.Unstructured{Object: map[string]any{
+	backups := f.dyn.Resource(longhorn.BackupGVR).Namespace(restore.Namespace)
+	if _, err := backups.Create(f.ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
 		"metadata": map[string]any{"name": "backup-gone", "labels": map[string]any{lhmanager.LabelBackupVolume: "blog", lhmanager.LabelBackupTarget: "default"}},
 		"spec":     map[string]any{"snapshotName": ""},
-	}}, metav1.CreateOptions{})
-	if err != nil {
+	}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	b.Object["status"] = map[string]any{"state": "Completed", "volumeName": "blog", "volumeSize": "2147483648", "backupCreatedAt": time.Now().UTC().Format(time.RFC3339),
-		"url": target + "?backup=backup-gone&volume=blog"}
-	if _, err := f.dyn.Resource(longhorn.BackupGVR).Namespace(restore.Namespace).UpdateStatus(f.ctx, b, metav1.UpdateOptions{}); err != nil {
+	// The manager adds its finalizer meanwhile, as longhorn-manager does: update the latest.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		b, err := backups.Get(f.ctx, "backup-gone", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		b.Object["status"] = map[string]any{"state": "Completed", "volumeName": "blog", "volumeSize": "2147483648", "backupCreatedAt": time.Now().UTC().Format(time.RFC3339),
+			"url": target + "?backup=backup-gone&volume=blog"}
+		_, err = backups.UpdateStatus(f.ctx, b, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = f.rc.Restore(f.ctx, f.declared()[1])
