@@ -124,6 +124,16 @@ persistence:
 		ok, msg := backupTargetState(e.ctx, e.dyn)
 		return ok, msg
 	})
+	// Helm's CRDs are served one by one as each becomes Established: a Volume created while its
+	// CRD is not yet served is a 404 (it failed so in CI once), as it would be for any client.
+	waitFor(t, "Longhorn resources served", func() (bool, string) {
+		for _, gvr := range []schemaGVR{VolumeGVR, SnapshotGVR, BackupGVR, BackupVolumeGVR, RecurringJobGVR, EngineGVR, ReplicaGVR} {
+			if ok, err := m.crdServed(e.ctx, gvr); !ok {
+				return false, fmt.Sprintf("%s not served yet (%v)", gvr.Resource, err)
+			}
+		}
+		return true, ""
+	})
 	return e
 }
 
