@@ -7,21 +7,16 @@ import (
 	"strings"
 	"testing"
 
-	"filippo.io/age"
 	sopsconfig "github.com/getsops/sops/v3/config"
 
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
 
+// newRecipient is a new age recipient (newIdentity, with its identity in a file of its own).
 func newRecipient(t *testing.T) string {
 	t.Helper()
 
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	return id.Recipient().String()
+	return newIdentity(t, filepath.Join(t.TempDir(), "identity.txt"))
 }
 
 // sopsRecipients is the rule sops itself reads from conf for the file at abs: its recipients,
