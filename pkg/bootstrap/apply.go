@@ -227,16 +227,24 @@ func (r *Runner) checkRebooted(ctx context.Context, n Node, result *NodeResult) 
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
 
-	c, err := r.secureClient(ctx, n)
-	if err != nil {
-		return stepResult{seen: describe(err)}
-	}
+	var (
+		live *liveConfig
+		e    *Error
+	)
 
-	defer c.Close() // probe
+	err := r.call(ctx, n, modeSecure, func(c *client.Client) error {
+		if live, e = r.readLive(ctx, c, n); e != nil {
+			return e
+		}
 
-	live, e := r.readLive(ctx, c, n)
-	if e != nil {
+		return nil
+	})
+
+	switch {
+	case e != nil:
 		return stepResult{seen: e.Err.Error()}
+	case err != nil:
+		return stepResult{seen: describe(err)}
 	}
 
 	if changed, _, _ := redactedDiff(live.active, r.desired[n.Name]); changed { // a failed diff counts as "not yet"
@@ -275,14 +283,13 @@ func (r *Runner) applyInMaintenance(ctx context.Context, n Node) (string, error)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
 
-	c, err := r.insecureClient(ctx, n)
-	if err != nil {
-		return describe(err), nil
-	}
+	// The observation that found the node in maintenance mode left its connection open: the config
+	// goes on it, without another handshake.
+	err := r.call(ctx, n, modeMaintenance, func(c *client.Client) error {
+		_, err := c.ApplyConfiguration(ctx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: machine.ApplyConfigurationRequest_AUTO})
 
-	defer c.Close() // one call
-
-	_, err = c.ApplyConfiguration(ctx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: machine.ApplyConfigurationRequest_AUTO})
+		return err
+	})
 
 	switch {
 	case err == nil:
@@ -352,18 +359,32 @@ func (r *Runner) readLive(ctx context.Context, c *client.Client, n Node) (*liveC
 
 // reconcile compares a configured node's live config with the desired one and applies it when it differs.
 func (r *Runner) reconcile(ctx context.Context, n Node) (NodeResult, *Error) {
-	result := NodeResult{Node: n.Name}
-	desired := r.desired[n.Name]
-
 	callCtx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
 
-	c, err := r.secureClient(callCtx, n)
-	if err != nil {
-		return result, &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseCompare, Err: err}
+	var (
+		result = NodeResult{Node: n.Name}
+		e      *Error
+	)
+
+	err := r.call(callCtx, n, modeSecure, func(c *client.Client) error {
+		if result, e = r.reconcileOn(callCtx, c, n); e != nil {
+			return e
+		}
+
+		return nil
+	})
+	if err != nil && e == nil {
+		e = &Error{Node: n.Name, Endpoint: r.endpoint(n), Phase: PhaseCompare, Err: err}
 	}
 
-	defer c.Close() // short-lived
+	return result, e
+}
+
+// reconcileOn is reconcile on the node's connection c.
+func (r *Runner) reconcileOn(callCtx context.Context, c *client.Client, n Node) (NodeResult, *Error) {
+	result := NodeResult{Node: n.Name}
+	desired := r.desired[n.Name]
 
 	live, e := r.readLive(callCtx, c, n)
 	if e != nil {

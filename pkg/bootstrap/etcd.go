@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
 )
 
 // EtcdAction is what Bootstrap did.
@@ -130,36 +131,35 @@ func (r *Runner) observeEtcdOn(ctx context.Context, n Node) cpEtcd {
 		ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 		defer cancel()
 
-		c, err := r.secureClient(ctx, n)
-		if err != nil {
-			return err
-		}
+		var members *machine.EtcdMemberListResponse
 
-		defer c.Close() // probe
-
-		svc, err := c.ServiceInfo(ctx, "etcd")
-		if err != nil {
-			return err
-		}
-
-		for _, s := range svc {
-			if s.Service.GetState() == "Running" {
-				seen.running = true
+		err := r.call(ctx, n, modeSecure, func(c *client.Client) error {
+			svc, err := c.ServiceInfo(ctx, "etcd")
+			if err != nil {
+				return err
 			}
-		}
 
-		// Before etcd has a member, Talos cannot list members (there is no etcd to ask): that is the
-		// expected answer of an unbootstrapped cluster, not an unreachable node.
-		resp, err := c.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{})
-		if err == nil {
-			for _, msg := range resp.GetMessages() {
-				for _, m := range msg.GetMembers() {
-					seen.members = append(seen.members, m.GetHostname())
+			for _, s := range svc {
+				if s.Service.GetState() == "Running" {
+					seen.running = true
 				}
 			}
+
+			// Before etcd has a member, Talos cannot list members (there is no etcd to ask): that is the
+			// expected answer of an unbootstrapped cluster, not an unreachable node (nor a reason to
+			// drop the connection).
+			members, _ = c.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{}) //nolint:errcheck // see above
+
+			return nil
+		})
+
+		for _, msg := range members.GetMessages() {
+			for _, m := range msg.GetMembers() {
+				seen.members = append(seen.members, m.GetHostname())
+			}
 		}
 
-		return nil
+		return err
 	}()
 	if err == nil {
 		return seen
@@ -269,14 +269,9 @@ func (r *Runner) callBootstrap(ctx context.Context, n Node) (string, bootstrapOu
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
 
-	c, err := r.secureClient(ctx, n)
-	if err != nil {
-		return describe(err), bootstrapRetry
-	}
-
-	defer c.Close() // one call
-
-	err = c.Bootstrap(ctx, &machine.BootstrapRequest{})
+	err := r.call(ctx, n, modeSecure, func(c *client.Client) error {
+		return c.Bootstrap(ctx, &machine.BootstrapRequest{})
+	})
 
 	switch {
 	case err == nil:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/siderolabs/talos/pkg/machinery/client"
+
 	"github.com/talforge/talforge/pkg/gitops"
 	"github.com/talforge/talforge/pkg/sopsfile"
 )
@@ -55,14 +57,15 @@ func (r *Runner) fetchKubeconfig(ctx context.Context, n Node) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
 
-	c, err := r.secureClient(ctx, n)
-	if err != nil {
-		return nil, err
-	}
+	var kubeconfig []byte
 
-	defer c.Close() // one call
+	err := r.call(ctx, n, modeSecure, func(c *client.Client) (err error) {
+		kubeconfig, err = c.Kubeconfig(ctx)
 
-	return c.Kubeconfig(ctx)
+		return err
+	})
+
+	return kubeconfig, err
 }
 
 // Store writes the kubeconfig and the talosconfig SOPS-encrypted into dir (clusters/<name>/) with the

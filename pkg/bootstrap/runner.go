@@ -22,8 +22,9 @@ import (
 	"github.com/talforge/talforge/pkg/parallel"
 )
 
-// Runner brings one cluster up. It holds no state between calls besides its inputs: every method observes
-// the nodes first, so any method can be re-run after an interruption.
+// Runner brings one cluster up. It holds no state between calls besides its inputs and its connections
+// to the nodes (see conns): every method observes the nodes first, so any method can be re-run after an
+// interruption. Close closes the connections.
 type Runner struct {
 	cluster     Cluster
 	opts        Options
@@ -32,6 +33,7 @@ type Runner struct {
 	progress    *progress
 	// secrets scrubs the desired configs' secret values from messages nodes send back.
 	secrets scrubber
+	conns   conns
 }
 
 // New checks the inputs and returns a Runner. It refuses inconsistent input before touching any node: a
@@ -164,8 +166,8 @@ func (r *Runner) controlPlanes() []Node {
 
 func (r *Runner) endpoint(n Node) string { return n.endpoint(r.opts.TalosPort) }
 
-// secureClient talks to one node with the talosconfig's CA and client certificate. A fresh client per
-// attempt keeps gRPC's reconnect backoff out of the wait loops.
+// secureClient talks to one node with the talosconfig's CA and client certificate. Calls get it through
+// Runner.call, which reuses it while it works and dials afresh after a failure (see conns).
 func (r *Runner) secureClient(ctx context.Context, n Node) (*client.Client, error) {
 	return client.New(ctx, client.WithConfig(r.talosconfig), client.WithEndpoints(r.endpoint(n)))
 }
@@ -220,7 +222,7 @@ func (r *Runner) observe(ctx context.Context, n Node) observation {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
 
-	stage, err := readStage(ctx, r.secureClient, n)
+	stage, err := r.readStage(ctx, n, modeSecure)
 	if err == nil {
 		return observation{state: stateConfigured, stage: stage, seen: "configured mode, stage " + stage.String()}
 	}
@@ -231,7 +233,7 @@ func (r *Runner) observe(ctx context.Context, n Node) observation {
 
 	secureErr := err
 
-	stage, err = readStage(ctx, r.insecureClient, n)
+	stage, err = r.readStage(ctx, n, modeMaintenance)
 	if err == nil {
 		return observation{state: stateMaintenance, stage: stage, seen: "maintenance mode, stage " + stage.String()}
 	}
@@ -243,20 +245,19 @@ func (r *Runner) observe(ctx context.Context, n Node) observation {
 	return observation{state: stateDown, seen: describe(err)}
 }
 
-func readStage(ctx context.Context, dial func(context.Context, Node) (*client.Client, error), n Node) (runtime.MachineStage, error) {
-	c, err := dial(ctx, n)
-	if err != nil {
-		return runtime.MachineStageUnknown, err
-	}
+func (r *Runner) readStage(ctx context.Context, n Node, mode connMode) (runtime.MachineStage, error) {
+	stage := runtime.MachineStageUnknown
 
-	defer c.Close() // read-only probe
+	err := r.call(ctx, n, mode, func(c *client.Client) error {
+		ms, err := safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
+		if err == nil {
+			stage = ms.TypedSpec().Stage
+		}
 
-	ms, err := safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
-	if err != nil {
-		return runtime.MachineStageUnknown, err
-	}
+		return err
+	})
 
-	return ms.TypedSpec().Stage, nil
+	return stage, err
 }
 
 // isHandshakeFailure reports a TLS failure: something answered, but the identities did not match.

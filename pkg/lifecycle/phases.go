@@ -149,6 +149,13 @@ func (r *run) newRunner(p *phase, dryRun bool) error {
 	return nil
 }
 
+// closeRunner closes the Talos runner's connections to the nodes, if it was built.
+func (r *run) closeRunner() {
+	if r.runner != nil {
+		_ = r.runner.Close() // closing probe connections: nothing to report
+	}
+}
+
 func (r *run) apply(ctx context.Context, p *phase) error {
 	if err := r.newRunner(p, false); err != nil {
 		return err

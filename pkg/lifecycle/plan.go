@@ -236,6 +236,7 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 		if runner, err = bootstrap.New(subset, o); err != nil {
 			return err
 		}
+		defer runner.Close() //nolint:errcheck // closing probe connections: nothing to report
 		res, err := runner.Apply(ctx)
 		if err != nil {
 			return fmt.Errorf("reading the live node configs: %w", err)

@@ -103,6 +103,7 @@ func Rebuild(ctx context.Context, opts Options, ro RebuildOptions) (*RebuildResu
 		return nil, err
 	}
 	defer unlock()
+	defer r.closeRunner()
 	res := &RebuildResult{Up: r.res}
 	r.opts.OnPhase(PhasePlan)
 	p := r.rep.phase(PhasePlan)

@@ -84,8 +84,8 @@ type TalosReport struct {
 
 // talosRun loads the profile, renders the stored configs and builds the Talos runner for a
 // single Talos stage (a dry run when readOnly), noting when clusters/<name>/ (what Git holds)
-// is not what is applied. Unless readOnly, it holds the cluster's run lock; release it with
-// the returned function.
+// is not what is applied. Unless readOnly, it holds the cluster's run lock; release it (and
+// the runner's connections) with the returned function.
 func talosRun(ctx context.Context, opts Options, readOnly bool) (context.Context, *run, func(), error) {
 	r, err := loadRun(ctx, opts)
 	if err != nil {
@@ -113,7 +113,7 @@ func talosRun(ctx context.Context, opts Options, readOnly bool) (context.Context
 		unlock()
 		return ctx, nil, nil, err
 	}
-	return ctx, r, unlock, nil
+	return ctx, r, func() { r.closeRunner(); unlock() }, nil
 }
 
 // ApplyConfigs brings every node to its rendered config (up's apply phase), with mode for

@@ -189,6 +189,7 @@ func Up(ctx context.Context, opts Options) (*UpResult, error) {
 		return nil, err
 	}
 	defer unlock()
+	defer r.closeRunner()
 	if err := r.up(ctx); err != nil {
 		return r.res, err
 	}

@@ -273,8 +273,9 @@ func takeAfterResponse(ctx context.Context) func() {
 	return fn
 }
 
-// afterResponseHandler is a stats.Handler that runs registered after-response work once an RPC ended.
-type afterResponseHandler struct{}
+// afterResponseHandler is a stats.Handler that runs registered after-response work once an RPC ended,
+// and counts the node's connections.
+type afterResponseHandler struct{ n *Node }
 
 func (afterResponseHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
 	return context.WithValue(ctx, afterResponseKey{}, &afterResponse{})
@@ -294,4 +295,14 @@ func (afterResponseHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) c
 	return ctx
 }
 
-func (afterResponseHandler) HandleConn(context.Context, stats.ConnStats) {}
+// HandleConn counts a connection whose TLS handshake succeeded: grpc-go reports ConnBegin once the
+// server transport (handshake included) is up.
+func (h afterResponseHandler) HandleConn(_ context.Context, s stats.ConnStats) {
+	if _, ok := s.(*stats.ConnBegin); !ok {
+		return
+	}
+
+	h.n.mu.Lock()
+	h.n.conns++
+	h.n.mu.Unlock()
+}

@@ -191,7 +191,7 @@ func (n *Node) bootLocked(lis net.Listener) error {
 		grpc.Creds(credentials.NewTLS(tlsConfig)),
 		grpc.ChainUnaryInterceptor(n.unaryInterceptor),
 		grpc.ChainStreamInterceptor(n.streamInterceptor),
-		grpc.StatsHandler(afterResponseHandler{}),
+		grpc.StatsHandler(afterResponseHandler{n: n}),
 	)
 
 	machine.RegisterMachineServiceServer(srv, &machineService{n: n})

@@ -122,6 +122,7 @@ type Node struct {
 	dead            bool // never boots again
 	interrupts      map[string]interruptSpec
 	calls           map[string]int
+	conns           int             // connections accepted (TLS handshakes that succeeded), across reboots
 	pulled          map[string]bool // images in the containerd store (pulledKey); a disk keeps them across reboots
 }
 
@@ -291,6 +292,15 @@ func (n *Node) Calls(fullMethod string) int {
 	defer n.mu.Unlock()
 
 	return n.calls[fullMethod]
+}
+
+// Conns returns how many connections the node accepted (each one a TLS handshake that succeeded),
+// across reboots.
+func (n *Node) Conns() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+
+	return n.conns
 }
 
 // SetStuckInMaintenance makes every later install fail: the node accepts a config in maintenance mode,
