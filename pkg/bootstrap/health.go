@@ -226,7 +226,7 @@ func (r *Runner) healthAPIServer(ctx context.Context, kube Kube) error {
 
 		v, err := kube.ServerVersion(ctx)
 		if err != nil {
-			return stepResult{seen: describe(err)}
+			return stepResult{seen: describe(err), soon: true}
 		}
 
 		r.progress.printf("", "health: kube-apiserver %s answers at %s", v, kube.Server())
@@ -284,6 +284,6 @@ func (r *Runner) healthNodes(ctx context.Context, kube Kube) error {
 			return stepResult{done: true}
 		}
 
-		return stepResult{seen: last.String()}
+		return stepResult{seen: last.String(), soon: true}
 	})
 }

@@ -107,10 +107,10 @@ func benchProfile(n int) (string, []string) {
 // planes + VIP) and 12 (3 + 9 workers). It reports the wall time, the model's critical path
 // (upGraph) and their ratio, which must stay within 1.10.
 //
-// talforge's poll cadences are scaled by the same 1/100 (Talos and Longhorn 2 s → 20 ms,
-// Proxmox tasks from 50 ms → 1 ms growing to 20 ms) so that they cost the same share of the
-// critical path as they do on a real homelab; everything else is the product's default
-// (Proxmox parallelism included).
+// talforge's poll cadences are scaled by the same 1/100 (Talos and Longhorn 2 s → 20 ms;
+// Proxmox tasks, proxmox.DefaultPoll: 50 ms → 0.5 ms, growing to 500 ms → 5 ms) so that they
+// cost the same share of the critical path as they do on a real homelab; everything else is
+// the product's default (Proxmox parallelism included).
 func BenchmarkUp(b *testing.B) {
 	for _, n := range []int{3, 12} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) { benchUp(b, n) })
@@ -170,6 +170,9 @@ func benchUp(b *testing.B, n int) {
 	}
 }
 
+// scaled is d at the model's scale.
+func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * benchScale) }
+
 // benchOptions are lab.options() with talforge's poll cadences scaled like the model.
 func benchOptions(b *testing.B, env *e2e.Env, proj *e2e.Project, out *syncBuffer) lifecycle.Options {
 	l := &lab{env: env, proj: proj, charts: b.TempDir(), out: out}
@@ -178,7 +181,9 @@ func benchOptions(b *testing.B, env *e2e.Env, proj *e2e.Project, out *syncBuffer
 	if os.Getenv("BENCH_DETAIL") != "" {
 		opts.Detail = stampWriter{b: b, start: time.Now()}
 	}
-	opts.Proxmox = proxmox.Options{Poll: proxmox.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond, Factor: 1.5}}
+	poll := proxmox.DefaultPoll()
+	poll.Initial, poll.Max = scaled(poll.Initial), scaled(poll.Max)
+	opts.Proxmox = proxmox.Options{Poll: poll}
 	opts.Talos.PollInterval = 20 * time.Millisecond
 	opts.Longhorn.Poll = 20 * time.Millisecond
 	opts.Renderers = []generate.Renderer{longhorn.Files}

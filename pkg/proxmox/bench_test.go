@@ -94,7 +94,7 @@ func median(ds []time.Duration) time.Duration {
 func BenchmarkProvision12VMs(b *testing.B) {
 	const n = 12
 
-	own := Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Factor: 1.5}
+	own := DefaultPoll()
 	telmate := Backoff{Initial: 2 * time.Second, Max: 2 * time.Second, Factor: 1}
 
 	cases := []struct {
