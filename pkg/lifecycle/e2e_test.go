@@ -1,17 +1,23 @@
 package lifecycle_test
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/talforge/talforge/pkg/gitops"
 	"github.com/talforge/talforge/pkg/lifecycle"
+	"github.com/talforge/talforge/pkg/profile"
+	"github.com/talforge/talforge/pkg/proxmox"
 )
 
 const (
@@ -63,9 +69,26 @@ func TestUpFromEmptyProxmoxThenNothingChanges(t *testing.T) {
 	gitInit(t, l.proj.Root)
 	opts := l.options()
 	opts.Commit = true
+	var (
+		mu          sync.Mutex
+		phase       string
+		connectedIn []string
+	)
+	opts.OnPhase = func(name string) { mu.Lock(); phase = name; mu.Unlock() }
+	opts.ConnectPVE = func(ctx context.Context, c *profile.Cluster) (proxmox.API, error) {
+		mu.Lock()
+		connectedIn = append(connectedIn, phase)
+		mu.Unlock()
+		return lifecycle.ConnectProfilePVE(ctx, c)
+	}
 	start := time.Now()
 	res := l.up(t.Context(), opts)
 	t.Logf("first up: %s", time.Since(start).Round(time.Millisecond))
+	// Proxmox is read while generate runs (the plan needs the profile, not generate's output),
+	// over the one connection of the run.
+	if !slices.Equal(connectedIn, []string{lifecycle.PhaseGenerate}) {
+		t.Errorf("up connected to Proxmox during the phases %q, want once, during generate", connectedIn)
+	}
 	if !res.Committed {
 		t.Error("up --commit did not commit")
 	}
@@ -242,5 +265,40 @@ func certificatesRenewBeforeExpiry(t *testing.T, l *lab) {
 	}
 	if got := l.env.TalosCalls(kubeconfigRPC) - fetches; got != 0 {
 		t.Errorf("a year before expiry the kubeconfig was fetched %d times, want reused", got)
+	}
+}
+
+// TestUpGenerateFailureDoesNotWaitForProxmox: up reads Proxmox while generate runs; when
+// generate fails, up reports that at once rather than waiting for a Proxmox that does not
+// answer, and the reading is cancelled.
+func TestUpGenerateFailureDoesNotWaitForProxmox(t *testing.T) {
+	l := newLab(t)
+	opts := l.options()
+	opts.Renderers = append(opts.Renderers, func(*profile.Cluster) ([]gitops.File, error) {
+		return nil, errors.New("the renderer broke")
+	})
+	cancelled := make(chan struct{})
+	opts.ConnectPVE = func(ctx context.Context, _ *profile.Cluster) (proxmox.API, error) {
+		<-ctx.Done() // a Proxmox that never answers
+		close(cancelled)
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err := lifecycle.Up(ctx, opts)
+	if err == nil || !strings.Contains(err.Error(), "the renderer broke") {
+		t.Fatalf("up: %v, want the renderer's error", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("up took %s to report a generate failure", took.Round(time.Millisecond))
+	}
+	select {
+	case <-cancelled:
+	default:
+		t.Error("the Proxmox reading was not cancelled when up ended")
+	}
+	if len(l.env.PVE.MutatingRequests()) > 0 {
+		t.Errorf("mutating PVE requests after a failed generate: %v", l.env.PVE.MutatingRequests())
 	}
 }

@@ -174,18 +174,84 @@ func (r *run) planProxmox(ctx context.Context, rep *PlanReport) error {
 	if err != nil {
 		return err
 	}
-	api, err := r.connect(ctx)
-	if err != nil {
-		return err
-	}
-	if rep.Proxmox, err = proxmox.Observe(ctx, api, r.cluster.Metadata.Name, specs, boot); err != nil {
-		return err
+	if seen, ok := r.waitEarly(); ok && sameImage(seen.image, img) {
+		if seen.err != nil {
+			return seen.err
+		}
+		rep.Proxmox = seen.plan
+	} else {
+		api, err := r.connect(ctx)
+		if err != nil {
+			return err
+		}
+		if rep.Proxmox, err = proxmox.Observe(ctx, api, r.cluster.Metadata.Name, specs, boot); err != nil {
+			return err
+		}
 	}
 	rep.Proxmox.Findings = proxmox.LintSpecs(specs, img)
 	// A node in conflict is left alone and the others go on (Plan.Blocked); the conflicts
 	// make the plan fail once every stage is planned.
 	rep.Steps = append(rep.Steps, proxmoxSteps(rep.Proxmox, nil)...)
 	return nil
+}
+
+// earlyObservation is Proxmox as observeEarly saw it, for the profile's image.
+type earlyObservation struct {
+	image *schematic.Image
+	api   proxmox.API
+	plan  *proxmox.Plan
+	err   error
+}
+
+// observeEarly starts reading Proxmox while generate runs: the plan needs what is there and the
+// image the nodes boot, which the profile decides, not generate's output. Observing changes
+// nothing, so a generate that fails has still changed nothing on Proxmox. The read (a login and
+// a listing, ~10 ms on a LAN) is then off the critical path of up (issue 16).
+func (r *run) observeEarly(ctx context.Context) {
+	r.stopEarly = func() {}
+	if r.cluster.Proxmox == nil || r.pve != nil || r.opts.ConnectPVE == nil {
+		return
+	}
+	img, err := schematic.ForCluster(r.cluster)
+	if err != nil {
+		return // planProxmox reports it
+	}
+	specs, boot, err := proxmox.Desired(r.cluster, img)
+	if err != nil {
+		return // planProxmox reports it
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan earlyObservation, 1)
+	go func() {
+		seen := earlyObservation{image: img}
+		if seen.api, seen.err = r.opts.ConnectPVE(ctx, r.cluster); seen.err == nil {
+			seen.plan, seen.err = proxmox.Observe(ctx, seen.api, r.cluster.Metadata.Name, specs, boot)
+		}
+		done <- seen
+	}()
+	r.early = func() earlyObservation { return <-done }
+	r.stopEarly = func() {
+		cancel()
+		_, _ = r.waitEarly() // the reading ends with its context
+	}
+}
+
+// waitEarly waits for observeEarly's reading, once; ok is false when there is none (any more).
+// The connection it made becomes the run's.
+func (r *run) waitEarly() (earlyObservation, bool) {
+	if r.early == nil {
+		return earlyObservation{}, false
+	}
+	seen := r.early()
+	r.early = nil
+	if r.pve == nil && seen.api != nil {
+		r.pve = seen.api
+	}
+	return seen, true
+}
+
+func sameImage(a, b *schematic.Image) bool {
+	return a != nil && b != nil && a.ID == b.ID && a.Factory == b.Factory && a.TalosVersion == b.TalosVersion && a.Platform == b.Platform
 }
 
 // image is the rendered image, or the profile's when nothing is rendered yet.
