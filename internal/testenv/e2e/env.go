@@ -62,8 +62,8 @@ type Latency struct {
 	// ISOBoot is a VM's start until its Talos maintenance API answers (talosnode StartDelay,
 	// counted from the VM's start in PVE).
 	ISOBoot time.Duration
-	// Install is a config applied in maintenance mode until the node answers in configured
-	// mode: install to disk and reboot (talosnode InstallDelay).
+	// Install is a config sent to a node in maintenance mode until the node answers in
+	// configured mode: applying it, install to disk and reboot (talosnode InstallDelay).
 	Install time.Duration
 	// Bootstrap is the etcd Bootstrap call until etcd runs with its first member (talosnode
 	// EtcdStartDelay); the other control planes join JoinDelay later.

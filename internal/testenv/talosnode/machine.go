@@ -42,6 +42,7 @@ func (s *machineService) Version(context.Context, *emptypb.Empty) (*machine.Vers
 // ApplyConfiguration validates the config like a metal node and applies it according to the node's mode.
 func (s *machineService) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigurationRequest) (*machine.ApplyConfigurationResponse, error) {
 	n := s.n
+	received := time.Now()
 
 	cfg, err := loadConfig(req.GetData())
 	if err != nil {
@@ -56,7 +57,7 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, req *machine.Ap
 	}
 
 	if n.active == nil {
-		return s.applyInMaintenanceLocked(ctx, req, cfg)
+		return s.applyInMaintenanceLocked(ctx, req, cfg, received)
 	}
 
 	if current, desired := n.active.provider.Machine().Type(), cfg.provider.Machine().Type(); current != desired {
@@ -113,7 +114,9 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, req *machine.Ap
 	}
 }
 
-func (s *machineService) applyInMaintenanceLocked(ctx context.Context, req *machine.ApplyConfigurationRequest, cfg *loadedConfig) (*machine.ApplyConfigurationResponse, error) {
+func (s *machineService) applyInMaintenanceLocked(ctx context.Context, req *machine.ApplyConfigurationRequest, cfg *loadedConfig,
+	received time.Time,
+) (*machine.ApplyConfigurationResponse, error) {
 	n := s.n
 
 	// Talos ≥ 1.13 rewrites REBOOT to NO_REBOOT in maintenance: the node simply continues its boot (install,
@@ -136,7 +139,7 @@ func (s *machineService) applyInMaintenanceLocked(ctx context.Context, req *mach
 	n.applyInProgress = true
 	n.log("accepted config in maintenance mode; installing")
 
-	runAfterResponse(ctx, func() { n.reboot(talosruntime.MachineStageInstalling, n.installDownTime()) })
+	runAfterResponse(ctx, func() { n.reboot(talosruntime.MachineStageInstalling, n.installDownTime(received)) })
 
 	return &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{
 		Mode:        machine.ApplyConfigurationRequest_NO_REBOOT,
@@ -287,13 +290,14 @@ func (n *Node) requireControlPlaneLocked(api string) error {
 }
 
 // installDownTime is how long the node stays down to install a config accepted in maintenance
-// mode: Options.InstallDelay counts from the response, which the node outlives by the flush grace.
-func (n *Node) installDownTime() time.Duration {
+// mode, asked once the response went out and the flush grace passed: what is left of
+// Options.InstallDelay, which counts from the request's arrival.
+func (n *Node) installDownTime(received time.Time) time.Duration {
 	if n.opts.InstallDelay <= 0 {
 		return n.opts.BootDelay
 	}
 
-	return max(n.opts.InstallDelay-responseFlushGrace, 0)
+	return max(n.opts.InstallDelay-time.Since(received), 0)
 }
 
 // startEtcdLocked makes the node etcd's first member Options.EtcdStartDelay after an accepted

@@ -51,8 +51,10 @@ type Options struct {
 	// JoinDelay is how long a configured control plane takes to join an already bootstrapped etcd.
 	JoinDelay time.Duration
 	// InstallDelay, when set, is how long an install from maintenance mode takes, from the
-	// ApplyConfiguration response until the API answers in configured mode (install to disk and
-	// reboot, as one figure of a latency model). Default: the response flush grace plus BootDelay.
+	// ApplyConfiguration request's arrival until the API answers in configured mode (applying the
+	// config, install to disk and reboot, as one figure of a latency model: the node's own work on
+	// the config, parsing and validating it, is part of it, as it is of a real node's minute).
+	// Default: the response flush grace plus BootDelay.
 	InstallDelay time.Duration
 	// EtcdStartDelay is how long etcd takes to start after a Bootstrap call was accepted: the node
 	// becomes etcd's first member (and the cluster bootstrapped) this long after the call. Until
