@@ -8,7 +8,8 @@
 //     Helm release, Kubernetes objects), so an interrupted run resumes where it stopped and a
 //     run over a cluster that is in place changes nothing: no mutating PVE request, no
 //     ApplyConfiguration or Bootstrap call, no Helm upgrade, no file written. One progress line
-//     per phase and per node, each with its elapsed time.
+//     per phase and per node, each with its elapsed time. Proxmox is read (never changed) while
+//     generate runs, as the plan needs only the profile and what Proxmox holds.
 //   - Plan: what Up would do, without doing it: the Proxmox plan, a redacted config diff per
 //     node against the live node, the etcd bootstrap state and the Longhorn steps (install,
 //     upgrade ladder, drift). PlanReport.Changes drives `talforge plan`'s exit code 2.
