@@ -174,11 +174,11 @@ func (r *run) planProxmox(ctx context.Context, rep *PlanReport) error {
 	if err != nil {
 		return err
 	}
-	if seen, ok := r.waitEarly(); ok && sameImage(seen.image, img) {
-		if seen.err != nil {
-			return seen.err
+	if read := r.takeEarly(); read != nil && sameImage(read.image, img) {
+		if read.err != nil {
+			return read.err
 		}
-		rep.Proxmox = seen.plan
+		rep.Proxmox = read.plan
 	} else {
 		api, err := r.connect(ctx)
 		if err != nil {
@@ -195,21 +195,26 @@ func (r *run) planProxmox(ctx context.Context, rep *PlanReport) error {
 	return nil
 }
 
-// earlyObservation is Proxmox as observeEarly saw it, for the profile's image.
-type earlyObservation struct {
-	image *schematic.Image
-	api   proxmox.API
-	plan  *proxmox.Plan
-	err   error
+// proxmoxReading is a reading of Proxmox that up starts while generate runs (observeEarly): the
+// plan needs what Proxmox holds and the image the nodes boot, which the profile decides, not
+// generate's output. Reading changes nothing, so a generate that fails has still changed
+// nothing on Proxmox. The read (a login and a listing, ~10 ms on a LAN) is then off the
+// critical path of up (issue 16).
+type proxmoxReading struct {
+	image  *schematic.Image
+	cancel context.CancelFunc
+	done   chan struct{}
+	taken  bool
+	// Set once done is closed.
+	api  proxmox.API
+	plan *proxmox.Plan
+	err  error
 }
 
-// observeEarly starts reading Proxmox while generate runs: the plan needs what is there and the
-// image the nodes boot, which the profile decides, not generate's output. Observing changes
-// nothing, so a generate that fails has still changed nothing on Proxmox. The read (a login and
-// a listing, ~10 ms on a LAN) is then off the critical path of up (issue 16).
+// observeEarly starts the reading; planProxmox takes it (takeEarly), and up stops it as it ends
+// (stopEarly).
 func (r *run) observeEarly(ctx context.Context) {
-	r.stopEarly = func() {}
-	if r.cluster.Proxmox == nil || r.pve != nil || r.opts.ConnectPVE == nil {
+	if r.cluster.Proxmox == nil || r.opts.ConnectPVE == nil {
 		return
 	}
 	img, err := schematic.ForCluster(r.cluster)
@@ -221,33 +226,38 @@ func (r *run) observeEarly(ctx context.Context) {
 		return // planProxmox reports it
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan earlyObservation, 1)
+	read := &proxmoxReading{image: img, cancel: cancel, done: make(chan struct{})}
 	go func() {
-		seen := earlyObservation{image: img}
-		if seen.api, seen.err = r.opts.ConnectPVE(ctx, r.cluster); seen.err == nil {
-			seen.plan, seen.err = proxmox.Observe(ctx, seen.api, r.cluster.Metadata.Name, specs, boot)
+		defer close(read.done)
+		if read.api, read.err = r.opts.ConnectPVE(ctx, r.cluster); read.err == nil {
+			read.plan, read.err = proxmox.Observe(ctx, read.api, r.cluster.Metadata.Name, specs, boot)
 		}
-		done <- seen
 	}()
-	r.early = func() earlyObservation { return <-done }
-	r.stopEarly = func() {
-		cancel()
-		_, _ = r.waitEarly() // the reading ends with its context
-	}
+	r.early = read
 }
 
-// waitEarly waits for observeEarly's reading, once; ok is false when there is none (any more).
-// The connection it made becomes the run's.
-func (r *run) waitEarly() (earlyObservation, bool) {
-	if r.early == nil {
-		return earlyObservation{}, false
+// takeEarly waits for the early reading and hands it over, once (nil when there is none). Its
+// connection becomes the run's.
+func (r *run) takeEarly() *proxmoxReading {
+	read := r.early
+	if read == nil || read.taken {
+		return nil
 	}
-	seen := r.early()
-	r.early = nil
-	if r.pve == nil && seen.api != nil {
-		r.pve = seen.api
+	read.taken = true
+	<-read.done
+	if r.pve == nil && read.api != nil {
+		r.pve = read.api
 	}
-	return seen, true
+	return read
+}
+
+// stopEarly ends the reading at the end of up: one nobody took (generate failed) is cancelled,
+// so the run does not wait for Proxmox.
+func (r *run) stopEarly() {
+	if r.early != nil {
+		r.early.cancel()
+		<-r.early.done
+	}
 }
 
 func sameImage(a, b *schematic.Image) bool {

@@ -83,10 +83,8 @@ type run struct {
 	kubeconfig []byte
 	kubeServer string
 	pve        proxmox.API
-	// early, when set, waits for the Proxmox observation observeEarly started; stopEarly
-	// cancels it and waits for it to end.
-	early     func() earlyObservation
-	stopEarly func()
+	// early is the reading of Proxmox up started during generate, until the plan takes it.
+	early *proxmoxReading
 }
 
 // loadRun loads and validates the profile (validation problems come back as they are: they
@@ -208,7 +206,7 @@ func Up(ctx context.Context, opts Options) (*UpResult, error) {
 // up runs every phase after validate.
 func (r *run) up(ctx context.Context) error {
 	r.observeEarly(ctx)
-	defer r.stopEarly() // a run that ends before its plan (generate failed) does not wait for Proxmox
+	defer r.stopEarly()
 	steps := []stage{{name: PhaseGenerate, apply: r.generate}, {name: PhasePlan, apply: r.planPhase}}
 	for _, step := range append(steps, r.stages()...) {
 		r.opts.OnPhase(step.name)
