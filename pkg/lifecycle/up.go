@@ -205,9 +205,14 @@ func Up(ctx context.Context, opts Options) (*UpResult, error) {
 
 // up runs every phase after validate.
 func (r *run) up(ctx context.Context) error {
-	r.observeEarly(ctx)
 	defer r.stopEarly()
-	steps := []stage{{name: PhaseGenerate, apply: r.generate}, {name: PhasePlan, apply: r.planPhase}}
+	generate := func(ctx context.Context, p *phase) error {
+		// Started once the generate phase is announced: the reading belongs to it, and a
+		// progress UI or test that follows OnPhase sees it there.
+		r.observeEarly(ctx)
+		return r.generate(ctx, p)
+	}
+	steps := []stage{{name: PhaseGenerate, apply: generate}, {name: PhasePlan, apply: r.planPhase}}
 	for _, step := range append(steps, r.stages()...) {
 		r.opts.OnPhase(step.name)
 		p := r.rep.phase(step.name)
