@@ -639,6 +639,34 @@ func TestBootstrapHealthy(t *testing.T) {
 		}
 	})
 
+	// Control planes join etcd on their own once the first member runs (talosnode JoinDelay);
+	// the health wait looks again after PollInterval/8 while they do, not after a whole
+	// PollInterval.
+	t.Run("members that join are looked at again soon", func(t *testing.T) {
+		e := emulate(t, r, emulateOptions{subnet: 18, configured: r.configs, etcdStartDelay: 10 * time.Millisecond, joinDelay: 1500 * time.Millisecond})
+
+		var out syncBuffer
+
+		const interval = 8 * time.Second
+
+		start := time.Now()
+
+		if _, err := e.runner(t, &out, bootstrap.Options{PollInterval: interval}).BootstrapHealthy(t.Context()); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+
+		// etcd is seen running after one pause of interval/8 (1 s) and the joins after one
+		// or two more: about 2 s in all. One pause of a whole interval would make it 9 s.
+		if took := time.Since(start); took >= interval*3/4 {
+			t.Fatalf("BootstrapHealthy took %s with a %s poll interval: the etcd waits did not look again soon\n%s",
+				took.Round(time.Millisecond), interval, out.String())
+		}
+
+		if !strings.Contains(out.String(), "etcd not running") {
+			t.Fatalf("the etcd health wait never saw a member still joining, so this test proves nothing:\n%s", out.String())
+		}
+	})
+
 	t.Run("a node without apid", func(t *testing.T) {
 		e := emulate(t, r, emulateOptions{subnet: 13, configured: r.configs, etcdStartDelay: etcdStart})
 		e.nodes["worker-3"].RefuseFor(time.Minute)

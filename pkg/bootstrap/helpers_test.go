@@ -159,6 +159,8 @@ type emulateOptions struct {
 	autoReboots bool
 	// etcdStartDelay is how long etcd takes to start after an accepted Bootstrap.
 	etcdStartDelay time.Duration
+	// joinDelay is how long a further control plane takes to join a running etcd (default 50 ms).
+	joinDelay time.Duration
 	// startDelay defers each node's first boot, which a node that cannot boot yet (a configured worker
 	// before any control plane) then retries.
 	startDelay time.Duration
@@ -173,6 +175,10 @@ func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
 		opts.bootDelay = 100 * time.Millisecond
 	}
 
+	if opts.joinDelay == 0 {
+		opts.joinDelay = 50 * time.Millisecond
+	}
+
 	for i, n := range r.cluster.Nodes {
 		node, err := talosnode.Start(t.Context(), talosnode.Options{
 			Address:        fmt.Sprintf("127.0.%d.%d:0", opts.subnet, i+1),
@@ -180,7 +186,7 @@ func emulate(t *testing.T, r rendered, opts emulateOptions) *emulated {
 			Cluster:        e.etcd,
 			Config:         opts.configured[n.Name],
 			BootDelay:      opts.bootDelay,
-			JoinDelay:      50 * time.Millisecond,
+			JoinDelay:      opts.joinDelay,
 			AutoReboots:    opts.autoReboots,
 			EtcdStartDelay: opts.etcdStartDelay,
 			StartDelay:     opts.startDelay,

@@ -42,12 +42,12 @@ type stepResult struct {
 }
 
 // soonDivisor: while a node refuses connections (booting, installing, rebooting), etcd is
-// starting after an accepted Bootstrap, kube-apiserver is not up yet or nodes are still
-// registering, wait looks again after PollInterval/soonDivisor. A refused connect costs
-// nothing, and the etcd check (three short calls per control plane) and the node list go over
-// connections that are already open; each of these waits ends the moment the thing is up:
-// with the 2 s default it is seen 0.125 s after it happened on average instead of 1 s, on the
-// critical path of `up` (issue 16).
+// starting after an accepted Bootstrap or its other members are joining, kube-apiserver is
+// not up yet or nodes are still registering, wait looks again after PollInterval/soonDivisor.
+// A refused connect costs nothing, and the etcd check (three short calls per control plane)
+// and the node list go over connections that are already open; each of these waits ends the
+// moment the thing is up: with the 2 s default it is seen 0.125 s after it happened on average
+// instead of 1 s, on the critical path of `up` (issue 16).
 const soonDivisor = 8
 
 // wait polls step until it is done, fails, or the timeout passes. It prints a line whenever the observation
