@@ -29,8 +29,10 @@ type Runner struct {
 	cluster     Cluster
 	opts        Options
 	talosconfig *clientconfig.Config
-	desired     map[string]config.Provider
-	progress    *progress
+	// clusterTLS is talosconfig's TLS config, parsed once (nil: machinery builds it per dial).
+	clusterTLS *tls.Config
+	desired    map[string]config.Provider
+	progress   *progress
 	// secrets scrubs the desired configs' secret values from messages nodes send back.
 	secrets scrubber
 	conns   conns
@@ -115,6 +117,10 @@ func New(c Cluster, opts Options) (*Runner, error) {
 		return nil, fmt.Errorf("talosconfig: context %q needs a CA, a client certificate and a key", tc.Context)
 	}
 
+	if r.clusterTLS, err = clusterTLS(ctx); err != nil {
+		return nil, fmt.Errorf("talosconfig: context %q: %w", tc.Context, err)
+	}
+
 	r.talosconfig = tc
 
 	return r, nil
@@ -169,7 +175,12 @@ func (r *Runner) endpoint(n Node) string { return n.endpoint(r.opts.TalosPort) }
 // secureClient talks to one node with the talosconfig's CA and client certificate. Calls get it through
 // Runner.call, which reuses it while it works and dials afresh after a failure (see conns).
 func (r *Runner) secureClient(ctx context.Context, n Node) (*client.Client, error) {
-	return client.New(ctx, client.WithConfig(r.talosconfig), client.WithEndpoints(r.endpoint(n)))
+	opts := []client.OptionFunc{client.WithConfig(r.talosconfig), client.WithEndpoints(r.endpoint(n))}
+	if r.clusterTLS != nil {
+		opts = append(opts, client.WithTLSConfig(r.clusterTLS)) // the config stays for the cluster name
+	}
+
+	return client.New(ctx, opts...)
 }
 
 // insecureClient talks to a node in maintenance mode, which serves a self-signed certificate.
