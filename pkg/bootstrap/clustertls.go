@@ -41,8 +41,7 @@ func clusterTLS(ctx *clientconfig.Context) (*tls.Config, error) {
 		return nil, err
 	}
 
-	// As buildTLSConfig sets it; ClientAuth means nothing to a client.
-	cfg := &tls.Config{RootCAs: roots, ClientAuth: tls.RequireAndVerifyClientCert}
+	cfg := &tls.Config{RootCAs: roots}
 	if crt != nil {
 		cfg.Certificates = []tls.Certificate{*crt}
 	}

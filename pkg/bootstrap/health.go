@@ -87,9 +87,6 @@ func (f *failing) add(n Node, reason string) {
 
 func (f *failing) String() string { return strings.Join(f.reasons, "; ") }
 
-// isUnreachable reports whether a reason of failing is healthEtcd's "unreachable".
-func isUnreachable(reason string) bool { return strings.HasSuffix(reason, ": unreachable") }
-
 // ips lists the failing nodes' IPs for talosctl -n, or the given nodes' when none failed.
 func (f *failing) ips(fallback []Node) string {
 	nodes := f.nodes
@@ -208,7 +205,7 @@ func (r *Runner) healthEtcd(ctx context.Context) error {
 
 		// Members that are starting or joining come up on their own, soon after the first one
 		// runs; unreachable nodes and members of another profile do not.
-		return stepResult{seen: seen, soon: len(extra) == 0 && !slices.ContainsFunc(last.reasons, isUnreachable)}
+		return stepResult{seen: seen, soon: len(extra) == 0 && len(view.unreachable) == 0}
 	})
 }
 

@@ -206,13 +206,7 @@ func Up(ctx context.Context, opts Options) (*UpResult, error) {
 // up runs every phase after validate.
 func (r *run) up(ctx context.Context) error {
 	defer r.stopEarly()
-	generate := func(ctx context.Context, p *phase) error {
-		// Started once the generate phase is announced: the reading belongs to it, and a
-		// progress UI or test that follows OnPhase sees it there.
-		r.observeEarly(ctx)
-		return r.generate(ctx, p)
-	}
-	steps := []stage{{name: PhaseGenerate, apply: generate}, {name: PhasePlan, apply: r.planPhase}}
+	steps := []stage{{name: PhaseGenerate, apply: r.generate}, {name: PhasePlan, apply: r.planPhase}}
 	for _, step := range append(steps, r.stages()...) {
 		r.opts.OnPhase(step.name)
 		p := r.rep.phase(step.name)
@@ -225,7 +219,10 @@ func (r *run) up(ctx context.Context) error {
 	return nil
 }
 
+// generate is up's generate phase. Proxmox is read meanwhile (observeEarly), from the phase's
+// start: the reading belongs to it, as a progress UI or test that follows OnPhase sees.
 func (r *run) generate(ctx context.Context, p *phase) error {
+	r.observeEarly(ctx)
 	res, err := generate.Run(ctx, generate.Options{Profile: r.opts.Profile, Renderers: r.opts.Renderers, Log: r.opts.Detail, Render: true})
 	if err != nil {
 		return err
