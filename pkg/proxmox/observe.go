@@ -6,6 +6,7 @@ package proxmox
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -67,9 +68,9 @@ func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot 
 
 	api = retryingReads{api}
 
-	vms, err := api.ListVMs(ctx)
+	vms, err := listSettled(ctx, api)
 	if err != nil {
-		return nil, fmt.Errorf("listing VMs: %w", err)
+		return nil, err
 	}
 
 	sort.Slice(vms, func(i, j int) bool { return vms[i].VMID < vms[j].VMID })
@@ -124,6 +125,44 @@ func Observe(ctx context.Context, api API, cluster string, specs []VMSpec, boot 
 	}
 
 	return plan, nil
+}
+
+// createSettleTimeout bounds how long Observe waits for VMs whose create is still running.
+const createSettleTimeout = 5 * time.Minute
+
+// listSettled lists the VMs once no create is running. While PVE creates a VM, the VM is
+// listed locked and without name or tags (create_and_lock_config writes only the lock; the
+// worker writes the rest at its end), so it may be a node of this cluster whose create an
+// interrupted run left running: a plan made meanwhile would create that node a second time.
+// A VM still locked and nameless after createSettleTimeout (a create whose worker died leaves
+// its lock) is an error that says how to clear it.
+func listSettled(ctx context.Context, api API) ([]VMResource, error) {
+	deadline := time.Now().Add(createSettleTimeout)
+	poll := DefaultPoll()
+
+	var delay time.Duration
+
+	for {
+		vms, err := api.ListVMs(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing VMs: %w", err)
+		}
+
+		i := slices.IndexFunc(vms, func(vm VMResource) bool { return vm.Locked && vm.Name == "" && !vm.Container })
+		if i < 0 {
+			return vms, nil
+		}
+
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("VM %d on %s is still being created after %s (locked, no name yet): talforge cannot tell whose it is; "+
+				"if no create task of it runs (Datacenter > Tasks), clear the lock: qm unlock %d", vms[i].VMID, vms[i].Node, createSettleTimeout, vms[i].VMID)
+		}
+
+		delay = poll.next(delay)
+		if err := sleepCtx(ctx, delay); err != nil {
+			return nil, err
+		}
+	}
 }
 
 func isoPresent(ctx context.Context, api API, node string, boot BootImage) (bool, error) {

@@ -418,3 +418,36 @@ func TestCloneFromTemplate(t *testing.T) {
 		t.Errorf("plan after clone has changes")
 	}
 }
+
+// TestRerunWhileCreatesRun re-runs at once after an interrupted apply, while PVE still runs
+// its creates: the VMs are locked and nameless until their tasks end, and the plan must wait
+// for them instead of creating the nodes a second time.
+func TestRerunWhileCreatesRun(t *testing.T) {
+	e := newEnv(t, "ha", withLatency(map[string]time.Duration{"qmcreate": 400 * time.Millisecond, "qmstart": 50 * time.Millisecond}))
+	ctx, cancel := context.WithCancel(context.Background())
+	p := e.plan(ctx)
+
+	time.AfterFunc(150*time.Millisecond, cancel)
+
+	if _, err := e.executor(Options{}).Apply(ctx, p); !errors.Is(err, context.Canceled) {
+		t.Fatalf("apply error %v, want context.Canceled", err)
+	}
+
+	locked := 0
+
+	for _, vm := range e.srv.VMs() {
+		if vm.Config["lock"] == "create" {
+			locked++
+		}
+	}
+
+	if locked == 0 {
+		t.Fatal("no create was running when the re-run began: the test proves nothing")
+	}
+
+	if _, _, err := e.provision(context.Background(), Options{}); err != nil {
+		t.Fatalf("re-run: %v\n%s", err, e.events)
+	}
+
+	e.assertConverged()
+}
