@@ -119,7 +119,12 @@ func ReadTalos(ctx context.Context, name string, o TalosOptions) (*TalosImport, 
 		o.Endpoint = hostOnly(tctx.Endpoints[0])
 	}
 
-	r := &reader{tc: tc, port: o.Port, timeout: o.Timeout}
+	id, err := bootstrap.NewIdentity(tc)
+	if err != nil {
+		return nil, fmt.Errorf("talosconfig: %w", err)
+	}
+
+	r := &reader{id: id, port: o.Port, timeout: o.Timeout}
 
 	ep, err := r.read(ctx, o.Endpoint)
 	if err != nil {
@@ -216,13 +221,13 @@ func bundleFrom(ep *liveNode, fromConfig []byte) (*secrets.Bundle, error) {
 
 // reader reads nodes with the cluster's talosconfig.
 type reader struct {
-	tc      *clientconfig.Config
+	id      *bootstrap.Identity
 	port    int
 	timeout time.Duration
 }
 
 func (r *reader) connect(ctx context.Context, ip string) (*client.Client, error) {
-	return client.New(ctx, client.WithConfig(r.tc), client.WithEndpoints(bootstrap.Endpoint(ip, r.port)))
+	return r.id.Client(ctx, bootstrap.Endpoint(ip, r.port))
 }
 
 // read fetches a node's live config and Talos version. Its errors name the node, what failed

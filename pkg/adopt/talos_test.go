@@ -16,6 +16,7 @@ import (
 	factory "github.com/siderolabs/image-factory/pkg/schematic"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
@@ -472,6 +473,24 @@ func TestTalosImportErrors(t *testing.T) {
 
 	other := buildOtherTalosconfig(t)
 
+	// The cluster's certificate with another cluster's key: refused before any node is dialled.
+	mixed, err := clientconfig.FromBytes(hm.talosconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	otherTC, err := clientconfig.FromBytes(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	mixed.Contexts[mixed.Context].Key = otherTC.Contexts[otherTC.Context].Key
+
+	mixedRaw, err := mixed.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	tests := []struct {
 		name string
 		opts TalosOptions
@@ -486,6 +505,11 @@ func TestTalosImportErrors(t *testing.T) {
 			name: "talosconfig of another cluster",
 			opts: TalosOptions{Talosconfig: other},
 			want: []string{"127.0.10.11", "does not accept this talosconfig", "use the talosconfig of the cluster you import"},
+		},
+		{
+			name: "key of another certificate",
+			opts: TalosOptions{Talosconfig: mixedRaw},
+			want: []string{"talosconfig: context", "private key does not match public key"},
 		},
 		{
 			name: "worker as endpoint",

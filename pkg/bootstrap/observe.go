@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"github.com/cosi-project/runtime/pkg/safe"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
-	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 )
 
@@ -39,12 +37,12 @@ func Endpoint(ip string, port int) string {
 
 // Observe reads a node's MachineStatus, as the cluster first (mTLS with the talosconfig), then
 // as a maintenance client. It never changes the node.
-func Observe(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) Observation {
-	read := func(opts ...client.OptionFunc) (*runtime.MachineStatus, error) {
+func Observe(ctx context.Context, endpoint string, id *Identity, timeout time.Duration) Observation {
+	read := func(dial func(context.Context, string) (*client.Client, error)) (*runtime.MachineStatus, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 
-		c, err := client.New(ctx, append(opts, client.WithEndpoints(endpoint))...)
+		c, err := dial(ctx, endpoint)
 		if err != nil {
 			return nil, err
 		}
@@ -53,14 +51,14 @@ func Observe(ctx context.Context, endpoint string, tc *clientconfig.Config, time
 		return safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
 	}
 
-	ms, err := read(client.WithConfig(tc))
+	ms, err := read(id.Client)
 	if err == nil {
 		return Observation{Mode: "configured", Stage: stageName(ms.TypedSpec().Stage), Ready: ms.TypedSpec().Status.Ready}
 	}
 
 	secureErr := err
 
-	ms, err = read(client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true})) // maintenance mode has no verifiable identity
+	ms, err = read(maintenanceClient)
 	if err == nil {
 		return Observation{Mode: "maintenance", Stage: stageName(ms.TypedSpec().Stage)}
 	}
@@ -81,11 +79,11 @@ func stageName(s runtime.MachineStage) string {
 func ShortError(err error) string { return describe(err) }
 
 // EtcdMembers asks a configured control plane for etcd's members (hostnames, sorted).
-func EtcdMembers(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) ([]string, error) {
+func EtcdMembers(ctx context.Context, endpoint string, id *Identity, timeout time.Duration) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	c, err := client.New(ctx, client.WithConfig(tc), client.WithEndpoints(endpoint))
+	c, err := id.Client(ctx, endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +116,11 @@ type Versions struct {
 
 // NodeVersions asks a configured node which Talos version it runs and reads the kubelet image
 // of the machine config it runs (that needs os:admin; Kubelet stays empty without it).
-func NodeVersions(ctx context.Context, endpoint string, tc *clientconfig.Config, timeout time.Duration) (Versions, error) {
+func NodeVersions(ctx context.Context, endpoint string, id *Identity, timeout time.Duration) (Versions, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	c, err := client.New(ctx, client.WithConfig(tc), client.WithEndpoints(endpoint))
+	c, err := id.Client(ctx, endpoint)
 	if err != nil {
 		return Versions{}, err
 	}

@@ -26,13 +26,11 @@ import (
 // to the nodes (see conns): every method observes the nodes first, so any method can be re-run after an
 // interruption. Close closes the connections.
 type Runner struct {
-	cluster     Cluster
-	opts        Options
-	talosconfig *clientconfig.Config
-	// clusterTLS is talosconfig's TLS config, parsed once (nil: machinery builds it per dial).
-	clusterTLS *tls.Config
-	desired    map[string]config.Provider
-	progress   *progress
+	cluster  Cluster
+	opts     Options
+	identity *Identity
+	desired  map[string]config.Provider
+	progress *progress
 	// secrets scrubs the desired configs' secret values from messages nodes send back.
 	secrets scrubber
 	conns   conns
@@ -117,11 +115,9 @@ func New(c Cluster, opts Options) (*Runner, error) {
 		return nil, fmt.Errorf("talosconfig: context %q needs a CA, a client certificate and a key", tc.Context)
 	}
 
-	if r.clusterTLS, err = clusterTLS(ctx); err != nil {
-		return nil, fmt.Errorf("talosconfig: context %q: %w", tc.Context, err)
+	if r.identity, err = NewIdentity(tc); err != nil {
+		return nil, fmt.Errorf("talosconfig: %w", err)
 	}
-
-	r.talosconfig = tc
 
 	return r, nil
 }
@@ -175,19 +171,19 @@ func (r *Runner) endpoint(n Node) string { return n.endpoint(r.opts.TalosPort) }
 // secureClient talks to one node with the talosconfig's CA and client certificate. Calls get it through
 // Runner.call, which reuses it while it works and dials afresh after a failure (see conns).
 func (r *Runner) secureClient(ctx context.Context, n Node) (*client.Client, error) {
-	opts := []client.OptionFunc{client.WithConfig(r.talosconfig), client.WithEndpoints(r.endpoint(n))}
-	if r.clusterTLS != nil {
-		opts = append(opts, client.WithTLSConfig(r.clusterTLS)) // the config stays for the cluster name
-	}
-
-	return client.New(ctx, opts...)
+	return r.identity.Client(ctx, r.endpoint(n))
 }
 
 // insecureClient talks to a node in maintenance mode, which serves a self-signed certificate.
 func (r *Runner) insecureClient(ctx context.Context, n Node) (*client.Client, error) {
+	return maintenanceClient(ctx, r.endpoint(n))
+}
+
+// maintenanceClient dials a node in maintenance mode, which serves a self-signed certificate.
+func maintenanceClient(ctx context.Context, endpoint string) (*client.Client, error) {
 	return client.New(ctx,
 		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), // maintenance mode has no verifiable identity
-		client.WithEndpoints(r.endpoint(n)))
+		client.WithEndpoints(endpoint))
 }
 
 type nodeState int

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
-
 	"github.com/talforge/talforge/pkg/bootstrap"
 	"github.com/talforge/talforge/pkg/longhorn"
 	"github.com/talforge/talforge/pkg/profile"
@@ -384,7 +382,7 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 // versionReader reads the versions a configured node runs (zero when it does not answer),
 // with the talosconfig parsed once for every node.
 func (r *run) versionReader() func(context.Context, bootstrap.Node) bootstrap.Versions {
-	tc, err := clientconfig.FromBytes(r.talos.Talosconfig)
+	id, err := talosIdentity(r.talos.Talosconfig)
 	if err != nil {
 		return func(context.Context, bootstrap.Node) bootstrap.Versions { return bootstrap.Versions{} }
 	}
@@ -393,7 +391,7 @@ func (r *run) versionReader() func(context.Context, bootstrap.Node) bootstrap.Ve
 		timeout = 15 * time.Second
 	}
 	return func(ctx context.Context, n bootstrap.Node) bootstrap.Versions {
-		v, err := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, r.opts.Talos.TalosPort), tc, timeout)
+		v, err := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, r.opts.Talos.TalosPort), id, timeout)
 		if err != nil {
 			return bootstrap.Versions{}
 		}

@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -224,7 +223,7 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 		}
 		return
 	}
-	tc, err := clientconfig.FromBytes(in.Talosconfig)
+	id, err := talosIdentity(in.Talosconfig)
 	if err != nil {
 		st.problem("talosconfig: %v", err)
 		return
@@ -238,9 +237,9 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 			continue
 		}
 		wg.Go(func() {
-			n.Talos = bootstrap.Observe(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
+			n.Talos = bootstrap.Observe(ctx, bootstrap.Endpoint(n.IP, port), id, timeout)
 			if n.Talos.Mode == "configured" {
-				v, _ := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
+				v, _ := bootstrap.NodeVersions(ctx, bootstrap.Endpoint(n.IP, port), id, timeout)
 				n.TalosVersion = v.Talos
 			}
 		})
@@ -252,7 +251,7 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 		if n.Role != string(profile.RoleControlPlane) || n.Talos.Mode != "configured" {
 			continue
 		}
-		members, err := bootstrap.EtcdMembers(ctx, bootstrap.Endpoint(n.IP, port), tc, timeout)
+		members, err := bootstrap.EtcdMembers(ctx, bootstrap.Endpoint(n.IP, port), id, timeout)
 		if err != nil {
 			errs = append(errs, n.Name+": "+bootstrap.ShortError(err))
 			continue

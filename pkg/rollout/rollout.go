@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/talforge/talforge/pkg/bootstrap"
 )
 
 // Node is one machine of the cluster, as the profile declares it.
@@ -192,7 +194,7 @@ func oneMinorAtATime(product, field, runs, from, to string) error {
 type Rollout struct {
 	c    Cluster
 	opts Options
-	tc   *clientconfig.Config
+	id   *bootstrap.Identity
 	cs   kubernetes.Interface
 	dyn  dynamic.Interface
 	out  io.Writer
@@ -211,6 +213,10 @@ func New(c Cluster, opts Options) (*Rollout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("talosconfig: %w", err)
 	}
+	id, err := bootstrap.NewIdentity(tc)
+	if err != nil {
+		return nil, fmt.Errorf("talosconfig: %w", err)
+	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(c.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -224,7 +230,7 @@ func New(c Cluster, opts Options) (*Rollout, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Rollout{c: c, opts: opts, tc: tc, cs: cs, dyn: dyn, out: opts.Progress}, nil
+	return &Rollout{c: c, opts: opts, id: id, cs: cs, dyn: dyn, out: opts.Progress}, nil
 }
 
 func (r *Rollout) logf(node, format string, args ...any) {

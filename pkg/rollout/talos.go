@@ -26,7 +26,7 @@ func (r *Rollout) endpoint(n Node) string {
 func (r *Rollout) talos(ctx context.Context, n Node, fn func(context.Context, *client.Client) error) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
 	defer cancel()
-	c, err := client.New(ctx, client.WithConfig(r.tc), client.WithEndpoints(r.endpoint(n)))
+	c, err := r.id.Client(ctx, r.endpoint(n))
 	if err != nil {
 		return err
 	}
