@@ -215,17 +215,20 @@ func (st *StatusReport) observeVMs(ctx context.Context, opts Options, c *profile
 }
 
 func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profile.Cluster, timeout time.Duration) {
-	in, _, err := renderTalos(ctx, c)
-	if err != nil {
-		st.problem("Talos: %v", err)
+	unknown := func(format string, err error) {
+		st.problem(format, err)
 		for i := range st.Nodes {
 			st.Nodes[i].Talos = TalosObservation{Mode: "unknown"}
 		}
+	}
+	in, _, err := renderTalos(ctx, c)
+	if err != nil {
+		unknown("Talos: %v", err)
 		return
 	}
 	id, err := talosIdentity(in.Talosconfig)
 	if err != nil {
-		st.problem("talosconfig: %v", err)
+		unknown("talosconfig: %v", err)
 		return
 	}
 	port := opts.Talos.TalosPort

@@ -1,0 +1,75 @@
+package lifecycle_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+
+	"github.com/talforge/talforge/pkg/generate"
+	"github.com/talforge/talforge/pkg/lifecycle"
+	"github.com/talforge/talforge/pkg/sopsfile"
+)
+
+// TestStatusNamesATalosconfigThatCannotDial: a stored talosconfig whose key is not its
+// certificate's is one problem that names the context, and every node's Talos state is
+// unknown, instead of a TLS error per node.
+func TestStatusNamesATalosconfigThatCannotDial(t *testing.T) {
+	l := newLab(t)
+	opts := l.options()
+	if _, err := generate.Run(t.Context(), generate.Options{Profile: opts.Profile, Renderers: opts.Renderers}); err != nil {
+		t.Fatalf("generate: %v", err)
+	}
+
+	path := filepath.Join(l.outDir(), "talosconfig.sops.yaml")
+	plain, err := sopsfile.DecryptFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := clientconfig.FromBytes(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Contexts[tc.Context].Key = base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "ED25519 PRIVATE KEY", Bytes: der}))
+	broken, err := tc.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sopsfile.WriteFile(path, broken); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := lifecycle.Status(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var talosProblems []string
+	for _, p := range st.Problems {
+		if strings.HasPrefix(p, "talosconfig") {
+			talosProblems = append(talosProblems, p)
+		}
+	}
+	want := `talosconfig: context "` + tc.Context + `": `
+	if len(talosProblems) != 1 || !strings.HasPrefix(talosProblems[0], want) || !strings.Contains(talosProblems[0], "private key does not match public key") {
+		t.Errorf("problems %q: want one starting %q that says the key does not match", st.Problems, want)
+	}
+	for _, n := range st.Nodes {
+		if n.Talos.Mode != "unknown" {
+			t.Errorf("node %s: Talos %+v, want unknown", n.Name, n.Talos)
+		}
+	}
+}
