@@ -98,10 +98,13 @@ func ReadTalos(ctx context.Context, name string, o TalosOptions) (*TalosImport, 
 		return nil, fmt.Errorf("talosconfig: %w", err)
 	}
 
-	tctx := tc.Contexts[tc.Context]
-	if tctx == nil {
-		return nil, fmt.Errorf("talosconfig: its current context %q does not exist", tc.Context)
+	// NewIdentity refuses a current context that does not exist, so tctx below is set.
+	id, err := bootstrap.NewIdentity(tc)
+	if err != nil {
+		return nil, fmt.Errorf("talosconfig: %w", err)
 	}
+
+	tctx := tc.Contexts[tc.Context]
 
 	if o.Port == 0 {
 		o.Port = DefaultTalosPort
@@ -117,11 +120,6 @@ func ReadTalos(ctx context.Context, name string, o TalosOptions) (*TalosImport, 
 		}
 
 		o.Endpoint = hostOnly(tctx.Endpoints[0])
-	}
-
-	id, err := bootstrap.NewIdentity(tc)
-	if err != nil {
-		return nil, fmt.Errorf("talosconfig: %w", err)
 	}
 
 	r := &reader{id: id, port: o.Port, timeout: o.Timeout}

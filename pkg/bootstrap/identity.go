@@ -36,6 +36,16 @@ func NewIdentity(tc *clientconfig.Config) (*Identity, error) {
 	return &Identity{config: tc, tls: cfg}, nil
 }
 
+// ParseIdentity is NewIdentity of a talosconfig's bytes.
+func ParseIdentity(talosconfig []byte) (*Identity, error) {
+	tc, err := clientconfig.FromBytes(talosconfig)
+	if err != nil {
+		return nil, err
+	}
+
+	return NewIdentity(tc)
+}
+
 // Client dials one node's Talos API (host:port) with the identity.
 func (id *Identity) Client(ctx context.Context, endpoint string) (*client.Client, error) {
 	opts := []client.OptionFunc{client.WithConfig(id.config), client.WithEndpoints(endpoint)}

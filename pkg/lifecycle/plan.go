@@ -382,7 +382,7 @@ func (r *run) planTalos(ctx context.Context, rep *PlanReport) error {
 // versionReader reads the versions a configured node runs (zero when it does not answer),
 // with the talosconfig parsed once for every node.
 func (r *run) versionReader() func(context.Context, bootstrap.Node) bootstrap.Versions {
-	id, err := talosIdentity(r.talos.Talosconfig)
+	id, err := bootstrap.ParseIdentity(r.talos.Talosconfig)
 	if err != nil {
 		return func(context.Context, bootstrap.Node) bootstrap.Versions { return bootstrap.Versions{} }
 	}

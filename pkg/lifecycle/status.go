@@ -226,7 +226,7 @@ func (st *StatusReport) observeTalos(ctx context.Context, opts Options, c *profi
 		unknown("Talos: %v", err)
 		return
 	}
-	id, err := talosIdentity(in.Talosconfig)
+	id, err := bootstrap.ParseIdentity(in.Talosconfig)
 	if err != nil {
 		unknown("talosconfig: %v", err)
 		return

@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"context"
 
-	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	machinetype "github.com/siderolabs/talos/pkg/machinery/config/machine"
 
 	"github.com/talforge/talforge/pkg/bootstrap"
@@ -29,15 +28,6 @@ func talosCluster(r *generate.Rendered) bootstrap.Cluster {
 		in.Nodes = append(in.Nodes, bootstrap.Node{Name: cfg.Node.Name, IP: cfg.Node.IP, Role: role, Config: cfg.Bytes})
 	}
 	return in
-}
-
-// talosIdentity parses a talosconfig into the identity every node read of one command shares.
-func talosIdentity(talosconfig []byte) (*bootstrap.Identity, error) {
-	tc, err := clientconfig.FromBytes(talosconfig)
-	if err != nil {
-		return nil, err
-	}
-	return bootstrap.NewIdentity(tc)
 }
 
 // renderTalos renders every node's config from the profile and the stored secrets bundle, in

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
-	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -209,11 +208,7 @@ func New(c Cluster, opts Options) (*Rollout, error) {
 	if !strings.HasSuffix(c.Image, ":"+c.Version) {
 		return nil, fmt.Errorf("installer image %q is not of Talos %s", c.Image, c.Version)
 	}
-	tc, err := clientconfig.FromBytes(c.Talosconfig)
-	if err != nil {
-		return nil, fmt.Errorf("talosconfig: %w", err)
-	}
-	id, err := bootstrap.NewIdentity(tc)
+	id, err := bootstrap.ParseIdentity(c.Talosconfig)
 	if err != nil {
 		return nil, fmt.Errorf("talosconfig: %w", err)
 	}
