@@ -1,15 +1,12 @@
 package lifecycle_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/siderolabs/crypto/x509"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 
 	"github.com/talforge/talforge/pkg/generate"
@@ -36,15 +33,11 @@ func TestStatusNamesATalosconfigThatCannotDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, other, err := ed25519.GenerateKey(rand.Reader)
+	other, err := x509.NewEd25519Key()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc.Contexts[tc.Context].Key = base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "ED25519 PRIVATE KEY", Bytes: der}))
+	tc.Contexts[tc.Context].Key = base64.StdEncoding.EncodeToString(other.PrivateKeyPEM)
 	broken, err := tc.Bytes()
 	if err != nil {
 		t.Fatal(err)
